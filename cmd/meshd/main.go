@@ -1,0 +1,61 @@
+// Command meshd is the mesh broadcast daemon: it hosts and joins chat rooms
+// over UDP multicast and serves the control API that meshctl drives.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"meshd/daemon"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "meshd:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	var (
+		configPath  = flag.String("config", "", "configuration `file` (default: built-in configuration)")
+		checkConfig = flag.String("check-config", "", "validate the configuration `file` and exit")
+		version     = flag.Bool("version", false, "print the version and exit")
+	)
+	flag.Parse()
+	if flag.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q (see meshd -h)", flag.Arg(0))
+	}
+	switch {
+	case *version:
+		fmt.Println("meshd", daemon.Version)
+		return nil
+	case *checkConfig != "":
+		if _, err := daemon.Load(*checkConfig); err != nil {
+			return err
+		}
+		fmt.Printf("%s: configuration is valid\n", *checkConfig)
+		return nil
+	}
+
+	cfg := daemon.Default()
+	if *configPath != "" {
+		var err error
+		if cfg, err = daemon.Load(*configPath); err != nil {
+			return err
+		}
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.SlogLevel()}))
+	d, err := daemon.New(cfg, log)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	return d.Run(ctx)
+}

@@ -1,0 +1,134 @@
+// Package ctl is meshd's control API: the JSON types that cross the Unix
+// socket, the paths they travel on, and a Client for front ends such as
+// meshctl. It imports nothing from the daemon side, so a front end that
+// links it links no transport, crypto or room code.
+package ctl
+
+import "time"
+
+// APIVersion is the path prefix of every endpoint. A breaking change to any
+// endpoint gets a new prefix; additions (new fields, new endpoints) do not.
+const APIVersion = "v0"
+
+// VersionHeader carries the daemon's build version on every response.
+const VersionHeader = "Meshd-Version"
+
+// Error is the body of every non-2xx response.
+type Error struct {
+	// Error is a sentence a person can act on, e.g.
+	// `room "general" is not known: run "meshctl rooms" to see the rooms on this network`.
+	Error string `json:"error"`
+}
+
+// Status answers GET /v0/status.
+type Status struct {
+	Version     string           `json:"version"`
+	PublicKey   string           `json:"public_key"`  // hex Ed25519 key of this daemon
+	Fingerprint string           `json:"fingerprint"` // short form shown to people
+	Nick        string           `json:"nick"`        // default nick for joins
+	Boot        uint32           `json:"boot"`        // persisted boot counter
+	Uptime      Duration         `json:"uptime"`
+	Socket      string           `json:"socket"`
+	StateDir    string           `json:"state_dir"`
+	Discovery   string           `json:"discovery"` // group:port
+	Hosted      int              `json:"hosted"`
+	Joined      int              `json:"joined"`
+	Known       int              `json:"known"` // rooms in the discovery cache
+	Counters    map[string]int64 `json:"counters"`
+}
+
+// Room is one room as this daemon sees it. Rooms are identified by
+// (host key, name); Ref is the unambiguous name@fingerprint form.
+type Room struct {
+	Name        string    `json:"name"`
+	Ref         string    `json:"ref"`         // name@fingerprint
+	HostKey     string    `json:"host_key"`    // hex Ed25519 public key Q
+	Fingerprint string    `json:"fingerprint"` // short fingerprint of HostKey
+	Addrs       []string  `json:"addrs"`       // TCP join addresses S
+	Group       string    `json:"group"`       // data group:port
+	Serial      uint64    `json:"serial"`      // announcement sequence T
+	Hosted      bool      `json:"hosted"`      // this daemon is the host
+	Joined      bool      `json:"joined"`      // this daemon is a member
+	Nick        string    `json:"nick,omitempty"`
+	Members     int       `json:"members,omitempty"`
+	LastSeq     uint64    `json:"last_seq,omitempty"` // newest sequence delivered here
+	Expires     time.Time `json:"expires,omitzero"`   // when the announcement lapses
+	State       string    `json:"state,omitempty"`    // for joined rooms: "connecting", "connected", "disconnected"
+}
+
+// Member is one participant of a room.
+type Member struct {
+	Nick        string `json:"nick"`
+	Fingerprint string `json:"fingerprint"`
+	Host        bool   `json:"host,omitempty"`
+	Path        string `json:"path,omitempty"` // "multicast" or "tcp"
+}
+
+// Who answers GET /v0/rooms/{room}/who.
+type Who struct {
+	Room    Room     `json:"room"`
+	Members []Member `json:"members"`
+}
+
+// HostRequest is the body of POST /v0/rooms/host.
+type HostRequest struct {
+	Name string `json:"name"`
+}
+
+// JoinRequest is the body of POST /v0/rooms/join.
+type JoinRequest struct {
+	Room string `json:"room"` // name or name@fingerprint
+	Nick string `json:"nick,omitempty"`
+}
+
+// SayRequest is the body of POST /v0/rooms/{room}/say.
+type SayRequest struct {
+	Text string `json:"text"`
+}
+
+// SayResult answers a say: the place the host gave the message.
+type SayResult struct {
+	Room string `json:"room"`
+	Seq  uint64 `json:"seq"`
+}
+
+// Event kinds on the event stream.
+const (
+	EventMessage     = "message"      // a sequenced chat line
+	EventJoin        = "join"         // a member joined (sequenced)
+	EventPart        = "part"         // a member left (sequenced)
+	EventRoomAppear  = "room_appear"  // an announcement for a new room was verified
+	EventRoomExpire  = "room_expire"  // a room's announcements stopped
+	EventRoomState   = "room_state"   // this daemon's link to a joined room changed
+	EventSnapshotEnd = "snapshot_end" // the initial state is complete; live events follow
+	// EventOverflow is the last line of a stream whose reader fell too far
+	// behind: events were dropped, so the reader must resubscribe (with
+	// since = the last Seq it saw) to catch up.
+	EventOverflow = "overflow"
+)
+
+// Event is one line of the newline-delimited JSON stream at GET /v0/events.
+type Event struct {
+	Kind string `json:"kind"`
+	Room string `json:"room,omitempty"` // room ref
+	Seq  uint64 `json:"seq,omitempty"`  // for sequenced events
+	Nick string `json:"nick,omitempty"`
+	// Fingerprint is the short fingerprint of the member who sent or joined.
+	Fingerprint string `json:"fingerprint,omitempty"`
+	Text        string `json:"text,omitempty"`
+	State       string `json:"state,omitempty"` // for room_state
+	Info        *Room  `json:"info,omitempty"`  // for room_appear
+}
+
+// Duration marshals as a Go duration string ("1m30s").
+type Duration time.Duration
+
+// MarshalText implements encoding.TextMarshaler.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	*d = Duration(v)
+	return err
+}

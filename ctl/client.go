@@ -1,0 +1,289 @@
+package ctl
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+)
+
+// Host is the pseudo host name in the URLs the Client requests. The socket
+// path decides where a request goes; the name only makes the URLs valid
+// and recognisable, e.g. in curl --unix-socket ... http://meshd.sock/v0/status.
+const Host = "meshd.sock"
+
+// ErrNotRunning is wrapped by the error a Client returns when nothing
+// listens on the control socket. Test for it with errors.Is.
+var ErrNotRunning = errors.New("meshd is not running")
+
+// notRunningError says which socket was tried and how to fix it.
+type notRunningError struct {
+	path string
+	err  error
+}
+
+func (e *notRunningError) Error() string {
+	return fmt.Sprintf(`meshd is not running (nothing listening on %s); start it with "meshd" or "systemctl start meshd", or point -socket / MESHD_SOCKET at its socket`, e.path)
+}
+
+func (e *notRunningError) Unwrap() []error { return []error{ErrNotRunning, e.err} }
+
+// APIError is a non-2xx answer from meshd.
+type APIError struct {
+	Status  int    // HTTP status code
+	Message string // the daemon's explanation, meant for people
+}
+
+func (e *APIError) Error() string { return e.Message }
+
+// Client talks to meshd's control socket. The zero value uses
+// ClientSocketPath. A Client is safe for concurrent use; do not change
+// Socket or copy the Client after its first request.
+type Client struct {
+	// Socket is the path of meshd's control socket; "" means
+	// ClientSocketPath().
+	Socket string
+
+	once sync.Once
+	hc   *http.Client
+}
+
+func (c *Client) socketPath() string {
+	if c.Socket != "" {
+		return c.Socket
+	}
+	return ClientSocketPath()
+}
+
+func (c *Client) httpClient() *http.Client {
+	c.once.Do(func() {
+		path := c.socketPath()
+		var d net.Dialer
+		c.hc = &http.Client{Transport: &http.Transport{
+			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+				conn, err := d.DialContext(ctx, "unix", path)
+				if err != nil {
+					return nil, dialError(path, err)
+				}
+				return conn, nil
+			},
+			// One daemon, one socket: a couple of idle connections is
+			// plenty and keeps a long-lived front end from hoarding.
+			MaxIdleConns: 2,
+		}}
+	})
+	return c.hc
+}
+
+// dialError turns the errors of a socket that is missing or dead into
+// advice.
+func dialError(path string, err error) error {
+	switch {
+	case errors.Is(err, fs.ErrNotExist), errors.Is(err, syscall.ECONNREFUSED):
+		return &notRunningError{path: path, err: err}
+	case errors.Is(err, fs.ErrPermission):
+		return fmt.Errorf("cannot connect to meshd on %s: permission denied; run as root or as a member of the socket's group (usually %q): %w", path, "meshd", err)
+	}
+	return fmt.Errorf("cannot connect to meshd on %s: %w", path, err)
+}
+
+// do sends a request and returns the response if it is 2xx; otherwise the
+// body becomes an *APIError. The caller closes the body.
+func (c *Client) do(ctx context.Context, method, path string, in any) (*http.Response, error) {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return nil, fmt.Errorf("encode %s %s: %w", method, path, err)
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://"+Host+path, body)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.httpClient().Do(req)
+	if err != nil {
+		var nr *notRunningError
+		if errors.As(err, &nr) {
+			return nil, nr // already says everything; the URL would only clutter it
+		}
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		defer resp.Body.Close()
+		return nil, readAPIError(resp)
+	}
+	return resp, nil
+}
+
+// maxErrorBody caps how much of an error body is read; meshd's messages
+// are a sentence long.
+const maxErrorBody = 64 << 10
+
+func readAPIError(resp *http.Response) error {
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+	var e Error
+	if err := json.Unmarshal(b, &e); err == nil && e.Error != "" {
+		return &APIError{Status: resp.StatusCode, Message: e.Error}
+	}
+	// Not meshd's JSON: perhaps something else owns the socket.
+	msg := strings.TrimSpace(string(b))
+	if msg == "" {
+		msg = "(no body)"
+	}
+	return &APIError{Status: resp.StatusCode, Message: fmt.Sprintf("meshd answered %s: %s", resp.Status, msg)}
+}
+
+// call sends in (if not nil) and decodes the JSON answer into out (if not
+// nil).
+func (c *Client) call(ctx context.Context, method, path string, in, out any) error {
+	resp, err := c.do(ctx, method, path, in)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if out == nil {
+		return nil
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("decode answer to %s %s: %w", method, path, err)
+	}
+	return nil
+}
+
+func roomPath(room, action string) string {
+	return "/" + APIVersion + "/rooms/" + url.PathEscape(room) + "/" + action
+}
+
+// Status returns the daemon's status.
+func (c *Client) Status(ctx context.Context) (Status, error) {
+	var st Status
+	err := c.call(ctx, http.MethodGet, "/"+APIVersion+"/status", nil, &st)
+	return st, err
+}
+
+// Rooms returns every room the daemon knows: hosted, joined and announced.
+func (c *Client) Rooms(ctx context.Context) ([]Room, error) {
+	var rooms []Room
+	err := c.call(ctx, http.MethodGet, "/"+APIVersion+"/rooms", nil, &rooms)
+	return rooms, err
+}
+
+// Host starts hosting a room called name.
+func (c *Client) Host(ctx context.Context, name string) (Room, error) {
+	var r Room
+	err := c.call(ctx, http.MethodPost, "/"+APIVersion+"/rooms/host", HostRequest{Name: name}, &r)
+	return r, err
+}
+
+// Join joins room ("name" or "name@fingerprint") as nick; an empty nick
+// means the daemon's default.
+func (c *Client) Join(ctx context.Context, room, nick string) (Room, error) {
+	var r Room
+	err := c.call(ctx, http.MethodPost, "/"+APIVersion+"/rooms/join", JoinRequest{Room: room, Nick: nick}, &r)
+	return r, err
+}
+
+// Leave leaves room.
+func (c *Client) Leave(ctx context.Context, room string) error {
+	return c.call(ctx, http.MethodPost, roomPath(room, "leave"), nil, nil)
+}
+
+// Say sends text to room and returns the sequence number the host gave it.
+func (c *Client) Say(ctx context.Context, room, text string) (SayResult, error) {
+	var r SayResult
+	err := c.call(ctx, http.MethodPost, roomPath(room, "say"), SayRequest{Text: text}, &r)
+	return r, err
+}
+
+// Who returns room's members.
+func (c *Client) Who(ctx context.Context, room string) (Who, error) {
+	var w Who
+	err := c.call(ctx, http.MethodGet, roomPath(room, "who"), nil, &w)
+	return w, err
+}
+
+// Events subscribes to the events of room (all rooms if room is ""). With
+// initial, the stream starts with the state the daemon holds (the room's
+// recent messages with Seq > since), then an EventSnapshotEnd event, then
+// live events. The stream lasts until ctx ends, the daemon stops, or the
+// reader falls behind (then the last event is EventOverflow).
+func (c *Client) Events(ctx context.Context, room string, since uint64, initial bool) (*EventStream, error) {
+	q := url.Values{}
+	if room != "" {
+		q.Set("room", room)
+	}
+	if since > 0 {
+		q.Set("since", strconv.FormatUint(since, 10))
+	}
+	if initial {
+		q.Set("initial", "1")
+	}
+	path := "/" + APIVersion + "/events"
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
+	resp, err := c.do(ctx, http.MethodGet, path, nil)
+	if err != nil {
+		return nil, err
+	}
+	return &EventStream{ctx: ctx, body: resp.Body, dec: json.NewDecoder(resp.Body)}, nil
+}
+
+// EventStream reads the events of one subscription. It is not safe for
+// concurrent use.
+type EventStream struct {
+	ctx  context.Context
+	body io.ReadCloser
+	dec  *json.Decoder
+	raw  json.RawMessage
+}
+
+// Next returns the next event. It returns io.EOF when the daemon ended the
+// stream and ctx.Err() when the stream's context was cancelled.
+func (s *EventStream) Next() (Event, error) {
+	s.raw = nil
+	var raw json.RawMessage
+	if err := s.dec.Decode(&raw); err != nil {
+		// Cancelling the context breaks the connection, which shows up as
+		// some I/O error; the cancellation is what the caller wants to see.
+		if cerr := s.ctx.Err(); cerr != nil {
+			return Event{}, cerr
+		}
+		if errors.Is(err, io.EOF) {
+			return Event{}, io.EOF
+		}
+		return Event{}, fmt.Errorf("read event stream: %w", err)
+	}
+	var ev Event
+	if err := json.Unmarshal(raw, &ev); err != nil {
+		return Event{}, fmt.Errorf("decode event %s: %w", raw, err)
+	}
+	s.raw = raw
+	return ev, nil
+}
+
+// Raw returns the JSON text of the event Next last returned, exactly as
+// the daemon sent it (including fields this package does not know).
+func (s *EventStream) Raw() json.RawMessage { return s.raw }
+
+// Close ends the subscription.
+func (s *EventStream) Close() error { return s.body.Close() }

@@ -1,0 +1,364 @@
+// Package ctlserver serves meshd's control API (see docs/API.md) over a
+// Unix socket: HTTP/1.1 with JSON bodies under /v0/, and a
+// newline-delimited JSON event stream. It knows nothing of rooms or
+// transports; the daemon plugs in through Backend. It must import no meshd
+// package except meshd/ctl, so that the API can be tested on its own.
+package ctlserver
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"meshd/ctl"
+)
+
+// Backend is what the control API drives. The daemon implements it; its
+// methods are called concurrently from many requests. Errors should be
+// wrapped with NotFound, BadRequest, Conflict or Unavailable; any other
+// error is answered with 500.
+type Backend interface {
+	Status() ctl.Status
+	Rooms() []ctl.Room
+	Host(ctx context.Context, name string) (ctl.Room, error)
+	// Join joins a room; room is "name" or "name@fingerprint".
+	Join(ctx context.Context, room, nick string) (ctl.Room, error)
+	Leave(ctx context.Context, room string) error
+	Say(ctx context.Context, room, text string) (ctl.SayResult, error)
+	Who(room string) (ctl.Who, error)
+	// Subscribe returns events for one room ref (or all rooms if room ==
+	// ""). If initial is true the snapshot holds the current state (the
+	// room's recent delivered messages with seq > since, etc.). live is
+	// closed when ctx ends or when the subscriber fell too far behind; in
+	// the latter case the server ends the stream with an EventOverflow
+	// event so the client knows it missed events.
+	Subscribe(ctx context.Context, room string, since uint64, initial bool) (snapshot []ctl.Event, live <-chan ctl.Event, err error)
+}
+
+const (
+	// readHeaderTimeout bounds how long a connection may dawdle before its
+	// request headers are in, so a stuck client cannot pin a goroutine.
+	readHeaderTimeout = 10 * time.Second
+	// maxHeaderBytes is far above anything meshctl or curl sends.
+	maxHeaderBytes = 16 << 10
+	// shutdownTimeout bounds how long Serve waits for requests to finish
+	// once its context is done before it closes their connections.
+	shutdownTimeout = 5 * time.Second
+)
+
+// Server is the control API's HTTP handler. It is safe for concurrent use.
+type Server struct {
+	b       Backend
+	version string
+	log     *slog.Logger
+	mux     *http.ServeMux
+	// endpoints lists "METHOD /path" for error messages that tell a caller
+	// what exists.
+	endpoints []string
+}
+
+// New returns a Server that answers from b and stamps version on every
+// response. A nil logger discards logs.
+func New(b Backend, version string, logger *slog.Logger) *Server {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{b: b, version: version, log: logger, mux: http.NewServeMux()}
+	routes := []struct {
+		method, path string
+		h            http.HandlerFunc
+	}{
+		{"GET", "/v0/status", s.api(s.status)},
+		{"GET", "/v0/rooms", s.api(s.rooms)},
+		{"POST", "/v0/rooms/host", s.api(s.host)},
+		{"POST", "/v0/rooms/join", s.api(s.join)},
+		{"POST", "/v0/rooms/{room}/leave", s.api(s.leave)},
+		{"POST", "/v0/rooms/{room}/say", s.api(s.say)},
+		{"GET", "/v0/rooms/{room}/who", s.api(s.who)},
+		{"GET", "/v0/events", s.events},
+	}
+	allowed := make(map[string][]string)
+	for _, rt := range routes {
+		s.mux.HandleFunc(rt.method+" "+rt.path, rt.h)
+		allowed[rt.path] = append(allowed[rt.path], rt.method)
+		s.endpoints = append(s.endpoints, rt.method+" "+rt.path)
+	}
+	// A pattern without a method is less specific than the same path with
+	// one, so these catch only the wrong methods; registering them lets us
+	// answer 405 in JSON rather than ServeMux's plain text.
+	for path, methods := range allowed {
+		s.mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Allow", strings.Join(methods, ", "))
+			writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("%s is not allowed on %s: use %s",
+				r.Method, r.URL.Path, strings.Join(methods, " or ")))
+		})
+	}
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no endpoint %s %s: the control API is under /%s/ and has %s",
+			r.Method, r.URL.Path, ctl.APIVersion, strings.Join(s.endpoints, ", ")))
+	})
+	return s
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	h.Set(ctl.VersionHeader, s.version)
+	h.Set("X-Content-Type-Options", "nosniff")
+	// Browsers cannot open Unix sockets, but a page could reach the socket
+	// through a local proxy or a forwarded port. Browsers always send
+	// Origin (or at least Referer) on such requests and local programs
+	// never do, so refusing them keeps web pages from driving meshd.
+	_, origin := r.Header["Origin"]
+	_, referer := r.Header["Referer"]
+	if origin || referer {
+		writeError(w, http.StatusForbidden,
+			"requests from web pages are refused: the control socket is for local programs such as meshctl")
+		return
+	}
+	s.mux.ServeHTTP(w, r)
+}
+
+// Serve answers requests on ln until ctx is done, then shuts down: event
+// streams end, in-flight requests get shutdownTimeout to finish, and ln is
+// closed. It returns nil after a shutdown caused by ctx, and only once
+// every goroutine it started has exited.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	// Request contexts derive from reqCtx, so cancelling it ends event
+	// streams, which http.Server.Shutdown would otherwise wait for forever.
+	reqCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	hs := &http.Server{
+		Handler:           s,
+		ReadHeaderTimeout: readHeaderTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		BaseContext:       func(net.Listener) context.Context { return reqCtx },
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	served := make(chan error, 1)
+	go func() { served <- hs.Serve(ln) }()
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-served:
+		served = nil
+	}
+	cancel()
+	shutCtx, stop := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
+	defer stop()
+	if err := hs.Shutdown(shutCtx); err != nil {
+		s.log.Warn("control API did not shut down in time; closing connections", "err", err)
+		// Close does not wait for handlers, but with reqCtx cancelled and
+		// their connections gone they return promptly.
+		hs.Close()
+	}
+	if served != nil {
+		serveErr = <-served
+	}
+	if errors.Is(serveErr, http.ErrServerClosed) {
+		return nil
+	}
+	return fmt.Errorf("ctlserver: serve %s: %w", ln.Addr(), serveErr)
+}
+
+// apiFunc handles a request whose answer is one JSON value; a nil value
+// means 204 No Content.
+type apiFunc func(r *http.Request) (any, error)
+
+func (s *Server) api(f apiFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
+		v, err := f(r)
+		if err != nil {
+			s.writeBackendError(w, r, err)
+			return
+		}
+		if v == nil {
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		writeJSON(w, http.StatusOK, v)
+	}
+}
+
+func (s *Server) status(*http.Request) (any, error) { return s.b.Status(), nil }
+
+func (s *Server) rooms(*http.Request) (any, error) {
+	rooms := s.b.Rooms()
+	if rooms == nil {
+		rooms = []ctl.Room{} // clients should not have to tell null from empty
+	}
+	return rooms, nil
+}
+
+func (s *Server) host(r *http.Request) (any, error) {
+	var req ctl.HostRequest
+	if err := decodeBody(r, &req); err != nil {
+		return nil, err
+	}
+	if req.Name == "" {
+		return nil, BadRequest(errors.New(`field "name" is required: the name of the room to host`))
+	}
+	return s.b.Host(r.Context(), req.Name)
+}
+
+func (s *Server) join(r *http.Request) (any, error) {
+	var req ctl.JoinRequest
+	if err := decodeBody(r, &req); err != nil {
+		return nil, err
+	}
+	if req.Room == "" {
+		return nil, BadRequest(errors.New(`field "room" is required: "name" or "name@fingerprint"`))
+	}
+	return s.b.Join(r.Context(), req.Room, req.Nick)
+}
+
+func (s *Server) leave(r *http.Request) (any, error) {
+	return nil, s.b.Leave(r.Context(), r.PathValue("room"))
+}
+
+func (s *Server) say(r *http.Request) (any, error) {
+	var req ctl.SayRequest
+	if err := decodeBody(r, &req); err != nil {
+		return nil, err
+	}
+	if req.Text == "" {
+		return nil, BadRequest(errors.New(`field "text" is required and must not be empty`))
+	}
+	return s.b.Say(r.Context(), r.PathValue("room"), req.Text)
+}
+
+func (s *Server) who(r *http.Request) (any, error) {
+	who, err := s.b.Who(r.PathValue("room"))
+	if err != nil {
+		return nil, err
+	}
+	if who.Members == nil {
+		who.Members = []ctl.Member{}
+	}
+	return who, nil
+}
+
+// events streams ctl.Events as newline-delimited JSON, flushing each line
+// so a follower sees it at once.
+func (s *Server) events(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	room := q.Get("room")
+	var since uint64
+	if v := q.Get("since"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("since=%q is not a sequence number: use a whole number such as since=41", v))
+			return
+		}
+		since = n
+	}
+	var initial bool
+	if v := q.Get("initial"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("initial=%q is not a boolean: use initial=1 or initial=0", v))
+			return
+		}
+		initial = b
+	}
+
+	ctx := r.Context()
+	snapshot, live, err := s.b.Subscribe(ctx, room, since, initial)
+	if err != nil {
+		s.writeBackendError(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(w)
+	enc := json.NewEncoder(w)
+	send := func(ev ctl.Event) bool {
+		if err := enc.Encode(ev); err != nil {
+			s.log.Debug("event stream write failed", "room", room, "err", err)
+			return false
+		}
+		if err := rc.Flush(); err != nil {
+			s.log.Debug("event stream flush failed", "room", room, "err", err)
+			return false
+		}
+		return true
+	}
+	// Flush the headers now, so the client knows it is subscribed even if
+	// nothing happens for a while.
+	if err := rc.Flush(); err != nil {
+		s.log.Debug("event stream flush failed", "room", room, "err", err)
+		return
+	}
+	for _, ev := range snapshot {
+		if !send(ev) {
+			return
+		}
+	}
+	if initial && !send(ctl.Event{Kind: ctl.EventSnapshotEnd, Room: room}) {
+		return
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case ev, ok := <-live:
+			if !ok {
+				if ctx.Err() == nil {
+					s.log.Info("event subscriber fell behind; ending its stream", "room", room)
+					send(ctl.Event{Kind: ctl.EventOverflow, Room: room})
+				}
+				return
+			}
+			if !send(ev) {
+				return
+			}
+		}
+	}
+}
+
+// writeBackendError answers with the status err carries and logs what a
+// person debugging the daemon needs.
+func (s *Server) writeBackendError(w http.ResponseWriter, r *http.Request, err error) {
+	code := http.StatusInternalServerError
+	var e *Error
+	switch {
+	case errors.As(err, &e):
+		code = e.Code
+	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
+		// The client left or the daemon is stopping; either way nobody
+		// was failed by the backend.
+		code = http.StatusServiceUnavailable
+	}
+	level := slog.LevelDebug
+	if code >= 500 {
+		level = slog.LevelWarn
+	}
+	s.log.Log(r.Context(), level, "control request failed", "method", r.Method, "path", r.URL.Path, "status", code, "err", err)
+	writeError(w, code, err.Error())
+}
+
+func writeError(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, ctl.Error{Error: msg})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	// The status is already out; a failed write means the client left.
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// Endpoints returns "METHOD /path" for every endpoint, in registration
+// order; docs and tests use it to stay in sync with the server.
+func (s *Server) Endpoints() []string { return slices.Clone(s.endpoints) }

@@ -1,0 +1,313 @@
+package daemon
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"meshd/ctl"
+	"meshd/ctl/ctlserver"
+	"meshd/mcast"
+	"meshd/rooms"
+	"meshd/rooms/wire"
+)
+
+// backend is the daemon as the control API sees it.
+type backend struct{ d *Daemon }
+
+var _ ctlserver.Backend = backend{}
+
+func (b backend) Status() ctl.Status {
+	d := b.d
+	d.mu.Lock()
+	joined := len(d.members)
+	d.mu.Unlock()
+	counters := d.stats.Snapshot()
+	for name, c := range map[string]*mcast.Conn{"discovery": d.disco, "data": d.data} {
+		mc := c.Counters()
+		counters[name+"_filtered"] = int64(mc.Filtered)
+		counters[name+"_truncated"] = int64(mc.Truncated)
+	}
+	return ctl.Status{
+		Version:     Version,
+		PublicKey:   hex.EncodeToString(d.ident.Pub),
+		Fingerprint: d.ident.Fingerprint(),
+		Nick:        d.cfg.Nick,
+		Boot:        d.boot,
+		Uptime:      ctl.Duration(time.Since(d.start).Round(time.Second)),
+		Socket:      d.cfg.Socket,
+		StateDir:    d.cfg.StateDir,
+		Discovery:   d.cfg.Discovery.Group.String(),
+		Hosted:      len(d.host.Rooms()),
+		Joined:      joined,
+		Known:       d.dir.Len(),
+		Counters:    counters,
+	}
+}
+
+// roomInfo describes a room the directory knows.
+func (d *Daemon) roomInfo(kn rooms.Known) ctl.Room {
+	r := ctl.Room{
+		Name:        kn.Room,
+		Ref:         kn.Ref(),
+		HostKey:     hex.EncodeToString(kn.HostKey[:]),
+		Fingerprint: rooms.Fingerprint(kn.Key()),
+		Group:       kn.Group.String(),
+		Serial:      kn.Serial,
+		Expires:     kn.Expires,
+	}
+	for _, a := range kn.Addrs {
+		r.Addrs = append(r.Addrs, a.String())
+	}
+	return r
+}
+
+func (b backend) Rooms() []ctl.Room {
+	d := b.d
+	out := []ctl.Room{}
+	seen := make(map[string]bool)
+	for _, kn := range d.dir.List() {
+		r := d.roomInfo(kn)
+		d.decorate(&r)
+		seen[r.Ref] = true
+		out = append(out, r)
+	}
+	// Hosted and joined rooms are listed even between announcements.
+	for _, s := range d.host.Rooms() {
+		if !seen[s.Ref()] {
+			r := ctl.Room{Name: s.Name(), Ref: s.Ref(), HostKey: hex.EncodeToString(d.ident.Pub), Fingerprint: d.ident.Fingerprint(), Group: s.Group().String()}
+			d.decorate(&r)
+			seen[r.Ref] = true
+			out = append(out, r)
+		}
+	}
+	for _, m := range d.memberList() {
+		if !seen[m.Ref()] {
+			r := ctl.Room{Name: m.Name(), Ref: m.Ref(), HostKey: hex.EncodeToString(m.HostKey()), Fingerprint: rooms.Fingerprint(m.HostKey()), Group: m.Group().String()}
+			d.decorate(&r)
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// decorate adds what this daemon's part in a room is.
+func (d *Daemon) decorate(r *ctl.Room) {
+	name, _ := rooms.SplitRef(r.Ref)
+	if s := d.host.Room(name); s != nil && s.Ref() == r.Ref {
+		r.Hosted = true
+		r.Nick = d.cfg.Nick
+		r.Members = len(s.Members())
+		r.LastSeq = s.LastSeq()
+		return
+	}
+	if m := d.memberByRef(r.Ref); m != nil {
+		r.Joined = true
+		r.Nick = m.Nick()
+		r.Members = len(m.Members())
+		r.LastSeq = m.LastSeq()
+		r.State = m.State()
+	}
+}
+
+func (d *Daemon) memberList() []*rooms.Member {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make([]*rooms.Member, 0, len(d.members))
+	for _, m := range d.members {
+		out = append(out, m)
+	}
+	return out
+}
+
+func (d *Daemon) memberByRef(ref string) *rooms.Member {
+	for _, m := range d.memberList() {
+		if m.Ref() == ref {
+			return m
+		}
+	}
+	return nil
+}
+
+// local finds a room this daemon hosts or has joined, by "name" or
+// "name@fp"; exactly one of the results is non-nil on success.
+func (d *Daemon) local(ref string) (*rooms.Sequencer, *rooms.Member, error) {
+	name, fp := rooms.SplitRef(ref)
+	var seqs []*rooms.Sequencer
+	if s := d.host.Room(name); s != nil && strings.HasPrefix(d.ident.Fingerprint(), fp) {
+		seqs = append(seqs, s)
+	}
+	var ms []*rooms.Member
+	for _, m := range d.memberList() {
+		if m.Name() == name && strings.HasPrefix(rooms.Fingerprint(m.HostKey()), fp) {
+			ms = append(ms, m)
+		}
+	}
+	switch {
+	case len(seqs)+len(ms) > 1:
+		return nil, nil, ctlserver.BadRequest(fmt.Errorf("%q names several rooms you are in; add the host's fingerprint, as in name@fingerprint (see \"meshctl rooms\")", ref))
+	case len(seqs) == 1:
+		return seqs[0], nil, nil
+	case len(ms) == 1:
+		return nil, ms[0], nil
+	}
+	if _, err := d.dir.Resolve(ref); err == nil {
+		return nil, nil, ctlserver.NotFound(fmt.Errorf("you are not in room %q: join it first with \"meshctl join %s\"", ref, ref))
+	}
+	return nil, nil, ctlserver.NotFound(fmt.Errorf("room %q is not known: no host on this network announces it (see \"meshctl rooms\")", ref))
+}
+
+func (b backend) Host(ctx context.Context, name string) (ctl.Room, error) {
+	d := b.d
+	s, err := d.host.Open(name)
+	switch {
+	case errors.Is(err, rooms.ErrAlreadyHosted):
+		return ctl.Room{}, ctlserver.Conflict(fmt.Errorf("you already host %s", s.Ref()))
+	case err != nil:
+		return ctl.Room{}, ctlserver.BadRequest(err)
+	}
+	d.announce()
+	r := ctl.Room{Name: s.Name(), Ref: s.Ref(), HostKey: hex.EncodeToString(d.ident.Pub), Fingerprint: d.ident.Fingerprint(), Group: s.Group().String()}
+	d.decorate(&r)
+	return r, nil
+}
+
+func (b backend) Join(ctx context.Context, ref, nick string) (ctl.Room, error) {
+	d := b.d
+	if nick == "" {
+		nick = d.cfg.Nick
+	}
+	kn, err := d.dir.Resolve(ref)
+	switch {
+	case errors.Is(err, rooms.ErrUnknownRoom):
+		return ctl.Room{}, ctlserver.NotFound(err)
+	case err != nil:
+		return ctl.Room{}, ctlserver.BadRequest(err)
+	}
+	if kn.Key().Equal(d.ident.Pub) {
+		return ctl.Room{}, ctlserver.Conflict(fmt.Errorf("you host %s; its host is always in it", kn.Ref()))
+	}
+	if d.memberByRef(kn.Ref()) != nil {
+		return ctl.Room{}, ctlserver.Conflict(fmt.Errorf("you are already in %s", kn.Ref()))
+	}
+	m, err := rooms.Join(ctx, rooms.MemberConfig{
+		Identity: d.ident,
+		Stats:    &d.stats,
+		Logger:   d.log.With("component", "member"),
+		Deliver:  d.deliver,
+		OnState:  d.memberState,
+		JoinData: d.joinData,
+		Resolve:  d.dir.Resolve,
+	}, kn, nick)
+	switch {
+	case errors.Is(err, rooms.ErrRefused):
+		return ctl.Room{}, ctlserver.Conflict(err)
+	case errors.Is(err, rooms.ErrHostKeyMismatch):
+		return ctl.Room{}, ctlserver.Unavailable(err)
+	case err != nil:
+		return ctl.Room{}, ctlserver.Unavailable(err)
+	}
+	d.mu.Lock()
+	if _, dup := d.members[m.ID()]; dup {
+		d.mu.Unlock()
+		m.Close()
+		return ctl.Room{}, ctlserver.Conflict(fmt.Errorf("you are already in %s", kn.Ref()))
+	}
+	d.members[m.ID()] = m
+	d.mu.Unlock()
+	r := d.roomInfo(kn)
+	d.decorate(&r)
+	return r, nil
+}
+
+func (b backend) Leave(ctx context.Context, ref string) error {
+	d := b.d
+	s, m, err := d.local(ref)
+	if err != nil {
+		return err
+	}
+	if s != nil {
+		return ctlserver.BadRequest(fmt.Errorf("you host %s; a host cannot leave its own room", s.Ref()))
+	}
+	d.mu.Lock()
+	delete(d.members, m.ID())
+	d.mu.Unlock()
+	m.Close()
+	d.leaveData(m.Group().Addr())
+	d.hub.forget(m.Ref())
+	return nil
+}
+
+func (b backend) Say(ctx context.Context, ref, text string) (ctl.SayResult, error) {
+	s, m, err := b.d.local(ref)
+	if err != nil {
+		return ctl.SayResult{}, err
+	}
+	var seq uint64
+	if s != nil {
+		seq, err = s.Say(text)
+		ref = s.Ref()
+	} else {
+		seq, err = m.Say(ctx, text)
+		ref = m.Ref()
+	}
+	switch {
+	case errors.Is(err, rooms.ErrNotConnected):
+		return ctl.SayResult{}, ctlserver.Unavailable(err)
+	case err != nil:
+		return ctl.SayResult{}, ctlserver.BadRequest(err)
+	}
+	return ctl.SayResult{Room: ref, Seq: seq}, nil
+}
+
+func (b backend) Who(ref string) (ctl.Who, error) {
+	d := b.d
+	s, m, err := d.local(ref)
+	if err != nil {
+		return ctl.Who{}, err
+	}
+	var (
+		room    ctl.Room
+		members []wire.MemberInfo
+		hostID  [wire.KeyIDLen]byte
+	)
+	if s != nil {
+		room = ctl.Room{Name: s.Name(), Ref: s.Ref(), HostKey: hex.EncodeToString(d.ident.Pub), Fingerprint: d.ident.Fingerprint(), Group: s.Group().String()}
+		members, hostID = s.Members(), rooms.KeyID(d.ident.Pub)
+	} else {
+		room = ctl.Room{Name: m.Name(), Ref: m.Ref(), HostKey: hex.EncodeToString(m.HostKey()), Fingerprint: rooms.Fingerprint(m.HostKey()), Group: m.Group().String()}
+		members, hostID = m.Members(), rooms.KeyID(m.HostKey())
+	}
+	d.decorate(&room)
+	w := ctl.Who{Room: room, Members: make([]ctl.Member, 0, len(members))}
+	for _, mi := range members {
+		w.Members = append(w.Members, ctl.Member{
+			Nick:        mi.Nick,
+			Fingerprint: rooms.KeyIDFingerprint(mi.KeyID),
+			Host:        mi.KeyID == hostID,
+			Path:        "multicast",
+		})
+	}
+	return w, nil
+}
+
+func (b backend) Subscribe(ctx context.Context, ref string, since uint64, initial bool) ([]ctl.Event, <-chan ctl.Event, error) {
+	d := b.d
+	if ref != "" {
+		s, m, err := d.local(ref)
+		if err != nil {
+			return nil, nil, err
+		}
+		if s != nil {
+			ref = s.Ref()
+		} else {
+			ref = m.Ref()
+		}
+	}
+	snap, live := d.hub.subscribe(ctx, ref, since, initial)
+	return snap, live, nil
+}
+

@@ -1,0 +1,383 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"time"
+
+	"meshd/ctl"
+	"meshd/ctl/ctlserver"
+	"meshd/mcast"
+	"meshd/rooms"
+	"meshd/rooms/wire"
+)
+
+// Version is meshd's build version, set by the linker for releases.
+var Version = "dev"
+
+// tick paces the host's housekeeping: heartbeats of idle rooms and the
+// expiry of lapsed announcements.
+const tick = 250 * time.Millisecond
+
+// Daemon is one running meshd.
+type Daemon struct {
+	cfg   Config
+	log   *slog.Logger
+	start time.Time
+
+	ident *rooms.Identity
+	boot  uint32
+	stats rooms.Stats
+	dir   *rooms.Directory
+	host  *rooms.Host
+	hub   *hub
+
+	disco *mcast.Conn // discovery group: announcements
+	data  *mcast.Conn // rooms' data groups
+	joins net.Listener
+
+	mu      sync.Mutex
+	members map[[wire.RoomIDLen]byte]*rooms.Member
+	groups  map[netip.Addr]int // data groups joined, by how many rooms
+}
+
+// New prepares a daemon from cfg: it makes the state directory, the
+// identity and the boot counter. Run starts it.
+func New(cfg Config, log *slog.Logger) (*Daemon, error) {
+	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("state directory: %w", err)
+	}
+	key, err := loadIdentity(cfg.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	boot, err := nextBoot(cfg.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	ident, err := rooms.NewIdentity(key)
+	if err != nil {
+		return nil, err
+	}
+	d := &Daemon{
+		cfg:     cfg,
+		log:     log,
+		start:   time.Now(),
+		ident:   ident,
+		boot:    boot,
+		hub:     newHub(),
+		members: make(map[[wire.RoomIDLen]byte]*rooms.Member),
+		groups:  make(map[netip.Addr]int),
+	}
+	d.dir = rooms.NewDirectory(&d.stats, d.directoryChanged)
+	return d, nil
+}
+
+// Run runs the daemon until ctx ends, then shuts it down: the control
+// socket first, so nobody acts on a daemon that is going away, then the
+// memberships (each member's host sequences its part), then the sockets.
+func (d *Daemon) Run(ctx context.Context) error {
+	if err := d.open(); err != nil {
+		d.closeSockets()
+		return err
+	}
+	defer d.closeSockets()
+	for _, r := range d.cfg.Rooms {
+		if _, err := d.host.Open(r.Name); err != nil {
+			return fmt.Errorf("%s: room %q: %w", d.cfg.Path, r.Name, err)
+		}
+	}
+	ctlLn, err := ctlserver.Listen(d.cfg.Socket, d.cfg.SocketGroup)
+	if err != nil {
+		return fmt.Errorf("control socket: %w", err)
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errc := make(chan error, 4)
+	run := func(name string, f func() error) {
+		wg.Go(func() {
+			if err := f(); err != nil && ctx.Err() == nil {
+				errc <- fmt.Errorf("%s: %w", name, err)
+			}
+		})
+	}
+	srv := ctlserver.New(backend{d}, Version, d.log.With("component", "ctl"))
+	run("control API", func() error { return srv.Serve(ctx, ctlLn) })
+	run("joins", func() error { return d.host.Serve(ctx, d.joins) })
+	run("discovery", d.readDiscovery)
+	run("data", d.readData)
+	run("timers", func() error { d.timers(ctx); return nil })
+
+	d.log.Info("meshd running", "version", Version, "key", d.ident.Fingerprint(), "boot", d.boot,
+		"socket", d.cfg.Socket, "discovery", d.cfg.Discovery.Group, "joins", d.joins.Addr())
+	notifyReady(d.log)
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+	}
+	d.log.Info("meshd stopping")
+	cancel()
+	d.leaveAll()
+	d.closeSockets()
+	wg.Wait()
+	return runErr
+}
+
+// open opens the sockets: discovery and data multicast, and the TCP
+// listener for joins.
+func (d *Daemon) open() error {
+	var err error
+	dc := d.cfg.Discovery
+	mlog := d.log.With("component", "mcast")
+	d.disco, err = mcast.Listen(mcast.Config{Port: int(dc.Group.Port()), Interfaces: dc.Interfaces, TTL: dc.TTL, Logger: mlog})
+	if err != nil {
+		return fmt.Errorf("discovery socket: %w", err)
+	}
+	if err := d.disco.JoinGroup(dc.Group.Addr()); err != nil {
+		return fmt.Errorf("join discovery group %v: %w", dc.Group.Addr(), err)
+	}
+	d.data, err = mcast.Listen(mcast.Config{Port: d.cfg.Host.DataPort, Interfaces: dc.Interfaces, TTL: dc.TTL, Logger: mlog})
+	if err != nil {
+		return fmt.Errorf("data socket: %w", err)
+	}
+	d.joins, err = net.Listen("tcp", d.cfg.Host.Listen.String())
+	if err != nil {
+		return fmt.Errorf("listen for joins: %w", err)
+	}
+	d.host = rooms.NewHost(rooms.HostConfig{
+		Identity:   d.ident,
+		Boot:       d.boot,
+		Sender:     d.data,
+		DataGroups: d.cfg.Host.DataGroups,
+		DataPort:   uint16(d.cfg.Host.DataPort),
+		Nick:       d.cfg.Nick,
+		Lifetime:   time.Duration(dc.Lifetime),
+		Addrs:      d.joinAddrs,
+		Deliver:    d.deliver,
+		Stats:      &d.stats,
+		Logger:     d.log.With("component", "host"),
+	})
+	return nil
+}
+
+func (d *Daemon) closeSockets() {
+	for _, c := range []interface{ Close() error }{d.disco, d.data, d.joins} {
+		if c != nil && !isNilConn(c) {
+			c.Close()
+		}
+	}
+}
+
+// isNilConn reports whether c holds a nil pointer, which a typed nil
+// stored in an interface would otherwise hide.
+func isNilConn(c interface{ Close() error }) bool {
+	switch c := c.(type) {
+	case *mcast.Conn:
+		return c == nil
+	case net.Listener:
+		return c == nil
+	}
+	return false
+}
+
+// joinAddrs are the addresses announced as S: configured ones, else every
+// address of the discovery interfaces, at the port that accepts joins.
+func (d *Daemon) joinAddrs() []netip.AddrPort {
+	port := uint16(d.joins.Addr().(*net.TCPAddr).Port)
+	addrs := d.cfg.Host.Advertise
+	if len(addrs) == 0 {
+		addrs = d.disco.LocalAddrs()
+	}
+	if !d.cfg.Host.Listen.Addr().IsUnspecified() {
+		addrs = []netip.Addr{d.cfg.Host.Listen.Addr()}
+	}
+	out := make([]netip.AddrPort, 0, len(addrs))
+	for _, a := range addrs {
+		out = append(out, netip.AddrPortFrom(a, port))
+	}
+	return out
+}
+
+// readDiscovery carries announcements from the discovery socket to the
+// directory.
+func (d *Daemon) readDiscovery() error {
+	buf := make([]byte, 2*wire.MaxPacket)
+	for {
+		n, src, _, err := d.disco.ReadFrom(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			return err
+		}
+		d.handleDiscovery(buf[:n], src)
+	}
+}
+
+func (d *Daemon) handleDiscovery(b []byte, src netip.AddrPort) {
+	typ, err := wire.PacketType(b)
+	if err != nil || typ != wire.TypeAnnounce || len(b) > wire.MaxPacket {
+		d.stats.AnnounceMalformed.Add(1)
+		return
+	}
+	if err := d.dir.HandleAnnounce(b, time.Now()); err != nil {
+		d.log.Debug("announcement dropped", "from", src, "err", err)
+	}
+}
+
+// readData carries data packets to the member of their room.
+func (d *Daemon) readData() error {
+	buf := make([]byte, 2*wire.MaxPacket)
+	for {
+		n, _, _, err := d.data.ReadFrom(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			return err
+		}
+		d.handleData(buf[:n])
+	}
+}
+
+func (d *Daemon) handleData(b []byte) {
+	h, _, err := wire.ParseDataHeader(b)
+	if err != nil || len(b) > wire.MaxPacket {
+		d.stats.DataMalformed.Add(1)
+		return
+	}
+	d.mu.Lock()
+	m := d.members[h.Room]
+	d.mu.Unlock()
+	if m != nil {
+		m.HandlePacket(b)
+		return
+	}
+	if s := d.hostedByID(h.Room); s != nil {
+		// Our own multicast, looped back.
+		return
+	}
+	d.stats.DataNotJoined.Add(1)
+}
+
+func (d *Daemon) hostedByID(id [wire.RoomIDLen]byte) *rooms.Sequencer {
+	for _, s := range d.host.Rooms() {
+		if s.ID() == id {
+			return s
+		}
+	}
+	return nil
+}
+
+// timers announces hosted rooms every interval, sends heartbeats and
+// expires lapsed rooms, until ctx ends.
+func (d *Daemon) timers(ctx context.Context) {
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	var lastAnnounce time.Time
+	for {
+		now := time.Now()
+		if now.Sub(lastAnnounce) >= time.Duration(d.cfg.Discovery.Interval) {
+			d.announce()
+			lastAnnounce = now
+		}
+		d.host.Tick(now)
+		d.dir.Expire(now)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// announce multicasts every hosted room's announcement, and files it in
+// this daemon's own directory, which must not depend on multicast
+// loopback to list the rooms it hosts.
+func (d *Daemon) announce() {
+	for _, pkt := range d.host.Announcements() {
+		if err := d.disco.WriteTo(pkt, d.cfg.Discovery.Group); err != nil {
+			d.stats.SendErrors.Add(1)
+			d.log.Debug("announce", "err", err)
+		}
+		d.dir.HandleAnnounce(pkt, time.Now())
+	}
+}
+
+// deliver hands a record, in sequence order, to the control API's
+// subscribers. Called by rooms with its locks held: it must not block.
+func (d *Daemon) deliver(dl rooms.Delivery) {
+	ev := ctl.Event{Room: dl.Room, Seq: dl.Seq, Nick: dl.Nick, Fingerprint: rooms.KeyIDFingerprint(dl.KeyID), Text: dl.Text}
+	switch dl.Kind {
+	case wire.KindMessage:
+		ev.Kind = ctl.EventMessage
+	case wire.KindJoin:
+		ev.Kind = ctl.EventJoin
+	case wire.KindPart:
+		ev.Kind = ctl.EventPart
+	default:
+		return
+	}
+	d.hub.publish(ev, true)
+}
+
+func (d *Daemon) directoryChanged(ev rooms.DirectoryEvent) {
+	e := ctl.Event{Kind: ctl.EventRoomAppear, Room: ev.Room.Ref()}
+	if ev.Expired {
+		e.Kind = ctl.EventRoomExpire
+	} else {
+		info := d.roomInfo(ev.Room)
+		e.Info = &info
+	}
+	d.hub.publish(e, false)
+}
+
+func (d *Daemon) memberState(ref, state string) {
+	d.hub.publish(ctl.Event{Kind: ctl.EventRoomState, Room: ref, State: state}, false)
+}
+
+// joinData joins a room's data group, counting the rooms that use it.
+func (d *Daemon) joinData(g netip.Addr) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.groups[g] == 0 {
+		if err := d.data.JoinGroup(g); err != nil {
+			return err
+		}
+	}
+	d.groups[g]++
+	return nil
+}
+
+func (d *Daemon) leaveData(g netip.Addr) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.groups[g]--; d.groups[g] <= 0 {
+		delete(d.groups, g)
+		d.data.LeaveGroup(g)
+	}
+}
+
+// leaveAll ends every membership.
+func (d *Daemon) leaveAll() {
+	d.mu.Lock()
+	ms := make([]*rooms.Member, 0, len(d.members))
+	for _, m := range d.members {
+		ms = append(ms, m)
+	}
+	clear(d.members)
+	d.mu.Unlock()
+	for _, m := range ms {
+		m.Close()
+	}
+}

@@ -1,0 +1,95 @@
+package daemon
+
+import (
+	"context"
+	"sync"
+
+	"meshd/ctl"
+)
+
+// Bounds of the event hub. A room keeps its newest events so that a
+// front end that attaches late (meshctl tail) starts with the current
+// state; a subscriber that falls further behind than its queue is cut off
+// with an overflow event rather than silently skipped.
+const (
+	roomBacklog     = 1000
+	subscriberQueue = 4096
+)
+
+// hub fans events out to control API subscribers. Safe for concurrent use;
+// publish never blocks.
+type hub struct {
+	mu      sync.Mutex
+	backlog map[string][]ctl.Event // by room ref: sequenced events, oldest first
+	subs    map[*subscriber]struct{}
+}
+
+type subscriber struct {
+	room string // "" for every room
+	ch   chan ctl.Event
+}
+
+func newHub() *hub {
+	return &hub{backlog: make(map[string][]ctl.Event), subs: make(map[*subscriber]struct{})}
+}
+
+// publish records a sequenced event in its room's backlog (when keep) and
+// hands it to every subscriber that wants it.
+func (h *hub) publish(ev ctl.Event, keep bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if keep {
+		b := h.backlog[ev.Room]
+		if len(b) == roomBacklog {
+			b = append(b[:0], b[1:]...)
+		}
+		h.backlog[ev.Room] = append(b, ev)
+	}
+	for s := range h.subs {
+		if s.room != "" && s.room != ev.Room {
+			continue
+		}
+		select {
+		case s.ch <- ev:
+		default:
+			// Cut the subscriber off: the server tells it why.
+			delete(h.subs, s)
+			close(s.ch)
+		}
+	}
+}
+
+// forget drops a room's backlog, when this daemon leaves it.
+func (h *hub) forget(room string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.backlog, room)
+}
+
+// subscribe returns the room's held events after since (when initial) and
+// a channel of live events, closed when ctx ends or the subscriber falls
+// behind. The snapshot and the subscription are taken under one lock, so
+// no event falls between them.
+func (h *hub) subscribe(ctx context.Context, room string, since uint64, initial bool) ([]ctl.Event, <-chan ctl.Event) {
+	s := &subscriber{room: room, ch: make(chan ctl.Event, subscriberQueue)}
+	h.mu.Lock()
+	var snap []ctl.Event
+	if initial && room != "" {
+		for _, ev := range h.backlog[room] {
+			if ev.Seq > since {
+				snap = append(snap, ev)
+			}
+		}
+	}
+	h.subs[s] = struct{}{}
+	h.mu.Unlock()
+	context.AfterFunc(ctx, func() {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		if _, ok := h.subs[s]; ok {
+			delete(h.subs, s)
+			close(s.ch)
+		}
+	})
+	return snap, s.ch
+}

@@ -1,0 +1,206 @@
+package rooms
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"meshd/rooms/wire"
+)
+
+// MaxDirectory bounds the rooms a directory holds, so that a flood of
+// forged-but-signed announcements under fresh keys cannot grow memory
+// without bound; the entry closest to expiry makes room.
+const MaxDirectory = 4096
+
+// Known is one room a directory holds.
+type Known struct {
+	wire.Announce
+	Raw     []byte    // the packet as received, for relaying and answering queries
+	Expires time.Time // when it lapses without a fresher announcement
+}
+
+// Key returns the room's host key Q.
+func (k *Known) Key() ed25519.PublicKey { return ed25519.PublicKey(k.HostKey[:]) }
+
+// Ref returns the room's name@fingerprint.
+func (k *Known) Ref() string { return Ref(k.Key(), k.Room) }
+
+type roomKey struct {
+	q    [ed25519.PublicKeySize]byte
+	name string
+}
+
+// DirectoryEvent reports a room appearing in, or lapsing from, a directory.
+type DirectoryEvent struct {
+	Room    Known
+	Expired bool
+}
+
+// Directory holds the rooms that verified announcements make known: the
+// newest announcement per (Q, R), until it lapses. Safe for concurrent use.
+type Directory struct {
+	stats    *Stats
+	onChange func(DirectoryEvent) // called without the lock held
+
+	mu    sync.Mutex
+	rooms map[roomKey]*Known
+}
+
+// NewDirectory returns an empty directory. onChange, if not nil, hears of
+// rooms that appear and lapse; it must not block.
+func NewDirectory(stats *Stats, onChange func(DirectoryEvent)) *Directory {
+	return &Directory{stats: stats, onChange: onChange, rooms: make(map[roomKey]*Known)}
+}
+
+// HandleAnnounce verifies an announcement packet and keeps it if it is the
+// newest for its room. It returns why it dropped the packet, if it did;
+// every drop is counted.
+func (d *Directory) HandleAnnounce(b []byte, now time.Time) error {
+	a, err := VerifyAnnounce(b)
+	if errors.Is(err, ErrBadSignature) {
+		d.stats.AnnounceBadSig.Add(1)
+		return err
+	}
+	if err != nil {
+		d.stats.AnnounceMalformed.Add(1)
+		return err
+	}
+	if err := ValidateName(a.Room); err != nil {
+		d.stats.AnnounceMalformed.Add(1)
+		return fmt.Errorf("announcement: %w", err)
+	}
+	k := roomKey{q: a.HostKey, name: a.Room}
+	expires := now.Add(time.Duration(a.Lifetime) * time.Second)
+
+	d.mu.Lock()
+	old, ok := d.rooms[k]
+	switch {
+	case ok && a.Serial < old.Serial:
+		d.mu.Unlock()
+		d.stats.AnnounceStale.Add(1)
+		return fmt.Errorf("announcement of %s: serial %d is older than %d", old.Ref(), a.Serial, old.Serial)
+	case ok && a.Serial == old.Serial && !bytes.Equal(b, old.Raw):
+		d.mu.Unlock()
+		d.stats.AnnounceConflict.Add(1)
+		return fmt.Errorf("announcement of %s: serial %d reused with different contents", old.Ref(), a.Serial)
+	case ok && a.Serial == old.Serial:
+		old.Expires = expires
+		d.mu.Unlock()
+		d.stats.AnnounceRefreshed.Add(1)
+		return nil
+	}
+	raw := bytes.Clone(b)
+	// Re-parse the private copy so the kept announcement aliases it, not
+	// the caller's receive buffer.
+	a, _ = wire.ParseAnnounce(raw)
+	kn := &Known{Announce: a, Raw: raw, Expires: expires}
+	var evicted *Known
+	if !ok && len(d.rooms) >= MaxDirectory {
+		evicted = d.evictLocked()
+	}
+	d.rooms[k] = kn
+	snapshot := *kn
+	d.mu.Unlock()
+
+	d.stats.AnnounceAccepted.Add(1)
+	if evicted != nil {
+		d.stats.AnnounceEvicted.Add(1)
+		d.notify(DirectoryEvent{Room: *evicted, Expired: true})
+	}
+	if !ok {
+		d.notify(DirectoryEvent{Room: snapshot})
+	}
+	return nil
+}
+
+func (d *Directory) evictLocked() *Known {
+	var victim *Known
+	for _, kn := range d.rooms {
+		if victim == nil || kn.Expires.Before(victim.Expires) {
+			victim = kn
+		}
+	}
+	delete(d.rooms, roomKey{q: victim.HostKey, name: victim.Room})
+	return victim
+}
+
+func (d *Directory) notify(ev DirectoryEvent) {
+	if d.onChange != nil {
+		d.onChange(ev)
+	}
+}
+
+// Expire drops the rooms whose announcements lapsed before now.
+func (d *Directory) Expire(now time.Time) {
+	var gone []Known
+	d.mu.Lock()
+	for k, kn := range d.rooms {
+		if !now.Before(kn.Expires) {
+			gone = append(gone, *kn)
+			delete(d.rooms, k)
+		}
+	}
+	d.mu.Unlock()
+	for _, kn := range gone {
+		d.notify(DirectoryEvent{Room: kn, Expired: true})
+	}
+}
+
+// List returns the rooms held, sorted by name, then fingerprint.
+func (d *Directory) List() []Known {
+	d.mu.Lock()
+	out := make([]Known, 0, len(d.rooms))
+	for _, kn := range d.rooms {
+		out = append(out, *kn)
+	}
+	d.mu.Unlock()
+	slices.SortFunc(out, func(a, b Known) int {
+		if c := strings.Compare(a.Room, b.Room); c != 0 {
+			return c
+		}
+		return bytes.Compare(a.HostKey[:], b.HostKey[:])
+	})
+	return out
+}
+
+// Len returns the number of rooms held.
+func (d *Directory) Len() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.rooms)
+}
+
+// ErrUnknownRoom means no announcement names the room.
+var ErrUnknownRoom = errors.New("unknown room")
+
+// ErrAmbiguousRoom means several hosts announce the name.
+var ErrAmbiguousRoom = errors.New("ambiguous room")
+
+// Resolve finds the room a person means by "name" or "name@fp" (fp may be
+// a prefix of the fingerprint).
+func (d *Directory) Resolve(ref string) (Known, error) {
+	name, fp := SplitRef(ref)
+	var found []Known
+	for _, kn := range d.List() {
+		if kn.Room == name && strings.HasPrefix(Fingerprint(kn.Key()), fp) {
+			found = append(found, kn)
+		}
+	}
+	switch len(found) {
+	case 0:
+		return Known{}, fmt.Errorf("%w %q: no host on this network announces it (run \"meshctl rooms\" to see the rooms that are)", ErrUnknownRoom, ref)
+	case 1:
+		return found[0], nil
+	}
+	refs := make([]string, len(found))
+	for i := range found {
+		refs[i] = found[i].Ref()
+	}
+	return Known{}, fmt.Errorf("%w %q: %d hosts announce it; name one of %s", ErrAmbiguousRoom, ref, len(found), strings.Join(refs, ", "))
+}

@@ -1,0 +1,546 @@
+package rooms
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+
+	"meshd/rooms/wire"
+)
+
+// MemberConfig is what a Member needs from the daemon.
+type MemberConfig struct {
+	Identity *Identity
+	Stats    *Stats
+	Logger   *slog.Logger
+	Deliver  func(Delivery)                  // must not block
+	OnState  func(ref, state string)         // hears "connected" and "disconnected"; must not block
+	JoinData func(netip.Addr) error          // joins the room's data group on the daemon's data socket
+	Resolve  func(ref string) (Known, error) // fresh join addresses for reconnects
+	// Dial opens the TCP connection to a host; nil means net.Dialer.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+}
+
+// Member states reported to OnState.
+const (
+	StateConnected    = "connected"
+	StateDisconnected = "disconnected"
+)
+
+const (
+	dialTimeout = 5 * time.Second
+	fetchDelay  = 30 * time.Millisecond // lets reordered packets arrive before asking
+	fetchRetry  = 500 * time.Millisecond
+	maxFetch    = 512
+	maxPending  = 4096 // out-of-order records held per room
+	maxBackoff  = 30 * time.Second
+	minBackoff  = 500 * time.Millisecond
+)
+
+// Member is this daemon's membership of one room hosted elsewhere: it keeps
+// a TLS session to the host, opens the room's packets and delivers their
+// records in sequence order. Safe for concurrent use.
+type Member struct {
+	cfg     MemberConfig
+	log     *slog.Logger
+	ref     string
+	name    string
+	hostKey ed25519.PublicKey
+	nick    string
+	cancel  context.CancelFunc
+	done    chan struct{}
+
+	wmu  sync.Mutex // serialises frames written to the session
+	mu   sync.Mutex
+	conn *tls.Conn
+	id   [wire.RoomIDLen]byte
+	key  *epochKey
+	// next is the sequence number to deliver next; highest is one past the
+	// newest sequence number known to exist.
+	next, highest uint64
+	pending       map[uint64]wire.Record
+	members       map[[wire.KeyIDLen]byte]string
+	group         netip.AddrPort
+	state         string
+	sayID         uint32
+	waiters       map[uint32]chan *wire.Said
+	fetchArmed    bool
+	fetchTimer    *time.Timer
+	closed        bool
+	scratch       []byte
+	recs          []wire.Record
+}
+
+// ErrRefused means the host turned the join down; the error says why.
+var ErrRefused = errors.New("join refused")
+
+// Join joins room kn as nick. It returns once the host has admitted the
+// member, or with the reason it could not; afterwards the member keeps its
+// session, reconnecting when it drops, until Close.
+func Join(ctx context.Context, cfg MemberConfig, kn Known, nick string) (*Member, error) {
+	if err := ValidateNick(nick); err != nil {
+		return nil, err
+	}
+	m := &Member{
+		cfg:     cfg,
+		ref:     kn.Ref(),
+		name:    kn.Room,
+		hostKey: slices.Clone(kn.Key()),
+		nick:    nick,
+		done:    make(chan struct{}),
+		pending: make(map[uint64]wire.Record),
+		waiters: make(map[uint32]chan *wire.Said),
+		scratch: make([]byte, 0, wire.MaxPacket),
+	}
+	m.log = cfg.Logger.With("room", m.ref)
+	conn, w, err := m.connect(ctx, kn, 0)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.welcome(conn, w); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	m.cancel = cancel
+	go m.run(runCtx, conn)
+	return m, nil
+}
+
+// Ref returns the room's name@fingerprint.
+func (m *Member) Ref() string { return m.ref }
+
+// Name returns the room's name.
+func (m *Member) Name() string { return m.name }
+
+// Nick returns the nick this member joined with.
+func (m *Member) Nick() string { return m.nick }
+
+// HostKey returns the room's host key Q.
+func (m *Member) HostKey() ed25519.PublicKey { return m.hostKey }
+
+// ID returns the room id its data packets carry.
+func (m *Member) ID() [wire.RoomIDLen]byte {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.id
+}
+
+// State returns "connected" or "disconnected".
+func (m *Member) State() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.state
+}
+
+// LastSeq returns the newest sequence number delivered.
+func (m *Member) LastSeq() uint64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.next - 1
+}
+
+// Group returns the room's data group.
+func (m *Member) Group() netip.AddrPort {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.group
+}
+
+// Members returns the room's participants as this member knows them.
+func (m *Member) Members() []wire.MemberInfo {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]wire.MemberInfo, 0, len(m.members))
+	for id, nick := range m.members {
+		out = append(out, wire.MemberInfo{KeyID: id, Nick: nick})
+	}
+	hostID := KeyID(m.hostKey)
+	slices.SortFunc(out, func(a, b wire.MemberInfo) int {
+		switch {
+		case a.KeyID == hostID:
+			return -1
+		case b.KeyID == hostID:
+			return 1
+		case a.Nick < b.Nick:
+			return -1
+		case a.Nick > b.Nick:
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+// connect dials the room's join addresses in turn and asks to be admitted,
+// resuming at sequence number resume (0: from now).
+func (m *Member) connect(ctx context.Context, kn Known, resume uint64) (*tls.Conn, *wire.Welcome, error) {
+	dial := m.cfg.Dial
+	if dial == nil {
+		var d net.Dialer
+		dial = d.DialContext
+	}
+	var errs []error
+	for _, ap := range kn.Addrs {
+		dctx, cancel := context.WithTimeout(ctx, dialTimeout)
+		raw, err := dial(dctx, "tcp", ap.String())
+		if err != nil {
+			cancel()
+			errs = append(errs, err)
+			continue
+		}
+		conn := tls.Client(raw, m.cfg.Identity.clientTLS(m.hostKey))
+		w, err := m.hello(dctx, conn, resume)
+		cancel()
+		if err == nil {
+			return conn, w, nil
+		}
+		raw.Close()
+		// A key mismatch or a refusal is the host's answer, not a path
+		// problem: trying the next address would only hide it.
+		if errors.Is(err, ErrHostKeyMismatch) || errors.Is(err, ErrRefused) {
+			return nil, nil, err
+		}
+		errs = append(errs, err)
+	}
+	return nil, nil, fmt.Errorf("join %s: cannot reach the host: %w", m.ref, errors.Join(errs...))
+}
+
+func (m *Member) hello(ctx context.Context, conn *tls.Conn, resume uint64) (*wire.Welcome, error) {
+	if dl, ok := ctx.Deadline(); ok {
+		conn.SetDeadline(dl)
+		defer conn.SetDeadline(time.Time{})
+	}
+	if err := conn.HandshakeContext(ctx); err != nil {
+		if errors.Is(err, ErrHostKeyMismatch) {
+			return nil, fmt.Errorf("join %s: %w", m.ref, ErrHostKeyMismatch)
+		}
+		return nil, fmt.Errorf("join %s: tls: %w", m.ref, err)
+	}
+	b, err := wire.AppendFrame(nil, &wire.Hello{Room: m.name, Nick: m.nick, Resume: resume})
+	if err != nil {
+		return nil, err
+	}
+	if _, err := conn.Write(b); err != nil {
+		return nil, fmt.Errorf("join %s: %w", m.ref, err)
+	}
+	f, _, err := wire.ReadFrame(conn, nil)
+	if err != nil {
+		return nil, fmt.Errorf("join %s: no answer from host: %w", m.ref, err)
+	}
+	switch f := f.(type) {
+	case *wire.Welcome:
+		return f, nil
+	case *wire.Refuse:
+		return nil, fmt.Errorf("%w: %s", ErrRefused, f.Reason)
+	}
+	return nil, fmt.Errorf("join %s: unexpected frame %T from host", m.ref, f)
+}
+
+// welcome takes the room's key and position from the host.
+func (m *Member) welcome(conn *tls.Conn, w *wire.Welcome) error {
+	k, err := newEpochKey(w.Epoch, w.Key)
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return errors.New("member closed")
+	}
+	if w.Group != m.group {
+		if err := m.cfg.JoinData(w.Group.Addr()); err != nil {
+			return fmt.Errorf("join %s: data group %v: %w", m.ref, w.Group, err)
+		}
+	}
+	if m.next != 0 && w.Next != m.next {
+		// Only the next issue's persistent log lets a restarted host keep
+		// its sequence; until then, say plainly that it moved.
+		m.log.Warn("host resumed the room at another sequence number", "had", m.next, "host", w.Next)
+	}
+	m.conn, m.id, m.key, m.group = conn, w.Room, k, w.Group
+	m.next, m.highest = w.Next, w.Next
+	clear(m.pending)
+	m.members = make(map[[wire.KeyIDLen]byte]string, len(w.Members))
+	for _, mi := range w.Members {
+		m.members[mi.KeyID] = mi.Nick
+	}
+	m.setStateLocked(StateConnected)
+	return nil
+}
+
+func (m *Member) setStateLocked(s string) {
+	if m.state == s {
+		return
+	}
+	m.state = s
+	if m.cfg.OnState != nil {
+		m.cfg.OnState(m.ref, s)
+	}
+}
+
+// run serves the session and reconnects when it drops, until ctx ends.
+func (m *Member) run(ctx context.Context, conn *tls.Conn) {
+	defer close(m.done)
+	backoff := minBackoff
+	for {
+		err := m.serve(conn)
+		m.mu.Lock()
+		m.conn = nil
+		for id, ch := range m.waiters {
+			close(ch)
+			delete(m.waiters, id)
+		}
+		m.setStateLocked(StateDisconnected)
+		m.mu.Unlock()
+		if ctx.Err() != nil {
+			return
+		}
+		m.log.Warn("session to host lost", "err", err)
+		for {
+			t := time.NewTimer(backoff/2 + rand.N(backoff/2+1))
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			backoff = min(2*backoff, maxBackoff)
+			kn, err := m.cfg.Resolve(m.ref)
+			if err != nil {
+				continue
+			}
+			m.mu.Lock()
+			resume := m.next
+			m.mu.Unlock()
+			c, w, err := m.connect(ctx, kn, resume)
+			if err != nil {
+				m.log.Debug("reconnect failed", "err", err)
+				continue
+			}
+			if err := m.welcome(c, w); err != nil {
+				c.Close()
+				continue
+			}
+			m.log.Info("session to host restored")
+			conn, backoff = c, minBackoff
+			break
+		}
+	}
+}
+
+// serve reads the host's frames until the session ends.
+func (m *Member) serve(conn *tls.Conn) error {
+	defer conn.Close()
+	var buf []byte
+	for {
+		f, b, err := wire.ReadFrame(conn, buf)
+		buf = b
+		if err != nil {
+			return err
+		}
+		switch f := f.(type) {
+		case []byte:
+			m.cfg.Stats.DataFetched.Add(1)
+			m.HandlePacket(f)
+		case *wire.Said:
+			m.mu.Lock()
+			ch := m.waiters[f.ID]
+			delete(m.waiters, f.ID)
+			m.mu.Unlock()
+			if ch != nil {
+				ch <- f
+			}
+		default:
+			return fmt.Errorf("unexpected frame %T from host", f)
+		}
+	}
+}
+
+// write sends one frame over the current session.
+func (m *Member) write(conn *tls.Conn, f wire.Frame) error {
+	b, err := wire.AppendFrame(nil, f)
+	if err != nil {
+		return err
+	}
+	m.wmu.Lock()
+	defer m.wmu.Unlock()
+	conn.SetWriteDeadline(time.Now().Add(writeTimeout))
+	_, err = conn.Write(b)
+	return err
+}
+
+// ErrNotConnected means the session to the host is down; it is being
+// restored.
+var ErrNotConnected = errors.New("not connected to the room's host; reconnecting")
+
+// Say asks the host to sequence text and returns the place it got.
+func (m *Member) Say(ctx context.Context, text string) (uint64, error) {
+	if err := ValidateText(text); err != nil {
+		return 0, err
+	}
+	ch := make(chan *wire.Said, 1)
+	m.mu.Lock()
+	conn := m.conn
+	if conn == nil {
+		m.mu.Unlock()
+		return 0, ErrNotConnected
+	}
+	m.sayID++
+	id := m.sayID
+	m.waiters[id] = ch
+	m.mu.Unlock()
+
+	if err := m.write(conn, &wire.Say{ID: id, Text: text}); err != nil {
+		m.mu.Lock()
+		delete(m.waiters, id)
+		m.mu.Unlock()
+		return 0, fmt.Errorf("say in %s: %w", m.ref, err)
+	}
+	select {
+	case said, ok := <-ch:
+		if !ok {
+			return 0, fmt.Errorf("say in %s: session lost before the host answered; the line may or may not have been sequenced", m.ref)
+		}
+		if said.Error != "" {
+			return 0, fmt.Errorf("host refused the line: %s", said.Error)
+		}
+		return said.Seq, nil
+	case <-ctx.Done():
+		m.mu.Lock()
+		delete(m.waiters, id)
+		m.mu.Unlock()
+		return 0, ctx.Err()
+	}
+}
+
+// HandlePacket opens a data packet of this room, verifies the host's
+// signature and delivers what is next in sequence. Drops are counted.
+func (m *Member) HandlePacket(pkt []byte) {
+	h, _, err := wire.ParseDataHeader(pkt)
+	st := m.cfg.Stats
+	if err != nil {
+		st.DataMalformed.Add(1)
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.key == nil || h.Epoch != m.key.epoch || h.Room != m.id {
+		st.DataBadEpoch.Add(1)
+		return
+	}
+	bt, out, err := openBatch(m.scratch, m.key, m.hostKey, pkt, m.recs)
+	if cap(out) > cap(m.scratch) {
+		m.scratch = out[:0]
+	}
+	if cap(bt.Records) > cap(m.recs) {
+		m.recs = bt.Records[:0]
+	}
+	switch {
+	case errors.Is(err, errAuth):
+		st.DataAuthFailed.Add(1)
+		return
+	case errors.Is(err, ErrBadSignature):
+		st.DataBadSig.Add(1)
+		return
+	case err != nil:
+		st.DataMalformed.Add(1)
+		return
+	}
+	m.highest = max(m.highest, bt.First+uint64(len(bt.Records)))
+	for i, rec := range bt.Records {
+		seq := bt.First + uint64(i)
+		switch {
+		case seq < m.next:
+			st.DataDuplicate.Add(1)
+		case seq == m.next:
+			m.deliverLocked(seq, rec)
+		case seq-m.next < maxPending:
+			if _, dup := m.pending[seq]; dup {
+				st.DataDuplicate.Add(1)
+			}
+			m.pending[seq] = rec
+		}
+	}
+	for {
+		rec, ok := m.pending[m.next]
+		if !ok {
+			break
+		}
+		delete(m.pending, m.next)
+		m.deliverLocked(m.next, rec)
+	}
+	if m.next < m.highest {
+		m.armFetchLocked(fetchDelay)
+	}
+}
+
+func (m *Member) deliverLocked(seq uint64, rec wire.Record) {
+	m.next = seq + 1
+	switch rec.Kind {
+	case wire.KindJoin:
+		m.members[rec.KeyID] = rec.Nick
+	case wire.KindPart:
+		delete(m.members, rec.KeyID)
+	}
+	m.cfg.Stats.DataDelivered.Add(1)
+	m.cfg.Deliver(Delivery{Room: m.ref, Seq: seq, Record: rec})
+}
+
+// armFetchLocked asks the host, after d, for what is missing, unless the
+// gap closes first (a reordered packet, or another member's fetch).
+func (m *Member) armFetchLocked(d time.Duration) {
+	if m.fetchArmed || m.closed {
+		return
+	}
+	m.fetchArmed = true
+	m.fetchTimer = time.AfterFunc(d, m.fetch)
+}
+
+func (m *Member) fetch() {
+	m.mu.Lock()
+	m.fetchArmed = false
+	if m.next >= m.highest || m.conn == nil || m.closed {
+		m.mu.Unlock()
+		return
+	}
+	f := &wire.Fetch{From: m.next, Count: uint16(min(m.highest-m.next, maxFetch))}
+	conn := m.conn
+	m.armFetchLocked(fetchRetry)
+	m.mu.Unlock()
+	if err := m.write(conn, f); err != nil {
+		m.log.Debug("fetch", "err", err)
+	}
+}
+
+// Close leaves the room: the session ends, and the host sequences the
+// part. It returns once the member's goroutines have stopped.
+func (m *Member) Close() error {
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		<-m.done
+		return nil
+	}
+	m.closed = true
+	if m.fetchTimer != nil {
+		m.fetchTimer.Stop()
+	}
+	conn := m.conn
+	m.mu.Unlock()
+	m.cancel()
+	if conn != nil {
+		conn.Close()
+	}
+	<-m.done
+	return nil
+}

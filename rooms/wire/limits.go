@@ -1,0 +1,12 @@
+package wire
+
+// Bounds on every variable-length field. Decoders reject anything longer,
+// so no packet can make a receiver allocate more than these allow.
+const (
+	MaxRoomName = 64   // bytes of UTF-8 in a room name
+	MaxNick     = 32   // bytes of UTF-8 in a nick
+	MaxAddrs    = 8    // join addresses S in one announcement
+	MaxText     = 1200 // bytes of UTF-8 in one chat record (one packet; longer messages are issue 3's fragmentation)
+	MaxPacket   = 1400 // bytes in one UDP datagram, within a 1500-byte MTU after IP/UDP and tunnel headers
+	MaxFrame    = 64 << 10
+)

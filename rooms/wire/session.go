@@ -1,0 +1,244 @@
+package wire
+
+import (
+	"encoding/binary"
+	"fmt"
+	"io"
+	"net/netip"
+)
+
+// Session frame types, on the TLS stream between a member and a room's
+// host. ONLY APPEND.
+const (
+	FrameHello   = 1 // member → host: the room to join, the nick, where to resume
+	FrameWelcome = 2 // host → member: the room's key and position
+	FrameRefuse  = 3 // host → member: the join is refused, and why
+	FrameSay     = 4 // member → host: a line to sequence
+	FrameSaid    = 5 // host → member: the place the line got, or why it got none
+	FrameFetch   = 6 // member → host: resend the packets holding these sequence numbers
+	FramePacket  = 7 // host → member: one data packet, exactly as multicast
+)
+
+// A frame is a uint32 length, then that many bytes: a type byte and its
+// body. The length is bounded by MaxFrame.
+
+// Hello opens a session.
+//
+//	room   uint8 length, ≤ MaxRoomName
+//	nick   uint8 length, ≤ MaxNick
+//	resume uint64: the next sequence number the member wants, 0 for "from now"
+type Hello struct {
+	Room   string
+	Nick   string
+	Resume uint64
+}
+
+// Welcome admits a member.
+//
+//	room id    8 bytes
+//	epoch      uint64
+//	epoch key  32 bytes
+//	next seq   uint64: the first sequence number the member will be sent
+//	data group addr
+//	members    uint16 count, ≤ MaxMembers, then each: key id (8 bytes), nick (uint8 length)
+type Welcome struct {
+	Room    [RoomIDLen]byte
+	Epoch   uint64
+	Key     [32]byte
+	Next    uint64
+	Group   netip.AddrPort
+	Members []MemberInfo
+}
+
+// MemberInfo names one member of a room.
+type MemberInfo struct {
+	KeyID [KeyIDLen]byte
+	Nick  string
+}
+
+// MaxMembers bounds the members of one room.
+const MaxMembers = 1024
+
+// Refuse ends a join: text (uint16 length, ≤ MaxText) says why.
+type Refuse struct{ Reason string }
+
+// Say asks the host to sequence a line: request id uint32, text (uint16
+// length, ≤ MaxText).
+type Say struct {
+	ID   uint32
+	Text string
+}
+
+// Said answers a Say: request id uint32, sequence uint64 (0 when refused),
+// error text (uint16 length, empty on success).
+type Said struct {
+	ID    uint32
+	Seq   uint64
+	Error string
+}
+
+// Fetch asks for the packets holding sequence numbers From..From+Count-1.
+// From uint64, Count uint16.
+type Fetch struct {
+	From  uint64
+	Count uint16
+}
+
+// Frame is any decoded session frame; its dynamic type is one of the
+// frame structs above, or []byte for FramePacket.
+type Frame any
+
+// AppendFrame appends the framed encoding of f to b.
+func AppendFrame(b []byte, f Frame) ([]byte, error) {
+	start := len(b)
+	b = append(b, 0, 0, 0, 0)
+	var err error
+	switch f := f.(type) {
+	case *Hello:
+		if len(f.Room) > MaxRoomName || len(f.Nick) > MaxNick {
+			return b[:start], fmt.Errorf("hello: %w", ErrTooLong)
+		}
+		b = append(b, FrameHello)
+		b = appendStr8(b, f.Room)
+		b = appendStr8(b, f.Nick)
+		b = appendU64(b, f.Resume)
+	case *Welcome:
+		if len(f.Members) > MaxMembers {
+			return b[:start], fmt.Errorf("welcome: %w: %d members", ErrTooLong, len(f.Members))
+		}
+		if err = checkAddrPort(f.Group); err != nil {
+			return b[:start], err
+		}
+		b = append(b, FrameWelcome)
+		b = append(b, f.Room[:]...)
+		b = appendU64(b, f.Epoch)
+		b = append(b, f.Key[:]...)
+		b = appendU64(b, f.Next)
+		b = appendAddrPort(b, f.Group)
+		b = appendU16(b, uint16(len(f.Members)))
+		for _, m := range f.Members {
+			if len(m.Nick) > MaxNick {
+				return b[:start], fmt.Errorf("welcome: %w", ErrTooLong)
+			}
+			b = append(b, m.KeyID[:]...)
+			b = appendStr8(b, m.Nick)
+		}
+	case *Refuse:
+		if len(f.Reason) > MaxText {
+			return b[:start], fmt.Errorf("refuse: %w", ErrTooLong)
+		}
+		b = append(b, FrameRefuse)
+		b = appendBytes16(b, []byte(f.Reason))
+	case *Say:
+		if len(f.Text) > MaxText {
+			return b[:start], fmt.Errorf("say: %w", ErrTooLong)
+		}
+		b = append(b, FrameSay)
+		b = appendU32(b, f.ID)
+		b = appendBytes16(b, []byte(f.Text))
+	case *Said:
+		if len(f.Error) > MaxText {
+			return b[:start], fmt.Errorf("said: %w", ErrTooLong)
+		}
+		b = append(b, FrameSaid)
+		b = appendU32(b, f.ID)
+		b = appendU64(b, f.Seq)
+		b = appendBytes16(b, []byte(f.Error))
+	case *Fetch:
+		b = append(b, FrameFetch)
+		b = appendU64(b, f.From)
+		b = appendU16(b, f.Count)
+	case []byte:
+		if len(f) > MaxPacket {
+			return b[:start], fmt.Errorf("packet frame: %w", ErrTooLong)
+		}
+		b = append(b, FramePacket)
+		b = append(b, f...)
+	default:
+		return b[:start], fmt.Errorf("%w: frame %T", ErrType, f)
+	}
+	binary.BigEndian.PutUint32(b[start:], uint32(len(b)-start-4))
+	return b, nil
+}
+
+// ParseFrame decodes the body of one frame (type byte first, without the
+// length prefix).
+func ParseFrame(b []byte) (Frame, error) {
+	if len(b) == 0 {
+		return nil, ErrShort
+	}
+	r := reader{b: b[1:]}
+	var f Frame
+	switch b[0] {
+	case FrameHello:
+		h := &Hello{Room: r.str8(MaxRoomName), Nick: r.str8(MaxNick)}
+		h.Resume = r.u64()
+		f = h
+	case FrameWelcome:
+		w := &Welcome{}
+		copy(w.Room[:], r.take(RoomIDLen))
+		w.Epoch = r.u64()
+		copy(w.Key[:], r.take(len(w.Key)))
+		w.Next = r.u64()
+		w.Group = r.addrPort()
+		n := int(r.u16())
+		if n > MaxMembers {
+			r.fail(ErrTooLong)
+		}
+		for i := 0; i < n && r.err == nil; i++ {
+			var m MemberInfo
+			copy(m.KeyID[:], r.take(KeyIDLen))
+			m.Nick = r.str8(MaxNick)
+			w.Members = append(w.Members, m)
+		}
+		f = w
+	case FrameRefuse:
+		f = &Refuse{Reason: string(r.bytes16(MaxText))}
+	case FrameSay:
+		s := &Say{ID: r.u32()}
+		s.Text = string(r.bytes16(MaxText))
+		f = s
+	case FrameSaid:
+		s := &Said{ID: r.u32(), Seq: r.u64()}
+		s.Error = string(r.bytes16(MaxText))
+		f = s
+	case FrameFetch:
+		fe := &Fetch{From: r.u64()}
+		fe.Count = r.u16()
+		f = fe
+	case FramePacket:
+		p := r.take(len(r.b))
+		if len(p) > MaxPacket {
+			r.fail(ErrTooLong)
+		}
+		f = p
+	default:
+		return nil, fmt.Errorf("%w: frame %d", ErrType, b[0])
+	}
+	if err := r.done(); err != nil {
+		return nil, fmt.Errorf("frame %d: %w", b[0], err)
+	}
+	return f, nil
+}
+
+// ReadFrame reads one frame from r into buf (grown as needed, up to
+// MaxFrame) and decodes it. The returned frame may alias buf.
+func ReadFrame(r io.Reader, buf []byte) (Frame, []byte, error) {
+	var hdr [4]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return nil, buf, err
+	}
+	n := binary.BigEndian.Uint32(hdr[:])
+	if n == 0 || n > MaxFrame {
+		return nil, buf, fmt.Errorf("frame of %d bytes: %w", n, ErrTooLong)
+	}
+	if cap(buf) < int(n) {
+		buf = make([]byte, n)
+	}
+	buf = buf[:n]
+	if _, err := io.ReadFull(r, buf); err != nil {
+		return nil, buf, fmt.Errorf("frame body: %w", err)
+	}
+	f, err := ParseFrame(buf)
+	return f, buf, err
+}
