@@ -376,15 +376,23 @@ var textForms = map[reflect.Type]string{
 	reflect.TypeFor[netip.Prefix]():   `an address prefix such as "239.255.78.0/24"`,
 }
 
-// decode sets dst, a Config field, from v, the TOML value at key.
+// decode sets dst, a Config field, from v, the TOML value at key. A value
+// with a problem leaves dst as it was, so that validation, which sees the
+// default, does not report the problem again in other words.
 func (d *decoder) decode(key string, v any, dst reflect.Value) {
-	if u, ok := dst.Addr().Interface().(encoding.TextUnmarshaler); ok {
-		form := textForms[dst.Type()]
-		if s, ok := v.(string); !ok {
+	if form, ok := textForms[dst.Type()]; ok {
+		s, ok := v.(string)
+		if !ok {
 			d.add(key, "want %s, not %s", form, describe(v))
-		} else if err := u.UnmarshalText([]byte(s)); err != nil {
-			d.add(key, "%q is not %s", s, form)
+			return
 		}
+		// UnmarshalText may clobber its receiver before it fails.
+		val := reflect.New(dst.Type())
+		if err := val.Interface().(encoding.TextUnmarshaler).UnmarshalText([]byte(s)); err != nil {
+			d.add(key, "%q is not %s", s, form)
+			return
+		}
+		dst.Set(val.Elem())
 		return
 	}
 	switch dst.Kind() {
@@ -419,10 +427,13 @@ func (d *decoder) decode(key string, v any, dst reflect.Value) {
 			return
 		}
 		s := reflect.MakeSlice(dst.Type(), elems.Len(), elems.Len())
+		before := len(d.problems)
 		for i := range elems.Len() {
 			d.decode(fmt.Sprintf("%s[%d]", key, i), elems.Index(i).Interface(), s.Index(i))
 		}
-		dst.Set(s)
+		if len(d.problems) == before {
+			dst.Set(s)
+		}
 	case reflect.Struct:
 		table, ok := v.(map[string]any)
 		if !ok {

@@ -1,0 +1,217 @@
+// Package fec is the FEC block coder: k variable-length packets in, k data
+// shards plus m parity shards out; any k of the k+m shards rebuild the k
+// packets.
+//
+// A data shard is one packet behind its length as a 2-byte big-endian
+// prefix, zero-padded so that the block's longest packet fills its shard
+// exactly:
+//
+//	+--------+------------------+---------+
+//	| length | packet           | zeros   |
+//	+--------+------------------+---------+
+//	  2 bytes  length bytes       padding
+//
+// Parity shards have the same size and are Reed-Solomon code words over
+// GF(2^8) (github.com/klauspost/reedsolomon) computed from the data
+// shards. Shard i of a block is the same on every host, so a shard is
+// identified on the wire by its block and index alone.
+//
+// Reed-Solomon recovers erased shards; it does not detect wrong ones. A
+// corrupted or forged shard given to Decode rebuilds wrong packets, and
+// the length checks catch only some of that. Shards must therefore be
+// authenticated (AEAD) before they reach Decode.
+package fec
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+
+	"github.com/klauspost/reedsolomon"
+)
+
+// MaxShards bounds k+m. Decoding costs O(k) per byte of every lost data
+// shard and a block is only decodable once k shards of it arrived, so
+// larger blocks would add latency and CPU on small routers for little
+// gain at chat rates.
+const MaxShards = 64
+
+// MaxPacketLen is the longest packet the 2-byte length prefix can frame.
+const MaxPacketLen = math.MaxUint16
+
+// lenSize is the size of the length prefix of a data shard.
+const lenSize = 2
+
+// maxCacheBytes bounds the memory that the cache of inverted decode
+// matrices of one Coder may reach; see cacheInversions.
+const maxCacheBytes = 1 << 20
+
+var (
+	// ErrTooFewShards is returned by Decode when fewer than k shards are
+	// present.
+	ErrTooFewShards = errors.New("fec: too few shards")
+
+	// ErrShardSize is returned by Decode when the present shards differ
+	// in size.
+	ErrShardSize = errors.New("fec: shard sizes differ")
+
+	// ErrCorrupt is returned by Decode when the rebuilt data shards
+	// cannot have come from Encode.
+	ErrCorrupt = errors.New("fec: corrupt block")
+)
+
+// Coder encodes and decodes blocks of k packets with m parity shards. It
+// is safe for concurrent use, but the slices passed to one call must not
+// be used by another call at the same time.
+type Coder struct {
+	k, m int
+	rs   reedsolomon.Encoder
+}
+
+// New returns a Coder for k data and m parity shards per block, where
+// 1 <= k, 0 <= m and k+m <= MaxShards.
+func New(k, m int) (*Coder, error) {
+	if k < 1 || m < 0 || k+m > MaxShards {
+		return nil, fmt.Errorf("fec: invalid shard counts k=%d m=%d: want k >= 1, m >= 0, k+m <= %d", k, m, MaxShards)
+	}
+	rs, err := reedsolomon.New(k, m,
+		reedsolomon.WithInversionCache(cacheInversions(k, m)),
+		// Blocks are a few KB: splitting one across goroutines costs more
+		// than it saves, and the daemon codes many blocks in parallel anyway.
+		reedsolomon.WithMaxGoroutines(1),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("fec: %w", err)
+	}
+	return &Coder{k: k, m: m, rs: rs}, nil
+}
+
+// cacheInversions reports whether reedsolomon may cache the inverted
+// matrix of every loss pattern. The cache is never evicted and a peer
+// chooses which shards we lose, so it is used only if it fits in
+// maxCacheBytes with every pattern cached: a pattern is the set of missing
+// shards among the first k present, at most sum(C(k+m, j), j=1..m) sets,
+// each costing a k×k matrix plus a tree node with k+m children.
+func cacheInversions(k, m int) bool {
+	n := k + m
+	limit := maxCacheBytes / (k*k + k*24 + n*8 + 64)
+	patterns, c := 0, 1
+	for j := 1; j <= m; j++ {
+		// C(n, j) from C(n, j-1); exact, and c <= limit keeps it from
+		// overflowing.
+		c = c * (n - j + 1) / j
+		patterns += c
+		if patterns > limit {
+			return false
+		}
+	}
+	return true
+}
+
+// Encode returns the k+m shards of a block of exactly k packets; a short
+// block can be padded with empty packets. Each packet must be at most
+// MaxPacketLen bytes.
+func (c *Coder) Encode(packets [][]byte) ([][]byte, error) {
+	return c.EncodeTo(nil, packets)
+}
+
+// EncodeTo is Encode writing into dst, typically the shards of a
+// previous block, whose slice and shard buffers it reuses where their
+// capacity allows; it returns the resized dst. Once the buffers have
+// grown to the largest block, EncodeTo does not allocate. The shards of
+// dst must not overlap the packets.
+func (c *Coder) EncodeTo(dst, packets [][]byte) ([][]byte, error) {
+	if len(packets) != c.k {
+		return nil, fmt.Errorf("fec: got %d packets, want %d", len(packets), c.k)
+	}
+	longest := 0
+	for i, p := range packets {
+		if len(p) > MaxPacketLen {
+			return nil, fmt.Errorf("fec: packet %d is %d bytes, longer than %d", i, len(p), MaxPacketLen)
+		}
+		longest = max(longest, len(p))
+	}
+	shards := resize(dst, c.k+c.m, lenSize+longest)
+	for i, p := range packets {
+		s := shards[i]
+		binary.BigEndian.PutUint16(s, uint16(len(p)))
+		clear(s[lenSize+copy(s[lenSize:], p):])
+	}
+	if err := c.rs.Encode(shards); err != nil {
+		return nil, fmt.Errorf("fec: encode: %w", err)
+	}
+	return shards, nil
+}
+
+// resize returns dst with n shards of size bytes, reusing the capacity of
+// dst and its shards and allocating what is missing in one piece.
+func resize(dst [][]byte, n, size int) [][]byte {
+	if cap(dst) < n {
+		dst = make([][]byte, n)
+	}
+	dst = dst[:n]
+	short := 0
+	for _, s := range dst {
+		if cap(s) < size {
+			short++
+		}
+	}
+	var buf []byte
+	if short > 0 {
+		buf = make([]byte, short*size)
+	}
+	for i, s := range dst {
+		if cap(s) >= size {
+			dst[i] = s[:size]
+			continue
+		}
+		dst[i], buf = buf[:size:size], buf[size:]
+	}
+	return dst
+}
+
+// Decode rebuilds the k packets of a block from its k+m shards, in which
+// nil or empty entries are missing; at least k must be present. Decode
+// stores the rebuilt data shards in shards, reusing the capacity of empty
+// entries, and the returned packets alias them.
+func (c *Coder) Decode(shards [][]byte) ([][]byte, error) {
+	if len(shards) != c.k+c.m {
+		return nil, fmt.Errorf("fec: got %d shards, want %d", len(shards), c.k+c.m)
+	}
+	size, present := 0, 0
+	for i, s := range shards {
+		if len(s) == 0 {
+			continue
+		}
+		if size == 0 {
+			size = len(s)
+		} else if len(s) != size {
+			return nil, fmt.Errorf("%w: shard %d is %d bytes, want %d", ErrShardSize, i, len(s), size)
+		}
+		present++
+	}
+	if present < c.k {
+		return nil, fmt.Errorf("%w: have %d, need %d", ErrTooFewShards, present, c.k)
+	}
+	if size < lenSize {
+		return nil, fmt.Errorf("%w: %d-byte shards cannot hold the length prefix", ErrCorrupt, size)
+	}
+	if err := c.rs.ReconstructData(shards); err != nil {
+		return nil, fmt.Errorf("fec: reconstruct: %w", err)
+	}
+	packets := make([][]byte, c.k)
+	longest := 0
+	for i, s := range shards[:c.k] {
+		n := int(binary.BigEndian.Uint16(s))
+		if n > size-lenSize {
+			return nil, fmt.Errorf("%w: packet %d claims %d bytes in a %d-byte shard", ErrCorrupt, i, n, size)
+		}
+		longest = max(longest, n)
+		packets[i] = s[lenSize : lenSize+n : lenSize+n]
+	}
+	if longest != size-lenSize {
+		return nil, fmt.Errorf("%w: no packet fills the %d-byte shards", ErrCorrupt, size)
+	}
+	return packets, nil
+}
