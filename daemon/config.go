@@ -78,6 +78,7 @@ func (d Duration) MarshalText() ([]byte, error) {
 	return []byte(d.String()), nil
 }
 
+// String returns d as time.Duration formats it, e.g. "1m30s".
 func (d Duration) String() string { return time.Duration(d).String() }
 
 // maxFileSize bounds what Load reads. A meshd configuration is a few KiB, so
@@ -185,7 +186,8 @@ func (p Problem) String() string {
 	return b.String()
 }
 
-// ConfigError lists every problem found in a configuration, in file order.
+// ConfigError lists every problem found in a configuration: in file order
+// from Load, in field order from Validate.
 type ConfigError struct {
 	Problems []Problem
 }
@@ -269,7 +271,7 @@ func (c Config) Validate() error {
 	return &ConfigError{problems}
 }
 
-func (c *Config) problems() []Problem {
+func (c Config) problems() []Problem {
 	var d decoder
 	if c.Version != 1 {
 		d.add("version", "%d is not supported; this meshd reads version 1", c.Version)
@@ -600,6 +602,9 @@ func keyLines(src string) lineIndex {
 				table = joinKey(table, seg)
 				n := arrays[table]
 				if isArray && i == len(segs)-1 {
+					if n == 0 {
+						x[table] = s.line
+					}
 					arrays[table] = n + 1
 					table = fmt.Sprintf("%s[%d]", table, n)
 				} else if n > 0 {

@@ -237,6 +237,11 @@ func ReadFrame(r io.Reader, buf []byte) (Frame, []byte, error) {
 	}
 	buf = buf[:n]
 	if _, err := io.ReadFull(r, buf); err != nil {
+		if err == io.EOF {
+			// The frame began with its length: a stream that ends here is
+			// cut short, not closed between frames.
+			err = io.ErrUnexpectedEOF
+		}
 		return nil, buf, fmt.Errorf("frame body: %w", err)
 	}
 	f, err := ParseFrame(buf)

@@ -1,0 +1,181 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"meshd/ctl"
+)
+
+func (c *cli) rooms(ctx context.Context, args []string) error {
+	if _, err := c.parse(c.flagSet("rooms"), args, 0, 0); err != nil {
+		return err
+	}
+	rooms, err := c.client.Rooms(ctx)
+	if err != nil {
+		return err
+	}
+	if c.json {
+		return c.printJSON(rooms)
+	}
+	return printRooms(c.stdout, rooms, c.now())
+}
+
+func (c *cli) host(ctx context.Context, args []string) error {
+	pos, err := c.parse(c.flagSet("host"), args, 1, 1)
+	if err != nil {
+		return err
+	}
+	room, err := c.client.Host(ctx, pos[0])
+	if err != nil {
+		return err
+	}
+	if c.json {
+		return c.printJSON(room)
+	}
+	_, err = fmt.Fprintf(c.stdout, "hosting %s\n", clean(room.Ref))
+	return err
+}
+
+func (c *cli) join(ctx context.Context, args []string) error {
+	fs := c.flagSet("join")
+	nick := fs.String("nick", "", "nick to use in the room (default: the daemon's nick)")
+	pos, err := c.parse(fs, args, 1, 1)
+	if err != nil {
+		return err
+	}
+	room, err := c.client.Join(ctx, pos[0], *nick)
+	if err != nil {
+		return err
+	}
+	if c.json {
+		return c.printJSON(room)
+	}
+	_, err = fmt.Fprintf(c.stdout, "joined %s as %s\n", clean(room.Ref), clean(room.Nick))
+	return err
+}
+
+func (c *cli) leave(ctx context.Context, args []string) error {
+	pos, err := c.parse(c.flagSet("leave"), args, 1, 1)
+	if err != nil {
+		return err
+	}
+	if err := c.client.Leave(ctx, pos[0]); err != nil {
+		return err
+	}
+	if c.json {
+		return nil // the API answers 204: there is nothing to print
+	}
+	_, err = fmt.Fprintf(c.stdout, "left %s\n", clean(pos[0]))
+	return err
+}
+
+func (c *cli) say(ctx context.Context, args []string) error {
+	pos, err := c.parse(c.flagSet("say"), args, 2, -1)
+	if err != nil {
+		return err
+	}
+	room, text := pos[0], strings.Join(pos[1:], " ")
+	if len(pos) == 2 && pos[1] == "-" {
+		b, err := io.ReadAll(c.stdin)
+		if err != nil {
+			return fmt.Errorf("read message from standard input: %w", err)
+		}
+		// echo and here-documents end with a newline that is not part of
+		// the message.
+		text = strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
+	}
+	if text == "" {
+		return usageErrorf("nothing to say: the message is empty")
+	}
+	res, err := c.client.Say(ctx, room, text)
+	if err != nil {
+		return err
+	}
+	if c.json {
+		return c.printJSON(res)
+	}
+	_, err = fmt.Fprintf(c.stdout, "%s #%d\n", clean(res.Room), res.Seq)
+	return err
+}
+
+func (c *cli) who(ctx context.Context, args []string) error {
+	pos, err := c.parse(c.flagSet("who"), args, 1, 1)
+	if err != nil {
+		return err
+	}
+	who, err := c.client.Who(ctx, pos[0])
+	if err != nil {
+		return err
+	}
+	if c.json {
+		return c.printJSON(who)
+	}
+	return printWho(c.stdout, who)
+}
+
+func (c *cli) status(ctx context.Context, args []string) error {
+	if _, err := c.parse(c.flagSet("status"), args, 0, 0); err != nil {
+		return err
+	}
+	st, err := c.client.Status(ctx)
+	if err != nil {
+		return err
+	}
+	if c.json {
+		return c.printJSON(st)
+	}
+	return printStatus(c.stdout, st)
+}
+
+// tail prints what the daemon holds of a room, then follows it. An
+// interrupt (ctx cancelled) is the normal way to stop and exits 0.
+func (c *cli) tail(ctx context.Context, args []string) error {
+	fs := c.flagSet("tail")
+	since := fs.Uint64("since", 0, "show only messages after sequence number SEQ")
+	noFollow := fs.Bool("n", false, "print the held messages and exit instead of following")
+	pos, err := c.parse(fs, args, 1, 1)
+	if err != nil {
+		return err
+	}
+	room := pos[0]
+	stream, err := c.client.Events(ctx, room, *since, true)
+	if err != nil {
+		return err
+	}
+	defer stream.Close()
+	last := *since
+	for {
+		ev, err := stream.Next()
+		if ctx.Err() != nil {
+			return nil
+		}
+		if errors.Is(err, io.EOF) {
+			return errors.New("meshd ended the event stream; it may be shutting down")
+		}
+		if err != nil {
+			return err
+		}
+		if c.json {
+			if _, err := fmt.Fprintf(c.stdout, "%s\n", stream.Raw()); err != nil {
+				return err
+			}
+		} else if line, ok := formatEvent(ev); ok {
+			if _, err := fmt.Fprintln(c.stdout, line); err != nil {
+				return err
+			}
+		}
+		last = max(last, ev.Seq)
+		switch ev.Kind {
+		case ctl.EventSnapshotEnd:
+			if *noFollow {
+				return nil
+			}
+		case ctl.EventOverflow:
+			return fmt.Errorf("fell behind and meshd dropped events after #%d; run \"meshctl tail %s -since %d\" to catch up", last, room, last)
+		}
+	}
+}

@@ -1,0 +1,118 @@
+package e2e
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"time"
+
+	"meshd/rooms/wire"
+)
+
+// helperEnv names the helper this test binary should run instead of the
+// tests, when started inside a namespace by host.helper.
+const helperEnv = "MESHD_E2E_HELPER"
+
+func runHelper(name string) int {
+	var err error
+	switch name {
+	case "forge":
+		err = forge()
+	case "sniff":
+		err = sniff()
+	default:
+		err = fmt.Errorf("unknown helper %q", name)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "helper:", err)
+		return 1
+	}
+	return 0
+}
+
+// forge multicasts, every 100ms until killed, an announcement that claims
+// host key MESHD_FORGE_Q but is signed by a key of its own.
+func forge() error {
+	q, err := hex.DecodeString(os.Getenv("MESHD_FORGE_Q"))
+	if err != nil || len(q) != ed25519.PublicKeySize {
+		return fmt.Errorf("MESHD_FORGE_Q: want a hex Ed25519 key")
+	}
+	serial, err := strconv.ParseUint(os.Getenv("MESHD_FORGE_SERIAL"), 10, 64)
+	if err != nil {
+		return fmt.Errorf("MESHD_FORGE_SERIAL: %w", err)
+	}
+	group, err := netip.ParseAddrPort(os.Getenv("MESHD_FORGE_GROUP"))
+	if err != nil {
+		return fmt.Errorf("MESHD_FORGE_GROUP: %w", err)
+	}
+	a := wire.Announce{
+		Serial:   serial,
+		Lifetime: 60,
+		Group:    netip.MustParseAddrPort("239.255.78.1:7703"),
+		Room:     os.Getenv("MESHD_FORGE_ROOM"),
+		Addrs:    []netip.AddrPort{netip.MustParseAddrPort("10.77.0.99:7702")},
+	}
+	copy(a.HostKey[:], q)
+	body, err := wire.AppendAnnounceBody(nil, &a)
+	if err != nil {
+		return err
+	}
+	_, wrongKey, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return err
+	}
+	sig, err := wrongKey.Sign(nil, body, &ed25519.Options{Context: "meshd announce v1"})
+	if err != nil {
+		return err
+	}
+	pkt := append(body, sig...)
+	c, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(group))
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	for {
+		if _, err := c.Write(pkt); err != nil {
+			return err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// sniff joins group MESHD_SNIFF_GROUP on eth0 and prints, in hex, one line
+// per datagram, until MESHD_SNIFF_COUNT datagrams or 20 seconds.
+func sniff() error {
+	group, err := netip.ParseAddrPort(os.Getenv("MESHD_SNIFF_GROUP"))
+	if err != nil {
+		return fmt.Errorf("MESHD_SNIFF_GROUP: %w", err)
+	}
+	count, err := strconv.Atoi(os.Getenv("MESHD_SNIFF_COUNT"))
+	if err != nil {
+		return fmt.Errorf("MESHD_SNIFF_COUNT: %w", err)
+	}
+	ifi, err := net.InterfaceByName("eth0")
+	if err != nil {
+		return err
+	}
+	c, err := net.ListenMulticastUDP("udp4", ifi, net.UDPAddrFromAddrPort(group))
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	fmt.Println("listening")
+	c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	buf := make([]byte, 65536)
+	for range count {
+		n, err := c.Read(buf)
+		if err != nil {
+			return err
+		}
+		fmt.Println(hex.EncodeToString(buf[:n]))
+	}
+	return nil
+}

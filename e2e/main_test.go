@@ -1,0 +1,103 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"testing"
+)
+
+// bins holds the freshly built binaries.
+var bins struct {
+	dir     string
+	meshd   string
+	meshctl string
+	err     error
+}
+
+func TestMain(m *testing.M) {
+	if helper := os.Getenv(helperEnv); helper != "" {
+		os.Exit(runHelper(helper))
+	}
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "meshd-e2e-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	bins.dir = dir
+	bins.meshd = filepath.Join(dir, "meshd")
+	bins.meshctl = filepath.Join(dir, "meshctl")
+	if canRun() == "" {
+		bins.err = build(dir)
+	}
+
+	// A test killed by a signal runs no t.Cleanup: remove its namespaces
+	// here instead, so that no run leaves any behind.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		s := <-sig
+		removeAllNamespaces()
+		os.RemoveAll(dir)
+		fmt.Fprintf(os.Stderr, "e2e: %v: namespaces removed\n", s)
+		os.Exit(2)
+	}()
+	code := m.Run()
+	removeAllNamespaces()
+	return code
+}
+
+func build(dir string) error {
+	args := []string{"build", "-o", dir}
+	if raceEnabled {
+		// The daemons run with the race detector too; a race makes meshd
+		// exit non-zero, which the tests check.
+		args = append(args, "-race")
+	}
+	args = append(args, "meshd/cmd/meshd", "meshd/cmd/meshctl")
+	cmd := exec.Command("go", args...)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("go build: %w", err)
+	}
+	return nil
+}
+
+// canRun returns why the suite cannot run here, or "".
+func canRun() string {
+	if os.Geteuid() != 0 {
+		return "the end-to-end suite needs root to make network namespaces (run it as root, e.g. sudo go test ./e2e)"
+	}
+	for _, tool := range []string{"ip", "go"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return fmt.Sprintf("the end-to-end suite needs %q (iproute2) on PATH", tool)
+		}
+	}
+	if err := exec.Command("ip", "netns", "list").Run(); err != nil {
+		return fmt.Sprintf("cannot list network namespaces: %v", err)
+	}
+	return ""
+}
+
+// requireE2E skips the test when the suite cannot run here, or fails it if
+// MESHD_E2E=require.
+func requireE2E(t *testing.T) {
+	t.Helper()
+	if why := canRun(); why != "" {
+		if os.Getenv("MESHD_E2E") == "require" {
+			t.Fatalf("MESHD_E2E=require but %s", why)
+		}
+		t.Skip(why)
+	}
+	if bins.err != nil {
+		t.Fatal(bins.err)
+	}
+}
