@@ -310,4 +310,3 @@ func (b backend) Subscribe(ctx context.Context, ref string, since uint64, initia
 	snap, live := d.hub.subscribe(ctx, ref, since, initial)
 	return snap, live, nil
 }
-

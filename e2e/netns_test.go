@@ -214,8 +214,9 @@ interfaces = ["eth0"]
 		t.Fatal(err)
 	}
 	logf.Close()
-	h.exited = make(chan error, 1)
-	go func() { h.exited <- h.cmd.Wait() }()
+	cmd, exited := h.cmd, make(chan error, 1)
+	h.exited = exited
+	go func() { exited <- cmd.Wait() }()
 	t.Cleanup(func() { h.stop() })
 
 	ready := make(chan error, 1)

@@ -120,17 +120,45 @@ func TestRoomOnOneLink(t *testing.T) {
 		h.start("")
 	}
 
-	// Members list the room within a second of its host starting.
-	started := time.Now()
-	h1.start("\n[[room]]\nname = \"general\"\n")
+	// Members list the room within a second of its host starting. They
+	// watch their daemons' event streams, so the time is the daemon's,
+	// not a polling interval's.
+	appeared := make(chan time.Time, 2)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	for _, h := range []*host{h2, h3} {
-		eventually(t, time.Second-time.Since(started), h.name+" to list general", func() bool {
-			var rs []ctl.Room
-			h.ctlJSON(&rs, "rooms")
-			return findRoom(rs, "general") != nil
-		})
+		stream, err := (&ctl.Client{Socket: h.socket}).Events(ctx, "", 0, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer stream.Close()
+		go func() {
+			for {
+				ev, err := stream.Next()
+				if err != nil {
+					return
+				}
+				if ev.Kind == ctl.EventRoomAppear && strings.HasPrefix(ev.Room, "general@") {
+					appeared <- time.Now()
+					return
+				}
+			}
+		}()
 	}
-	t.Logf("both members listed the room %v after the host started", time.Since(started).Round(time.Millisecond))
+	h1.start("\n[[room]]\nname = \"general\"\n")
+	ready := time.Now()
+	for range 2 {
+		select {
+		case at := <-appeared:
+			if d := at.Sub(ready); d > time.Second {
+				t.Errorf("a member listed the room %v after its host was ready, want within 1s", d)
+			} else {
+				t.Logf("a member listed the room %v after its host was ready", d.Round(time.Millisecond))
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("a member never listed the room")
+		}
+	}
 
 	var st1 ctl.Status
 	h1.ctlJSON(&st1, "status")
@@ -207,8 +235,6 @@ func TestRoomOnOneLink(t *testing.T) {
 	}
 
 	// Even listening on the room's group, an outsider reads nothing.
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	sn := h4.helper(ctx, "sniff", "MESHD_SNIFF_GROUP="+r4.Group, "MESHD_SNIFF_COUNT=1")
 	snOut, err := sn.StdoutPipe()
 	if err != nil {

@@ -12,9 +12,10 @@
 //	  2 bytes  length bytes       padding
 //
 // Parity shards have the same size and are Reed-Solomon code words over
-// GF(2^8) (github.com/klauspost/reedsolomon) computed from the data
-// shards. Shard i of a block is the same on every host, so a shard is
-// identified on the wire by its block and index alone.
+// GF(2^8), computed by github.com/klauspost/reedsolomon with its default
+// coding matrix. Hosts must agree on that matrix to decode each other's
+// parity, so it is part of the wire format: changing the library's
+// options or version must keep the parity bytes that TestShardLayout pins.
 //
 // Reed-Solomon recovers erased shards; it does not detect wrong ones. A
 // corrupted or forged shard given to Decode rebuilds wrong packets, and

@@ -52,8 +52,12 @@ type packet struct {
 // flag, it skips instead.
 func read(t *testing.T, c *Conn) packet {
 	t.Helper()
+	return readInto(t, c, make([]byte, 1500))
+}
+
+func readInto(t *testing.T, c *Conn, b []byte) packet {
+	t.Helper()
 	c.uc.SetReadDeadline(time.Now().Add(2 * time.Second))
-	b := make([]byte, 1500)
 	n, src, dst, err := c.ReadFrom(b)
 	if err != nil {
 		if lo, lerr := net.InterfaceByName("lo"); lerr == nil && lo.Flags&net.FlagMulticast == 0 {
@@ -121,14 +125,8 @@ func TestTruncated(t *testing.T) {
 	write(t, c, bytes.Repeat([]byte("x"), 100), dst)
 	write(t, c, []byte("short"), dst)
 
-	c.uc.SetReadDeadline(time.Now().Add(2 * time.Second))
-	b := make([]byte, 10)
-	n, _, _, err := c.ReadFrom(b)
-	if err != nil {
-		t.Fatalf("ReadFrom: %v", err)
-	}
-	if string(b[:n]) != "short" {
-		t.Errorf("read %q, want %q", b[:n], "short")
+	if got := readInto(t, c, make([]byte, 10)); string(got.data) != "short" {
+		t.Errorf("read %q, want %q", got.data, "short")
 	}
 	if got := c.Counters().Truncated; got != 1 {
 		t.Errorf("Counters().Truncated = %d, want 1", got)

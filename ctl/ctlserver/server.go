@@ -330,22 +330,22 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 // writeBackendError answers with the status err carries and logs what a
 // person debugging the daemon needs.
 func (s *Server) writeBackendError(w http.ResponseWriter, r *http.Request, err error) {
-	code := http.StatusInternalServerError
+	code, msg := http.StatusInternalServerError, err.Error()
 	var e *Error
 	switch {
 	case errors.As(err, &e):
 		code = e.Code
 	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
-		// The client left or the daemon is stopping; either way nobody
-		// was failed by the backend.
-		code = http.StatusServiceUnavailable
+		// The client left or the daemon is stopping; either way the
+		// backend did not fail.
+		code, msg = http.StatusServiceUnavailable, "request cancelled: meshd is shutting down"
 	}
 	level := slog.LevelDebug
 	if code >= 500 {
 		level = slog.LevelWarn
 	}
 	s.log.Log(r.Context(), level, "control request failed", "method", r.Method, "path", r.URL.Path, "status", code, "err", err)
-	writeError(w, code, err.Error())
+	writeError(w, code, msg)
 }
 
 func writeError(w http.ResponseWriter, code int, msg string) {

@@ -1,0 +1,318 @@
+package rooms
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+)
+
+var dirNow = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+
+// dirRecorder collects a directory's events.
+type dirRecorder struct {
+	mu     sync.Mutex
+	events []DirectoryEvent
+}
+
+func (r *dirRecorder) record(ev DirectoryEvent) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.events = append(r.events, ev)
+}
+
+// take returns the events so far and forgets them.
+func (r *dirRecorder) take() []DirectoryEvent {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ev := r.events
+	r.events = nil
+	return ev
+}
+
+func newTestDirectory() (*Directory, *Stats, *dirRecorder) {
+	stats := new(Stats)
+	rec := new(dirRecorder)
+	return NewDirectory(stats, rec.record), stats, rec
+}
+
+// seededIdentity is a signing identity without the TLS certificate, which
+// the directory does not need and which is slow to make thousands of.
+func seededIdentity(n uint64) *Identity {
+	seed := make([]byte, ed25519.SeedSize)
+	binary.BigEndian.PutUint64(seed, n+1)
+	key := ed25519.NewKeyFromSeed(seed)
+	return &Identity{Key: key, Pub: key.Public().(ed25519.PublicKey)}
+}
+
+// wantStats checks the named counters; the others must be zero.
+func wantStats(t *testing.T, s *Stats, want map[string]int64) {
+	t.Helper()
+	for name, got := range s.Snapshot() {
+		if got != want[name] {
+			t.Errorf("stats[%q] = %d, want %d", name, got, want[name])
+		}
+	}
+}
+
+func handle(t *testing.T, d *Directory, pkt []byte, now time.Time) {
+	t.Helper()
+	if err := d.HandleAnnounce(pkt, now); err != nil {
+		t.Fatalf("HandleAnnounce = %v, want nil", err)
+	}
+}
+
+func onlyRoom(t *testing.T, d *Directory) Known {
+	t.Helper()
+	l := d.List()
+	if len(l) != 1 {
+		t.Fatalf("List() has %d rooms, want 1", len(l))
+	}
+	return l[0]
+}
+
+func TestDirectoryNewestSerialWins(t *testing.T) {
+	d, stats, rec := newTestDirectory()
+	id := seededIdentity(1)
+	first := testAnnounce("lobby", 1)
+	second := testAnnounce("lobby", 2)
+	second.Lifetime = 120
+	handle(t, d, signTestAnnounce(t, id, first), dirNow)
+	pkt2 := signTestAnnounce(t, id, second)
+	handle(t, d, pkt2, dirNow.Add(time.Second))
+
+	kn := onlyRoom(t, d)
+	if kn.Serial != 2 || kn.Lifetime != 120 || !bytes.Equal(kn.Raw, pkt2) {
+		t.Errorf("kept serial %d, lifetime %d, want serial 2, lifetime 120", kn.Serial, kn.Lifetime)
+	}
+	if want := dirNow.Add(121 * time.Second); !kn.Expires.Equal(want) {
+		t.Errorf("Expires = %v, want %v", kn.Expires, want)
+	}
+	if ev := rec.take(); len(ev) != 1 || ev[0].Expired || ev[0].Room.Serial != 1 {
+		t.Errorf("events = %+v, want one appearance of serial 1", ev)
+	}
+	wantStats(t, stats, map[string]int64{"announce_accepted": 2})
+}
+
+func TestDirectoryDropsStale(t *testing.T) {
+	d, stats, _ := newTestDirectory()
+	id := seededIdentity(1)
+	handle(t, d, signTestAnnounce(t, id, testAnnounce("lobby", 5)), dirNow)
+	if err := d.HandleAnnounce(signTestAnnounce(t, id, testAnnounce("lobby", 4)), dirNow); err == nil {
+		t.Errorf("HandleAnnounce(older serial) = nil, want an error")
+	}
+	if kn := onlyRoom(t, d); kn.Serial != 5 {
+		t.Errorf("kept serial %d, want 5", kn.Serial)
+	}
+	wantStats(t, stats, map[string]int64{"announce_accepted": 1, "announce_stale": 1})
+}
+
+func TestDirectoryConflict(t *testing.T) {
+	d, stats, _ := newTestDirectory()
+	id := seededIdentity(1)
+	a := testAnnounce("lobby", 5)
+	pkt := signTestAnnounce(t, id, a)
+	handle(t, d, pkt, dirNow)
+	a.Lifetime = 999
+	if err := d.HandleAnnounce(signTestAnnounce(t, id, a), dirNow.Add(time.Second)); err == nil {
+		t.Errorf("HandleAnnounce(same serial, other bytes) = nil, want an error")
+	}
+	kn := onlyRoom(t, d)
+	if !bytes.Equal(kn.Raw, pkt) || kn.Lifetime != 60 {
+		t.Errorf("kept lifetime %d, want the first announcement's 60", kn.Lifetime)
+	}
+	if want := dirNow.Add(60 * time.Second); !kn.Expires.Equal(want) {
+		t.Errorf("Expires = %v, want %v (a conflict does not refresh)", kn.Expires, want)
+	}
+	wantStats(t, stats, map[string]int64{"announce_accepted": 1, "announce_conflict": 1})
+}
+
+func TestDirectoryRefreshAndExpire(t *testing.T) {
+	d, stats, rec := newTestDirectory()
+	id := seededIdentity(1)
+	pkt := signTestAnnounce(t, id, testAnnounce("lobby", 5)) // lifetime 60 s
+	short := testAnnounce("short", 1)
+	short.Lifetime = 10
+	handle(t, d, pkt, dirNow)
+	handle(t, d, signTestAnnounce(t, id, short), dirNow)
+	rec.take()
+
+	// The same bytes again, from a receive buffer that is then reused.
+	again := bytes.Clone(pkt)
+	handle(t, d, again, dirNow.Add(30*time.Second))
+	clear(again)
+	if ev := rec.take(); len(ev) != 0 {
+		t.Errorf("events after a refresh = %+v, want none", ev)
+	}
+
+	d.Expire(dirNow.Add(10*time.Second - 1))
+	if got := d.Len(); got != 2 {
+		t.Errorf("Len() before any lapse = %d, want 2", got)
+	}
+	d.Expire(dirNow.Add(10 * time.Second))
+	ev := rec.take()
+	if len(ev) != 1 || !ev[0].Expired || ev[0].Room.Room != "short" {
+		t.Errorf("events at 10 s = %+v, want short to lapse", ev)
+	}
+	// Refreshed at 30 s, lobby would have lapsed at 60 s and lapses at 90 s.
+	d.Expire(dirNow.Add(60 * time.Second))
+	kn := onlyRoom(t, d)
+	if kn.Room != "lobby" || !bytes.Equal(kn.Raw, pkt) {
+		t.Errorf("kept %q, raw %x, want lobby, %x", kn.Room, kn.Raw, pkt)
+	}
+	d.Expire(dirNow.Add(90 * time.Second))
+	if got := d.Len(); got != 0 {
+		t.Errorf("Len() after the refreshed lifetime = %d, want 0", got)
+	}
+	ev = rec.take()
+	if len(ev) != 1 || !ev[0].Expired || ev[0].Room.Room != "lobby" || ev[0].Room.Serial != 5 {
+		t.Errorf("events at 90 s = %+v, want lobby to lapse", ev)
+	}
+	wantStats(t, stats, map[string]int64{"announce_accepted": 2, "announce_refreshed": 1})
+}
+
+func TestDirectorySameNameTwoHosts(t *testing.T) {
+	d, _, _ := newTestDirectory()
+	h1, h2 := seededIdentity(1), seededIdentity(2)
+	handle(t, d, signTestAnnounce(t, h1, testAnnounce("lobby", 1)), dirNow)
+	handle(t, d, signTestAnnounce(t, h2, testAnnounce("lobby", 1)), dirNow)
+	handle(t, d, signTestAnnounce(t, h2, testAnnounce("other", 1)), dirNow)
+	if got := d.Len(); got != 3 {
+		t.Fatalf("Len() = %d, want 3", got)
+	}
+
+	if _, err := d.Resolve("lobby"); !errors.Is(err, ErrAmbiguousRoom) {
+		t.Errorf("Resolve(%q) = %v, want %v", "lobby", err, ErrAmbiguousRoom)
+	}
+	for _, id := range []*Identity{h1, h2} {
+		ref := "lobby@" + id.Fingerprint()
+		kn, err := d.Resolve(ref)
+		if err != nil || !bytes.Equal(kn.HostKey[:], id.Pub) {
+			t.Errorf("Resolve(%q) = %x, %v, want %x, nil", ref, kn.HostKey, err, id.Pub)
+		}
+		if err == nil && kn.Ref() != ref {
+			t.Errorf("Resolve(%q).Ref() = %q, want %q", ref, kn.Ref(), ref)
+		}
+	}
+	if kn, err := d.Resolve("other"); err != nil || !bytes.Equal(kn.HostKey[:], h2.Pub) {
+		t.Errorf("Resolve(%q) = %x, %v, want %x, nil", "other", kn.HostKey, err, h2.Pub)
+	}
+	for _, ref := range []string{"nope", "other@" + h1.Fingerprint(), "lob"} {
+		if _, err := d.Resolve(ref); !errors.Is(err, ErrUnknownRoom) {
+			t.Errorf("Resolve(%q) = %v, want %v", ref, err, ErrUnknownRoom)
+		}
+	}
+
+	l := d.List()
+	for i := 1; i < len(l); i++ {
+		a, b := l[i-1], l[i]
+		if a.Room > b.Room || a.Room == b.Room && bytes.Compare(a.HostKey[:], b.HostKey[:]) >= 0 {
+			t.Errorf("List()[%d:%d] = %s, %s, want sorted by name, then key", i-1, i+1, a.Ref(), b.Ref())
+		}
+	}
+}
+
+func TestDirectoryRejectsBadPackets(t *testing.T) {
+	d, stats, rec := newTestDirectory()
+	host, other := seededIdentity(1), seededIdentity(2)
+
+	forged := signTestAnnounce(t, other, testAnnounce("lobby", 1))
+	copy(forged[12:], host.Pub) // claims the host's key
+	err := d.HandleAnnounce(forged, dirNow)
+	if !errors.Is(err, ErrBadSignature) {
+		t.Errorf("HandleAnnounce(forged) = %v, want %v", err, ErrBadSignature)
+	}
+
+	truncated := signTestAnnounce(t, host, testAnnounce("lobby", 1))
+	truncated = truncated[:len(truncated)-1]
+	badName := signTestAnnounce(t, host, testAnnounce("two words", 1))
+	for _, pkt := range [][]byte{nil, []byte("MD\x01\x01"), truncated, badName} {
+		if err := d.HandleAnnounce(pkt, dirNow); err == nil || errors.Is(err, ErrBadSignature) {
+			t.Errorf("HandleAnnounce(%.20x…) = %v, want a malformation error", pkt, err)
+		}
+	}
+	if got := d.Len(); got != 0 {
+		t.Errorf("Len() = %d, want 0", got)
+	}
+	if ev := rec.take(); len(ev) != 0 {
+		t.Errorf("events = %+v, want none", ev)
+	}
+	wantStats(t, stats, map[string]int64{"announce_bad_sig": 1, "announce_malformed": 4})
+}
+
+func TestDirectoryBound(t *testing.T) {
+	if testing.Short() {
+		t.Skip("signs thousands of announcements")
+	}
+	d, stats, rec := newTestDirectory()
+	const extra = 50
+	// Each announcement arrives a millisecond after the one before, so the
+	// oldest lapse first and are the ones that make room.
+	for i := range MaxDirectory + extra {
+		pkt := signTestAnnounce(t, seededIdentity(uint64(i)), testAnnounce("flood", 1))
+		handle(t, d, pkt, dirNow.Add(time.Duration(i)*time.Millisecond))
+		if got := d.Len(); got > MaxDirectory {
+			t.Fatalf("Len() = %d after %d announcements, want at most %d", got, i+1, MaxDirectory)
+		}
+	}
+	if got := d.Len(); got != MaxDirectory {
+		t.Errorf("Len() = %d, want %d", got, MaxDirectory)
+	}
+	held := make(map[string]bool)
+	for _, kn := range d.List() {
+		held[kn.Ref()] = true
+	}
+	for i := range MaxDirectory + extra {
+		ref := Ref(seededIdentity(uint64(i)).Pub, "flood")
+		if want := i >= extra; held[ref] != want {
+			t.Errorf("room %d (%s) held = %t, want %t", i, ref, held[ref], want)
+		}
+	}
+	var appeared, evicted int
+	for _, ev := range rec.take() {
+		if ev.Expired {
+			evicted++
+		} else {
+			appeared++
+		}
+	}
+	if appeared != MaxDirectory+extra || evicted != extra {
+		t.Errorf("events: %d appeared, %d evicted, want %d, %d", appeared, evicted, MaxDirectory+extra, extra)
+	}
+	wantStats(t, stats, map[string]int64{"announce_accepted": MaxDirectory + extra, "announce_evicted": extra})
+}
+
+func TestDirectoryConcurrent(t *testing.T) {
+	d, stats, _ := newTestDirectory()
+	var pkts [][]byte
+	for i := range 8 {
+		id := seededIdentity(uint64(i))
+		for serial := range uint64(4) {
+			pkts = append(pkts, signTestAnnounce(t, id, testAnnounce(fmt.Sprintf("room%d", i%3), serial)))
+		}
+	}
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() {
+			for i, pkt := range pkts {
+				d.HandleAnnounce(pkt, dirNow.Add(time.Duration(w*i)*time.Millisecond))
+				d.List()
+				d.Resolve("room1")
+			}
+			d.Expire(dirNow)
+		})
+	}
+	wg.Wait()
+	// Every packet lands in exactly one counter.
+	var total int64
+	for _, n := range stats.Snapshot() {
+		total += n
+	}
+	if want := int64(4 * len(pkts)); total != want {
+		t.Errorf("sum of counters = %d, want %d", total, want)
+	}
+}
