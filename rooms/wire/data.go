@@ -110,12 +110,18 @@ func AppendBatchBody(b []byte, first uint64, recs []Record) ([]byte, error) {
 	if len(recs) > MaxRecords {
 		return b, fmt.Errorf("%w: %d records", ErrTooLong, len(recs))
 	}
+	if first == 0 || first+uint64(len(recs)) < first {
+		// ParseBatch refuses these; sending one would only make every
+		// receiver drop it.
+		return b, fmt.Errorf("%w: sequence %d", ErrInvalid, first)
+	}
+	start := len(b)
 	b = appendU64(b, first)
 	b = append(b, byte(len(recs)))
 	for i := range recs {
 		r := &recs[i]
 		if r.Kind == 0 || len(r.Nick) > MaxNick || len(r.Text) > MaxText {
-			return b, fmt.Errorf("%w: record %d", ErrInvalid, i)
+			return b[:start], fmt.Errorf("%w: record %d", ErrInvalid, i)
 		}
 		b = append(b, r.Kind)
 		b = append(b, r.KeyID[:]...)

@@ -518,22 +518,31 @@ func TestParseBatchReusesRecords(t *testing.T) {
 func TestBatchEncodeBounds(t *testing.T) {
 	tests := []struct {
 		name    string
+		first   uint64
 		recs    []wire.Record
 		wantErr error // nil: accepted
 	}{
-		{"records at max", manyRecords(wire.MaxRecords), nil},
-		{"records over max", manyRecords(wire.MaxRecords + 1), wire.ErrTooLong},
-		{"nick at max", []wire.Record{{Kind: 1, Nick: strings.Repeat("n", wire.MaxNick)}}, nil},
-		{"nick over max", []wire.Record{{Kind: 1, Nick: strings.Repeat("n", wire.MaxNick+1)}}, wire.ErrInvalid},
-		{"text at max", []wire.Record{{Kind: 1, Text: strings.Repeat("t", wire.MaxText)}}, nil},
-		{"text over max", []wire.Record{{Kind: 1, Text: strings.Repeat("t", wire.MaxText+1)}}, wire.ErrInvalid},
-		{"kind zero", []wire.Record{{Kind: 0}}, wire.ErrInvalid},
+		{"records at max", 1, manyRecords(wire.MaxRecords), nil},
+		{"records over max", 1, manyRecords(wire.MaxRecords + 1), wire.ErrTooLong},
+		{"nick at max", 1, []wire.Record{{Kind: 1, Nick: strings.Repeat("n", wire.MaxNick)}}, nil},
+		{"nick over max", 1, []wire.Record{{Kind: 1, Nick: strings.Repeat("n", wire.MaxNick+1)}}, wire.ErrInvalid},
+		{"text at max", 1, []wire.Record{{Kind: 1, Text: strings.Repeat("t", wire.MaxText)}}, nil},
+		{"text over max", 1, []wire.Record{{Kind: 1, Text: strings.Repeat("t", wire.MaxText+1)}}, wire.ErrInvalid},
+		{"kind zero", 1, []wire.Record{{Kind: 1}, {Kind: 0}}, wire.ErrInvalid},
+		{"first zero", 0, nil, wire.ErrInvalid},
+		{"last sequence", ^uint64(0) - 1, manyRecords(1), nil},
+		{"sequence wraps", ^uint64(0), manyRecords(1), wire.ErrInvalid},
+		{"heartbeat at max", ^uint64(0), nil, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := wire.AppendBatchBody(nil, 1, tt.recs)
+			prefix := []byte("keep")
+			b, err := wire.AppendBatchBody(prefix, tt.first, tt.recs)
 			if !errors.Is(err, tt.wantErr) || (tt.wantErr == nil) != (err == nil) {
-				t.Errorf("AppendBatchBody = %v, want %v", err, tt.wantErr)
+				t.Fatalf("AppendBatchBody(%d, …) = %v, want %v", tt.first, err, tt.wantErr)
+			}
+			if err != nil && !bytes.Equal(b, prefix) {
+				t.Errorf("AppendBatchBody on error = %q, want %q unchanged", b, prefix)
 			}
 		})
 	}
