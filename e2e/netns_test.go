@@ -208,7 +208,8 @@ interfaces = ["eth0"]
 		t.Fatal(err)
 	}
 	h.cmd = exec.Command("ip", "netns", "exec", h.ns, bins.meshd, "-config", cfgPath)
-	h.cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+notifyPath)
+	// A race-enabled meshd would otherwise linger a second at exit.
+	h.cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+notifyPath, "GORACE=atexit_sleep_ms=0")
 	h.cmd.Stdout, h.cmd.Stderr = logf, logf
 	if err := h.cmd.Start(); err != nil {
 		t.Fatal(err)
