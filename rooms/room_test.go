@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"meshd/internal/leaktest"
 	"meshd/mcast/memnet"
 	"meshd/rooms/wire"
 )
@@ -92,6 +93,9 @@ type testRoom struct {
 
 func newTestRoom(t *testing.T, n *memnet.Network, name string) *testRoom {
 	t.Helper()
+	// Registered first, so it runs after every other cleanup: once the
+	// host and members are closed, none of their goroutines may remain.
+	t.Cleanup(func() { leaktest.Check(t, "meshd/rooms.") })
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

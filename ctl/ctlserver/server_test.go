@@ -16,6 +16,7 @@ import (
 	"meshd/ctl"
 	"meshd/ctl/ctlserver"
 	"meshd/ctl/ctltest"
+	"meshd/internal/leaktest"
 )
 
 // rawClient sends hand-made requests to the socket, for what ctl.Client
@@ -494,7 +495,7 @@ func TestNoGoroutinesOutliveServe(t *testing.T) {
 			}
 		}
 	}
-	ctltest.WaitGoroutinesGone(t, "meshd/ctl/ctlserver.", "meshd/ctl/ctltest.", "net/http.(*conn).serve")
+	leaktest.Check(t, "meshd/ctl/ctlserver.", "meshd/ctl/ctltest.", "net/http.(*conn).serve")
 	if _, err := os.Stat(srv.Socket); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("socket file after Serve returned: %v, want it removed", err)
 	}

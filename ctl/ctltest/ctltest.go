@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -404,46 +403,4 @@ func (s *Server) Stop() error {
 		s.err = <-s.done
 	})
 	return s.err
-}
-
-// WaitGoroutinesGone fails t unless, within a few seconds, no goroutine's
-// stack mentions any of substrs (other than the caller's own). Goroutines
-// exit a little after the work that ended them, so this polls rather than
-// counting once.
-func WaitGoroutinesGone(t testing.TB, substrs ...string) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		left := matchingGoroutines(substrs)
-		if len(left) == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d goroutines still running:\n\n%s", len(left), strings.Join(left, "\n\n"))
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-func matchingGoroutines(substrs []string) []string {
-	buf := make([]byte, 1<<20)
-	for {
-		n := runtime.Stack(buf, true)
-		if n < len(buf) {
-			buf = buf[:n]
-			break
-		}
-		buf = make([]byte, 2*len(buf))
-	}
-	stacks := strings.Split(string(buf), "\n\n")
-	var out []string
-	for _, g := range stacks[1:] { // the first is the caller's
-		for _, s := range substrs {
-			if strings.Contains(g, s) {
-				out = append(out, g)
-				break
-			}
-		}
-	}
-	return out
 }
