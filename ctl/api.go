@@ -53,7 +53,7 @@ type Room struct {
 	Members     int       `json:"members,omitempty"`
 	LastSeq     uint64    `json:"last_seq,omitempty"` // newest sequence delivered here
 	Expires     time.Time `json:"expires,omitzero"`   // when the announcement lapses
-	State       string    `json:"state,omitempty"`    // for joined rooms: "connecting", "connected", "disconnected"
+	State       string    `json:"state,omitempty"`    // for joined rooms: "connected" or "disconnected" (reconnecting)
 }
 
 // Member is one participant of a room.
@@ -97,6 +97,7 @@ const (
 	EventMessage     = "message"      // a sequenced chat line
 	EventJoin        = "join"         // a member joined (sequenced)
 	EventPart        = "part"         // a member left (sequenced)
+	EventGap         = "gap"          // records Seq..Through are lost: the host no longer held them
 	EventRoomAppear  = "room_appear"  // an announcement for a new room was verified
 	EventRoomExpire  = "room_expire"  // a room's announcements stopped
 	EventRoomState   = "room_state"   // this daemon's link to a joined room changed
@@ -112,7 +113,9 @@ type Event struct {
 	Kind string `json:"kind"`
 	Room string `json:"room,omitempty"` // room ref
 	Seq  uint64 `json:"seq,omitempty"`  // for sequenced events
-	Nick string `json:"nick,omitempty"`
+	// Through is the last sequence number of a gap; Seq is its first.
+	Through uint64 `json:"through,omitempty"`
+	Nick    string `json:"nick,omitempty"`
 	// Fingerprint is the short fingerprint of the member who sent or joined.
 	Fingerprint string `json:"fingerprint,omitempty"`
 	Text        string `json:"text,omitempty"`

@@ -194,13 +194,15 @@ func (b backend) Join(ctx context.Context, ref, nick string) (ctl.Room, error) {
 		return ctl.Room{}, ctlserver.Conflict(fmt.Errorf("you are already in %s", kn.Ref()))
 	}
 	m, err := rooms.Join(ctx, rooms.MemberConfig{
-		Identity: d.ident,
-		Stats:    &d.stats,
-		Logger:   d.log.With("component", "member"),
-		Deliver:  d.deliver,
-		OnState:  d.memberState,
-		JoinData: d.joinData,
-		Resolve:  d.dir.Resolve,
+		Identity:  d.ident,
+		Stats:     &d.stats,
+		Logger:    d.log.With("component", "member"),
+		Deliver:   d.deliver,
+		OnState:   d.memberState,
+		OnGap:     d.memberGap,
+		JoinData:  d.joinData,
+		LeaveData: d.leaveData,
+		Resolve:   d.dir.Resolve,
 	}, kn, nick)
 	switch {
 	case errors.Is(err, rooms.ErrRefused):
@@ -214,6 +216,7 @@ func (b backend) Join(ctx context.Context, ref, nick string) (ctl.Room, error) {
 	if _, dup := d.members[m.ID()]; dup {
 		d.mu.Unlock()
 		m.Close()
+		d.leaveData(m.Group().Addr())
 		return ctl.Room{}, ctlserver.Conflict(fmt.Errorf("you are already in %s", kn.Ref()))
 	}
 	d.members[m.ID()] = m

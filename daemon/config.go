@@ -93,6 +93,9 @@ var logLevels = map[string]slog.Level{
 	"error": slog.LevelError,
 }
 
+// maxLifetime is the longest room lifetime an announcement can carry.
+const maxLifetime = 65535 * time.Second
+
 // Default returns the built-in configuration, which is what Load starts from.
 // StateDir, Socket and Nick depend on the environment: a systemd service
 // gets its StateDirectory and RuntimeDirectory, root gets the system paths,
@@ -301,8 +304,11 @@ func (c Config) problems() []Problem {
 	if disc.Interval < Duration(100*time.Millisecond) || disc.Interval > Duration(time.Hour) {
 		d.add("discovery.announce_interval", "%q is out of range; use 100ms..1h", disc.Interval)
 	}
-	// A room must survive one lost announcement.
-	if disc.Lifetime < 2*disc.Interval {
+	// A room must survive one lost announcement; announcements carry the
+	// lifetime in whole seconds in 16 bits.
+	if disc.Lifetime > Duration(maxLifetime) {
+		d.add("discovery.room_lifetime", "%q is out of range; the longest is %q", disc.Lifetime, Duration(maxLifetime))
+	} else if disc.Lifetime < 2*disc.Interval {
 		d.add("discovery.room_lifetime", "%q is less than twice discovery.announce_interval (%q); use at least %q",
 			disc.Lifetime, disc.Interval, 2*disc.Interval)
 	}

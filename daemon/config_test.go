@@ -394,3 +394,14 @@ func FuzzLoad(f *testing.F) {
 		}
 	})
 }
+
+func TestLifetimeFitsTheWire(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "meshd.toml")
+	if err := os.WriteFile(path, []byte("version = 1\n[discovery]\nroom_lifetime = \"20h\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Load(path)
+	if err == nil || !strings.Contains(err.Error(), ":3: discovery.room_lifetime: \"20h0m0s\" is out of range") {
+		t.Fatalf("Load = %v, want room_lifetime out of range at line 3", err)
+	}
+}

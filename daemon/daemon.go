@@ -190,16 +190,18 @@ func isNilConn(c interface{ Close() error }) bool {
 	return false
 }
 
-// joinAddrs are the addresses announced as S: configured ones, else every
-// address of the discovery interfaces, at the port that accepts joins.
+// joinAddrs are the addresses announced as S: the configured ones, else
+// the address joins are accepted on if it is a specific one, else every
+// address of the discovery interfaces; all at the port that accepts joins.
 func (d *Daemon) joinAddrs() []netip.AddrPort {
 	port := uint16(d.joins.Addr().(*net.TCPAddr).Port)
 	addrs := d.cfg.Host.Advertise
-	if len(addrs) == 0 {
-		addrs = d.disco.LocalAddrs()
-	}
-	if !d.cfg.Host.Listen.Addr().IsUnspecified() {
+	switch {
+	case len(addrs) > 0:
+	case !d.cfg.Host.Listen.Addr().IsUnspecified():
 		addrs = []netip.Addr{d.cfg.Host.Listen.Addr()}
+	default:
+		addrs = d.disco.LocalAddrs()
 	}
 	out := make([]netip.AddrPort, 0, len(addrs))
 	for _, a := range addrs {
@@ -340,6 +342,12 @@ func (d *Daemon) directoryChanged(ev rooms.DirectoryEvent) {
 		e.Info = &info
 	}
 	d.hub.publish(e, false)
+}
+
+// memberGap tells subscribers of records a member will never deliver. It
+// is kept in the backlog with the records, so a late tail shows it too.
+func (d *Daemon) memberGap(ref string, from, through uint64) {
+	d.hub.publish(ctl.Event{Kind: ctl.EventGap, Room: ref, Seq: from, Through: through}, true)
 }
 
 func (d *Daemon) memberState(ref, state string) {

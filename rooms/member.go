@@ -22,10 +22,16 @@ type MemberConfig struct {
 	Identity *Identity
 	Stats    *Stats
 	Logger   *slog.Logger
-	Deliver  func(Delivery)                  // must not block
-	OnState  func(ref, state string)         // hears "connected" and "disconnected"; must not block
-	JoinData func(netip.Addr) error          // joins the room's data group on the daemon's data socket
-	Resolve  func(ref string) (Known, error) // fresh join addresses for reconnects
+	Deliver  func(Delivery)          // must not block
+	OnState  func(ref, state string) // hears "connected" and "disconnected"; must not block
+	JoinData func(netip.Addr) error  // joins the room's data group on the daemon's data socket
+	// LeaveData leaves a group JoinData joined, when the host moves the
+	// room to another group.
+	LeaveData func(netip.Addr)
+	// OnGap hears of records from..through that the host no longer holds,
+	// which this member will therefore never deliver; must not block.
+	OnGap   func(ref string, from, through uint64)
+	Resolve func(ref string) (Known, error) // fresh join addresses for reconnects
 	// Dial opens the TCP connection to a host; nil means net.Dialer.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
@@ -261,15 +267,22 @@ func (m *Member) welcome(conn *tls.Conn, w *wire.Welcome) error {
 		if err := m.cfg.JoinData(w.Group.Addr()); err != nil {
 			return fmt.Errorf("join %s: data group %v: %w", m.ref, w.Group, err)
 		}
+		if m.group.IsValid() {
+			m.cfg.LeaveData(m.group.Addr())
+		}
 	}
-	if m.next != 0 && w.Next != m.next {
-		// Only the next issue's persistent log lets a restarted host keep
-		// its sequence; until then, say plainly that it moved.
-		m.log.Warn("host resumed the room at another sequence number", "had", m.next, "host", w.Next)
+	switch {
+	case m.next == 0:
+	case w.Next > m.next:
+		m.gapLocked(w.Next)
+	case w.Next < m.next:
+		// Only a persistent log lets a restarted host keep its sequence;
+		// until the host has one, say plainly that the sequence moved.
+		m.log.Warn("host restarted the room's sequence", "had", m.next, "host", w.Next)
+		clear(m.pending)
 	}
 	m.conn, m.id, m.key, m.group = conn, w.Room, k, w.Group
-	m.next, m.highest = w.Next, w.Next
-	clear(m.pending)
+	m.next, m.highest = w.Next, max(m.highest, w.Next)
 	m.members = make(map[[wire.KeyIDLen]byte]string, len(w.Members))
 	for _, mi := range w.Members {
 		m.members[mi.KeyID] = mi.Nick
@@ -352,6 +365,13 @@ func (m *Member) serve(conn *tls.Conn) error {
 		case []byte:
 			m.cfg.Stats.DataFetched.Add(1)
 			m.HandlePacket(f)
+		case *wire.Gone:
+			m.mu.Lock()
+			if f.From <= m.next && m.next < f.To {
+				m.gapLocked(f.To)
+				m.drainLocked()
+			}
+			m.mu.Unlock()
 		case *wire.Said:
 			m.mu.Lock()
 			ch := m.waiters[f.ID]
@@ -434,7 +454,11 @@ func (m *Member) HandlePacket(pkt []byte) {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.key == nil || h.Epoch != m.key.epoch || h.Room != m.id {
+	if h.Room != m.id {
+		st.DataNotJoined.Add(1)
+		return
+	}
+	if m.key == nil || h.Epoch != m.key.epoch {
 		st.DataBadEpoch.Add(1)
 		return
 	}
@@ -469,18 +493,43 @@ func (m *Member) HandlePacket(pkt []byte) {
 				st.DataDuplicate.Add(1)
 			}
 			m.pending[seq] = rec
+		default:
+			// Too far ahead to hold; fetched once the gap before it closes.
+			st.DataOutOfWindow.Add(1)
 		}
 	}
+	m.drainLocked()
+	if m.next < m.highest {
+		m.armFetchLocked(fetchDelay)
+	}
+}
+
+// drainLocked delivers the held records that are now next in sequence.
+func (m *Member) drainLocked() {
 	for {
 		rec, ok := m.pending[m.next]
 		if !ok {
-			break
+			return
 		}
 		delete(m.pending, m.next)
 		m.deliverLocked(m.next, rec)
 	}
-	if m.next < m.highest {
-		m.armFetchLocked(fetchDelay)
+}
+
+// gapLocked gives up on the records before to, which the host no longer
+// holds, and tells the user; nothing is skipped silently.
+func (m *Member) gapLocked(to uint64) {
+	from := m.next
+	for seq := range m.pending {
+		if seq < to {
+			delete(m.pending, seq)
+		}
+	}
+	m.next, m.highest = to, max(m.highest, to)
+	m.cfg.Stats.DataLost.Add(int64(to - from))
+	m.log.Warn("records lost: the host no longer holds them", "from", from, "through", to-1)
+	if m.cfg.OnGap != nil {
+		m.cfg.OnGap(m.ref, from, to-1)
 	}
 }
 

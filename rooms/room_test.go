@@ -93,6 +93,13 @@ type testRoom struct {
 
 func newTestRoom(t *testing.T, n *memnet.Network, name string) *testRoom {
 	t.Helper()
+	return newTestRoomHistory(t, n, name, 0)
+}
+
+// newTestRoomHistory makes a room whose host keeps history packets for
+// repair (0: the default).
+func newTestRoomHistory(t *testing.T, n *memnet.Network, name string, history int) *testRoom {
+	t.Helper()
 	// Registered first, so it runs after every other cleanup: once the
 	// host and members are closed, none of their goroutines may remain.
 	t.Cleanup(func() { leaktest.Check(t, "meshd/rooms.") })
@@ -116,6 +123,7 @@ func newTestRoom(t *testing.T, n *memnet.Network, name string) *testRoom {
 		Deliver:    tr.rec.deliver,
 		Stats:      tr.stats,
 		Logger:     discard,
+		History:    history,
 	})
 	if tr.seq, err = tr.host.Open(name); err != nil {
 		t.Fatal(err)
@@ -164,6 +172,15 @@ type testMember struct {
 	m     *Member
 	rec   *recorder
 	stats *Stats
+
+	gapMu sync.Mutex
+	gaps  [][2]uint64
+}
+
+func (tm *testMember) onGap(_ string, from, through uint64) {
+	tm.gapMu.Lock()
+	tm.gaps = append(tm.gaps, [2]uint64{from, through})
+	tm.gapMu.Unlock()
 }
 
 func (tr *testRoom) join(addr, nick string, kn Known) (*testMember, error) {
@@ -196,6 +213,7 @@ func (tr *testRoom) join(addr, nick string, kn Known) (*testMember, error) {
 		Logger:   discard,
 		Deliver:  tm.rec.deliver,
 		JoinData: conn.JoinGroup,
+		OnGap:    tm.onGap,
 		Resolve:  func(string) (Known, error) { return kn, nil },
 	}
 	var err error
@@ -358,5 +376,45 @@ func TestOutsiderCannotRead(t *testing.T) {
 	}
 	if _, _, err := openBatch(nil, guess, tr.kn.Key(), buf[:nb], nil); !errors.Is(err, errAuth) {
 		t.Fatalf("open without the key: err = %v, want errAuth", err)
+	}
+}
+
+// A member cut off for longer than the host's history learns, when it
+// comes back, which records are lost, delivers everything after them, and
+// tells its user of the gap instead of asking for it forever.
+func TestGapBeyondHistoryIsDeclared(t *testing.T) {
+	n := memnet.New(4)
+	tr := newTestRoomHistory(t, n, "general", 8)
+	const addr = "10.0.0.2"
+	tm, err := tr.join(addr, "alice", tr.kn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	joinSeq := tm.rec.waitFor(t, "alice's join", func(d []Delivery) bool { return len(d) == 1 })[0].Seq
+
+	n.SetLoss(netip.MustParseAddr(addr), 1)
+	const lines = 20
+	for i := range lines {
+		if _, err := tr.seq.Say(fmt.Sprintf("line %d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n.SetLoss(netip.MustParseAddr(addr), 0)
+
+	last := tr.seq.LastSeq()
+	got := tm.rec.waitFor(t, "the last line", func(d []Delivery) bool { return d[len(d)-1].Seq == last })
+	// The host holds the last 8 packets; the 12 before them are gone.
+	firstHeld := last - 7
+	tm.gapMu.Lock()
+	gaps := tm.gaps
+	tm.gapMu.Unlock()
+	if len(gaps) != 1 || gaps[0] != [2]uint64{joinSeq + 1, firstHeld - 1} {
+		t.Fatalf("gaps = %v, want [[%d %d]]", gaps, joinSeq+1, firstHeld-1)
+	}
+	if len(got) != 1+8 || got[1].Seq != firstHeld {
+		t.Fatalf("delivered %d records starting after the join at %d, want 8 starting at %d", len(got)-1, got[1].Seq, firstHeld)
+	}
+	if lost := tm.stats.DataLost.Load(); lost != int64(firstHeld-joinSeq-1) {
+		t.Errorf("data_lost = %d, want %d", lost, firstHeld-joinSeq-1)
 	}
 }

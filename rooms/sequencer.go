@@ -436,7 +436,7 @@ func (s *Sequencer) admit(m *hostSession, resume uint64) error {
 	}
 	start := s.next
 	if resume > 0 && resume < s.next {
-		start = max(resume, s.hist.oldest())
+		start = resume
 	}
 	w := &wire.Welcome{
 		Room:    s.id,
@@ -453,7 +453,7 @@ func (s *Sequencer) admit(m *hostSession, resume uint64) error {
 	// The resumed history and the join travel over the session as well as
 	// multicast: the member joins the data group only now, and its first
 	// packets must not depend on how fast that happens.
-	s.hist.from(start, s.next, func(pkt []byte) bool { return m.send(pkt) })
+	s.resendLocked(m, start, s.next)
 	if _, err := s.submitLocked(wire.Record{Kind: wire.KindJoin, KeyID: m.keyID, Nick: m.nick}); err != nil {
 		delete(s.members, m.keyID)
 		return err
@@ -481,6 +481,27 @@ func (s *Sequencer) dropLocked(m *hostSession) {
 	}
 }
 
+// resendLocked sends a member, over its session, the packets holding
+// sequence numbers from..end-1, first declaring the part of that range
+// that has aged out of the history, so that the member tells its user of
+// the gap rather than asking for it forever.
+func (s *Sequencer) resendLocked(m *hostSession, from, end uint64) {
+	if from >= end {
+		return
+	}
+	held := s.hist.oldest()
+	if held == 0 {
+		held = s.next
+	}
+	if from < held {
+		if !m.send(&wire.Gone{From: from, To: min(held, end)}) {
+			return
+		}
+		from = held
+	}
+	s.hist.from(from, end, func(pkt []byte) bool { return m.send(pkt) })
+}
+
 // serveMember answers a member's frames until its session ends.
 func (s *Sequencer) serveMember(m *hostSession, buf []byte) error {
 	for {
@@ -500,7 +521,11 @@ func (s *Sequencer) serveMember(m *hostSession, buf []byte) error {
 			m.send(said)
 		case *wire.Fetch:
 			s.mu.Lock()
-			s.hist.from(f.From, f.From+uint64(f.Count), func(pkt []byte) bool { return m.send(pkt) })
+			end := f.From + uint64(f.Count)
+			if end < f.From {
+				end = s.next
+			}
+			s.resendLocked(m, f.From, min(end, s.next))
 			s.mu.Unlock()
 		default:
 			return fmt.Errorf("unexpected frame %T from member", f)

@@ -14,14 +14,16 @@ type Stats struct {
 	AnnounceConflict  atomic.Int64 // same serial, different bytes: the host equivocated
 	AnnounceEvicted   atomic.Int64 // the directory was full
 
-	DataDelivered  atomic.Int64 // records delivered in order
-	DataDuplicate  atomic.Int64 // records already delivered
-	DataMalformed  atomic.Int64
-	DataNotJoined  atomic.Int64 // for a room this daemon is not a member of
-	DataBadEpoch   atomic.Int64 // for a key epoch this member does not hold
-	DataAuthFailed atomic.Int64 // AEAD open failed: not sealed under the room key
-	DataBadSig     atomic.Int64 // sealed correctly but not signed by the host
-	DataFetched    atomic.Int64 // packets received over the session after a gap
+	DataDelivered   atomic.Int64 // records delivered in order
+	DataDuplicate   atomic.Int64 // records already delivered
+	DataMalformed   atomic.Int64
+	DataNotJoined   atomic.Int64 // for a room this daemon is not a member of
+	DataBadEpoch    atomic.Int64 // for a key epoch this member does not hold
+	DataAuthFailed  atomic.Int64 // AEAD open failed: not sealed under the room key
+	DataBadSig      atomic.Int64 // sealed correctly but not signed by the host
+	DataOutOfWindow atomic.Int64 // records too far ahead of the next one to hold
+	DataLost        atomic.Int64 // records the host no longer held: declared to the user as a gap
+	DataFetched     atomic.Int64 // packets received over the session: history at a join, repairs after a gap
 
 	SessionsRefused atomic.Int64
 	PacketsSent     atomic.Int64

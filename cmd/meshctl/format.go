@@ -122,6 +122,9 @@ func formatEvent(ev ctl.Event) (line string, ok bool) {
 		return fmt.Sprintf("#%d * %s joined", ev.Seq, clean(ev.Nick)), true
 	case ctl.EventPart:
 		return fmt.Sprintf("#%d * %s left", ev.Seq, clean(ev.Nick)), true
+	case ctl.EventGap:
+		n := ev.Through - ev.Seq + 1
+		return fmt.Sprintf("#%d-%d * %d lost: the host no longer held them", ev.Seq, ev.Through, n), true
 	case ctl.EventRoomState:
 		return fmt.Sprintf("* %s is %s", clean(ev.Room), clean(ev.State)), true
 	case ctl.EventRoomAppear:

@@ -57,5 +57,20 @@ func run() error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	// SIGHUP would otherwise end meshd; until reload exists, say so
+	// instead.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-hup:
+				log.Warn("SIGHUP: configuration reload is not supported yet; restart meshd to apply a changed configuration")
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
 	return d.Run(ctx)
 }

@@ -17,6 +17,7 @@ const (
 	FrameSaid    = 5 // host → member: the place the line got, or why it got none
 	FrameFetch   = 6 // member → host: resend the packets holding these sequence numbers
 	FramePacket  = 7 // host → member: one data packet, exactly as multicast
+	FrameGone    = 8 // host → member: these sequence numbers are no longer held
 )
 
 // A frame is a uint32 length, then that many bytes: a type byte and its
@@ -84,6 +85,13 @@ type Fetch struct {
 	Count uint16
 }
 
+// Gone answers a Fetch, or a resume, for records the host no longer holds:
+// From uint64, To uint64 (exclusive). The member declares the gap to its
+// user instead of waiting for it forever.
+type Gone struct {
+	From, To uint64
+}
+
 // Frame is any decoded session frame; its dynamic type is one of the
 // frame structs above, or []byte for FramePacket.
 type Frame any
@@ -148,6 +156,13 @@ func AppendFrame(b []byte, f Frame) ([]byte, error) {
 		b = append(b, FrameFetch)
 		b = appendU64(b, f.From)
 		b = appendU16(b, f.Count)
+	case *Gone:
+		if f.To <= f.From {
+			return b[:start], fmt.Errorf("gone: %w: empty range", ErrInvalid)
+		}
+		b = append(b, FrameGone)
+		b = appendU64(b, f.From)
+		b = appendU64(b, f.To)
 	case []byte:
 		if len(f) > MaxPacket {
 			return b[:start], fmt.Errorf("packet frame: %w", ErrTooLong)
@@ -206,6 +221,13 @@ func ParseFrame(b []byte) (Frame, error) {
 		fe := &Fetch{From: r.u64()}
 		fe.Count = r.u16()
 		f = fe
+	case FrameGone:
+		g := &Gone{From: r.u64()}
+		g.To = r.u64()
+		if r.err == nil && g.To <= g.From {
+			r.fail(ErrInvalid)
+		}
+		f = g
 	case FramePacket:
 		p := r.take(len(r.b))
 		if len(p) > MaxPacket {

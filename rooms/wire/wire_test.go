@@ -667,6 +667,8 @@ func sampleFrames() []wire.Frame {
 		&wire.Said{ID: 4, Error: "too fast"},
 		&wire.Fetch{From: 10, Count: 5},
 		&wire.Fetch{From: ^uint64(0), Count: ^uint16(0)},
+		&wire.Gone{From: 1, To: 2},
+		&wire.Gone{From: 0, To: ^uint64(0)},
 		sampleDataPacket(),
 		bytes.Repeat([]byte{0xcc}, wire.MaxPacket),
 		[]byte{},
@@ -696,6 +698,9 @@ func frameEqual(a, b wire.Frame) bool {
 	case *wire.Fetch:
 		b, ok := b.(*wire.Fetch)
 		return ok && *a == *b
+	case *wire.Gone:
+		b, ok := b.(*wire.Gone)
+		return ok && *a == *b
 	case []byte:
 		b, ok := b.([]byte)
 		return ok && bytes.Equal(a, b)
@@ -720,6 +725,8 @@ func typeName(v any) string {
 		return "said"
 	case *wire.Fetch:
 		return "fetch"
+	case *wire.Gone:
+		return "gone"
 	case []byte:
 		return "packet"
 	}
@@ -848,7 +855,7 @@ func TestParseFrameBounds(t *testing.T) {
 	}{
 		{"empty", nil, wire.ErrShort},
 		{"type zero", []byte{0}, wire.ErrType},
-		{"type after the last", []byte{wire.FramePacket + 1}, wire.ErrType},
+		{"type after the last", []byte{wire.FrameGone + 1}, wire.ErrType},
 		{"hello at max", rawFrame(wire.FrameHello, str8(wire.MaxRoomName), str8(wire.MaxNick), u(8)), nil},
 		{"hello room over max", rawFrame(wire.FrameHello, str8(wire.MaxRoomName+1), str8(1), u(8)), wire.ErrTooLong},
 		{"hello nick over max", rawFrame(wire.FrameHello, str8(1), str8(wire.MaxNick+1), u(8)), wire.ErrTooLong},
@@ -1001,5 +1008,15 @@ func TestReadFrameReusesBuffer(t *testing.T) {
 	}
 	if &got[:1][0] != &buf[:1][0] {
 		t.Errorf("ReadFrame allocated a new buffer although cap(buf) = %d sufficed", cap(buf))
+	}
+}
+
+func TestGoneRangeMustBeNonEmpty(t *testing.T) {
+	if _, err := wire.AppendFrame(nil, &wire.Gone{From: 5, To: 5}); !errors.Is(err, wire.ErrInvalid) {
+		t.Errorf("AppendFrame(gone 5..5) = %v, want ErrInvalid", err)
+	}
+	body := []byte{wire.FrameGone, 0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 3}
+	if _, err := wire.ParseFrame(body); !errors.Is(err, wire.ErrInvalid) {
+		t.Errorf("ParseFrame(gone 9..3) = %v, want ErrInvalid", err)
 	}
 }
