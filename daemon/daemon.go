@@ -79,9 +79,10 @@ func New(cfg Config, log *slog.Logger) (*Daemon, error) {
 	return d, nil
 }
 
-// Run runs the daemon until ctx ends, then shuts it down: the control
-// socket first, so nobody acts on a daemon that is going away, then the
-// memberships (each member's host sequences its part), then the sockets.
+// Run runs the daemon until ctx ends, then shuts it down: the end of the
+// context stops the control API, the join server and the timers; then the
+// memberships end (each member's host sequences its part), the sockets
+// close, which ends the read loops, and Run waits for every goroutine.
 func (d *Daemon) Run(ctx context.Context) error {
 	if err := d.open(); err != nil {
 		d.closeSockets()
