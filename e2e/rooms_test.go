@@ -218,6 +218,28 @@ func TestRoomOnOneLink(t *testing.T) {
 		t.Errorf("bob's tail shows %d lines, want %d", said, 3*rounds)
 	}
 
+	// A daemon hosts and joins any number of rooms at once: alice's daemon
+	// also hosts a room, which the first room's host joins.
+	h2.mustCtl("host", "random")
+	eventually(t, 5*time.Second, "h1 to list random", func() bool {
+		var rs []ctl.Room
+		h1.ctlJSON(&rs, "rooms")
+		return findRoom(rs, "random") != nil
+	})
+	h1.mustCtl("join", "random", "--nick", "carol")
+	var res ctl.SayResult
+	h1.ctlJSON(&res, "say", "random", "two rooms at once")
+	var who ctl.Who
+	h2.ctlJSON(&who, "who", "random")
+	if len(who.Members) != 2 || !who.Members[0].Host || who.Members[1].Nick != "carol" {
+		t.Errorf("who random = %+v, want the host and carol", who.Members)
+	}
+	var rs1 []ctl.Room
+	h1.ctlJSON(&rs1, "rooms")
+	if g, r := findRoom(rs1, "general"), findRoom(rs1, "random"); g == nil || !g.Hosted || r == nil || !r.Joined {
+		t.Errorf("h1 rooms = %+v, want general hosted and random joined", rs1)
+	}
+
 	// The daemon that did not join lists the room but gets none of it.
 	var rs4 []ctl.Room
 	h4.ctlJSON(&rs4, "rooms")
