@@ -54,6 +54,7 @@ type Room struct {
 	LastSeq     uint64    `json:"last_seq,omitempty"` // newest sequence delivered here
 	Expires     time.Time `json:"expires,omitzero"`   // when the announcement lapses
 	State       string    `json:"state,omitempty"`    // for joined rooms: "connected" or "disconnected" (reconnecting)
+	Path        string    `json:"path,omitempty"`     // for joined rooms: "multicast" or "tcp", how the room reaches this daemon
 }
 
 // Member is one participant of a room.
@@ -62,6 +63,9 @@ type Member struct {
 	Fingerprint string `json:"fingerprint"`
 	Host        bool   `json:"host,omitempty"`
 	Path        string `json:"path,omitempty"` // "multicast" or "tcp"
+	// Acked is the sequence number up to which the member holds every
+	// line, as the host knows it (only the host's daemon reports it).
+	Acked uint64 `json:"acked,omitempty"`
 }
 
 // Who answers GET /v0/rooms/{room}/who.
@@ -84,12 +88,18 @@ type JoinRequest struct {
 // SayRequest is the body of POST /v0/rooms/{room}/say.
 type SayRequest struct {
 	Text string `json:"text"`
+	// Wait, if set, makes the request wait up to this long until every
+	// member holds the line, and report how many did.
+	Wait Duration `json:"wait,omitempty"`
 }
 
 // SayResult answers a say: the place the host gave the message.
 type SayResult struct {
 	Room string `json:"room"`
 	Seq  uint64 `json:"seq"`
+	// Seen of Of members held the line when the wait ended (with Wait).
+	Seen int `json:"seen,omitempty"`
+	Of   int `json:"of,omitempty"`
 }
 
 // Event kinds on the event stream.
@@ -98,6 +108,7 @@ const (
 	EventJoin        = "join"         // a member joined (sequenced)
 	EventPart        = "part"         // a member left (sequenced)
 	EventGap         = "gap"          // records Seq..Through are lost: the host no longer held them
+	EventReceipt     = "receipt"      // Seen of Of members hold line Seq, which this daemon's user said
 	EventRoomAppear  = "room_appear"  // an announcement for a new room was verified
 	EventRoomExpire  = "room_expire"  // a room's announcements stopped
 	EventRoomState   = "room_state"   // this daemon's link to a joined room changed
@@ -115,6 +126,8 @@ type Event struct {
 	Seq  uint64 `json:"seq,omitempty"`  // for sequenced events
 	// Through is the last sequence number of a gap; Seq is its first.
 	Through uint64 `json:"through,omitempty"`
+	Seen    int    `json:"seen,omitempty"` // for receipt
+	Of      int    `json:"of,omitempty"`   // for receipt
 	Nick    string `json:"nick,omitempty"`
 	// Fingerprint is the short fingerprint of the member who sent or joined.
 	Fingerprint string `json:"fingerprint,omitempty"`

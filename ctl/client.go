@@ -207,10 +207,12 @@ func (c *Client) Leave(ctx context.Context, room string) error {
 	return c.call(ctx, http.MethodPost, roomPath(room, "leave"), nil, nil)
 }
 
-// Say sends text to room and returns the sequence number the host gave it.
-func (c *Client) Say(ctx context.Context, room, text string) (SayResult, error) {
+// Say sends a line to room and returns the sequence number the host gave
+// it, and, if req.Wait is set, how many members held it when the wait
+// ended.
+func (c *Client) Say(ctx context.Context, room string, req SayRequest) (SayResult, error) {
 	var r SayResult
-	err := c.call(ctx, http.MethodPost, roomPath(room, "say"), SayRequest{Text: text}, &r)
+	err := c.call(ctx, http.MethodPost, roomPath(room, "say"), req, &r)
 	return r, err
 }
 

@@ -110,6 +110,7 @@ func (d *Daemon) decorate(r *ctl.Room) {
 		r.Members = len(m.Members())
 		r.LastSeq = m.LastSeq()
 		r.State = m.State()
+		r.Path = m.Path()
 	}
 }
 
@@ -162,7 +163,7 @@ func (d *Daemon) local(ref string) (*rooms.Sequencer, *rooms.Member, error) {
 
 func (b backend) Host(ctx context.Context, name string) (ctl.Room, error) {
 	d := b.d
-	s, err := d.host.Open(name)
+	s, err := d.hostRoom(name)
 	switch {
 	case errors.Is(err, rooms.ErrAlreadyHosted):
 		return ctl.Room{}, ctlserver.Conflict(fmt.Errorf("you already host %s", s.Ref()))
@@ -193,17 +194,7 @@ func (b backend) Join(ctx context.Context, ref, nick string) (ctl.Room, error) {
 	if d.memberByRef(kn.Ref()) != nil {
 		return ctl.Room{}, ctlserver.Conflict(fmt.Errorf("you are already in %s", kn.Ref()))
 	}
-	m, err := rooms.Join(ctx, rooms.MemberConfig{
-		Identity:  d.ident,
-		Stats:     &d.stats,
-		Logger:    d.log.With("component", "member"),
-		Deliver:   d.deliver,
-		OnState:   d.memberState,
-		OnGap:     d.memberGap,
-		JoinData:  d.joinData,
-		LeaveData: d.leaveData,
-		Resolve:   d.dir.Resolve,
-	}, kn, nick)
+	m, err := rooms.Join(ctx, d.memberConfig(), kn, nick, 0)
 	switch {
 	case errors.Is(err, rooms.ErrRefused):
 		return ctl.Room{}, ctlserver.Conflict(err)
@@ -212,15 +203,12 @@ func (b backend) Join(ctx context.Context, ref, nick string) (ctl.Room, error) {
 	case err != nil:
 		return ctl.Room{}, ctlserver.Unavailable(err)
 	}
-	d.mu.Lock()
-	if _, dup := d.members[m.ID()]; dup {
-		d.mu.Unlock()
+	if !d.addMember(m) {
 		m.Close()
 		d.leaveData(m.Group().Addr())
 		return ctl.Room{}, ctlserver.Conflict(fmt.Errorf("you are already in %s", kn.Ref()))
 	}
-	d.members[m.ID()] = m
-	d.mu.Unlock()
+	d.saveMemberships()
 	r := d.roomInfo(kn)
 	d.decorate(&r)
 	return r, nil
@@ -241,21 +229,33 @@ func (b backend) Leave(ctx context.Context, ref string) error {
 	m.Close()
 	d.leaveData(m.Group().Addr())
 	d.hub.forget(m.Ref())
+	d.saveMemberships()
 	return nil
 }
 
-func (b backend) Say(ctx context.Context, ref, text string) (ctl.SayResult, error) {
-	s, m, err := b.d.local(ref)
+func (b backend) Say(ctx context.Context, ref string, req ctl.SayRequest) (ctl.SayResult, error) {
+	d := b.d
+	s, m, err := d.local(ref)
 	if err != nil {
 		return ctl.SayResult{}, err
 	}
-	var seq uint64
 	if s != nil {
-		seq, err = s.Say(text)
 		ref = s.Ref()
 	} else {
-		seq, err = m.Say(ctx, text)
 		ref = m.Ref()
+	}
+	var receipts <-chan ctl.Event
+	if req.Wait > 0 {
+		// Subscribed before saying, so that no receipt can come first.
+		wctx, cancel := context.WithTimeout(ctx, time.Duration(req.Wait))
+		defer cancel()
+		_, receipts = d.hub.subscribe(wctx, ref, 0, false)
+	}
+	var seq uint64
+	if s != nil {
+		seq, err = s.Say(req.Text)
+	} else {
+		seq, err = m.Say(ctx, req.Text)
 	}
 	switch {
 	case errors.Is(err, rooms.ErrNotConnected):
@@ -263,7 +263,25 @@ func (b backend) Say(ctx context.Context, ref, text string) (ctl.SayResult, erro
 	case err != nil:
 		return ctl.SayResult{}, ctlserver.BadRequest(err)
 	}
-	return ctl.SayResult{Room: ref, Seq: seq}, nil
+	res := ctl.SayResult{Room: ref, Seq: seq}
+	if receipts == nil {
+		return res, nil
+	}
+	if s != nil {
+		res.Seen, res.Of = s.Receipt(seq)
+	} else if seen, of, ok := m.Receipt(seq); ok {
+		res.Seen, res.Of = seen, of
+	}
+	for res.Of == 0 || res.Seen < res.Of {
+		ev, ok := <-receipts
+		if !ok {
+			break
+		}
+		if ev.Kind == ctl.EventReceipt && ev.Seq == seq {
+			res.Seen, res.Of = ev.Seen, ev.Of
+		}
+	}
+	return res, nil
 }
 
 func (b backend) Who(ref string) (ctl.Who, error) {
@@ -278,21 +296,36 @@ func (b backend) Who(ref string) (ctl.Who, error) {
 		hostID  [wire.KeyIDLen]byte
 	)
 	if s != nil {
-		room = ctl.Room{Name: s.Name(), Ref: s.Ref(), HostKey: hex.EncodeToString(d.ident.Pub), Fingerprint: d.ident.Fingerprint(), Group: s.Group().String()}
-		members, hostID = s.Members(), rooms.KeyID(d.ident.Pub)
-	} else {
-		room = ctl.Room{Name: m.Name(), Ref: m.Ref(), HostKey: hex.EncodeToString(m.HostKey()), Fingerprint: rooms.Fingerprint(m.HostKey()), Group: m.Group().String()}
-		members, hostID = m.Members(), rooms.KeyID(m.HostKey())
+		room := ctl.Room{Name: s.Name(), Ref: s.Ref(), HostKey: hex.EncodeToString(d.ident.Pub), Fingerprint: d.ident.Fingerprint(), Group: s.Group().String()}
+		d.decorate(&room)
+		w := ctl.Who{Room: room}
+		for _, ms := range s.Members() {
+			w.Members = append(w.Members, ctl.Member{
+				Nick:        ms.Nick,
+				Fingerprint: rooms.KeyIDFingerprint(ms.KeyID),
+				Host:        ms.Host,
+				Path:        ms.Path,
+				Acked:       ms.Acked,
+			})
+		}
+		return w, nil
 	}
+	room = ctl.Room{Name: m.Name(), Ref: m.Ref(), HostKey: hex.EncodeToString(m.HostKey()), Fingerprint: rooms.Fingerprint(m.HostKey()), Group: m.Group().String()}
+	members, hostID = m.Members(), rooms.KeyID(m.HostKey())
 	d.decorate(&room)
 	w := ctl.Who{Room: room, Members: make([]ctl.Member, 0, len(members))}
+	self := rooms.KeyID(d.ident.Pub)
 	for _, mi := range members {
-		w.Members = append(w.Members, ctl.Member{
+		cm := ctl.Member{
 			Nick:        mi.Nick,
 			Fingerprint: rooms.KeyIDFingerprint(mi.KeyID),
 			Host:        mi.KeyID == hostID,
-			Path:        "multicast",
-		})
+		}
+		if mi.KeyID == self {
+			// A member knows only its own path; the host's who shows all.
+			cm.Path = m.Path()
+		}
+		w.Members = append(w.Members, cm)
 	}
 	return w, nil
 }
@@ -312,4 +345,22 @@ func (b backend) Subscribe(ctx context.Context, ref string, since uint64, initia
 	}
 	snap, live := d.hub.subscribe(ctx, ref, since, initial)
 	return snap, live, nil
+}
+
+// memberConfig is what every membership of this daemon shares.
+func (d *Daemon) memberConfig() rooms.MemberConfig {
+	return rooms.MemberConfig{
+		Identity:  d.ident,
+		Stats:     &d.stats,
+		Logger:    d.log.With("component", "member"),
+		Deliver:   d.deliver,
+		OnState:   d.memberState,
+		OnGap:     d.memberGap,
+		OnReceipt: d.receipt,
+		JoinData:  d.joinData,
+		LeaveData: d.leaveData,
+		Sender:    d.data,
+		Resolve:   d.dir.Resolve,
+		Path:      d.cfg.Member.Path,
+	}
 }

@@ -26,16 +26,17 @@ import (
 // Config is meshd's configuration: Default, overlaid by a TOML file by Load.
 // configs/meshd.toml documents every key.
 type Config struct {
-	Path        string     `toml:"-"`            // file it was loaded from; "" for Default
-	Version     int        `toml:"version"`      // format version; must be 1
-	StateDir    string     `toml:"state_dir"`    // keys and room state
-	Socket      string     `toml:"socket"`       // control socket
-	SocketGroup string     `toml:"socket_group"` // group allowed on the control socket
-	Nick        string     `toml:"nick"`         // default nick when joining
-	LogLevel    string     `toml:"log_level"`    // debug, info, warn or error
-	Discovery   Discovery  `toml:"discovery"`
-	Host        HostConfig `toml:"host"`
-	Rooms       []Room     `toml:"room"` // rooms this daemon hosts from start
+	Path        string       `toml:"-"`            // file it was loaded from; "" for Default
+	Version     int          `toml:"version"`      // format version; must be 1
+	StateDir    string       `toml:"state_dir"`    // keys and room state
+	Socket      string       `toml:"socket"`       // control socket
+	SocketGroup string       `toml:"socket_group"` // group allowed on the control socket
+	Nick        string       `toml:"nick"`         // default nick when joining
+	LogLevel    string       `toml:"log_level"`    // debug, info, warn or error
+	Discovery   Discovery    `toml:"discovery"`
+	Host        HostConfig   `toml:"host"`
+	Member      MemberConfig `toml:"member"`
+	Rooms       []Room       `toml:"room"` // rooms this daemon hosts from start
 }
 
 // Discovery configures how rooms are announced and found.
@@ -53,6 +54,14 @@ type HostConfig struct {
 	Advertise  []netip.Addr   `toml:"advertise"`   // join addresses to announce; empty means the discovery interfaces' addresses
 	DataGroups netip.Prefix   `toml:"data_groups"` // IPv4 multicast prefix rooms' data groups are drawn from
 	DataPort   int            `toml:"data_port"`   // UDP port of room data
+	History    int            `toml:"history"`     // lines each hosted room keeps for members that missed them
+	HistoryDir string         `toml:"history_dir"` // where hosted rooms' logs live; "" means a "history" directory beside the control socket
+}
+
+// MemberConfig configures this daemon's memberships of rooms hosted
+// elsewhere.
+type MemberConfig struct {
+	Path string `toml:"path"` // "auto", "multicast" or "tcp": how rooms reach this daemon
 }
 
 // Room is a room this daemon hosts from start.
@@ -118,7 +127,9 @@ func Default() Config {
 			Listen:     netip.MustParseAddrPort("0.0.0.0:7702"),
 			DataGroups: netip.MustParsePrefix("239.255.78.0/24"),
 			DataPort:   7703,
+			History:    1000,
 		},
+		Member: MemberConfig{Path: "auto"},
 	}
 }
 
@@ -311,6 +322,17 @@ func (c Config) problems() []Problem {
 	} else if disc.Lifetime < 2*disc.Interval {
 		d.add("discovery.room_lifetime", "%q is less than twice discovery.announce_interval (%q); use at least %q",
 			disc.Lifetime, disc.Interval, 2*disc.Interval)
+	}
+	if h := c.Host.History; h < 16 || h > 1_000_000 {
+		d.add("host.history", "%d is out of range; use 16..1000000", h)
+	}
+	if dir := c.Host.HistoryDir; dir != "" && !filepath.IsAbs(dir) {
+		d.add("host.history_dir", "%q is not an absolute path", dir)
+	}
+	switch c.Member.Path {
+	case "auto", "multicast", "tcp":
+	default:
+		d.add("member.path", "%q is not a path; use auto, multicast or tcp", c.Member.Path)
 	}
 	if disc.TTL < 1 || disc.TTL > 255 {
 		d.add("discovery.ttl", "%d is out of range; use 1..255", disc.TTL)

@@ -71,8 +71,11 @@ func TestLoadFull(t *testing.T) {
 			Advertise:  []netip.Addr{netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("fd00::1")},
 			DataGroups: netip.MustParsePrefix("239.7.0.0/16"),
 			DataPort:   9003,
+			History:    5000,
+			HistoryDir: "/var/lib/meshd/history",
 		},
-		Rooms: []Room{{Name: "general"}, {Name: "ops"}},
+		Member: MemberConfig{Path: "tcp"},
+		Rooms:  []Room{{Name: "general"}, {Name: "ops"}},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Load(full.toml) =\n%+v\nwant\n%+v", got, want)
@@ -403,5 +406,23 @@ func TestLifetimeFitsTheWire(t *testing.T) {
 	_, err := Load(path)
 	if err == nil || !strings.Contains(err.Error(), ":3: discovery.room_lifetime: \"20h0m0s\" is out of range") {
 		t.Fatalf("Load = %v, want room_lifetime out of range at line 3", err)
+	}
+}
+
+func TestHistoryAndPathChecked(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "meshd.toml")
+	src := "version = 1\n[host]\nhistory = 3\nhistory_dir = \"rel/dir\"\n[member]\npath = \"carrier-pigeon\"\n"
+	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Load(path)
+	for _, want := range []string{
+		":3: host.history: 3 is out of range",
+		":4: host.history_dir: \"rel/dir\" is not an absolute path",
+		":6: member.path: \"carrier-pigeon\" is not a path; use auto, multicast or tcp",
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Load = %v, want a problem containing %q", err, want)
+		}
 	}
 }

@@ -45,6 +45,7 @@ type Daemon struct {
 	mu      sync.Mutex
 	members map[[wire.RoomIDLen]byte]*rooms.Member
 	groups  map[netip.Addr]int // data groups joined, by how many rooms
+	saved   []membership       // as last written to the state directory
 }
 
 // New prepares a daemon from cfg: it makes the state directory, the
@@ -90,7 +91,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	defer d.closeSockets()
 	for _, r := range d.cfg.Rooms {
-		if _, err := d.host.Open(r.Name); err != nil {
+		if _, err := d.hostRoom(r.Name); err != nil {
 			return fmt.Errorf("%s: room %q: %w", d.cfg.Path, r.Name, err)
 		}
 	}
@@ -116,6 +117,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 	run("discovery", d.readDiscovery)
 	run("data", d.readData)
 	run("timers", func() error { d.timers(ctx); return nil })
+	saved, err := d.loadMemberships()
+	if err != nil {
+		d.log.Warn("cannot read memberships; rooms joined before are not rejoined", "err", err)
+	}
+	for _, ms := range saved {
+		wg.Go(func() { d.rejoin(ctx, ms) })
+	}
 
 	d.log.Info("meshd running", "version", Version, "key", d.ident.Fingerprint(), "boot", d.boot,
 		"socket", d.cfg.Socket, "discovery", d.cfg.Discovery.Group, "joins", d.joins.Addr())
@@ -128,9 +136,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	d.log.Info("meshd stopping")
 	cancel()
+	d.saveMemberships()
 	d.leaveAll()
 	d.closeSockets()
 	wg.Wait()
+	d.host.Close()
 	return runErr
 }
 
@@ -167,6 +177,8 @@ func (d *Daemon) open() error {
 		Deliver:    d.deliver,
 		Stats:      &d.stats,
 		Logger:     d.log.With("component", "host"),
+		OpenStore:  d.openStore,
+		OnReceipt:  d.receipt,
 	})
 	return nil
 }
@@ -254,19 +266,47 @@ func (d *Daemon) readData() error {
 }
 
 func (d *Daemon) handleData(b []byte) {
-	h, _, err := wire.ParseDataHeader(b)
-	if err != nil || len(b) > wire.MaxPacket {
+	if len(b) > wire.MaxPacket {
+		d.stats.DataMalformed.Add(1)
+		return
+	}
+	typ, err := wire.PacketType(b)
+	if err != nil {
+		d.stats.DataMalformed.Add(1)
+		return
+	}
+	var room [wire.RoomIDLen]byte
+	switch typ {
+	case wire.TypeShard, wire.TypeHeartbeat:
+		h, err := wire.ParseSealedHeader(b)
+		if err != nil {
+			d.stats.DataMalformed.Add(1)
+			return
+		}
+		room = h.Room
+	case wire.TypeNack:
+		h, err := wire.ParseNackHeader(b)
+		if err != nil {
+			d.stats.NackMalformed.Add(1)
+			return
+		}
+		if s := d.hostedByID(h.Room); s != nil {
+			s.HandleNack(b)
+			return
+		}
+		room = h.Room
+	default:
 		d.stats.DataMalformed.Add(1)
 		return
 	}
 	d.mu.Lock()
-	m := d.members[h.Room]
+	m := d.members[room]
 	d.mu.Unlock()
 	if m != nil {
 		m.HandlePacket(b)
 		return
 	}
-	if s := d.hostedByID(h.Room); s != nil {
+	if d.hostedByID(room) != nil {
 		// Our own multicast, looped back.
 		return
 	}
@@ -287,12 +327,16 @@ func (d *Daemon) hostedByID(id [wire.RoomIDLen]byte) *rooms.Sequencer {
 func (d *Daemon) timers(ctx context.Context) {
 	t := time.NewTicker(tick)
 	defer t.Stop()
-	var lastAnnounce time.Time
+	var lastAnnounce, lastSave time.Time
 	for {
 		now := time.Now()
 		if now.Sub(lastAnnounce) >= time.Duration(d.cfg.Discovery.Interval) {
 			d.announce()
 			lastAnnounce = now
+		}
+		if now.Sub(lastSave) >= time.Second {
+			d.saveMemberships()
+			lastSave = now
 		}
 		d.host.Tick(now)
 		d.dir.Expire(now)
@@ -351,6 +395,11 @@ func (d *Daemon) memberGap(ref string, from, through uint64) {
 	d.hub.publish(ctl.Event{Kind: ctl.EventGap, Room: ref, Seq: from, Through: through}, true)
 }
 
+// receipt tells subscribers how many members hold a line said here.
+func (d *Daemon) receipt(ref string, seq uint64, seen, of int) {
+	d.hub.publish(ctl.Event{Kind: ctl.EventReceipt, Room: ref, Seq: seq, Seen: seen, Of: of}, false)
+}
+
 func (d *Daemon) memberState(ref, state string) {
 	d.hub.publish(ctl.Event{Kind: ctl.EventRoomState, Room: ref, State: state}, false)
 }
@@ -389,4 +438,17 @@ func (d *Daemon) leaveAll() {
 	for _, m := range ms {
 		m.Close()
 	}
+}
+
+// hostRoom starts hosting a room, and listens on its data group, where
+// members multicast their NACKs.
+func (d *Daemon) hostRoom(name string) (*rooms.Sequencer, error) {
+	s, err := d.host.Open(name)
+	if err != nil {
+		return s, err
+	}
+	if err := d.joinData(s.Group().Addr()); err != nil {
+		d.log.Warn("cannot hear NACKs: members will repair over their sessions", "room", s.Ref(), "err", err)
+	}
+	return s, nil
 }

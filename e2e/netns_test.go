@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"meshd/ctl"
 )
 
 // Every namespace this process makes is named with this prefix and its
@@ -327,3 +329,48 @@ func eventually(t *testing.T, within time.Duration, what string, cond func() boo
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// nft runs nft inside h's namespace.
+func (h *host) nft(args ...string) {
+	h.t.Helper()
+	cmd := exec.Command("ip", append([]string{"netns", "exec", h.ns, "nft"}, args...)...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		h.t.Fatalf("%s: nft %s: %v: %s", h.name, strings.Join(args, " "), err, out)
+	}
+}
+
+// dropInput makes h's namespace drop pct percent of the incoming packets
+// that match (e.g. "ip daddr 224.0.0.0/4" for multicast, "" for all),
+// at random, as a lossy radio link would. pct 0 removes the rule.
+func (h *host) dropInput(match string, pct int) {
+	h.t.Helper()
+	exec.Command("ip", "netns", "exec", h.ns, "nft", "delete", "table", "inet", "meshd_test").Run()
+	if pct == 0 {
+		return
+	}
+	h.nft("add", "table", "inet", "meshd_test")
+	h.nft("add", "chain", "inet", "meshd_test", "input", "{ type filter hook input priority 0 ; policy accept ; }")
+	rule := []string{"add", "rule", "inet", "meshd_test", "input"}
+	rule = append(rule, strings.Fields(match)...)
+	if pct >= 100 {
+		rule = append(rule, "drop")
+	} else {
+		rule = append(rule, "numgen", "random", "mod", "100", "<", strconv.Itoa(pct), "drop")
+	}
+	h.nft(rule...)
+}
+
+// kill stops h's meshd with SIGKILL, as a crash or a power cut of the
+// process would.
+func (h *host) kill() {
+	h.t.Helper()
+	if h.cmd == nil {
+		return
+	}
+	h.cmd.Process.Signal(syscall.SIGKILL)
+	<-h.exited
+	h.cmd = nil
+}
+
+// client returns a control API client of h's daemon.
+func (h *host) client() *ctl.Client { return &ctl.Client{Socket: h.socket} }

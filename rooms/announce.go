@@ -10,16 +10,8 @@ import (
 
 // Signature contexts (Ed25519ctx, RFC 8032) keep a signature made for one
 // purpose from being valid for another, including TLS, which signs with the
-// same key.
-const (
-	announceContext = "meshd announce v1"
-	dataContext     = "meshd data v1"
-)
-
-var (
-	announceOpts = &ed25519.Options{Context: announceContext}
-	dataOpts     = &ed25519.Options{Context: dataContext}
-)
+// same key. Batches have theirs in seal.go.
+var announceOpts = &ed25519.Options{Context: "meshd announce v1"}
 
 // ErrBadSignature means a packet's signature does not verify.
 var ErrBadSignature = errors.New("bad signature")

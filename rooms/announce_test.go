@@ -102,7 +102,7 @@ func TestVerifyAnnounceWrongSigner(t *testing.T) {
 		pkt  []byte
 	}{
 		{"other key", sign(other, announceOpts)},
-		{"data context", sign(host, dataOpts)},
+		{"batch context", sign(host, batchOpts([8]byte{}))},
 		{"no context", sign(host, crypto.Hash(0))},
 		{"empty context", sign(host, &ed25519.Options{})},
 	}

@@ -24,37 +24,46 @@ type MemberConfig struct {
 	Logger   *slog.Logger
 	Deliver  func(Delivery)          // must not block
 	OnState  func(ref, state string) // hears "connected" and "disconnected"; must not block
-	JoinData func(netip.Addr) error  // joins the room's data group on the daemon's data socket
+	// OnGap hears of records from..through that the host no longer holds,
+	// which this member will therefore never deliver; must not block.
+	OnGap func(ref string, from, through uint64)
+	// OnReceipt hears how many members hold a line this member said;
+	// must not block.
+	OnReceipt func(ref string, seq uint64, seen, of int)
+	JoinData  func(netip.Addr) error // joins the room's data group on the daemon's data socket
 	// LeaveData leaves a group JoinData joined, when the host moves the
 	// room to another group.
 	LeaveData func(netip.Addr)
-	// OnGap hears of records from..through that the host no longer holds,
-	// which this member will therefore never deliver; must not block.
-	OnGap   func(ref string, from, through uint64)
-	Resolve func(ref string) (Known, error) // fresh join addresses for reconnects
+	Sender    PacketSender                    // multicasts this member's NACKs
+	Resolve   func(ref string) (Known, error) // fresh join addresses for reconnects
+	// Path is "auto" (multicast, with the session as fallback when
+	// multicast does not arrive or is too lossy), "multicast" or "tcp".
+	Path string
 	// Dial opens the TCP connection to a host; nil means net.Dialer.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
-// Member states reported to OnState.
+// Member states reported to OnState, and paths.
 const (
 	StateConnected    = "connected"
 	StateDisconnected = "disconnected"
+
+	PathAuto      = "auto"
+	PathMulticast = "multicast"
+	PathTCP       = "tcp"
 )
 
 const (
 	dialTimeout = 5 * time.Second
-	fetchDelay  = 30 * time.Millisecond // lets reordered packets arrive before asking
-	fetchRetry  = 500 * time.Millisecond
-	maxFetch    = 512
-	maxPending  = 4096 // out-of-order records held per room
 	maxBackoff  = 30 * time.Second
 	minBackoff  = 500 * time.Millisecond
 )
 
 // Member is this daemon's membership of one room hosted elsewhere: it keeps
-// a TLS session to the host, opens the room's packets and delivers their
-// records in sequence order. Safe for concurrent use.
+// a TLS session to the host, rebuilds the room's blocks from multicast
+// shards, verifies and delivers their records in sequence order, asks for
+// repairs, and falls back to its session when multicast fails it. Safe for
+// concurrent use.
 type Member struct {
 	cfg     MemberConfig
 	log     *slog.Logger
@@ -62,28 +71,24 @@ type Member struct {
 	name    string
 	hostKey ed25519.PublicKey
 	nick    string
+	keyID   [wire.KeyIDLen]byte
 	cancel  context.CancelFunc
 	done    chan struct{}
 
-	wmu  sync.Mutex // serialises frames written to the session
-	mu   sync.Mutex
-	conn *tls.Conn
-	id   [wire.RoomIDLen]byte
-	key  *epochKey
-	// next is the sequence number to deliver next; highest is one past the
-	// newest sequence number known to exist.
-	next, highest uint64
-	pending       map[uint64]wire.Record
-	members       map[[wire.KeyIDLen]byte]string
-	group         netip.AddrPort
-	state         string
-	sayID         uint32
-	waiters       map[uint32]chan *wire.Said
-	fetchArmed    bool
-	fetchTimer    *time.Timer
-	closed        bool
-	scratch       []byte
-	recs          []wire.Record
+	wmu sync.Mutex // serialises frames written to the session
+
+	mu      sync.Mutex
+	conn    *tls.Conn
+	id      [wire.RoomIDLen]byte
+	opts    *ed25519.Options
+	key     *epochKey
+	group   netip.AddrPort
+	state   string
+	sayID   uint32
+	waiters map[uint32]chan *wire.Said
+	closed  bool
+	members map[[wire.KeyIDLen]byte]string
+	rx      receiver
 }
 
 // ErrRefused means the host turned the join down; the error says why.
@@ -92,9 +97,12 @@ var ErrRefused = errors.New("join refused")
 // Join joins room kn as nick. It returns once the host has admitted the
 // member, or with the reason it could not; afterwards the member keeps its
 // session, reconnecting when it drops, until Close.
-func Join(ctx context.Context, cfg MemberConfig, kn Known, nick string) (*Member, error) {
+func Join(ctx context.Context, cfg MemberConfig, kn Known, nick string, resume uint64) (*Member, error) {
 	if err := ValidateNick(nick); err != nil {
 		return nil, err
+	}
+	if cfg.Path == "" {
+		cfg.Path = PathAuto
 	}
 	m := &Member{
 		cfg:     cfg,
@@ -102,13 +110,14 @@ func Join(ctx context.Context, cfg MemberConfig, kn Known, nick string) (*Member
 		name:    kn.Room,
 		hostKey: slices.Clone(kn.Key()),
 		nick:    nick,
+		keyID:   KeyID(cfg.Identity.Pub),
 		done:    make(chan struct{}),
-		pending: make(map[uint64]wire.Record),
 		waiters: make(map[uint32]chan *wire.Said),
-		scratch: make([]byte, 0, wire.MaxPacket),
+		rx:      newReceiver(),
 	}
 	m.log = cfg.Logger.With("room", m.ref)
-	conn, w, err := m.connect(ctx, kn, 0)
+	m.rx.next = resume
+	conn, w, err := m.connect(ctx, kn, resume)
 	if err != nil {
 		return nil, err
 	}
@@ -146,13 +155,6 @@ func (m *Member) State() string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.state
-}
-
-// LastSeq returns the newest sequence number delivered.
-func (m *Member) LastSeq() uint64 {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.next - 1
 }
 
 // Group returns the room's data group.
@@ -271,18 +273,14 @@ func (m *Member) welcome(conn *tls.Conn, w *wire.Welcome) error {
 			m.cfg.LeaveData(m.group.Addr())
 		}
 	}
-	switch {
-	case m.next == 0:
-	case w.Next > m.next:
-		m.gapLocked(w.Next)
-	case w.Next < m.next:
-		// Only a persistent log lets a restarted host keep its sequence;
-		// until the host has one, say plainly that the sequence moved.
-		m.log.Warn("host restarted the room's sequence", "had", m.next, "host", w.Next)
-		clear(m.pending)
+	if m.rx.next != 0 && w.Next < m.rx.next {
+		// The host lost its log and, without a persistent reservation,
+		// started the room again; say plainly that the sequence moved.
+		m.log.Warn("host restarted the room's sequence", "had", m.rx.next, "host", w.Next)
 	}
 	m.conn, m.id, m.key, m.group = conn, w.Room, k, w.Group
-	m.next, m.highest = w.Next, max(m.highest, w.Next)
+	m.opts = batchOpts(w.Room)
+	m.rx.reset(w.Next, w.Block, time.Now())
 	m.members = make(map[[wire.KeyIDLen]byte]string, len(w.Members))
 	for _, mi := range w.Members {
 		m.members[mi.KeyID] = mi.Nick
@@ -306,7 +304,7 @@ func (m *Member) run(ctx context.Context, conn *tls.Conn) {
 	defer close(m.done)
 	backoff := minBackoff
 	for {
-		err := m.serve(conn)
+		err := m.serveSession(ctx, conn)
 		m.mu.Lock()
 		m.conn = nil
 		for id, ch := range m.waiters {
@@ -333,7 +331,7 @@ func (m *Member) run(ctx context.Context, conn *tls.Conn) {
 				continue
 			}
 			m.mu.Lock()
-			resume := m.next
+			resume := m.rx.next
 			m.mu.Unlock()
 			c, w, err := m.connect(ctx, kn, resume)
 			if err != nil {
@@ -351,6 +349,19 @@ func (m *Member) run(ctx context.Context, conn *tls.Conn) {
 	}
 }
 
+// serveSession reads the host's frames until the session ends, while a
+// second goroutine reports progress and chooses the path once a second.
+func (m *Member) serveSession(ctx context.Context, conn *tls.Conn) error {
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { m.keepalive(ctx, conn) })
+	defer wg.Wait()
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	return m.serve(conn)
+}
+
 // serve reads the host's frames until the session ends.
 func (m *Member) serve(conn *tls.Conn) error {
 	defer conn.Close()
@@ -362,15 +373,20 @@ func (m *Member) serve(conn *tls.Conn) error {
 			return err
 		}
 		switch f := f.(type) {
-		case []byte:
+		case *wire.BatchFrame:
 			m.cfg.Stats.DataFetched.Add(1)
-			m.HandlePacket(f)
+			m.mu.Lock()
+			before := m.rx.next
+			m.batchLocked(f.Batch, time.Now())
+			if m.rx.next > before {
+				// A catch-up in progress: ask for the next part as soon as
+				// this one is in, not a fetchRetry later.
+				m.rx.nextFetch = time.Time{}
+			}
+			m.mu.Unlock()
 		case *wire.Gone:
 			m.mu.Lock()
-			if f.From <= m.next && m.next < f.To {
-				m.gapLocked(f.To)
-				m.drainLocked()
-			}
+			m.goneLocked(f)
 			m.mu.Unlock()
 		case *wire.Said:
 			m.mu.Lock()
@@ -380,13 +396,20 @@ func (m *Member) serve(conn *tls.Conn) error {
 			if ch != nil {
 				ch <- f
 			}
+		case *wire.Seen:
+			m.mu.Lock()
+			m.rx.seen(f)
+			m.mu.Unlock()
+			if m.cfg.OnReceipt != nil {
+				m.cfg.OnReceipt(m.ref, f.Seq, int(f.Seen), int(f.Of))
+			}
 		default:
 			return fmt.Errorf("unexpected frame %T from host", f)
 		}
 	}
 }
 
-// write sends one frame over the current session.
+// write sends one frame over the session.
 func (m *Member) write(conn *tls.Conn, f wire.Frame) error {
 	b, err := wire.AppendFrame(nil, f)
 	if err != nil {
@@ -443,132 +466,30 @@ func (m *Member) Say(ctx context.Context, text string) (uint64, error) {
 	}
 }
 
-// HandlePacket opens a data packet of this room, verifies the host's
-// signature and delivers what is next in sequence. Drops are counted.
-func (m *Member) HandlePacket(pkt []byte) {
-	h, _, err := wire.ParseDataHeader(pkt)
-	st := m.cfg.Stats
-	if err != nil {
-		st.DataMalformed.Add(1)
-		return
-	}
+// Receipt returns how many members held line seq, of how many, when the
+// host last said; ok is false if it has not said yet.
+func (m *Member) Receipt(seq uint64) (seen, of int, ok bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if h.Room != m.id {
-		st.DataNotJoined.Add(1)
-		return
-	}
-	if m.key == nil || h.Epoch != m.key.epoch {
-		st.DataBadEpoch.Add(1)
-		return
-	}
-	bt, out, err := openBatch(m.scratch, m.key, m.hostKey, pkt, m.recs)
-	if cap(out) > cap(m.scratch) {
-		m.scratch = out[:0]
-	}
-	if cap(bt.Records) > cap(m.recs) {
-		m.recs = bt.Records[:0]
-	}
-	switch {
-	case errors.Is(err, errAuth):
-		st.DataAuthFailed.Add(1)
-		return
-	case errors.Is(err, ErrBadSignature):
-		st.DataBadSig.Add(1)
-		return
-	case err != nil:
-		st.DataMalformed.Add(1)
-		return
-	}
-	m.highest = max(m.highest, bt.First+uint64(len(bt.Records)))
-	for i, rec := range bt.Records {
-		seq := bt.First + uint64(i)
-		switch {
-		case seq < m.next:
-			st.DataDuplicate.Add(1)
-		case seq == m.next:
-			m.deliverLocked(seq, rec)
-		case seq-m.next < maxPending:
-			if _, dup := m.pending[seq]; dup {
-				st.DataDuplicate.Add(1)
-			}
-			m.pending[seq] = rec
-		default:
-			// Too far ahead to hold; fetched once the gap before it closes.
-			st.DataOutOfWindow.Add(1)
-		}
-	}
-	m.drainLocked()
-	if m.next < m.highest {
-		m.armFetchLocked(fetchDelay)
-	}
+	r, ok := m.rx.receipts[seq]
+	return int(r.Seen), int(r.Of), ok
 }
 
-// drainLocked delivers the held records that are now next in sequence.
-func (m *Member) drainLocked() {
-	for {
-		rec, ok := m.pending[m.next]
-		if !ok {
-			return
-		}
-		delete(m.pending, m.next)
-		m.deliverLocked(m.next, rec)
-	}
-}
-
-// gapLocked gives up on the records before to, which the host no longer
-// holds, and tells the user; nothing is skipped silently.
-func (m *Member) gapLocked(to uint64) {
-	from := m.next
-	for seq := range m.pending {
-		if seq < to {
-			delete(m.pending, seq)
-		}
-	}
-	m.next, m.highest = to, max(m.highest, to)
-	m.cfg.Stats.DataLost.Add(int64(to - from))
-	m.log.Warn("records lost: the host no longer holds them", "from", from, "through", to-1)
-	if m.cfg.OnGap != nil {
-		m.cfg.OnGap(m.ref, from, to-1)
-	}
-}
-
-func (m *Member) deliverLocked(seq uint64, rec wire.Record) {
-	m.next = seq + 1
-	switch rec.Kind {
-	case wire.KindJoin:
-		m.members[rec.KeyID] = rec.Nick
-	case wire.KindPart:
-		delete(m.members, rec.KeyID)
-	}
-	m.cfg.Stats.DataDelivered.Add(1)
-	m.cfg.Deliver(Delivery{Room: m.ref, Seq: seq, Record: rec})
-}
-
-// armFetchLocked asks the host, after d, for what is missing, unless the
-// gap closes first (a reordered packet, or another member's fetch).
-func (m *Member) armFetchLocked(d time.Duration) {
-	if m.fetchArmed || m.closed {
-		return
-	}
-	m.fetchArmed = true
-	m.fetchTimer = time.AfterFunc(d, m.fetch)
-}
-
-func (m *Member) fetch() {
+// LastSeq returns the newest sequence number delivered.
+func (m *Member) LastSeq() uint64 {
 	m.mu.Lock()
-	m.fetchArmed = false
-	if m.next >= m.highest || m.conn == nil || m.closed {
-		m.mu.Unlock()
-		return
+	defer m.mu.Unlock()
+	return max(m.rx.next, 1) - 1
+}
+
+// Path returns how the room reaches this member now: "multicast" or "tcp".
+func (m *Member) Path() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.rx.streaming {
+		return PathTCP
 	}
-	f := &wire.Fetch{From: m.next, Count: uint16(min(m.highest-m.next, maxFetch))}
-	conn := m.conn
-	m.armFetchLocked(fetchRetry)
-	m.mu.Unlock()
-	if err := m.write(conn, f); err != nil {
-		m.log.Debug("fetch", "err", err)
-	}
+	return PathMulticast
 }
 
 // Close leaves the room: the session ends, and the host sequences the
@@ -581,9 +502,7 @@ func (m *Member) Close() error {
 		return nil
 	}
 	m.closed = true
-	if m.fetchTimer != nil {
-		m.fetchTimer.Stop()
-	}
+	m.rx.stopTimers()
 	conn := m.conn
 	m.mu.Unlock()
 	m.cancel()

@@ -1,6 +1,7 @@
 package rooms
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -10,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
@@ -88,6 +90,7 @@ type testRoom struct {
 	seq   *Sequencer
 	rec   *recorder
 	stats *Stats
+	store *memStore
 	kn    Known
 }
 
@@ -96,8 +99,62 @@ func newTestRoom(t *testing.T, n *memnet.Network, name string) *testRoom {
 	return newTestRoomHistory(t, n, name, 0)
 }
 
-// newTestRoomHistory makes a room whose host keeps history packets for
-// repair (0: the default).
+// memStore is an in-memory Store that keeps the newest keep batches.
+type memStore struct {
+	mu       sync.Mutex
+	keep     int
+	batches  []storedBatch
+	reserved uint64
+}
+
+type storedBatch struct {
+	first uint64
+	count int
+	batch []byte
+}
+
+func (s *memStore) Append(first uint64, count int, batch []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.batches = append(s.batches, storedBatch{first, count, append([]byte(nil), batch...)})
+	if s.keep > 0 && len(s.batches) > s.keep {
+		s.batches = s.batches[len(s.batches)-s.keep:]
+	}
+	return nil
+}
+
+func (s *memStore) Read(from uint64, yield func(uint64, int, []byte) bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, b := range s.batches {
+		if b.first+uint64(b.count) > from && !yield(b.first, b.count, b.batch) {
+			return
+		}
+	}
+}
+
+func (s *memStore) Oldest() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.batches) == 0 {
+		return 0
+	}
+	return s.batches[0].first
+}
+
+func (s *memStore) Start() uint64 { return 1 }
+
+func (s *memStore) Reserve(hw uint64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.reserved = hw
+	return nil
+}
+
+func (s *memStore) Close() error { return nil }
+
+// newTestRoomHistory makes a room whose host keeps history batches for
+// repair (0: all).
 func newTestRoomHistory(t *testing.T, n *memnet.Network, name string, history int) *testRoom {
 	t.Helper()
 	// Registered first, so it runs after every other cleanup: once the
@@ -109,7 +166,7 @@ func newTestRoomHistory(t *testing.T, n *memnet.Network, name string, history in
 	}
 	conn := n.Listen(netip.MustParseAddr("10.0.0.1"), 7703)
 	t.Cleanup(func() { conn.Close() })
-	tr := &testRoom{t: t, net: n, rec: newRecorder(), stats: new(Stats)}
+	tr := &testRoom{t: t, net: n, rec: newRecorder(), stats: new(Stats), store: &memStore{keep: history}}
 	addr := netip.MustParseAddrPort(ln.Addr().String())
 	tr.host = NewHost(HostConfig{
 		Identity:   newTestIdentity(t),
@@ -123,11 +180,33 @@ func newTestRoomHistory(t *testing.T, n *memnet.Network, name string, history in
 		Deliver:    tr.rec.deliver,
 		Stats:      tr.stats,
 		Logger:     discard,
-		History:    history,
+		OpenStore: func(string, [wire.RoomIDLen]byte) (Store, error) {
+			return tr.store, nil
+		},
 	})
 	if tr.seq, err = tr.host.Open(name); err != nil {
 		t.Fatal(err)
 	}
+	// The host hears NACKs on the room's group, as the daemon's data
+	// loop does.
+	if err := conn.JoinGroup(tr.seq.Group().Addr()); err != nil {
+		t.Fatal(err)
+	}
+	hostRead := make(chan struct{})
+	go func() {
+		defer close(hostRead)
+		buf := make([]byte, 2048)
+		for {
+			nb, _, _, err := conn.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			if typ, _ := wire.PacketType(buf[:nb]); typ == wire.TypeNack {
+				tr.seq.HandleNack(buf[:nb])
+			}
+		}
+	}()
+	t.Cleanup(func() { conn.Close(); <-hostRead; tr.host.Close() })
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- tr.host.Serve(ctx, ln) }()
@@ -184,6 +263,11 @@ func (tm *testMember) onGap(_ string, from, through uint64) {
 }
 
 func (tr *testRoom) join(addr, nick string, kn Known) (*testMember, error) {
+	return tr.joinFrom(addr, nick, kn, 0)
+}
+
+// joinFrom joins as a member returning to the room at sequence resume.
+func (tr *testRoom) joinFrom(addr, nick string, kn Known, resume uint64) (*testMember, error) {
 	conn := tr.net.Listen(netip.MustParseAddr(addr), 7703)
 	tm := &testMember{rec: newRecorder(), stats: new(Stats)}
 	var (
@@ -213,11 +297,12 @@ func (tr *testRoom) join(addr, nick string, kn Known) (*testMember, error) {
 		Logger:   discard,
 		Deliver:  tm.rec.deliver,
 		JoinData: conn.JoinGroup,
+		Sender:   conn,
 		OnGap:    tm.onGap,
 		Resolve:  func(string) (Known, error) { return kn, nil },
 	}
 	var err error
-	tm.m, err = Join(context.Background(), cfg, kn, nick)
+	tm.m, err = Join(context.Background(), cfg, kn, nick, resume)
 	if err != nil {
 		conn.Close()
 		<-readDone
@@ -261,6 +346,14 @@ func TestRoomOrderUnderLoss(t *testing.T) {
 	}
 	last := tr.seq.LastSeq()
 	want := tr.rec.snapshot()
+	var nacks, repaired int64
+	defer func() {
+		// A member may get all its repairs from NACKs it overheard, so the
+		// repair path is checked over the room.
+		if nacks == 0 || repaired == 0 {
+			t.Errorf("at 20%% loss: %d NACKs sent, %d blocks rebuilt from parity; the repair path was not exercised", nacks, repaired)
+		}
+	}()
 	for i, tm := range members {
 		got := tm.rec.waitFor(t, fmt.Sprintf("member %d to reach seq %d", i, last), func(d []Delivery) bool {
 			return len(d) > 0 && d[len(d)-1].Seq == last
@@ -280,9 +373,8 @@ func TestRoomOrderUnderLoss(t *testing.T) {
 				t.Fatalf("member %d: seq %d = %+v, host has %+v", i, d.Seq, d, h)
 			}
 		}
-		if tm.stats.DataFetched.Load() == 0 {
-			t.Errorf("member %d fetched nothing at 20%% loss: repair path not exercised", i)
-		}
+		nacks += tm.stats.NacksSent.Load()
+		repaired += tm.stats.BlocksRepaired.Load()
 	}
 }
 
@@ -366,55 +458,103 @@ func TestOutsiderCannotRead(t *testing.T) {
 		t.Fatal(err)
 	}
 	buf := make([]byte, 2048)
-	nb, _, _, err := outsider.ReadFrom(buf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	guess, err := newEpochKey(Epoch(1, 0), [32]byte{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := openBatch(nil, guess, tr.kn.Key(), buf[:nb], nil); !errors.Is(err, errAuth) {
-		t.Fatalf("open without the key: err = %v, want errAuth", err)
+	for {
+		nb, _, _, err := outsider.ReadFrom(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, err := wire.ParseSealedHeader(buf[:nb])
+		if err != nil || h.Type != wire.TypeShard {
+			continue
+		}
+		guess, err := newEpochKey(h.Epoch, [32]byte{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := openSealed(nil, guess, h, buf[:nb], wire.ShardHeaderLen); !errors.Is(err, errAuth) {
+			t.Fatalf("open without the key: err = %v, want errAuth", err)
+		}
+		if bytes.Contains(buf[:nb], []byte("secret")) {
+			t.Fatal("the shard carries the line in clear")
+		}
+		return
 	}
 }
 
-// A member cut off for longer than the host's history learns, when it
-// comes back, which records are lost, delivers everything after them, and
-// tells its user of the gap instead of asking for it forever.
+// A member that returns after the host's log let go of what it missed
+// learns which records are lost, gets everything after them, and tells its
+// user of the gap instead of asking for it forever.
 func TestGapBeyondHistoryIsDeclared(t *testing.T) {
 	n := memnet.New(4)
-	tr := newTestRoomHistory(t, n, "general", 8)
-	const addr = "10.0.0.2"
-	tm, err := tr.join(addr, "alice", tr.kn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	joinSeq := tm.rec.waitFor(t, "alice's join", func(d []Delivery) bool { return len(d) == 1 })[0].Seq
-
-	n.SetLoss(netip.MustParseAddr(addr), 1)
+	const keep = 8
+	tr := newTestRoomHistory(t, n, "general", keep)
 	const lines = 20
 	for i := range lines {
 		if _, err := tr.seq.Say(fmt.Sprintf("line %d", i)); err != nil {
 			t.Fatal(err)
 		}
+		tr.seq.flush() // one batch per line, so that the log drops some
 	}
-	n.SetLoss(netip.MustParseAddr(addr), 0)
-
-	last := tr.seq.LastSeq()
-	got := tm.rec.waitFor(t, "the last line", func(d []Delivery) bool { return d[len(d)-1].Seq == last })
-	// The host holds the last 8 packets; the 12 before them are gone.
-	firstHeld := last - 7
+	tm, err := tr.joinFrom("10.0.0.2", "alice", tr.kn, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := tr.seq.LastSeq() // alice's join
+	got := tm.rec.waitFor(t, "alice's join", func(d []Delivery) bool { return len(d) > 0 && d[len(d)-1].Seq == last })
+	oldest := tr.store.Oldest() // the log as it stood when alice returned
+	if oldest <= 1 {
+		t.Fatalf("store kept everything (oldest %d): the test needs it to drop some", oldest)
+	}
 	tm.gapMu.Lock()
 	gaps := tm.gaps
 	tm.gapMu.Unlock()
-	if len(gaps) != 1 || gaps[0] != [2]uint64{joinSeq + 1, firstHeld - 1} {
-		t.Fatalf("gaps = %v, want [[%d %d]]", gaps, joinSeq+1, firstHeld-1)
+	if len(gaps) != 1 || gaps[0] != [2]uint64{1, oldest - 1} {
+		t.Fatalf("gaps = %v, want [[1 %d]]", gaps, oldest-1)
 	}
-	if len(got) != 1+8 || got[1].Seq != firstHeld {
-		t.Fatalf("delivered %d records starting after the join at %d, want 8 starting at %d", len(got)-1, got[1].Seq, firstHeld)
+	if got[0].Seq != oldest || uint64(len(got)) != last-oldest+1 {
+		t.Fatalf("delivered %d records from %d, want %d from %d", len(got), got[0].Seq, last-oldest+1, oldest)
 	}
-	if lost := tm.stats.DataLost.Load(); lost != int64(firstHeld-joinSeq-1) {
-		t.Errorf("data_lost = %d, want %d", lost, firstHeld-joinSeq-1)
+	if lost := tm.stats.DataLost.Load(); lost != int64(oldest-1) {
+		t.Errorf("data_lost = %d, want %d", lost, oldest-1)
 	}
+}
+
+// Every counter is reported: a counter missing from Snapshot is invisible
+// to operators.
+func TestStatsSnapshotNamesEveryCounter(t *testing.T) {
+	var s Stats
+	if got, want := len(s.Snapshot()), reflect.TypeFor[Stats]().NumField(); got != want {
+		t.Fatalf("Snapshot has %d counters, Stats has %d fields", got, want)
+	}
+}
+
+// When members report heavy loss the host sends all of a block's parity at
+// once; a repair asked for after that sends the data shards again rather
+// than running off the end of the block.
+func TestRepairAfterAllParitySent(t *testing.T) {
+	n := memnet.New(5)
+	tr := newTestRoom(t, n, "general")
+	tm, err := tr.join("10.0.0.2", "alice", tr.kn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr.seq.mu.Lock()
+	tr.seq.loss = 0.9
+	tr.seq.mu.Unlock()
+	n.SetLoss(netip.MustParseAddr("10.0.0.2"), 1)
+	if _, err := tr.seq.Say("into the void"); err != nil {
+		t.Fatal(err)
+	}
+	tr.seq.flush()
+	tr.seq.mu.Lock()
+	sb := tr.seq.blocks[tr.seq.block%sentBlocks]
+	if sb.sent != len(sb.shards) {
+		t.Fatalf("sent %d of %d shards at first, want all of them", sb.sent, len(sb.shards))
+	}
+	tr.seq.repairs[sb.no] = sb.k
+	tr.seq.mu.Unlock()
+	tr.seq.repair()
+	n.SetLoss(netip.MustParseAddr("10.0.0.2"), 0)
+	last := tr.seq.LastSeq()
+	tm.rec.waitFor(t, "the line", func(d []Delivery) bool { return len(d) > 0 && d[len(d)-1].Seq == last })
 }

@@ -3,6 +3,9 @@ package rooms
 import (
 	"crypto/cipher"
 	"crypto/ed25519"
+	"crypto/hkdf"
+	"crypto/rand"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -23,7 +26,8 @@ func Epoch(boot, rekey uint32) uint64 { return uint64(boot)<<32 | uint64(rekey) 
 type epochKey struct {
 	epoch uint64
 	key   [chacha20poly1305.KeySize]byte
-	aead  cipher.AEAD
+	aead  cipher.AEAD // the host's packets, counter nonces
+	nack  cipher.AEAD // members' NACKs, random nonces, under a derived key
 }
 
 func newEpochKey(epoch uint64, key [chacha20poly1305.KeySize]byte) (*epochKey, error) {
@@ -31,7 +35,17 @@ func newEpochKey(epoch uint64, key [chacha20poly1305.KeySize]byte) (*epochKey, e
 	if err != nil {
 		return nil, fmt.Errorf("epoch key: %w", err)
 	}
-	return &epochKey{epoch: epoch, key: key, aead: aead}, nil
+	// Members share the key but not a counter, so their packets use
+	// random 192-bit nonces under a key of their own.
+	nk, err := hkdf.Key(sha256.New, key[:], nil, "meshd nack v1", chacha20poly1305.KeySize)
+	if err != nil {
+		return nil, fmt.Errorf("nack key: %w", err)
+	}
+	nack, err := chacha20poly1305.NewX(nk)
+	if err != nil {
+		return nil, fmt.Errorf("nack key: %w", err)
+	}
+	return &epochKey{epoch: epoch, key: key, aead: aead, nack: nack}, nil
 }
 
 func nonce(counter uint64) [chacha20poly1305.NonceSize]byte {
@@ -43,51 +57,88 @@ func nonce(counter uint64) [chacha20poly1305.NonceSize]byte {
 // errCounterExhausted stops a sender before its nonce could wrap.
 var errCounterExhausted = errors.New("packet counter exhausted; the room needs a new epoch key")
 
-// sealBatch builds one data packet: it appends the header and batch to
-// buf[:0], signs header and batch with the host key, and seals batch and
-// signature in place with the header as associated data.
-func sealBatch(buf []byte, id *Identity, k *epochKey, room [wire.RoomIDLen]byte, counter, first uint64, recs []wire.Record) ([]byte, error) {
+// sealShard appends to buf[:0] a shard packet: the headers in clear, as
+// associated data, and the shard sealed.
+func sealShard(buf []byte, k *epochKey, room [wire.RoomIDLen]byte, counter uint64, si wire.ShardInfo, shard []byte) ([]byte, error) {
 	if counter == ^uint64(0) {
 		return nil, errCounterExhausted
 	}
-	b := wire.AppendDataHeader(buf[:0], wire.DataHeader{Room: room, Epoch: k.epoch, Counter: counter})
-	b, err := wire.AppendBatchBody(b, first, recs)
+	b := wire.AppendShardHeader(buf[:0], wire.SealedHeader{Room: room, Epoch: k.epoch, Counter: counter}, si)
+	n := nonce(counter)
+	return k.aead.Seal(b, n[:], shard, b), nil
+}
+
+// sealHeartbeat appends to buf[:0] a sealed heartbeat packet.
+func sealHeartbeat(buf []byte, k *epochKey, room [wire.RoomIDLen]byte, counter uint64, hb wire.Heartbeat) ([]byte, error) {
+	if counter == ^uint64(0) {
+		return nil, errCounterExhausted
+	}
+	b := wire.AppendSealedHeader(buf[:0], wire.SealedHeader{Type: wire.TypeHeartbeat, Room: room, Epoch: k.epoch, Counter: counter})
+	var pt [wire.HeartbeatLen]byte
+	n := nonce(counter)
+	return k.aead.Seal(b, n[:], wire.AppendHeartbeat(pt[:0], hb), b), nil
+}
+
+var errAuth = errors.New("not sealed under the room key")
+
+// openSealed opens a shard or heartbeat packet whose cleartext header is
+// hdrLen bytes long, into scratch[:0].
+func openSealed(scratch []byte, k *epochKey, h wire.SealedHeader, pkt []byte, hdrLen int) ([]byte, error) {
+	n := nonce(h.Counter)
+	out, err := k.aead.Open(scratch[:0], n[:], pkt[hdrLen:], pkt[:hdrLen])
+	if err != nil {
+		return scratch[:0], errAuth
+	}
+	return out, nil
+}
+
+// sealNack appends to buf[:0] a NACK packet sealed under the epoch's NACK
+// key with a random nonce.
+func sealNack(buf []byte, k *epochKey, room [wire.RoomIDLen]byte, body []byte) ([]byte, error) {
+	h := wire.NackHeader{Room: room, Epoch: k.epoch}
+	if _, err := rand.Read(h.Nonce[:]); err != nil {
+		return nil, err
+	}
+	b := wire.AppendNackHeader(buf[:0], h)
+	return k.nack.Seal(b, h.Nonce[:], body, b[:wire.NackHeaderLen]), nil
+}
+
+// openNack opens a NACK packet into scratch[:0] and decodes it into n.
+func openNack(scratch []byte, k *epochKey, h wire.NackHeader, pkt []byte, n *wire.Nack) error {
+	body, err := k.nack.Open(scratch[:0], h.Nonce[:], pkt[wire.NackHeaderLen+wire.NonceXLen:], pkt[:wire.NackHeaderLen])
+	if err != nil {
+		return errAuth
+	}
+	return wire.ParseNackBody(body, n)
+}
+
+// batchOpts is the signature context of a room's batches: it names the
+// room, so that a batch cannot be replayed into another room.
+func batchOpts(room [wire.RoomIDLen]byte) *ed25519.Options {
+	return &ed25519.Options{Context: "meshd batch v1 " + string(room[:])}
+}
+
+// signBatch encodes and signs a batch into buf[:0].
+func signBatch(buf []byte, id *Identity, opts *ed25519.Options, first uint64, recs []wire.Record) ([]byte, error) {
+	b, err := wire.AppendBatchBody(buf[:0], first, recs)
 	if err != nil {
 		return nil, err
 	}
-	sig, err := id.Key.Sign(nil, b, dataOpts)
+	sig, err := id.Key.Sign(nil, b, opts)
 	if err != nil {
 		return nil, fmt.Errorf("sign batch: %w", err)
 	}
-	b = append(b, sig...)
-	n := nonce(counter)
-	hdr := b[:wire.DataHeaderLen]
-	return k.aead.Seal(hdr, n[:], b[wire.DataHeaderLen:], hdr), nil
+	return append(b, sig...), nil
 }
 
-var (
-	errAuth   = errors.New("not sealed under the room key")
-	errSigned = fmt.Errorf("batch: %w", ErrBadSignature)
-)
-
-// openBatch opens a data packet whose header h was parsed from pkt, into
-// scratch, and checks the host's signature. The batch's records are decoded
-// into recs[:0] and alias nothing in scratch but their strings, which are
-// copies.
-func openBatch(scratch []byte, k *epochKey, hostKey ed25519.PublicKey, pkt []byte, recs []wire.Record) (wire.Batch, []byte, error) {
-	n := nonce(binary.BigEndian.Uint64(pkt[wire.DataHeaderLen-8:]))
-	hdr := pkt[:wire.DataHeaderLen]
-	out, err := k.aead.Open(append(scratch[:0], hdr...), n[:], pkt[wire.DataHeaderLen:], hdr)
+// verifyBatch decodes a batch into recs[:0] and checks the host signed it.
+func verifyBatch(hostKey ed25519.PublicKey, opts *ed25519.Options, b []byte, recs []wire.Record) (wire.Batch, error) {
+	bt, err := wire.ParseBatch(b, recs)
 	if err != nil {
-		return wire.Batch{}, out, errAuth
+		return bt, err
 	}
-	bt, err := wire.ParseBatch(out[wire.DataHeaderLen:], recs)
-	if err != nil {
-		return bt, out, err
+	if ed25519.VerifyWithOptions(hostKey, bt.Signed, bt.Sig[:], opts) != nil {
+		return bt, fmt.Errorf("batch: %w", ErrBadSignature)
 	}
-	signed := out[:wire.DataHeaderLen+len(bt.Signed)]
-	if ed25519.VerifyWithOptions(hostKey, signed, bt.Sig[:], dataOpts) != nil {
-		return bt, out, errSigned
-	}
-	return bt, out, nil
+	return bt, nil
 }

@@ -2,8 +2,8 @@ package rooms
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"crypto/rand"
-	"encoding/binary"
 	"errors"
 	"slices"
 	"strings"
@@ -27,114 +27,173 @@ func newTestEpochKey(t testing.TB, epoch uint64) *epochKey {
 	return k
 }
 
-var sealRoom = [wire.RoomIDLen]byte{'r', 'o', 'o', 'm', 0, 0, 0, 1}
+var (
+	sealRoom  = [wire.RoomIDLen]byte{'r', 'o', 'o', 'm', 0, 0, 0, 1}
+	otherRoom = [wire.RoomIDLen]byte{'r', 'o', 'o', 'm', 0, 0, 0, 2}
+)
 
-func sealRecords(id *Identity) []wire.Record {
-	return []wire.Record{
-		{Kind: wire.KindJoin, KeyID: KeyID(id.Pub), Nick: "ann"},
-		{Kind: wire.KindMessage, KeyID: KeyID(id.Pub), Nick: "ann", Text: "hello, room"},
+func testShard(n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(i*7 + 1)
 	}
+	return b
 }
 
-func mustSeal(t testing.TB, id *Identity, k *epochKey, counter, first uint64, recs []wire.Record) []byte {
+func mustSealShard(t testing.TB, k *epochKey, counter uint64, si wire.ShardInfo, shard []byte) []byte {
 	t.Helper()
-	pkt, err := sealBatch(nil, id, k, sealRoom, counter, first, recs)
+	pkt, err := sealShard(nil, k, sealRoom, counter, si, shard)
 	if err != nil {
-		t.Fatalf("sealBatch(counter %d) = %v, want nil", counter, err)
+		t.Fatalf("sealShard(counter %d) = %v, want nil", counter, err)
 	}
 	return pkt
 }
 
-func TestSealOpen(t *testing.T) {
-	host := newTestIdentity(t)
+func mustSealHeartbeat(t testing.TB, k *epochKey, counter uint64, hb wire.Heartbeat) []byte {
+	t.Helper()
+	pkt, err := sealHeartbeat(nil, k, sealRoom, counter, hb)
+	if err != nil {
+		t.Fatalf("sealHeartbeat(counter %d) = %v, want nil", counter, err)
+	}
+	return pkt
+}
+
+// openPacket opens a shard or heartbeat packet as a receiver does: it
+// parses the cleartext headers, then opens the rest.
+func openPacket(scratch []byte, k *epochKey, pkt []byte) (wire.SealedHeader, wire.ShardInfo, []byte, error) {
+	var si wire.ShardInfo
+	h, err := wire.ParseSealedHeader(pkt)
+	if err != nil {
+		return h, si, nil, err
+	}
+	hdrLen := wire.SealedHeaderLen
+	if h.Type == wire.TypeShard {
+		if si, err = wire.ParseShardInfo(pkt); err != nil {
+			return h, si, nil, err
+		}
+		hdrLen = wire.ShardHeaderLen
+	}
+	pt, err := openSealed(scratch, k, h, pkt, hdrLen)
+	return h, si, pt, err
+}
+
+func TestSealShardOpen(t *testing.T) {
 	k := newTestEpochKey(t, Epoch(3, 1))
 	tests := []struct {
 		name    string
 		counter uint64
-		first   uint64
-		recs    []wire.Record
+		si      wire.ShardInfo
+		shard   []byte
 	}{
-		{"records", 1, 1, sealRecords(host)},
-		{"heartbeat", 2, 3, nil},
-		{"last counter", ^uint64(0) - 1, 1 << 40, sealRecords(host)[1:]},
+		{"first", 0, wire.ShardInfo{Block: 1, Index: 0, K: 1, Sent: 1}, testShard(202)},
+		{"parity", 7, wire.ShardInfo{Block: 9, Index: 5, K: 3, Sent: 4}, testShard(wire.ShardData + 2)},
+		{"empty", 8, wire.ShardInfo{Block: 2, Index: 0, K: 1, Sent: 1}, nil},
+		{"last counter", ^uint64(0) - 1, wire.ShardInfo{Block: ^uint64(0), Index: wire.MaxShards - 1, K: wire.MaxShards, Sent: wire.MaxShards}, testShard(300)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			pkt := mustSeal(t, host, k, tt.counter, tt.first, tt.recs)
-			h, sealed, err := wire.ParseDataHeader(pkt)
+			buf := make([]byte, 0, wire.MaxPacket)
+			pkt, err := sealShard(buf, k, sealRoom, tt.counter, tt.si, tt.shard)
 			if err != nil {
-				t.Fatalf("ParseDataHeader = %v, want nil", err)
+				t.Fatalf("sealShard = %v, want nil", err)
 			}
-			if want := (wire.DataHeader{Room: sealRoom, Epoch: k.epoch, Counter: tt.counter}); h != want {
+			if want := wire.ShardHeaderLen + len(tt.shard) + wire.TagLen; len(pkt) != want {
+				t.Errorf("shard packet of %d bytes, want %d", len(pkt), want)
+			}
+			if len(tt.shard) > 16 && bytes.Contains(pkt, tt.shard[:16]) {
+				t.Errorf("shard packet shows the shard in the clear")
+			}
+			h, si, pt, err := openPacket(nil, k, pkt)
+			if err != nil {
+				t.Fatalf("open(sealShard(…)) = %v, want nil", err)
+			}
+			if want := (wire.SealedHeader{Type: wire.TypeShard, Room: sealRoom, Epoch: k.epoch, Counter: tt.counter}); h != want {
 				t.Errorf("header = %+v, want %+v", h, want)
 			}
-			body, _ := wire.AppendBatchBody(nil, tt.first, tt.recs)
-			if want := len(body) + wire.SigLen + wire.TagLen; len(sealed) != want {
-				t.Errorf("sealed part = %d bytes, want %d", len(sealed), want)
+			if si != tt.si {
+				t.Errorf("shard info = %+v, want %+v", si, tt.si)
 			}
-			if bytes.Contains(pkt, []byte("hello, room")) {
-				t.Errorf("sealed packet %q shows the text in the clear", pkt)
-			}
-			bt, _, err := openBatch(nil, k, host.Pub, pkt, nil)
-			if err != nil {
-				t.Fatalf("openBatch(sealBatch(…)) = %v, want nil", err)
-			}
-			if bt.First != tt.first || !slices.Equal(bt.Records, tt.recs) {
-				t.Errorf("openBatch = first %d, %+v, want %d, %+v", bt.First, bt.Records, tt.first, tt.recs)
+			if !bytes.Equal(pt, tt.shard) {
+				t.Errorf("opened shard = %x, want %x", pt, tt.shard)
 			}
 		})
 	}
 }
 
-func TestSealInvalidBatch(t *testing.T) {
-	host := newTestIdentity(t)
-	k := newTestEpochKey(t, 1)
-	recs := []wire.Record{{Kind: wire.KindMessage, Text: strings.Repeat("x", wire.MaxText+1)}}
-	if pkt, err := sealBatch(nil, host, k, sealRoom, 1, 1, recs); err == nil {
-		t.Errorf("sealBatch(text over MaxText) = %x, nil, want an error", pkt)
-	}
-}
-
-func TestOpenRejectsMemberForgery(t *testing.T) {
-	host, member := newTestIdentity(t), newTestIdentity(t)
-	k := newTestEpochKey(t, 1)
-
-	// A member holds the epoch key, so it can seal, but it signs with its
-	// own key while the receiver checks the host's.
-	forged := mustSeal(t, member, k, 1, 1, sealRecords(host))
-	if _, _, err := openBatch(nil, k, host.Pub, forged, nil); !errors.Is(err, ErrBadSignature) {
-		t.Errorf("openBatch(signed by a member) = %v, want %v", err, ErrBadSignature)
-	}
-
-	// Nor can it move the host's signed batch to another header: the
-	// signature covers the header too.
-	pkt := mustSeal(t, host, k, 1, 1, sealRecords(host))
-	_, plain, err := openBatch(nil, k, host.Pub, pkt, nil)
-	if err != nil {
-		t.Fatalf("openBatch = %v, want nil", err)
-	}
-	for _, h := range []wire.DataHeader{
-		{Room: sealRoom, Epoch: k.epoch, Counter: 2},
-		{Room: [wire.RoomIDLen]byte{9}, Epoch: k.epoch, Counter: 1},
-	} {
-		hdr := wire.AppendDataHeader(nil, h)
-		n := nonce(h.Counter)
-		moved := k.aead.Seal(bytes.Clone(hdr), n[:], plain[wire.DataHeaderLen:], hdr)
-		if _, _, err := openBatch(nil, k, host.Pub, moved, nil); !errors.Is(err, ErrBadSignature) {
-			t.Errorf("openBatch(host's batch resealed under %+v) = %v, want %v", h, err, ErrBadSignature)
+func TestSealHeartbeatOpen(t *testing.T) {
+	k := newTestEpochKey(t, Epoch(1, 0))
+	for _, hb := range []wire.Heartbeat{{Next: 1}, {Next: 42, LastBlock: 7}, {Next: ^uint64(0), LastBlock: ^uint64(0)}} {
+		pkt := mustSealHeartbeat(t, k, 3, hb)
+		if want := wire.SealedHeaderLen + wire.HeartbeatLen + wire.TagLen; len(pkt) != want {
+			t.Errorf("heartbeat packet of %d bytes, want %d", len(pkt), want)
+		}
+		h, _, pt, err := openPacket(nil, k, pkt)
+		if err != nil {
+			t.Fatalf("open(sealHeartbeat(%+v)) = %v, want nil", hb, err)
+		}
+		if want := (wire.SealedHeader{Type: wire.TypeHeartbeat, Room: sealRoom, Epoch: k.epoch, Counter: 3}); h != want {
+			t.Errorf("header = %+v, want %+v", h, want)
+		}
+		got, err := wire.ParseHeartbeat(pt)
+		if err != nil || got != hb {
+			t.Errorf("ParseHeartbeat(opened) = %+v, %v, want %+v, nil", got, err, hb)
 		}
 	}
 }
 
-func TestOpenRejectsOutsiders(t *testing.T) {
-	host := newTestIdentity(t)
+// TestSealedRejectsEveryFlip flips each bit pattern of each byte of a
+// sealed shard and heartbeat: the packet as received, headers parsed from
+// it, must fail to open. Opening it with the header of the unflipped
+// packet must fail too: the whole cleartext header is associated data.
+func TestSealedRejectsEveryFlip(t *testing.T) {
+	k := newTestEpochKey(t, 1)
+	pkts := map[string][]byte{
+		"shard":     mustSealShard(t, k, 5, wire.ShardInfo{Block: 2, Index: 1, K: 2, Sent: 3}, testShard(300)),
+		"heartbeat": mustSealHeartbeat(t, k, 6, wire.Heartbeat{Next: 10, LastBlock: 2}),
+	}
+	scratch := make([]byte, 0, wire.MaxPacket)
+	for name, pkt := range pkts {
+		t.Run(name, func(t *testing.T) {
+			h0, err := wire.ParseSealedHeader(pkt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			hdrLen := wire.SealedHeaderLen
+			if h0.Type == wire.TypeShard {
+				hdrLen = wire.ShardHeaderLen
+			}
+			for i := range pkt {
+				for _, x := range []byte{0x01, 0x80, 0xff} {
+					m := bytes.Clone(pkt)
+					m[i] ^= x
+					if _, err := openSealed(scratch, k, h0, m, hdrLen); !errors.Is(err, errAuth) {
+						t.Errorf("openSealed(byte %d ^ %#x) = %v, want %v", i, x, err, errAuth)
+					}
+					// As received: the header may no longer parse, which
+					// rejects the packet before any opening.
+					h, err := wire.ParseSealedHeader(m)
+					if err != nil || h.Type != h0.Type {
+						continue
+					}
+					if _, err := openSealed(scratch, k, h, m, hdrLen); !errors.Is(err, errAuth) {
+						t.Errorf("openSealed(parsed, byte %d ^ %#x) = %v, want %v", i, x, err, errAuth)
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestSealedRejectsOutsiders(t *testing.T) {
 	k := newTestEpochKey(t, 1)
 	other := newTestEpochKey(t, 1) // the same epoch number, another key
-	pkt := mustSeal(t, host, k, 1, 1, sealRecords(host))
+	si := wire.ShardInfo{Block: 1, Index: 0, K: 1, Sent: 1}
+	shard := mustSealShard(t, k, 1, si, testShard(100))
+	hb := mustSealHeartbeat(t, k, 2, wire.Heartbeat{Next: 1})
 
-	random := wire.AppendDataHeader(nil, wire.DataHeader{Room: sealRoom, Epoch: k.epoch, Counter: 5})
+	random := wire.AppendShardHeader(nil, wire.SealedHeader{Room: sealRoom, Epoch: k.epoch, Counter: 5}, si)
 	random = append(random, make([]byte, 100)...)
-	if _, err := rand.Read(random[wire.DataHeaderLen:]); err != nil {
+	if _, err := rand.Read(random[wire.ShardHeaderLen:]); err != nil {
 		t.Fatal(err)
 	}
 	tests := []struct {
@@ -143,104 +202,363 @@ func TestOpenRejectsOutsiders(t *testing.T) {
 		pkt  []byte
 	}{
 		{"random bytes", k, random},
-		{"bare tag", k, random[:wire.DataHeaderLen+wire.TagLen]},
-		{"sealed under another key", k, mustSeal(t, host, other, 1, 1, sealRecords(host))},
-		{"opened with another key", other, pkt},
+		{"bare tag", k, random[:wire.ShardHeaderLen+wire.TagLen]},
+		{"shard sealed under another key", k, mustSealShard(t, other, 1, si, testShard(100))},
+		{"shard opened with another key", other, shard},
+		{"heartbeat sealed under another key", k, mustSealHeartbeat(t, other, 2, wire.Heartbeat{Next: 1})},
+		{"heartbeat opened with another key", other, hb},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if _, _, err := openBatch(nil, tt.k, host.Pub, tt.pkt, nil); !errors.Is(err, errAuth) {
-				t.Errorf("openBatch = %v, want %v", err, errAuth)
+			if _, _, _, err := openPacket(nil, tt.k, tt.pkt); !errors.Is(err, errAuth) {
+				t.Errorf("open = %v, want %v", err, errAuth)
 			}
 		})
 	}
-}
 
-func TestOpenRejectsEveryFlip(t *testing.T) {
-	host := newTestIdentity(t)
-	k := newTestEpochKey(t, 1)
-	pkt := mustSeal(t, host, k, 1, 1, sealRecords(host))
-	scratch := make([]byte, 0, wire.MaxPacket)
-	for i := range pkt {
-		for _, x := range []byte{0x01, 0xff} {
-			m := bytes.Clone(pkt)
-			m[i] ^= x
-			if _, _, err := openBatch(scratch, k, host.Pub, m, nil); !errors.Is(err, errAuth) {
-				t.Errorf("openBatch(byte %d ^ %#x) = %v, want %v", i, x, err, errAuth)
-			}
-		}
+	// A heartbeat is no shard: read with a shard's header length, its
+	// associated data and ciphertext are cut elsewhere.
+	h, err := wire.ParseSealedHeader(hb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := openSealed(nil, k, h, hb, wire.ShardHeaderLen); !errors.Is(err, errAuth) {
+		t.Errorf("openSealed(heartbeat as shard) = %v, want %v", err, errAuth)
 	}
 }
 
 func TestSealCounterExhausted(t *testing.T) {
-	host := newTestIdentity(t)
 	k := newTestEpochKey(t, 1)
 	buf := make([]byte, 0, wire.MaxPacket)
-	pkt, err := sealBatch(buf, host, k, sealRoom, ^uint64(0), 1, sealRecords(host))
-	if !errors.Is(err, errCounterExhausted) || pkt != nil {
-		t.Errorf("sealBatch(counter 2^64-1) = %x, %v, want nil, %v", pkt, err, errCounterExhausted)
+	si := wire.ShardInfo{Block: 1, Index: 0, K: 1, Sent: 1}
+	if pkt, err := sealShard(buf, k, sealRoom, ^uint64(0), si, testShard(10)); !errors.Is(err, errCounterExhausted) || pkt != nil {
+		t.Errorf("sealShard(counter 2^64-1) = %x, %v, want nil, %v", pkt, err, errCounterExhausted)
+	}
+	if pkt, err := sealHeartbeat(buf, k, sealRoom, ^uint64(0), wire.Heartbeat{Next: 1}); !errors.Is(err, errCounterExhausted) || pkt != nil {
+		t.Errorf("sealHeartbeat(counter 2^64-1) = %x, %v, want nil, %v", pkt, err, errCounterExhausted)
 	}
 	// The counter before it is the last one used, and its nonce is its own.
-	last := mustSeal(t, host, k, ^uint64(0)-1, 1, sealRecords(host))
-	if got := binary.BigEndian.Uint64(last[wire.DataHeaderLen-8:]); got != ^uint64(0)-1 {
-		t.Errorf("counter = %d, want %d", got, ^uint64(0)-1)
+	last := mustSealShard(t, k, ^uint64(0)-1, si, testShard(10))
+	h, err := wire.ParseSealedHeader(last)
+	if err != nil || h.Counter != ^uint64(0)-1 {
+		t.Errorf("last counter = %d, %v, want %d", h.Counter, err, ^uint64(0)-1)
 	}
 	if n0, nl := nonce(0), nonce(^uint64(0)-1); n0 == nl {
 		t.Errorf("nonce(0) = nonce(2^64-2) = %x", n0)
 	}
 }
 
-func TestOpenFailuresLeaveScratchUsable(t *testing.T) {
-	host, member := newTestIdentity(t), newTestIdentity(t)
+func TestSealShardReusesBuffer(t *testing.T) {
+	k := newTestEpochKey(t, 1)
+	buf := make([]byte, 0, wire.MaxPacket)
+	pkt, err := sealShard(buf, k, sealRoom, 1, wire.ShardInfo{Block: 1, K: 1, Sent: 1}, testShard(300))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if &pkt[0] != &buf[:1][0] {
+		t.Errorf("sealShard allocated although cap(buf) = %d sufficed", cap(buf))
+	}
+	scratch := make([]byte, 0, wire.MaxPacket)
+	_, _, pt, err := openPacket(scratch, k, pkt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if &pt[0] != &scratch[:1][0] {
+		t.Errorf("openSealed allocated although cap(scratch) = %d sufficed", cap(scratch))
+	}
+}
+
+func sampleNackBody(t testing.TB) (*wire.Nack, []byte) {
+	t.Helper()
+	n := &wire.Nack{
+		KeyID:   [wire.KeyIDLen]byte{1, 2, 3, 4, 5, 6, 7, 8},
+		Entries: []wire.NackEntry{{Block: 3, Missing: 1}, {Block: 4, Missing: wire.MissingAll}},
+	}
+	body, err := wire.AppendNackBody(nil, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n, body
+}
+
+func mustSealNack(t testing.TB, k *epochKey, room [wire.RoomIDLen]byte, body []byte) []byte {
+	t.Helper()
+	pkt, err := sealNack(nil, k, room, body)
+	if err != nil {
+		t.Fatalf("sealNack = %v, want nil", err)
+	}
+	return pkt
+}
+
+// openNackPacket opens a NACK as a receiver does: it parses the cleartext
+// header, then opens the rest.
+func openNackPacket(k *epochKey, pkt []byte, n *wire.Nack) (wire.NackHeader, error) {
+	h, err := wire.ParseNackHeader(pkt)
+	if err != nil {
+		return h, err
+	}
+	return h, openNack(nil, k, h, pkt, n)
+}
+
+func TestSealNackOpen(t *testing.T) {
+	k := newTestEpochKey(t, Epoch(2, 5))
+	want, body := sampleNackBody(t)
+	pkt := mustSealNack(t, k, sealRoom, body)
+	if n := wire.NackHeaderLen + wire.NonceXLen + len(body) + wire.TagLen; len(pkt) != n {
+		t.Errorf("NACK packet of %d bytes, want %d", len(pkt), n)
+	}
+	var got wire.Nack
+	h, err := openNackPacket(k, pkt, &got)
+	if err != nil {
+		t.Fatalf("openNack(sealNack(…)) = %v, want nil", err)
+	}
+	if h.Room != sealRoom || h.Epoch != k.epoch {
+		t.Errorf("header = room %x epoch %d, want %x, %d", h.Room, h.Epoch, sealRoom, k.epoch)
+	}
+	if got.KeyID != want.KeyID || !slices.Equal(got.Entries, want.Entries) {
+		t.Errorf("openNack = %+v, want %+v", got, *want)
+	}
+
+	// Random nonces: the same body sealed twice differs.
+	again := mustSealNack(t, k, sealRoom, body)
+	if bytes.Equal(pkt, again) {
+		t.Errorf("sealNack sealed the same body twice to the same bytes %x", pkt)
+	}
+	h2, err := wire.ParseNackHeader(again)
+	if err != nil || h2.Nonce == h.Nonce {
+		t.Errorf("two NACKs share the nonce %x (%v)", h.Nonce, err)
+	}
+
+	// The NACK key is not the key of the host's packets.
+	if bytes.Contains(pkt, body[:wire.KeyIDLen]) {
+		t.Errorf("NACK packet shows the key id in the clear")
+	}
+}
+
+func TestNackRejectsEveryFlip(t *testing.T) {
+	k := newTestEpochKey(t, 1)
+	_, body := sampleNackBody(t)
+	pkt := mustSealNack(t, k, sealRoom, body)
+	var n wire.Nack
+	for i := range pkt {
+		for _, x := range []byte{0x01, 0x80, 0xff} {
+			m := bytes.Clone(pkt)
+			m[i] ^= x
+			_, err := openNackPacket(k, m, &n)
+			if err == nil {
+				t.Errorf("openNack(byte %d ^ %#x) = nil, want an error", i, x)
+				continue
+			}
+			// Past the packet header, only the AEAD can catch a flip.
+			if i >= wire.HeaderLen && !errors.Is(err, errAuth) {
+				t.Errorf("openNack(byte %d ^ %#x) = %v, want %v", i, x, err, errAuth)
+			}
+		}
+	}
+}
+
+func TestNackRejectsOutsiders(t *testing.T) {
 	k := newTestEpochKey(t, 1)
 	other := newTestEpochKey(t, 1)
-	scratch := make([]byte, 0, wire.MaxPacket)
-	recs := make([]wire.Record, 0, 4)
+	_, body := sampleNackBody(t)
+	pkt := mustSealNack(t, k, sealRoom, body)
 
-	first := mustSeal(t, host, k, 1, 1, sealRecords(host))
-	bt, out, err := openBatch(scratch, k, host.Pub, first, recs)
+	// Sealed under the epoch key itself instead of the derived NACK key.
+	h, err := wire.ParseNackHeader(pkt)
 	if err != nil {
-		t.Fatalf("openBatch(first) = %v, want nil", err)
+		t.Fatal(err)
 	}
-	kept := slices.Clone(bt.Records)
-	scratch, recs = out, bt.Records
+	x, err := chacha20poly1305.NewX(k.key[:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	hdr := wire.AppendNackHeader(nil, h)
+	underEpochKey := x.Seal(hdr, h.Nonce[:], body, hdr[:wire.NackHeaderLen])
 
-	flipped := mustSeal(t, host, k, 2, 3, sealRecords(host))
-	flipped[len(flipped)-1] ^= 1
-	// A batch whose plaintext does not parse: sealed by hand with a count
-	// of records that are not there.
-	hdr := wire.AppendDataHeader(nil, wire.DataHeader{Room: sealRoom, Epoch: k.epoch, Counter: 4})
-	n := nonce(4)
-	plain := append(binary.BigEndian.AppendUint64(nil, 3), 9)
-	plain = append(plain, make([]byte, wire.SigLen)...)
-	malformed := k.aead.Seal(bytes.Clone(hdr), n[:], plain, hdr)
+	// The body moved under another room's header.
+	moved := bytes.Clone(pkt)
+	copy(moved[wire.HeaderLen:], otherRoom[:])
 
-	for _, bad := range [][]byte{
-		flipped,
-		malformed,
-		mustSeal(t, member, k, 5, 3, sealRecords(member)),
-		mustSeal(t, host, other, 6, 3, sealRecords(host)),
+	tests := []struct {
+		name string
+		k    *epochKey
+		pkt  []byte
+	}{
+		{"opened with another key", other, pkt},
+		{"sealed under another key", k, mustSealNack(t, other, sealRoom, body)},
+		{"sealed under the epoch key", k, underEpochKey},
+		{"moved to another room", k, moved},
+		{"bare tag", k, pkt[:wire.NackHeaderLen+wire.NonceXLen+wire.TagLen]},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var n wire.Nack
+			if _, err := openNackPacket(tt.k, tt.pkt, &n); !errors.Is(err, errAuth) {
+				t.Errorf("openNack = %v, want %v", err, errAuth)
+			}
+		})
+	}
+}
+
+func TestNackMalformedBody(t *testing.T) {
+	k := newTestEpochKey(t, 1)
+	// Sealed correctly, but a body no member would send: no entries.
+	pkt := mustSealNack(t, k, sealRoom, append(make([]byte, wire.KeyIDLen), 0))
+	var n wire.Nack
+	if _, err := openNackPacket(k, pkt, &n); !errors.Is(err, wire.ErrInvalid) {
+		t.Errorf("openNack(no entries) = %v, want %v", err, wire.ErrInvalid)
+	}
+}
+
+func sealRecords(id *Identity) []wire.Record {
+	return []wire.Record{
+		{Kind: wire.KindJoin, KeyID: KeyID(id.Pub), Nick: "ann"},
+		{Kind: wire.KindMessage, KeyID: KeyID(id.Pub), Nick: "ann", Text: "hello, room"},
+	}
+}
+
+func mustSignBatch(t testing.TB, id *Identity, room [wire.RoomIDLen]byte, first uint64, recs []wire.Record) []byte {
+	t.Helper()
+	b, err := signBatch(nil, id, batchOpts(room), first, recs)
+	if err != nil {
+		t.Fatalf("signBatch = %v, want nil", err)
+	}
+	return b
+}
+
+func TestSignVerifyBatch(t *testing.T) {
+	host := newTestIdentity(t)
+	tests := []struct {
+		name  string
+		first uint64
+		recs  []wire.Record
+	}{
+		{"records", 1, sealRecords(host)},
+		{"one", 1 << 40, sealRecords(host)[1:]},
+		{"long text", 3, []wire.Record{{Kind: wire.KindMessage, KeyID: KeyID(host.Pub), Nick: "ann", Text: strings.Repeat("x", wire.MaxText)}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			buf := make([]byte, 0, wire.MaxBatch)
+			b, err := signBatch(buf, host, batchOpts(sealRoom), tt.first, tt.recs)
+			if err != nil {
+				t.Fatalf("signBatch = %v, want nil", err)
+			}
+			body, _ := wire.AppendBatchBody(nil, tt.first, tt.recs)
+			if want := len(body) + wire.SigLen; len(b) != want {
+				t.Errorf("signed batch of %d bytes, want %d", len(b), want)
+			}
+			bt, err := verifyBatch(host.Pub, batchOpts(sealRoom), b, make([]wire.Record, 0, 1))
+			if err != nil {
+				t.Fatalf("verifyBatch(signBatch(…)) = %v, want nil", err)
+			}
+			if bt.First != tt.first || !slices.Equal(bt.Records, tt.recs) {
+				t.Errorf("verifyBatch = first %d, %d records, want %d, %d records", bt.First, len(bt.Records), tt.first, len(tt.recs))
+			}
+		})
+	}
+}
+
+func TestSignBatchInvalid(t *testing.T) {
+	host := newTestIdentity(t)
+	for name, recs := range map[string][]wire.Record{
+		"no records":    nil,
+		"text over max": {{Kind: wire.KindMessage, Text: strings.Repeat("x", wire.MaxText+1)}},
+		"kind zero":     {{}},
 	} {
-		_, out, err := openBatch(scratch, k, host.Pub, bad, recs)
-		if err == nil {
-			t.Fatalf("openBatch(bad packet) = nil, want an error")
-		}
-		if out != nil {
-			scratch = out
+		if b, err := signBatch(nil, host, batchOpts(sealRoom), 1, recs); err == nil {
+			t.Errorf("signBatch(%s) = %.20x…, nil, want an error", name, b)
 		}
 	}
-	if !slices.Equal(kept, sealRecords(host)) {
-		t.Errorf("records of the first open = %+v after failed opens, want %+v", kept, sealRecords(host))
-	}
+}
 
-	want := []wire.Record{{Kind: wire.KindMessage, KeyID: KeyID(host.Pub), Nick: "ann", Text: "second"}}
-	second := mustSeal(t, host, k, 7, 3, want)
-	bt, _, err = openBatch(scratch, k, host.Pub, second, recs)
-	if err != nil {
-		t.Fatalf("openBatch(second) = %v after failed opens, want nil", err)
+func TestVerifyBatchRejectsMemberForgery(t *testing.T) {
+	host, member := newTestIdentity(t), newTestIdentity(t)
+	// A member holds the epoch key, so it can seal shards, but it signs
+	// batches with its own key while the receiver checks the host's.
+	forged := mustSignBatch(t, member, sealRoom, 1, sealRecords(host))
+	if _, err := verifyBatch(host.Pub, batchOpts(sealRoom), forged, nil); !errors.Is(err, ErrBadSignature) {
+		t.Errorf("verifyBatch(signed by a member) = %v, want %v", err, ErrBadSignature)
 	}
-	if bt.First != 3 || !slices.Equal(bt.Records, want) {
-		t.Errorf("openBatch(second) = first %d, %+v, want 3, %+v", bt.First, bt.Records, want)
+	// And the host's signature does not carry over to another batch.
+	b := mustSignBatch(t, host, sealRoom, 1, sealRecords(host))
+	other := mustSignBatch(t, host, sealRoom, 2, sealRecords(host))
+	spliced := append(bytes.Clone(other[:len(other)-wire.SigLen]), b[len(b)-wire.SigLen:]...)
+	if _, err := verifyBatch(host.Pub, batchOpts(sealRoom), spliced, nil); !errors.Is(err, ErrBadSignature) {
+		t.Errorf("verifyBatch(signature of another batch) = %v, want %v", err, ErrBadSignature)
+	}
+}
+
+func TestVerifyBatchRejectsOtherRoom(t *testing.T) {
+	host := newTestIdentity(t)
+	b := mustSignBatch(t, host, sealRoom, 1, sealRecords(host))
+	if _, err := verifyBatch(host.Pub, batchOpts(otherRoom), b, nil); !errors.Is(err, ErrBadSignature) {
+		t.Errorf("verifyBatch(room A's batch in room B) = %v, want %v", err, ErrBadSignature)
+	}
+	if _, err := verifyBatch(host.Pub, &ed25519.Options{}, b, nil); !errors.Is(err, ErrBadSignature) {
+		t.Errorf("verifyBatch(plain Ed25519, no context) = %v, want %v", err, ErrBadSignature)
+	}
+	if _, err := verifyBatch(host.Pub, batchOpts(sealRoom), b, nil); err != nil {
+		t.Errorf("verifyBatch(in its room) = %v, want nil", err)
+	}
+}
+
+func TestVerifyBatchRejectsEveryFlip(t *testing.T) {
+	host := newTestIdentity(t)
+	b := mustSignBatch(t, host, sealRoom, 7, sealRecords(host))
+	opts := batchOpts(sealRoom)
+	recs := make([]wire.Record, 0, 4)
+	for i := range b {
+		for _, x := range []byte{0x01, 0xff} {
+			m := bytes.Clone(b)
+			m[i] ^= x
+			if bt, err := verifyBatch(host.Pub, opts, m, recs); err == nil {
+				t.Errorf("verifyBatch(byte %d ^ %#x) = nil, want an error", i, x)
+			} else {
+				recs = bt.Records[:0]
+			}
+		}
+	}
+	// Cut or extended, it fails too.
+	for _, m := range [][]byte{b[:len(b)-1], append(bytes.Clone(b), 0), b[:wire.SigLen]} {
+		if _, err := verifyBatch(host.Pub, opts, m, nil); err == nil {
+			t.Errorf("verifyBatch(%d of %d bytes) = nil, want an error", len(m), len(b))
+		}
+	}
+}
+
+func benchShardInfo() wire.ShardInfo { return wire.ShardInfo{Block: 1, Index: 0, K: 1, Sent: 1} }
+
+func BenchmarkSealShard(b *testing.B) {
+	k := newTestEpochKey(b, 1)
+	shard := testShard(300)
+	buf := make([]byte, 0, wire.MaxPacket)
+	b.SetBytes(int64(len(shard)))
+	b.ReportAllocs()
+	var counter uint64
+	for b.Loop() {
+		counter++
+		if _, err := sealShard(buf, k, sealRoom, counter, benchShardInfo(), shard); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkOpenSealed(b *testing.B) {
+	k := newTestEpochKey(b, 1)
+	shard := testShard(300)
+	pkt := mustSealShard(b, k, 1, benchShardInfo(), shard)
+	h, err := wire.ParseSealedHeader(pkt)
+	if err != nil {
+		b.Fatal(err)
+	}
+	scratch := make([]byte, 0, wire.MaxPacket)
+	b.SetBytes(int64(len(shard)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := openSealed(scratch, k, h, pkt, wire.ShardHeaderLen); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
 
@@ -248,35 +566,34 @@ func benchRecords(id *Identity) []wire.Record {
 	return []wire.Record{{Kind: wire.KindMessage, KeyID: KeyID(id.Pub), Nick: "ann", Text: strings.Repeat("m", 200)}}
 }
 
-func BenchmarkSealBatch(b *testing.B) {
+func BenchmarkSignBatch(b *testing.B) {
 	host := newTestIdentity(b)
-	k := newTestEpochKey(b, 1)
 	recs := benchRecords(host)
-	buf := make([]byte, 0, wire.MaxPacket)
+	opts := batchOpts(sealRoom)
+	buf := make([]byte, 0, wire.MaxBatch)
 	b.SetBytes(200)
 	b.ReportAllocs()
-	var counter uint64
+	var first uint64
 	for b.Loop() {
-		counter++
-		if _, err := sealBatch(buf, host, k, sealRoom, counter, counter, recs); err != nil {
+		first++
+		if _, err := signBatch(buf, host, opts, first, recs); err != nil {
 			b.Fatal(err)
 		}
 	}
 }
 
-func BenchmarkOpenBatch(b *testing.B) {
+func BenchmarkVerifyBatch(b *testing.B) {
 	host := newTestIdentity(b)
-	k := newTestEpochKey(b, 1)
-	pkt := mustSeal(b, host, k, 1, 1, benchRecords(host))
-	scratch := make([]byte, 0, wire.MaxPacket)
+	opts := batchOpts(sealRoom)
+	batch := mustSignBatch(b, host, sealRoom, 1, benchRecords(host))
 	recs := make([]wire.Record, 0, 4)
 	b.SetBytes(200)
 	b.ReportAllocs()
 	for b.Loop() {
-		bt, out, err := openBatch(scratch, k, host.Pub, pkt, recs)
+		bt, err := verifyBatch(host.Pub, opts, batch, recs)
 		if err != nil {
 			b.Fatal(err)
 		}
-		scratch, recs = out, bt.Records
+		recs = bt.Records
 	}
 }

@@ -1,13 +1,10 @@
 package rooms
 
 import (
-	"context"
+	"crypto/ed25519"
 	"crypto/rand"
-	"crypto/tls"
 	"errors"
 	"fmt"
-	"log/slog"
-	"net"
 	"net/netip"
 	"slices"
 	"sync"
@@ -16,239 +13,30 @@ import (
 	"meshd/rooms/wire"
 )
 
-// PacketSender sends one datagram. *mcast.Conn satisfies it, and so does
-// the in-memory mcast/memnet.Conn that tests use.
-type PacketSender interface {
-	WriteTo(b []byte, dst netip.AddrPort) error
-}
-
-// Delivery is one record delivered, in sequence order, to this daemon's
-// user, whether it hosts the room or is a member.
-type Delivery struct {
-	Room string // name@fingerprint
-	Seq  uint64
-	wire.Record
-}
-
-// HostConfig is what a Host needs from the daemon.
-type HostConfig struct {
-	Identity   *Identity
-	Boot       uint32 // persisted boot counter: the high half of epochs and serials
-	Sender     PacketSender
-	DataGroups netip.Prefix // data groups are drawn from here
-	DataPort   uint16
-	Nick       string                  // the hosting user's nick in every room
-	Lifetime   time.Duration           // how long an announcement keeps a room listed
-	Addrs      func() []netip.AddrPort // join addresses S to announce
-	Deliver    func(Delivery)          // must not block
-	Stats      *Stats
-	Logger     *slog.Logger
-	History    int // packets kept per room for members that missed them
-}
-
-// Heartbeat is how long a room may be silent before its host says where
-// the sequence stands, so members notice a lost tail.
-const Heartbeat = time.Second
-
+// Tuning of the host's send path.
 const (
-	handshakeTimeout = 10 * time.Second
-	writeTimeout     = 10 * time.Second
-	sessionQueue     = 1024 // frames queued to one member before it counts as stuck
+	// FlushDelay is the longest a line waits for others to share its
+	// block: short enough that nobody notices, long enough that a burst
+	// costs one signature and one block.
+	FlushDelay = 5 * time.Millisecond
+	// flushBytes flushes a block early once it holds this much.
+	flushBytes = 16 * wire.ShardData
+	// repairWindow gathers the NACKs of several members for one block
+	// before repairing it once, with the most any of them asked for.
+	repairWindow = 5 * time.Millisecond
+	// sentBlocks is how many recent blocks the host can repair with fresh
+	// parity; older gaps are served as batches over members' sessions.
+	sentBlocks = 256
+	// reserveStep is how far ahead sequence numbers are reserved on disk:
+	// one durable write per reserveStep lines.
+	reserveStep = 1024
+	// receiptWatches bounds, per member, the lines whose receipts the host
+	// reports back to it.
+	receiptWatches = 64
+	// lossDecay forgets old loss reports: the estimate halves in about
+	// 10 s without a higher one.
+	lossDecay = 0.93
 )
-
-// Host is the set of rooms this daemon hosts, and the server that members
-// join them through. Safe for concurrent use.
-type Host struct {
-	cfg HostConfig
-	log *slog.Logger
-
-	mu    sync.Mutex
-	rooms map[string]*Sequencer
-}
-
-// NewHost returns a Host with no rooms.
-func NewHost(cfg HostConfig) *Host {
-	if cfg.History <= 0 {
-		cfg.History = 4096
-	}
-	return &Host{cfg: cfg, log: cfg.Logger, rooms: make(map[string]*Sequencer)}
-}
-
-// ErrAlreadyHosted means the daemon already hosts a room of that name.
-var ErrAlreadyHosted = errors.New("already hosted")
-
-// Open starts hosting room name.
-func (h *Host) Open(name string) (*Sequencer, error) {
-	if err := ValidateName(name); err != nil {
-		return nil, err
-	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if s, ok := h.rooms[name]; ok {
-		return s, fmt.Errorf("room %s: %w", s.ref, ErrAlreadyHosted)
-	}
-	id := RoomID(h.cfg.Identity.Pub, name)
-	s := &Sequencer{
-		host:    h,
-		name:    name,
-		ref:     Ref(h.cfg.Identity.Pub, name),
-		id:      id,
-		keyID:   KeyID(h.cfg.Identity.Pub),
-		group:   DataGroup(h.cfg.DataGroups, id, h.cfg.DataPort),
-		serial:  Epoch(h.cfg.Boot, 0),
-		next:    1,
-		hist:    newHistory(h.cfg.History),
-		members: make(map[[wire.KeyIDLen]byte]*hostSession),
-	}
-	if err := s.rekeyLocked(); err != nil {
-		return nil, err
-	}
-	h.rooms[name] = s
-	h.log.Info("hosting room", "room", s.ref, "group", s.group)
-	return s, nil
-}
-
-// Room returns the hosted room called name, or nil.
-func (h *Host) Room(name string) *Sequencer {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.rooms[name]
-}
-
-// Rooms returns the hosted rooms, sorted by name.
-func (h *Host) Rooms() []*Sequencer {
-	h.mu.Lock()
-	out := make([]*Sequencer, 0, len(h.rooms))
-	for _, s := range h.rooms {
-		out = append(out, s)
-	}
-	h.mu.Unlock()
-	slices.SortFunc(out, func(a, b *Sequencer) int {
-		if a.name < b.name {
-			return -1
-		}
-		if a.name > b.name {
-			return 1
-		}
-		return 0
-	})
-	return out
-}
-
-// Announcements returns a signed announcement for every hosted room.
-func (h *Host) Announcements() [][]byte {
-	addrs := h.cfg.Addrs()
-	if len(addrs) > wire.MaxAddrs {
-		addrs = addrs[:wire.MaxAddrs]
-	}
-	var out [][]byte
-	for _, s := range h.Rooms() {
-		pkt, err := s.announcement(addrs)
-		if err != nil {
-			h.log.Warn("cannot announce room", "room", s.ref, "err", err)
-			continue
-		}
-		out = append(out, pkt)
-	}
-	return out
-}
-
-// Tick sends a heartbeat for every room that has been silent for a
-// Heartbeat.
-func (h *Host) Tick(now time.Time) {
-	for _, s := range h.Rooms() {
-		s.heartbeat(now)
-	}
-}
-
-// Serve accepts joins on ln until ctx ends, then closes every session and
-// returns once their goroutines have finished.
-func (h *Host) Serve(ctx context.Context, ln net.Listener) error {
-	var wg sync.WaitGroup
-	ctx, cancel := context.WithCancel(ctx)
-	defer wg.Wait()
-	defer cancel()
-	stop := context.AfterFunc(ctx, func() { ln.Close() })
-	defer stop()
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return fmt.Errorf("accept joins: %w", err)
-		}
-		wg.Go(func() { h.serveSession(ctx, c) })
-	}
-}
-
-func (h *Host) serveSession(ctx context.Context, raw net.Conn) {
-	conn := tls.Server(raw, h.cfg.Identity.serverTLS())
-	stop := context.AfterFunc(ctx, func() { conn.Close() })
-	defer stop()
-	defer conn.Close()
-	log := h.log.With("peer", raw.RemoteAddr().String())
-
-	conn.SetDeadline(time.Now().Add(handshakeTimeout))
-	if err := conn.HandshakeContext(ctx); err != nil {
-		h.cfg.Stats.SessionsRefused.Add(1)
-		log.Debug("join handshake failed", "err", err)
-		return
-	}
-	pub, _ := peerKey(conn.ConnectionState())
-	f, buf, err := wire.ReadFrame(conn, nil)
-	if err != nil {
-		h.cfg.Stats.SessionsRefused.Add(1)
-		log.Debug("join: no hello", "err", err)
-		return
-	}
-	hello, ok := f.(*wire.Hello)
-	if !ok {
-		h.cfg.Stats.SessionsRefused.Add(1)
-		log.Debug("join: first frame is not a hello", "type", fmt.Sprintf("%T", f))
-		return
-	}
-	conn.SetDeadline(time.Time{})
-
-	s := h.Room(hello.Room)
-	if s == nil {
-		h.refuse(conn, fmt.Sprintf("this daemon does not host a room called %q", hello.Room))
-		return
-	}
-	sess := &hostSession{
-		conn:  conn,
-		raw:   raw,
-		keyID: KeyID(pub),
-		fp:    Fingerprint(pub),
-		nick:  hello.Nick,
-		out:   make(chan []byte, sessionQueue),
-		gone:  make(chan struct{}),
-	}
-	if err := s.admit(sess, hello.Resume); err != nil {
-		h.refuse(conn, err.Error())
-		return
-	}
-	log = log.With("room", s.ref, "nick", sess.nick, "member", sess.fp)
-	log.Info("member joined")
-
-	var wg sync.WaitGroup
-	wg.Go(func() { sess.writeLoop() })
-	err = s.serveMember(sess, buf)
-	s.part(sess)
-	sess.close()
-	wg.Wait()
-	log.Info("member left", "err", err)
-}
-
-func (h *Host) refuse(conn *tls.Conn, reason string) {
-	h.cfg.Stats.SessionsRefused.Add(1)
-	b, err := wire.AppendFrame(nil, &wire.Refuse{Reason: reason})
-	if err != nil {
-		return
-	}
-	conn.SetWriteDeadline(time.Now().Add(writeTimeout))
-	conn.Write(b)
-}
 
 // Sequencer is the host side of one room: the only place its sequence
 // numbers are assigned. Safe for concurrent use.
@@ -259,17 +47,59 @@ type Sequencer struct {
 	id     [wire.RoomIDLen]byte
 	keyID  [wire.KeyIDLen]byte
 	group  netip.AddrPort
+	opts   *ed25519.Options
+	store  Store
 	serial uint64
 
-	mu       sync.Mutex
-	key      *epochKey
-	rekeys   uint32
-	counter  uint64 // packets sealed under key
-	next     uint64 // the next sequence number to assign
-	lastSend time.Time
-	hist     *history
-	members  map[[wire.KeyIDLen]byte]*hostSession
-	lastAddr []netip.AddrPort
+	mu         sync.Mutex
+	key        *epochKey
+	rekeys     uint32
+	counter    uint64 // packets sealed under key
+	next       uint64 // the next sequence number to assign
+	reserved   uint64 // sequence numbers below this are reserved on disk
+	pending    []wire.Record
+	pendingLen int
+	flushTimer *time.Timer
+	block      uint64 // the newest block of this epoch
+	blocks     [sentBlocks]*sentBlock
+	repairs    map[uint64]int // block → shards asked for, within repairWindow
+	repairTmr  *time.Timer
+	loss       float64 // the worst recent loss a multicast member reported
+	lastSend   time.Time
+	members    map[[wire.KeyIDLen]byte]*hostSession
+	lastAddr   []netip.AddrPort
+	watches    []watch // the hosting user's lines awaiting receipts
+	buf        []byte
+	closed     bool
+}
+
+// sentBlock is a block the host can still repair.
+type sentBlock struct {
+	no     uint64
+	k      int
+	shards [][]byte // k data, then parity
+	sent   int      // shards sent at first
+	next   int      // the next shard a repair sends
+}
+
+func newSequencer(h *Host, name string, id [wire.RoomIDLen]byte, store Store) *Sequencer {
+	start := max(store.Start(), 1)
+	return &Sequencer{
+		host:     h,
+		name:     name,
+		ref:      Ref(h.cfg.Identity.Pub, name),
+		id:       id,
+		keyID:    KeyID(h.cfg.Identity.Pub),
+		group:    DataGroup(h.cfg.DataGroups, id, h.cfg.DataPort),
+		opts:     batchOpts(id),
+		store:    store,
+		serial:   Epoch(h.cfg.Boot, 0),
+		next:     start,
+		reserved: start,
+		repairs:  make(map[uint64]int),
+		members:  make(map[[wire.KeyIDLen]byte]*hostSession),
+		buf:      make([]byte, 0, wire.MaxPacket),
+	}
 }
 
 // Name returns the room's name.
@@ -281,7 +111,7 @@ func (s *Sequencer) Ref() string { return s.ref }
 // Group returns the room's data group.
 func (s *Sequencer) Group() netip.AddrPort { return s.group }
 
-// ID returns the room id its data packets carry.
+// ID returns the room id its packets carry.
 func (s *Sequencer) ID() [wire.RoomIDLen]byte { return s.id }
 
 // LastSeq returns the newest sequence number assigned.
@@ -312,31 +142,130 @@ func (s *Sequencer) Say(text string) (uint64, error) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.submitLocked(wire.Record{Kind: wire.KindMessage, KeyID: s.keyID, Nick: s.host.cfg.Nick, Text: text})
+	seq, err := s.submitLocked(wire.Record{Kind: wire.KindMessage, KeyID: s.keyID, Nick: s.host.cfg.Nick, Text: text})
+	if err == nil && len(s.members) > 0 {
+		s.watches = addWatch(s.watches, seq)
+	}
+	return seq, err
 }
 
-// submitLocked gives rec the next sequence number, seals it, multicasts it,
-// keeps it for repair and delivers it to the hosting user.
+func addWatch(ws []watch, seq uint64) []watch {
+	if len(ws) == receiptWatches {
+		ws = ws[1:]
+	}
+	return append(ws, watch{seq: seq, seen: 1})
+}
+
+// updateWatches reports changed receipt counts through report and keeps
+// the lines that some member still lacks.
+func (s *Sequencer) updateWatchesLocked(ws []watch, report func(seq uint64, seen, of int)) []watch {
+	kept := ws[:0]
+	for _, w := range ws {
+		seen, of := s.receiptLocked(w.seq)
+		if seen != w.seen {
+			w.seen = seen
+			report(w.seq, seen, of)
+		}
+		if seen < of {
+			kept = append(kept, w)
+		}
+	}
+	return kept
+}
+
+// submitLocked gives rec the next sequence number and queues it for the
+// next block; it is delivered to the hosting user at once.
 func (s *Sequencer) submitLocked(rec wire.Record) (uint64, error) {
+	if s.closed {
+		return 0, errors.New("the room is closing")
+	}
 	seq := s.next
-	pkt, err := s.sealLocked(seq, []wire.Record{rec})
-	if err != nil {
-		return 0, err
+	if seq >= s.reserved {
+		// Durable before use: after any crash the host resumes above it.
+		if err := s.store.Reserve(seq + reserveStep); err != nil {
+			return 0, fmt.Errorf("room %s: reserve sequence numbers: %w", s.ref, err)
+		}
+		s.reserved = seq + reserveStep
+	}
+	size := 1 + wire.KeyIDLen + 1 + len(rec.Nick) + 2 + len(rec.Text)
+	if len(s.pending) == wire.MaxRecords || s.pendingLen+size > flushBytes {
+		s.flushLocked()
 	}
 	s.next++
-	s.hist.add(seq, 1, pkt)
-	s.sendLocked(pkt)
+	s.pending = append(s.pending, rec)
+	s.pendingLen += size
 	s.host.cfg.Deliver(Delivery{Room: s.ref, Seq: seq, Record: rec})
+	switch {
+	case s.pendingLen >= flushBytes:
+		s.flushLocked()
+	case s.flushTimer == nil:
+		s.flushTimer = time.AfterFunc(FlushDelay, s.flush)
+	}
 	return seq, nil
 }
 
-func (s *Sequencer) sealLocked(first uint64, recs []wire.Record) ([]byte, error) {
-	s.counter++
-	pkt, err := sealBatch(make([]byte, 0, wire.MaxPacket), s.host.cfg.Identity, s.key, s.id, s.counter, first, recs)
-	if err != nil {
-		return nil, fmt.Errorf("room %s: %w", s.ref, err)
+func (s *Sequencer) flush() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.flushTimer = nil
+	s.flushLocked()
+}
+
+// flushLocked signs the pending records as one batch, logs it, and
+// multicasts it as one FEC block with the proactive parity that the loss
+// members report calls for. Members that multicast does not reach get the
+// batch over their sessions.
+func (s *Sequencer) flushLocked() {
+	if s.flushTimer != nil {
+		s.flushTimer.Stop()
+		s.flushTimer = nil
 	}
-	return pkt, nil
+	if len(s.pending) == 0 {
+		return
+	}
+	first := s.next - uint64(len(s.pending))
+	recs := s.pending
+	s.pending, s.pendingLen = s.pending[:0], 0
+	log := s.host.log.With("room", s.ref)
+	batch, err := signBatch(nil, s.host.cfg.Identity, s.opts, first, recs)
+	if err != nil {
+		log.Error("cannot sign batch; its lines are lost", "first", first, "err", err)
+		return
+	}
+	if err := s.store.Append(first, len(recs), batch); err != nil {
+		log.Error("cannot log batch", "first", first, "err", err)
+	}
+	for _, m := range s.members {
+		if m.streaming {
+			m.send(&wire.BatchFrame{Batch: batch})
+		}
+	}
+	shards, k, err := encodeBlock(batch)
+	if err != nil {
+		log.Error("cannot encode block", "first", first, "err", err)
+		return
+	}
+	s.block++
+	sb := &sentBlock{no: s.block, k: k, shards: shards}
+	sb.sent = k + proactiveParity(k, s.loss)
+	// Once the parity is spent, repairs send the data shards again.
+	sb.next = sb.sent % len(shards)
+	s.blocks[sb.no%sentBlocks] = sb
+	for i := range sb.sent {
+		s.sendShardLocked(sb, i)
+	}
+}
+
+func (s *Sequencer) sendShardLocked(sb *sentBlock, i int) {
+	s.counter++
+	pkt, err := sealShard(s.buf, s.key, s.id, s.counter, wire.ShardInfo{
+		Block: sb.no, Index: uint8(i), K: uint8(sb.k), Sent: uint8(sb.sent),
+	}, sb.shards[i])
+	if err != nil {
+		s.host.log.Error("cannot seal shard", "room", s.ref, "err", err)
+		return
+	}
+	s.sendLocked(pkt)
 }
 
 func (s *Sequencer) sendLocked(pkt []byte) {
@@ -350,18 +279,97 @@ func (s *Sequencer) sendLocked(pkt []byte) {
 	st.PacketsSent.Add(1)
 }
 
-func (s *Sequencer) heartbeat(now time.Time) {
+// tick sends a heartbeat when the room has been silent for a Heartbeat,
+// and lets the loss estimate decay.
+func (s *Sequencer) tick(now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if now.Sub(s.lastSend) < Heartbeat {
+	if s.closed || now.Sub(s.lastSend) < Heartbeat {
 		return
 	}
-	pkt, err := s.sealLocked(s.next, nil)
+	s.loss *= lossDecay
+	s.counter++
+	pkt, err := sealHeartbeat(s.buf, s.key, s.id, s.counter, wire.Heartbeat{Next: s.next - uint64(len(s.pending)), LastBlock: s.block})
 	if err != nil {
-		s.host.log.Warn("heartbeat", "err", err)
+		s.host.log.Warn("heartbeat", "room", s.ref, "err", err)
 		return
 	}
 	s.sendLocked(pkt)
+}
+
+// HandleNack takes a member's multicast NACK: the blocks it asks about
+// are repaired once the repair window closes, with fresh shards, as many
+// as the neediest member asked for. NACKs from non-members, and beyond a
+// member's rate, are dropped and counted.
+func (s *Sequencer) HandleNack(pkt []byte) {
+	st := s.host.cfg.Stats
+	h, err := wire.ParseNackHeader(pkt)
+	if err != nil {
+		st.NackMalformed.Add(1)
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if h.Epoch != s.key.epoch {
+		st.DataBadEpoch.Add(1)
+		return
+	}
+	var n wire.Nack
+	switch err := openNack(s.buf, s.key, h, pkt, &n); {
+	case errors.Is(err, errAuth):
+		st.DataAuthFailed.Add(1)
+		return
+	case err != nil:
+		st.NackMalformed.Add(1)
+		return
+	}
+	m := s.members[n.KeyID]
+	if m == nil {
+		st.NackRefused.Add(1)
+		return
+	}
+	if !m.nackLimit.allow(time.Now()) {
+		st.NackLimited.Add(1)
+		return
+	}
+	st.NacksReceived.Add(1)
+	for _, e := range n.Entries {
+		sb := s.blocks[e.Block%sentBlocks]
+		if sb == nil || sb.no != e.Block {
+			continue
+		}
+		want := int(e.Missing)
+		if e.Missing == wire.MissingAll {
+			want = sb.k
+		}
+		s.repairs[e.Block] = max(s.repairs[e.Block], min(want, sb.k))
+	}
+	if len(s.repairs) > 0 && s.repairTmr == nil {
+		s.repairTmr = time.AfterFunc(repairWindow, s.repair)
+	}
+}
+
+// repair sends what the NACKs of the last window asked for: parity not
+// yet sent, then, once a block's parity is spent, its data shards again.
+func (s *Sequencer) repair() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.repairTmr = nil
+	if s.closed {
+		return
+	}
+	for no, want := range s.repairs {
+		delete(s.repairs, no)
+		sb := s.blocks[no%sentBlocks]
+		if sb == nil || sb.no != no {
+			continue
+		}
+		for range want {
+			s.sendShardLocked(sb, sb.next)
+			sb.next = (sb.next + 1) % len(sb.shards)
+			s.host.cfg.Stats.RepairsSent.Add(1)
+		}
+	}
 }
 
 func (s *Sequencer) announcement(addrs []netip.AddrPort) ([]byte, error) {
@@ -382,29 +390,64 @@ func (s *Sequencer) announcement(addrs []netip.AddrPort) ([]byte, error) {
 	return SignAnnounce(s.host.cfg.Identity, &a)
 }
 
-// Members returns the room's participants, the host first.
-func (s *Sequencer) Members() []wire.MemberInfo {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.membersLocked()
+// MemberState is one participant as the host sees it.
+type MemberState struct {
+	wire.MemberInfo
+	Host  bool
+	Path  string // "multicast" or "tcp"; "" for the host
+	Acked uint64 // everything up to here has reached the member
 }
 
-func (s *Sequencer) membersLocked() []wire.MemberInfo {
-	out := []wire.MemberInfo{{KeyID: s.keyID, Nick: s.host.cfg.Nick}}
-	rest := make([]wire.MemberInfo, 0, len(s.members))
+// Members returns the room's participants, the host first.
+func (s *Sequencer) Members() []MemberState {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]MemberState, 0, 1+len(s.members))
+	out = append(out, MemberState{MemberInfo: wire.MemberInfo{KeyID: s.keyID, Nick: s.host.cfg.Nick}, Host: true, Acked: s.next - 1})
 	for _, m := range s.members {
-		rest = append(rest, wire.MemberInfo{KeyID: m.keyID, Nick: m.nick})
+		path := PathMulticast
+		if m.streaming {
+			path = PathTCP
+		}
+		out = append(out, MemberState{MemberInfo: wire.MemberInfo{KeyID: m.keyID, Nick: m.nick}, Path: path, Acked: m.acked})
 	}
-	slices.SortFunc(rest, func(a, b wire.MemberInfo) int {
-		if a.Nick < b.Nick {
-			return -1
+	slices.SortFunc(out[1:], func(a, b MemberState) int { return cmpString(a.Nick, b.Nick) })
+	return out
+}
+
+func cmpString(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+func (s *Sequencer) memberInfosLocked() []wire.MemberInfo {
+	out := []wire.MemberInfo{{KeyID: s.keyID, Nick: s.host.cfg.Nick}}
+	for _, m := range s.members {
+		out = append(out, wire.MemberInfo{KeyID: m.keyID, Nick: m.nick})
+	}
+	return out
+}
+
+// Receipt counts the members that hold seq, the host included, of all.
+func (s *Sequencer) Receipt(seq uint64) (seen, of int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.receiptLocked(seq)
+}
+
+func (s *Sequencer) receiptLocked(seq uint64) (seen, of int) {
+	seen = 1
+	for _, m := range s.members {
+		if m.acked >= seq {
+			seen++
 		}
-		if a.Nick > b.Nick {
-			return 1
-		}
-		return 0
-	})
-	return append(out, rest...)
+	}
+	return seen, 1 + len(s.members)
 }
 
 // admit welcomes a member, sequences its join and queues, over its
@@ -443,22 +486,24 @@ func (s *Sequencer) admit(m *hostSession, resume uint64) error {
 		Epoch:   s.key.epoch,
 		Key:     s.key.key,
 		Next:    start,
+		Block:   s.block,
 		Group:   s.group,
-		Members: s.membersLocked(),
+		Members: s.memberInfosLocked(),
 	}
 	if !m.send(w) {
 		return errors.New("member too slow")
 	}
 	s.members[m.keyID] = m
-	// The resumed history and the join travel over the session as well as
-	// multicast: the member joins the data group only now, and its first
-	// packets must not depend on how fast that happens.
-	s.resendLocked(m, start, s.next)
+	m.acked = start - 1
 	if _, err := s.submitLocked(wire.Record{Kind: wire.KindJoin, KeyID: m.keyID, Nick: m.nick}); err != nil {
 		delete(s.members, m.keyID)
 		return err
 	}
-	s.hist.from(s.next-1, s.next, func(pkt []byte) bool { return m.send(pkt) })
+	// The resumed history and the join travel over the session: the
+	// member joins the data group only now, and its first lines must not
+	// depend on how fast that happens.
+	s.flushLocked()
+	s.resendLocked(m, start, s.next)
 	return nil
 }
 
@@ -481,17 +526,17 @@ func (s *Sequencer) dropLocked(m *hostSession) {
 	}
 }
 
-// resendLocked sends a member, over its session, the packets holding
+// resendLocked sends a member, over its session, the batches holding
 // sequence numbers from..end-1, first declaring the part of that range
-// that has aged out of the history, so that the member tells its user of
-// the gap rather than asking for it forever.
+// that has aged out of the log, so that the member tells its user of the
+// gap rather than asking for it forever.
 func (s *Sequencer) resendLocked(m *hostSession, from, end uint64) {
 	if from >= end {
 		return
 	}
-	held := s.hist.oldest()
+	held := s.store.Oldest()
 	if held == 0 {
-		held = s.next
+		held = s.next - uint64(len(s.pending))
 	}
 	if from < held {
 		if !m.send(&wire.Gone{From: from, To: min(held, end)}) {
@@ -499,7 +544,12 @@ func (s *Sequencer) resendLocked(m *hostSession, from, end uint64) {
 		}
 		from = held
 	}
-	s.hist.from(from, end, func(pkt []byte) bool { return m.send(pkt) })
+	// A catch-up larger than the session's queue is sent a queue at a
+	// time: the member fetches the rest as it drains, so that live frames
+	// never find the queue full.
+	s.store.Read(from, func(first uint64, _ int, batch []byte) bool {
+		return first < end && m.room() && m.send(&wire.BatchFrame{Batch: batch})
+	})
 }
 
 // serveMember answers a member's frames until its session ends.
@@ -521,12 +571,17 @@ func (s *Sequencer) serveMember(m *hostSession, buf []byte) error {
 			m.send(said)
 		case *wire.Fetch:
 			s.mu.Lock()
+			s.flushLocked()
 			end := f.From + uint64(f.Count)
 			if end < f.From {
 				end = s.next
 			}
 			s.resendLocked(m, f.From, min(end, s.next))
 			s.mu.Unlock()
+		case *wire.Ack:
+			s.ack(m, f)
+		case *wire.Stream:
+			s.stream(m, f.On)
 		default:
 			return fmt.Errorf("unexpected frame %T from member", f)
 		}
@@ -542,62 +597,67 @@ func (s *Sequencer) memberSay(m *hostSession, text string) (uint64, error) {
 	if s.members[m.keyID] != m {
 		return 0, errors.New("not a member of the room")
 	}
-	return s.submitLocked(wire.Record{Kind: wire.KindMessage, KeyID: m.keyID, Nick: m.nick, Text: text})
-}
-
-// hostSession is the host's end of one member's TLS session. Frames go out
-// through a bounded queue drained by writeLoop, so a stuck member never
-// blocks the sequencer; a member whose queue fills is dropped.
-type hostSession struct {
-	conn  *tls.Conn
-	raw   net.Conn // closed directly: tls.Conn.Close would wait on a stuck write
-	keyID [wire.KeyIDLen]byte
-	fp    string
-	nick  string
-	out   chan []byte
-
-	closeOnce sync.Once
-	gone      chan struct{}
-}
-
-// send queues a frame and reports whether it was queued.
-func (m *hostSession) send(f wire.Frame) bool {
-	b, err := wire.AppendFrame(nil, f)
-	if err != nil {
-		return false
+	seq, err := s.submitLocked(wire.Record{Kind: wire.KindMessage, KeyID: m.keyID, Nick: m.nick, Text: text})
+	if err == nil {
+		m.watches = addWatch(m.watches, seq)
 	}
-	select {
-	case <-m.gone:
-		return false
-	default:
-	}
-	select {
-	case m.out <- b:
-		return true
-	default:
-		m.close()
-		return false
-	}
+	return seq, err
 }
 
-func (m *hostSession) close() {
-	m.closeOnce.Do(func() {
-		close(m.gone)
-		m.raw.Close()
-	})
-}
-
-func (m *hostSession) writeLoop() {
-	for {
-		select {
-		case b := <-m.out:
-			m.conn.SetWriteDeadline(time.Now().Add(writeTimeout))
-			if _, err := m.conn.Write(b); err != nil {
-				m.close()
-				return
-			}
-		case <-m.gone:
-			return
+// ack records how far a member has got, and the loss it sees; the
+// members whose lines it now holds hear their new receipt counts.
+func (s *Sequencer) ack(m *hostSession, a *wire.Ack) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.members[m.keyID] != m || a.Seq <= m.acked {
+		if !m.streaming {
+			s.loss = max(s.loss, float64(min(a.Loss, 1000))/1000)
 		}
+		return
+	}
+	m.acked = min(a.Seq, s.next-1)
+	if !m.streaming {
+		s.loss = max(s.loss, float64(min(a.Loss, 1000))/1000)
+	}
+	for _, o := range s.members {
+		o.watches = s.updateWatchesLocked(o.watches, func(seq uint64, seen, of int) {
+			o.send(&wire.Seen{Seq: seq, Seen: uint16(seen), Of: uint16(of)})
+		})
+	}
+	if report := s.host.cfg.OnReceipt; report != nil {
+		s.watches = s.updateWatchesLocked(s.watches, func(seq uint64, seen, of int) { report(s.ref, seq, seen, of) })
+	}
+}
+
+// stream switches a member between multicast and its session: a member
+// that asks for the stream gets everything it lacks at once, then every
+// batch as it is made.
+func (s *Sequencer) stream(m *hostSession, on bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.members[m.keyID] != m || m.streaming == on {
+		return
+	}
+	m.streaming = on
+	s.host.log.Info("member changed path", "room", s.ref, "nick", m.nick, "tcp", on)
+	if on {
+		s.flushLocked()
+		s.resendLocked(m, m.acked+1, s.next)
+	}
+}
+
+func (s *Sequencer) close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	s.flushLocked()
+	s.closed = true
+	if s.repairTmr != nil {
+		s.repairTmr.Stop()
+	}
+	if err := s.store.Close(); err != nil {
+		s.host.log.Warn("closing room store", "room", s.ref, "err", err)
 	}
 }

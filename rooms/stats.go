@@ -25,6 +25,17 @@ type Stats struct {
 	DataLost        atomic.Int64 // records the host no longer held: declared to the user as a gap
 	DataFetched     atomic.Int64 // packets received over the session: history at a join, repairs after a gap
 
+	NacksSent       atomic.Int64 // NACKs this daemon multicast as a member
+	NacksSuppressed atomic.Int64 // NACKs held back because another member asked first
+	NacksReceived   atomic.Int64 // NACKs the host acted on
+	NackMalformed   atomic.Int64
+	NackRefused     atomic.Int64 // from keys that are not members
+	NackLimited     atomic.Int64 // over a member's rate
+	RepairsSent     atomic.Int64 // repair shards the host sent
+	BlocksDecoded   atomic.Int64 // blocks rebuilt from any k shards
+	BlocksRepaired  atomic.Int64 // blocks that needed parity to rebuild
+	StreamSwitches  atomic.Int64 // this daemon's memberships changing path
+
 	SessionsRefused atomic.Int64
 	PacketsSent     atomic.Int64
 	SendErrors      atomic.Int64
@@ -48,6 +59,18 @@ func (s *Stats) Snapshot() map[string]int64 {
 		"data_auth_failed":   s.DataAuthFailed.Load(),
 		"data_bad_sig":       s.DataBadSig.Load(),
 		"data_fetched":       s.DataFetched.Load(),
+		"data_out_of_window": s.DataOutOfWindow.Load(),
+		"data_lost":          s.DataLost.Load(),
+		"nacks_sent":         s.NacksSent.Load(),
+		"nacks_suppressed":   s.NacksSuppressed.Load(),
+		"nacks_received":     s.NacksReceived.Load(),
+		"nack_malformed":     s.NackMalformed.Load(),
+		"nack_refused":       s.NackRefused.Load(),
+		"nack_limited":       s.NackLimited.Load(),
+		"repairs_sent":       s.RepairsSent.Load(),
+		"blocks_decoded":     s.BlocksDecoded.Load(),
+		"blocks_repaired":    s.BlocksRepaired.Load(),
+		"stream_switches":    s.StreamSwitches.Load(),
 		"sessions_refused":   s.SessionsRefused.Load(),
 		"packets_sent":       s.PacketsSent.Load(),
 		"send_errors":        s.SendErrors.Load(),

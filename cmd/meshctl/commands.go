@@ -74,7 +74,9 @@ func (c *cli) leave(ctx context.Context, args []string) error {
 }
 
 func (c *cli) say(ctx context.Context, args []string) error {
-	pos, err := c.parse(c.flagSet("say"), args, 2, -1)
+	fs := c.flagSet("say")
+	wait := fs.Duration("wait", 0, "wait up to this long until every member holds the line, and say how many do")
+	pos, err := c.parse(fs, args, 2, -1)
 	if err != nil {
 		return err
 	}
@@ -91,12 +93,16 @@ func (c *cli) say(ctx context.Context, args []string) error {
 	if text == "" {
 		return usageErrorf("nothing to say: the message is empty")
 	}
-	res, err := c.client.Say(ctx, room, text)
+	res, err := c.client.Say(ctx, room, ctl.SayRequest{Text: text, Wait: ctl.Duration(*wait)})
 	if err != nil {
 		return err
 	}
 	if c.json {
 		return c.printJSON(res)
+	}
+	if *wait > 0 {
+		_, err = fmt.Fprintf(c.stdout, "%s #%d seen by %d of %d\n", clean(res.Room), res.Seq, res.Seen, res.Of)
+		return err
 	}
 	_, err = fmt.Fprintf(c.stdout, "%s #%d\n", clean(res.Room), res.Seq)
 	return err

@@ -125,6 +125,8 @@ func formatEvent(ev ctl.Event) (line string, ok bool) {
 	case ctl.EventGap:
 		n := ev.Through - ev.Seq + 1
 		return fmt.Sprintf("#%d-%d * %d lost: the host no longer held them", ev.Seq, ev.Through, n), true
+	case ctl.EventReceipt:
+		return fmt.Sprintf("#%d seen by %d of %d", ev.Seq, ev.Seen, ev.Of), true
 	case ctl.EventRoomState:
 		return fmt.Sprintf("* %s is %s", clean(ev.Room), clean(ev.State)), true
 	case ctl.EventRoomAppear:

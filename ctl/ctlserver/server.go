@@ -32,7 +32,9 @@ type Backend interface {
 	// Join joins a room; room is "name" or "name@fingerprint".
 	Join(ctx context.Context, room, nick string) (ctl.Room, error)
 	Leave(ctx context.Context, room string) error
-	Say(ctx context.Context, room, text string) (ctl.SayResult, error)
+	// Say sequences req.Text in room; with req.Wait, it waits up to that
+	// long for every member to hold the line and reports how many did.
+	Say(ctx context.Context, room string, req ctl.SayRequest) (ctl.SayResult, error)
 	Who(room string) (ctl.Who, error)
 	// Subscribe returns events for one room ref (or all rooms if room ==
 	// ""). If initial is true the snapshot holds the current state (the
@@ -44,6 +46,8 @@ type Backend interface {
 }
 
 const (
+	// maxSayWait bounds how long a say may wait for receipts.
+	maxSayWait = 5 * time.Minute
 	// readHeaderTimeout bounds how long a connection may dawdle before its
 	// request headers are in, so a stuck client cannot pin a goroutine.
 	readHeaderTimeout = 10 * time.Second
@@ -234,7 +238,10 @@ func (s *Server) say(r *http.Request) (any, error) {
 	if req.Text == "" {
 		return nil, BadRequest(errors.New(`field "text" is required and must not be empty`))
 	}
-	return s.b.Say(r.Context(), r.PathValue("room"), req.Text)
+	if req.Wait < 0 || time.Duration(req.Wait) > maxSayWait {
+		return nil, BadRequest(fmt.Errorf(`field "wait" must be between 0s and %v`, maxSayWait))
+	}
+	return s.b.Say(r.Context(), r.PathValue("room"), req)
 }
 
 func (s *Server) who(r *http.Request) (any, error) {

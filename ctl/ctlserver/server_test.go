@@ -114,7 +114,7 @@ func TestRoundTrip(t *testing.T) {
 		t.Errorf("Rooms = %+v, want lobby@feedbeef and %s", rooms, hosted.Ref)
 	}
 
-	res, err := c.Say(ctx, "lobby@feedbeef", "hello")
+	res, err := c.Say(ctx, "lobby@feedbeef", ctl.SayRequest{Text: "hello"})
 	if err != nil {
 		t.Fatalf("Say: %v", err)
 	}
@@ -135,7 +135,7 @@ func TestRoundTrip(t *testing.T) {
 	if err := c.Leave(ctx, "lobby@feedbeef"); err != nil {
 		t.Fatalf("Leave: %v", err)
 	}
-	if _, err := c.Say(ctx, "lobby@feedbeef", "still here?"); err == nil {
+	if _, err := c.Say(ctx, "lobby@feedbeef", ctl.SayRequest{Text: "still here?"}); err == nil {
 		t.Error("Say after Leave succeeded, want an error")
 	}
 }
@@ -149,7 +149,7 @@ func TestRoomRefEscaping(t *testing.T) {
 	if _, err := srv.Client.Host(ctx, name); err != nil {
 		t.Fatalf("Host: %v", err)
 	}
-	res, err := srv.Client.Say(ctx, name, "hi")
+	res, err := srv.Client.Say(ctx, name, ctl.SayRequest{Text: "hi"})
 	if err != nil {
 		t.Fatalf("Say(%q): %v", name, err)
 	}
@@ -184,7 +184,7 @@ func TestErrorMapping(t *testing.T) {
 			400, `room name "twin" is ambiguous: use one of twin@11111111, twin@22222222`},
 		{"host twice", func() error { _, err := c.Host(ctx, "general"); return err },
 			409, "room general@abcd1234 is already hosted here"},
-		{"say unjoined", func() error { _, err := c.Say(ctx, "quiet", "hi"); return err },
+		{"say unjoined", func() error { _, err := c.Say(ctx, "quiet", ctl.SayRequest{Text: "hi"}); return err },
 			409, `not a member of quiet@33333333: join it first with "meshctl join quiet@33333333"`},
 		{"unavailable", func() error { _, err := c.Who(ctx, "general"); return err },
 			503, "no link to the host of general yet: try again in a few seconds"},
@@ -192,7 +192,7 @@ func TestErrorMapping(t *testing.T) {
 			500, "disk on fire"},
 		{"empty name", func() error { _, err := c.Host(ctx, ""); return err },
 			400, `field "name" is required: the name of the room to host`},
-		{"empty text", func() error { _, err := c.Say(ctx, "general", ""); return err },
+		{"empty text", func() error { _, err := c.Say(ctx, "general", ctl.SayRequest{Text: ""}); return err },
 			400, `field "text" is required and must not be empty`},
 		{"unknown room events", func() error { _, err := c.Events(ctx, "nope", 0, true); return err },
 			404, `room "nope" is not known: run "meshctl rooms" to see the rooms on this network`},
@@ -323,7 +323,7 @@ func TestEventStream(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, text := range []string{"one", "two"} {
-		if _, err := c.Say(ctx, "general", text); err != nil {
+		if _, err := c.Say(ctx, "general", ctl.SayRequest{Text: text}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -349,7 +349,7 @@ func TestEventStream(t *testing.T) {
 
 	// The subscription exists once Events returns, so live events published
 	// now must arrive.
-	if _, err := c.Say(ctx, "general", "three"); err != nil {
+	if _, err := c.Say(ctx, "general", ctl.SayRequest{Text: "three"}); err != nil {
 		t.Fatal(err)
 	}
 	b.Publish(ctl.Event{Kind: ctl.EventRoomState, Room: ref, State: "disconnected"})

@@ -291,7 +291,8 @@ func (b *Backend) Leave(_ context.Context, room string) error {
 }
 
 // Say implements ctlserver.Backend.
-func (b *Backend) Say(_ context.Context, room, text string) (ctl.SayResult, error) {
+func (b *Backend) Say(_ context.Context, room string, req ctl.SayRequest) (ctl.SayResult, error) {
+	text := req.Text
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if err := b.failLocked("Say"); err != nil {

@@ -40,26 +40,93 @@ func FuzzParseAnnounce(f *testing.F) {
 	})
 }
 
-func FuzzParseDataHeader(f *testing.F) {
-	f.Add(sampleDataPacket())
-	f.Add(wire.AppendDataHeader(make([]byte, 0, wire.DataHeaderLen+wire.TagLen), wire.DataHeader{})[:wire.DataHeaderLen+wire.TagLen-1])
+// FuzzParseSealedHeader decodes the cleartext of shard and heartbeat
+// packets as a receiver does (the sealed header, then a shard's place in
+// its block), and a heartbeat's plaintext.
+func FuzzParseSealedHeader(f *testing.F) {
+	f.Add(sampleShardPacket())
+	f.Add(rawShard(^uint64(0), wire.MaxShards-1, wire.MaxShards, wire.MaxShards))
+	hb := wire.AppendSealedHeader(nil, wire.SealedHeader{Type: wire.TypeHeartbeat, Room: sampleRoom, Epoch: 1, Counter: 2})
+	f.Add(append(hb, make([]byte, wire.HeartbeatLen+wire.TagLen)...))
+	f.Add(wire.AppendHeartbeat(nil, wire.Heartbeat{Next: 9, LastBlock: 3}))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		h, sealed, err := wire.ParseDataHeader(b)
+		if hb, err := wire.ParseHeartbeat(b); err == nil {
+			if re := wire.AppendHeartbeat(nil, hb); !bytes.Equal(re, b) {
+				t.Fatalf("re-encoding of heartbeat %x = %x, want the same bytes", b, re)
+			}
+		}
+		h, err := wire.ParseSealedHeader(b)
 		if err != nil {
 			return
 		}
-		if len(sealed) < wire.TagLen {
-			t.Fatalf("ParseDataHeader(%x) left %d sealed bytes, fewer than a tag", b, len(sealed))
+		if len(b) < wire.SealedHeaderLen+wire.TagLen {
+			t.Fatalf("ParseSealedHeader accepted %d bytes, fewer than a header and a tag", len(b))
 		}
-		re := append(wire.AppendDataHeader(nil, h), sealed...)
-		if !bytes.Equal(re, b) {
+		var si wire.ShardInfo
+		switch h.Type {
+		case wire.TypeShard:
+			if si, err = wire.ParseShardInfo(b); err != nil {
+				return
+			}
+			if len(b) < wire.ShardHeaderLen+wire.TagLen {
+				t.Fatalf("ParseShardInfo accepted %d bytes, fewer than a header and a tag", len(b))
+			}
+			if si.Block == 0 || si.K == 0 || si.K > wire.MaxShards || si.Index >= wire.MaxShards || si.Sent < si.K || si.Sent > wire.MaxShards {
+				t.Fatalf("ParseShardInfo(%x) = %+v, out of bounds", b, si)
+			}
+		case wire.TypeHeartbeat:
+		default:
+			t.Fatalf("ParseSealedHeader(%x) = type %d, want shard or heartbeat", b, h.Type)
+		}
+		if re := reencodeSealed(h, si, b); !bytes.Equal(re, b) {
 			t.Fatalf("re-encoding of %x = %x, want the same bytes", b, re)
 		}
 	})
 }
 
+// FuzzParseNack decodes its input both as a NACK packet's cleartext
+// header and as a NACK's (opened) body.
+func FuzzParseNack(f *testing.F) {
+	f.Add(sampleNackPacket())
+	body, err := wire.AppendNackBody(nil, sampleNack())
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(body)
+	f.Add(rawNackBody(wire.MaxNackEntries, nackEntries(wire.MaxNackEntries)...))
+	var n wire.Nack // reused across inputs, as a receive loop does
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if h, err := wire.ParseNackHeader(b); err == nil {
+			if len(b) < wire.NackHeaderLen+wire.NonceXLen+wire.TagLen {
+				t.Fatalf("ParseNackHeader accepted %d bytes, fewer than a header, a nonce and a tag", len(b))
+			}
+			if re := append(wire.AppendNackHeader(nil, h), b[wire.NackHeaderLen+wire.NonceXLen:]...); !bytes.Equal(re, b) {
+				t.Fatalf("re-encoding of header %x = %x, want the same bytes", b, re)
+			}
+		}
+		if err := wire.ParseNackBody(b, &n); err != nil {
+			return
+		}
+		if len(n.Entries) == 0 || len(n.Entries) > wire.MaxNackEntries {
+			t.Fatalf("ParseNackBody(%x) = %d entries, out of bounds", b, len(n.Entries))
+		}
+		for _, e := range n.Entries {
+			if e.Block == 0 || e.Missing == 0 {
+				t.Fatalf("ParseNackBody(%x) accepted entry %+v", b, e)
+			}
+		}
+		re, err := wire.AppendNackBody(nil, &n)
+		if err != nil {
+			t.Fatalf("AppendNackBody(ParseNackBody(%x)) = %v, want nil", b, err)
+		}
+		if !bytes.Equal(re, b) {
+			t.Fatalf("re-encoding of body %x = %x, want the same bytes", b, re)
+		}
+	})
+}
+
 func FuzzParseBatch(f *testing.F) {
-	for _, recs := range [][]wire.Record{nil, sampleRecords()} {
+	for _, recs := range [][]wire.Record{sampleRecords()[:1], sampleRecords()} {
 		_, pkt := encodeBatch(f, 1, recs)
 		f.Add(pkt)
 	}
@@ -70,6 +137,9 @@ func FuzzParseBatch(f *testing.F) {
 			return
 		}
 		recs = bt.Records
+		if len(b) > wire.MaxBatch || len(bt.Records) == 0 || bt.First == 0 {
+			t.Fatalf("ParseBatch accepted %d bytes, %d records at sequence %d", len(b), len(bt.Records), bt.First)
+		}
 		if len(bt.Signed) != len(b)-wire.SigLen || !bytes.Equal(bt.Signed, b[:len(bt.Signed)]) {
 			t.Fatalf("Signed = %x, want all but the last %d bytes of %x", bt.Signed, wire.SigLen, b)
 		}

@@ -3,10 +3,11 @@ package wire
 // Bounds on every variable-length field. Decoders reject anything longer,
 // so no packet can make a receiver allocate more than these allow.
 const (
-	MaxRoomName = 64   // bytes of UTF-8 in a room name
-	MaxNick     = 32   // bytes of UTF-8 in a nick
-	MaxAddrs    = 8    // join addresses S in one announcement
-	MaxText     = 1200 // bytes of UTF-8 in one chat record (one packet; longer messages are issue 3's fragmentation)
-	MaxPacket   = 1400 // bytes in one UDP datagram, within a 1500-byte MTU after IP/UDP and tunnel headers
+	MaxRoomName = 64       // bytes of UTF-8 in a room name
+	MaxNick     = 32       // bytes of UTF-8 in a nick
+	MaxAddrs    = 8        // join addresses S in one announcement
+	MaxText     = 16 << 10 // bytes of UTF-8 in one chat message; longer ones span several shards
+	MaxPacket   = 1400     // bytes in one UDP datagram, within a 1500-byte MTU after IP/UDP and tunnel headers
+	ShardData   = 1200     // batch bytes carried by one data shard, leaving room for headers, tag and FEC framing
 	MaxFrame    = 64 << 10
 )

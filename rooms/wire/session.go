@@ -16,8 +16,12 @@ const (
 	FrameSay     = 4 // member → host: a line to sequence
 	FrameSaid    = 5 // host → member: the place the line got, or why it got none
 	FrameFetch   = 6 // member → host: resend the packets holding these sequence numbers
-	FramePacket  = 7 // host → member: one data packet, exactly as multicast
-	FrameGone    = 8 // host → member: these sequence numbers are no longer held
+	// 7 carried one-packet data, retired before release. Never reuse.
+	FrameGone   = 8  // host → member: these sequence numbers are no longer held
+	FrameBatch  = 9  // host → member: one signed batch, as the log holds it
+	FrameAck    = 10 // member → host: what it has delivered, and the loss it sees
+	FrameStream = 11 // member → host: send me the room over this session, or stop
+	FrameSeen   = 12 // host → member: how many members hold a line it said
 )
 
 // A frame is a uint32 length, then that many bytes: a type byte and its
@@ -40,6 +44,7 @@ type Hello struct {
 //	epoch      uint64
 //	epoch key  32 bytes
 //	next seq   uint64: the first sequence number the member will be sent
+//	block      uint64: the newest block number of the epoch
 //	data group addr
 //	members    uint16 count, ≤ MaxMembers, then each: key id (8 bytes), nick (uint8 length)
 type Welcome struct {
@@ -47,6 +52,7 @@ type Welcome struct {
 	Epoch   uint64
 	Key     [32]byte
 	Next    uint64
+	Block   uint64 // the host's newest block: the member awaits the ones after it
 	Group   netip.AddrPort
 	Members []MemberInfo
 }
@@ -92,8 +98,34 @@ type Gone struct {
 	From, To uint64
 }
 
+// BatchFrame carries one signed batch: the host's answer to a Fetch, the
+// history a joining member asked for, and the stream of a member that
+// multicast does not reach. Body: the batch bytes, ≤ MaxBatch.
+type BatchFrame struct{ Batch []byte }
+
+// Ack reports, every so often and when a Say awaits receipts, the highest
+// sequence number up to which the member holds everything (Seq uint64), and
+// the share of multicast shards it lost lately in thousandths (Loss uint16),
+// from which the host sizes its proactive parity.
+type Ack struct {
+	Seq  uint64
+	Loss uint16
+}
+
+// Stream asks the host to send the room's batches over the session (On=1),
+// because multicast does not reach the member or is too lossy, or to stop
+// (On=0) once multicast is back. Body: on uint8.
+type Stream struct{ On bool }
+
+// Seen tells a member how many of the room's members held its line Seq
+// when the host last counted: seq uint64, seen uint16, of uint16.
+type Seen struct {
+	Seq      uint64
+	Seen, Of uint16
+}
+
 // Frame is any decoded session frame; its dynamic type is one of the
-// frame structs above, or []byte for FramePacket.
+// frame structs above.
 type Frame any
 
 // AppendFrame appends the framed encoding of f to b.
@@ -122,6 +154,7 @@ func AppendFrame(b []byte, f Frame) ([]byte, error) {
 		b = appendU64(b, f.Epoch)
 		b = append(b, f.Key[:]...)
 		b = appendU64(b, f.Next)
+		b = appendU64(b, f.Block)
 		b = appendAddrPort(b, f.Group)
 		b = appendU16(b, uint16(len(f.Members)))
 		for _, m := range f.Members {
@@ -163,12 +196,27 @@ func AppendFrame(b []byte, f Frame) ([]byte, error) {
 		b = append(b, FrameGone)
 		b = appendU64(b, f.From)
 		b = appendU64(b, f.To)
-	case []byte:
-		if len(f) > MaxPacket {
-			return b[:start], fmt.Errorf("packet frame: %w", ErrTooLong)
+	case *BatchFrame:
+		if len(f.Batch) > MaxBatch {
+			return b[:start], fmt.Errorf("batch frame: %w", ErrTooLong)
 		}
-		b = append(b, FramePacket)
-		b = append(b, f...)
+		b = append(b, FrameBatch)
+		b = append(b, f.Batch...)
+	case *Ack:
+		b = append(b, FrameAck)
+		b = appendU64(b, f.Seq)
+		b = appendU16(b, f.Loss)
+	case *Stream:
+		on := byte(0)
+		if f.On {
+			on = 1
+		}
+		b = append(b, FrameStream, on)
+	case *Seen:
+		b = append(b, FrameSeen)
+		b = appendU64(b, f.Seq)
+		b = appendU16(b, f.Seen)
+		b = appendU16(b, f.Of)
 	default:
 		return b[:start], fmt.Errorf("%w: frame %T", ErrType, f)
 	}
@@ -195,6 +243,7 @@ func ParseFrame(b []byte) (Frame, error) {
 		w.Epoch = r.u64()
 		copy(w.Key[:], r.take(len(w.Key)))
 		w.Next = r.u64()
+		w.Block = r.u64()
 		w.Group = r.addrPort()
 		n := int(r.u16())
 		if n > MaxMembers {
@@ -228,12 +277,26 @@ func ParseFrame(b []byte) (Frame, error) {
 			r.fail(ErrInvalid)
 		}
 		f = g
-	case FramePacket:
+	case FrameBatch:
 		p := r.take(len(r.b))
-		if len(p) > MaxPacket {
+		if len(p) > MaxBatch {
 			r.fail(ErrTooLong)
 		}
-		f = p
+		f = &BatchFrame{Batch: p}
+	case FrameAck:
+		a := &Ack{Seq: r.u64()}
+		a.Loss = r.u16()
+		f = a
+	case FrameStream:
+		on := r.u8()
+		if on > 1 {
+			r.fail(ErrInvalid)
+		}
+		f = &Stream{On: on == 1}
+	case FrameSeen:
+		sn := &Seen{Seq: r.u64()}
+		sn.Seen, sn.Of = r.u16(), r.u16()
+		f = sn
 	default:
 		return nil, fmt.Errorf("%w: frame %d", ErrType, b[0])
 	}

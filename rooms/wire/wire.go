@@ -29,7 +29,10 @@ const Version = 1
 // Packet types. ONLY APPEND: a number, once used, keeps its meaning forever.
 const (
 	TypeAnnounce = 1 // a host's signed room announcement, on the discovery group
-	TypeData     = 2 // a sealed batch of sequenced records, on a room's data group
+	// 2 was a one-packet data format, retired before release. Never reuse.
+	TypeShard     = 3 // one FEC shard of a signed batch, on a room's data group
+	TypeHeartbeat = 4 // the host's word on where an idle room's stream stands
+	TypeNack      = 5 // a member's request for repair shards
 )
 
 // HeaderLen is the length of the common packet header.

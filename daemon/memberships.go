@@ -1,0 +1,127 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"meshd/rooms"
+)
+
+// membershipsFile, in the state directory, lists the rooms this daemon
+// has joined and how far it got in each, so that after a restart it
+// rejoins them and resumes where it stopped.
+const membershipsFile = "memberships.json"
+
+type membership struct {
+	Ref  string `json:"ref"`
+	Nick string `json:"nick"`
+	Next uint64 `json:"next"` // the first sequence number not yet delivered
+}
+
+func (d *Daemon) membershipsPath() string { return filepath.Join(d.cfg.StateDir, membershipsFile) }
+
+// saveMemberships writes the memberships if they changed since the last
+// write. Flash wears, so it is called once a second, not per line; after a
+// crash the member resumes a little early and skips what it already had.
+func (d *Daemon) saveMemberships() {
+	var ms []membership
+	for _, m := range d.memberList() {
+		ms = append(ms, membership{Ref: m.Ref(), Nick: m.Nick(), Next: m.LastSeq() + 1})
+	}
+	slices.SortFunc(ms, func(a, b membership) int { return cmpStrings(a.Ref, b.Ref) })
+	d.mu.Lock()
+	same := slices.Equal(ms, d.saved)
+	d.mu.Unlock()
+	if same {
+		return
+	}
+	b, err := json.Marshal(ms)
+	if err == nil {
+		err = writeFileAtomic(d.membershipsPath(), b)
+	}
+	if err != nil {
+		d.log.Warn("cannot save memberships", "err", err)
+		return
+	}
+	d.mu.Lock()
+	d.saved = ms
+	d.mu.Unlock()
+}
+
+func cmpStrings(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+func (d *Daemon) loadMemberships() ([]membership, error) {
+	b, err := os.ReadFile(d.membershipsPath())
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var ms []membership
+	if err := json.Unmarshal(b, &ms); err != nil {
+		return nil, fmt.Errorf("%s: %w", d.membershipsPath(), err)
+	}
+	d.mu.Lock()
+	d.saved = ms
+	d.mu.Unlock()
+	return ms, nil
+}
+
+// rejoin joins a saved membership again once its room is announced,
+// resuming after the last line delivered before the restart. It gives up
+// only when ctx ends or the host refuses.
+func (d *Daemon) rejoin(ctx context.Context, ms membership) {
+	log := d.log.With("room", ms.Ref)
+	t := time.NewTicker(500 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if kn, err := d.dir.Resolve(ms.Ref); err == nil {
+			m, err := rooms.Join(ctx, d.memberConfig(), kn, ms.Nick, ms.Next)
+			switch {
+			case err == nil:
+				if !d.addMember(m) {
+					m.Close()
+					d.leaveData(m.Group().Addr())
+				}
+				log.Info("rejoined room", "resume", ms.Next)
+				return
+			case errors.Is(err, rooms.ErrRefused), errors.Is(err, rooms.ErrHostKeyMismatch):
+				log.Warn("cannot rejoin room", "err", err)
+				return
+			}
+			log.Debug("rejoin", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// addMember records a new membership; false if one for the room exists.
+func (d *Daemon) addMember(m *rooms.Member) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if _, dup := d.members[m.ID()]; dup {
+		return false
+	}
+	d.members[m.ID()] = m
+	return true
+}

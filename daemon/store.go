@@ -1,0 +1,95 @@
+package daemon
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"meshd/rooms"
+	"meshd/rooms/roomlog"
+	"meshd/rooms/wire"
+)
+
+// bootIDFile names the running kernel: it changes at every reboot.
+const bootIDFile = "/proc/sys/kernel/random/boot_id"
+
+// roomStore keeps a hosted room's sequence: its log (in tmpfs by default)
+// and, in the state directory, the reservation of sequence numbers with
+// the boot it was made in.
+type roomStore struct {
+	*roomlog.Log
+	resPath string
+	bootID  []byte
+	start   uint64
+}
+
+var _ rooms.Store = (*roomStore)(nil)
+
+// openStore opens the store of hosted room name.
+//
+// Where it starts: the log is exact while the kernel that held its page
+// cache still runs, since meshd writes each batch before sending it; a
+// process kill loses nothing. After a reboot, a log in tmpfs is gone and
+// one on disk may lack its unsynced tail, so the room resumes above the
+// reservation instead, and members are told of the unused numbers as a
+// gap. No sequence number is ever assigned twice.
+func (d *Daemon) openStore(name string, id [wire.RoomIDLen]byte) (rooms.Store, error) {
+	idHex := hex.EncodeToString(id[:])
+	dir := d.cfg.Host.HistoryDir
+	if dir == "" {
+		dir = filepath.Join(filepath.Dir(d.cfg.Socket), "history")
+	}
+	log, err := roomlog.Open(roomlog.Options{
+		Dir:    filepath.Join(dir, idHex),
+		Keep:   d.cfg.Host.History,
+		Logger: d.log.With("component", "roomlog", "room", name),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("history: %w", err)
+	}
+	s := &roomStore{Log: log, resPath: filepath.Join(d.cfg.StateDir, "rooms", idHex+".seq")}
+	if b, err := os.ReadFile(bootIDFile); err == nil {
+		s.bootID = bytes.TrimSpace(b)
+	}
+	reserved, resBoot, err := readReservation(s.resPath)
+	if err != nil {
+		log.Close()
+		return nil, err
+	}
+	s.start = log.Next()
+	if s.start == 0 || len(s.bootID) == 0 || !bytes.Equal(resBoot, s.bootID) {
+		s.start = max(s.start, reserved)
+	}
+	return s, nil
+}
+
+// Start implements rooms.Store.
+func (s *roomStore) Start() uint64 { return s.start }
+
+// Reserve implements rooms.Store: the reservation file holds the high-water
+// mark and the boot it was written in.
+func (s *roomStore) Reserve(hw uint64) error {
+	if err := os.MkdirAll(filepath.Dir(s.resPath), 0o700); err != nil {
+		return err
+	}
+	b := binary.BigEndian.AppendUint64(nil, hw)
+	return writeFileAtomic(s.resPath, append(b, s.bootID...))
+}
+
+func readReservation(path string) (hw uint64, bootID []byte, err error) {
+	b, err := os.ReadFile(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return 0, nil, nil
+	case err != nil:
+		return 0, nil, fmt.Errorf("read sequence reservation: %w", err)
+	case len(b) < 8:
+		return 0, nil, fmt.Errorf("sequence reservation %s is damaged (%d bytes); remove it only together with the room's history, or sequence numbers may be reused", path, len(b))
+	}
+	return binary.BigEndian.Uint64(b), bytes.TrimSpace(b[8:]), nil
+}

@@ -1,0 +1,110 @@
+package rooms
+
+import (
+	"fmt"
+	"math"
+	"sync"
+
+	"meshd/fec"
+	"meshd/rooms/wire"
+)
+
+// parityFor is how many parity shards a block of k data shards can have:
+// as many as data shards (enough for 50 % loss), at least 4 so that small
+// blocks can be repaired more than once, within MaxShards.
+func parityFor(k int) int { return min(wire.MaxShards-k, max(k, 4)) }
+
+// coders holds one FEC coder per block size, made on first use: building
+// one inverts a matrix, and a room sends blocks of a handful of sizes.
+var coders struct {
+	sync.Mutex
+	c [wire.MaxShards + 1]*fec.Coder
+}
+
+func coderFor(k int) (*fec.Coder, error) {
+	if k < 1 || k > wire.MaxShards/2 {
+		return nil, fmt.Errorf("block of %d data shards: %w", k, wire.ErrInvalid)
+	}
+	coders.Lock()
+	defer coders.Unlock()
+	if c := coders.c[k]; c != nil {
+		return c, nil
+	}
+	c, err := fec.New(k, parityFor(k))
+	if err != nil {
+		return nil, err
+	}
+	coders.c[k] = c
+	return c, nil
+}
+
+// encodeBlock cuts a signed batch into data shards of wire.ShardData
+// bytes and adds parity: k data shards, then parityFor(k) parity shards.
+func encodeBlock(batch []byte) (shards [][]byte, k int, err error) {
+	k = (len(batch) + wire.ShardData - 1) / wire.ShardData
+	c, err := coderFor(k)
+	if err != nil {
+		return nil, 0, err
+	}
+	chunks := make([][]byte, k)
+	for i := range chunks {
+		chunks[i] = batch[i*wire.ShardData : min(len(batch), (i+1)*wire.ShardData)]
+	}
+	shards, err = c.Encode(chunks)
+	return shards, k, err
+}
+
+// decodeBlock rebuilds a batch from a block's shards (nil where missing).
+func decodeBlock(shards [][]byte, k int, buf []byte) ([]byte, error) {
+	c, err := coderFor(k)
+	if err != nil {
+		return nil, err
+	}
+	chunks, err := c.Decode(shards)
+	if err != nil {
+		return nil, err
+	}
+	buf = buf[:0]
+	for _, ch := range chunks {
+		buf = append(buf, ch...)
+	}
+	return buf, nil
+}
+
+// proactiveParity is how many parity shards to send with a block of k data
+// shards at once, before anyone asks, when members lose a share loss of
+// shards: the fewest for which a member misses the block with probability
+// at most residual, assuming independent losses. The rest is left to
+// NACKs, so a lone line on a clean link costs one packet.
+func proactiveParity(k int, loss float64) int {
+	const residual = 1e-3
+	if loss <= 0 {
+		return 0
+	}
+	loss = min(loss, 0.9)
+	limit := parityFor(k)
+	for p := 0; p < limit; p++ {
+		if blockLossProb(k, k+p, loss) <= residual {
+			return p
+		}
+	}
+	return limit
+}
+
+// blockLossProb is the probability that fewer than k of n shards arrive
+// when each is lost independently with probability p.
+func blockLossProb(k, n int, p float64) float64 {
+	var prob float64
+	for got := 0; got < k; got++ {
+		prob += binomial(n, got) * math.Pow(1-p, float64(got)) * math.Pow(p, float64(n-got))
+	}
+	return prob
+}
+
+func binomial(n, r int) float64 {
+	v := 1.0
+	for i := 1; i <= r; i++ {
+		v = v * float64(n-r+i) / float64(i)
+	}
+	return v
+}

@@ -1,0 +1,267 @@
+package rooms
+
+import (
+	"bytes"
+	"errors"
+	"math/rand/v2"
+	"slices"
+	"testing"
+
+	"meshd/fec"
+	"meshd/rooms/wire"
+)
+
+// testBatch returns n pseudo-random bytes standing in for a signed batch:
+// the block coder carries bytes, it does not read them.
+func testBatch(n int, seed uint64) []byte {
+	r := rand.New(rand.NewPCG(seed, 1))
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(r.Uint32())
+	}
+	return b
+}
+
+var blockSizes = []int{1, 200, wire.ShardData, wire.ShardData + 1, wire.MaxText + 500, wire.MaxBatch}
+
+func mustEncodeBlock(t testing.TB, batch []byte) ([][]byte, int) {
+	t.Helper()
+	shards, k, err := encodeBlock(batch)
+	if err != nil {
+		t.Fatalf("encodeBlock(%d bytes) = %v, want nil", len(batch), err)
+	}
+	return shards, k
+}
+
+// without returns a copy of shards with those at the given indexes nil.
+func without(shards [][]byte, lost []int) [][]byte {
+	out := slices.Clone(shards)
+	for _, i := range lost {
+		out[i] = nil
+	}
+	return out
+}
+
+func TestBlockRoundTrip(t *testing.T) {
+	for _, n := range blockSizes {
+		batch := testBatch(n, uint64(n))
+		shards, k := mustEncodeBlock(t, batch)
+		if want := (n + wire.ShardData - 1) / wire.ShardData; k != want {
+			t.Errorf("encodeBlock(%d bytes): k = %d, want %d", n, k, want)
+		}
+		if want := k + parityFor(k); len(shards) != want {
+			t.Errorf("encodeBlock(%d bytes) = %d shards, want %d", n, len(shards), want)
+		}
+		for i, s := range shards {
+			if len(s) != len(shards[0]) || len(s) > wire.ShardData+2 {
+				t.Errorf("encodeBlock(%d bytes): shard %d of %d bytes, shard 0 of %d, bound %d", n, i, len(s), len(shards[0]), wire.ShardData+2)
+			}
+		}
+		if pkt := wire.ShardHeaderLen + len(shards[0]) + wire.TagLen; pkt > wire.MaxPacket {
+			t.Errorf("encodeBlock(%d bytes): a shard packet would be %d bytes, over MaxPacket", n, pkt)
+		}
+		got, err := decodeBlock(slices.Clone(shards), k, nil)
+		if err != nil || !bytes.Equal(got, batch) {
+			t.Errorf("decodeBlock(all %d shards of %d bytes) = %d bytes, %v, want the batch", len(shards), n, len(got), err)
+		}
+		// Only the data shards, the way a clean link delivers them.
+		onlyData := slices.Clone(shards)
+		clear(onlyData[k:])
+		got, err = decodeBlock(onlyData, k, make([]byte, 0, n))
+		if err != nil || !bytes.Equal(got, batch) {
+			t.Errorf("decodeBlock(data shards of %d bytes) = %d bytes, %v, want the batch", n, len(got), err)
+		}
+	}
+}
+
+func TestBlockSurvivesLoss(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	for _, n := range blockSizes {
+		batch := testBatch(n, uint64(n)+7)
+		shards, k := mustEncodeBlock(t, batch)
+		m := parityFor(k)
+		trials := 50
+		if testing.Short() {
+			trials = 10
+		}
+		for range trials {
+			// Any m shards lost: the block still decodes.
+			lost := r.Perm(len(shards))[:m]
+			got, err := decodeBlock(without(shards, lost), k, nil)
+			if err != nil || !bytes.Equal(got, batch) {
+				t.Errorf("decodeBlock(%d bytes, shards %v lost) = %d bytes, %v, want the batch", n, lost, len(got), err)
+			}
+			// Fewer losses, too.
+			few := lost[:r.IntN(m+1)]
+			got, err = decodeBlock(without(shards, few), k, nil)
+			if err != nil || !bytes.Equal(got, batch) {
+				t.Errorf("decodeBlock(%d bytes, shards %v lost) = %d bytes, %v, want the batch", n, few, len(got), err)
+			}
+			// One more: too few shards are left.
+			tooMany := r.Perm(len(shards))[:m+1]
+			if got, err := decodeBlock(without(shards, tooMany), k, nil); err == nil {
+				t.Errorf("decodeBlock(%d bytes, shards %v lost) = %d bytes, nil, want an error", n, tooMany, len(got))
+			} else if !errors.Is(err, fec.ErrTooFewShards) {
+				t.Errorf("decodeBlock(%d bytes, shards %v lost) = %v, want %v", n, tooMany, err, fec.ErrTooFewShards)
+			}
+		}
+		// Every data shard lost, the parity alone rebuilds the block
+		// when there is as much of it as data.
+		if m >= k {
+			lost := make([]int, k)
+			for i := range lost {
+				lost[i] = i
+			}
+			got, err := decodeBlock(without(shards, lost), k, nil)
+			if err != nil || !bytes.Equal(got, batch) {
+				t.Errorf("decodeBlock(%d bytes, data shards lost) = %d bytes, %v, want the batch", n, len(got), err)
+			}
+		}
+		if _, err := decodeBlock(make([][]byte, len(shards)), k, nil); err == nil {
+			t.Errorf("decodeBlock(no shards) = nil, want an error")
+		}
+	}
+}
+
+func TestBlockBounds(t *testing.T) {
+	if shards, k, err := encodeBlock(nil); err == nil {
+		t.Errorf("encodeBlock(empty) = %d shards, k %d, nil, want an error", len(shards), k)
+	}
+	// The largest batch fits in the largest block the coders allow.
+	if _, k := mustEncodeBlock(t, testBatch(wire.MaxBatch, 3)); k > wire.MaxShards/2 {
+		t.Errorf("encodeBlock(MaxBatch) = k %d, over %d", k, wire.MaxShards/2)
+	}
+	for _, k := range []int{0, -1, wire.MaxShards/2 + 1, wire.MaxShards} {
+		if _, err := decodeBlock(make([][]byte, 2), k, nil); !errors.Is(err, wire.ErrInvalid) {
+			t.Errorf("decodeBlock(k %d) = %v, want %v", k, err, wire.ErrInvalid)
+		}
+	}
+	// Shards of another block size do not decode.
+	shards, k := mustEncodeBlock(t, testBatch(3000, 4))
+	if _, err := decodeBlock(shards, k+1, nil); err == nil {
+		t.Errorf("decodeBlock(k %d shards as k %d) = nil, want an error", k, k+1)
+	}
+}
+
+func TestParityFor(t *testing.T) {
+	for k := 1; k <= wire.MaxShards/2; k++ {
+		p := parityFor(k)
+		if p < min(k, 4) || k+p > wire.MaxShards {
+			t.Errorf("parityFor(%d) = %d", k, p)
+		}
+		if p < k {
+			t.Errorf("parityFor(%d) = %d, fewer than the data shards", k, p)
+		}
+	}
+	if got := parityFor(1); got != 4 {
+		t.Errorf("parityFor(1) = %d, want 4", got)
+	}
+}
+
+func TestProactiveParity(t *testing.T) {
+	const residual = 1e-3
+	losses := []float64{0, 0.001, 0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1}
+	for k := 1; k <= wire.MaxShards/2; k++ {
+		limit := parityFor(k)
+		if got := proactiveParity(k, 0); got != 0 {
+			t.Errorf("proactiveParity(%d, 0) = %d, want 0", k, got)
+		}
+		if got := proactiveParity(k, -0.5); got != 0 {
+			t.Errorf("proactiveParity(%d, -0.5) = %d, want 0", k, got)
+		}
+		prev := 0
+		for _, loss := range losses {
+			p := proactiveParity(k, loss)
+			if p < prev {
+				t.Errorf("proactiveParity(%d, %v) = %d, less than %d at a lower loss", k, loss, p, prev)
+			}
+			prev = p
+			if p < 0 || p > limit {
+				t.Errorf("proactiveParity(%d, %v) = %d, want 0..parityFor = %d", k, loss, p, limit)
+			}
+			if loss <= 0 {
+				continue
+			}
+			eff := min(loss, 0.9)
+			if p < limit && blockLossProb(k, k+p, eff) > residual {
+				t.Errorf("proactiveParity(%d, %v) = %d, but a block is lost with probability %v > %v", k, loss, p, blockLossProb(k, k+p, eff), residual)
+			}
+			if p > 0 && blockLossProb(k, k+p-1, eff) <= residual {
+				t.Errorf("proactiveParity(%d, %v) = %d, but %d already loses a block with probability %v ≤ %v", k, loss, p, p-1, blockLossProb(k, k+p-1, eff), residual)
+			}
+		}
+	}
+
+	p := proactiveParity(1, 0.1)
+	if p < 2 {
+		t.Errorf("proactiveParity(1, 0.1) = %d, want ≥ 2", p)
+	}
+	if got := blockLossProb(1, 1+p, 0.1); got > residual {
+		t.Errorf("blockLossProb(1, %d, 0.1) = %v, want ≤ %v", 1+p, got, residual)
+	}
+	if got := blockLossProb(1, p, 0.1); got <= residual {
+		t.Errorf("blockLossProb(1, %d, 0.1) = %v, want > %v: one parity shard fewer would do", p, got, residual)
+	}
+	// High loss asks for all the parity there is.
+	if got := proactiveParity(20, 0.9); got != parityFor(20) {
+		t.Errorf("proactiveParity(20, 0.9) = %d, want parityFor(20) = %d", got, parityFor(20))
+	}
+}
+
+func TestBlockLossProb(t *testing.T) {
+	tests := []struct {
+		k, n int
+		p    float64
+		want float64
+	}{
+		{1, 1, 0.1, 0.1},
+		{1, 3, 0.1, 1e-3},
+		{2, 2, 0.5, 0.75},
+		{2, 3, 0.5, 0.5},
+		{3, 3, 0, 0},
+		{3, 5, 1, 1},
+	}
+	for _, tt := range tests {
+		if got := blockLossProb(tt.k, tt.n, tt.p); got < tt.want-1e-12 || got > tt.want+1e-12 {
+			t.Errorf("blockLossProb(%d, %d, %v) = %v, want %v", tt.k, tt.n, tt.p, got, tt.want)
+		}
+	}
+}
+
+func benchBlock(b *testing.B, n int) {
+	batch := testBatch(n, 9)
+	b.Run("encode", func(b *testing.B) {
+		b.SetBytes(int64(n))
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, _, err := encodeBlock(batch); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("decode", func(b *testing.B) {
+		shards, k := mustEncodeBlock(b, batch)
+		lost := slices.Clone(shards[0])
+		work := make([][]byte, len(shards))
+		buf := make([]byte, 0, n)
+		b.SetBytes(int64(n))
+		b.ReportAllocs()
+		for b.Loop() {
+			// The first data shard lost; Decode rebuilds it into the
+			// spare capacity given in its place.
+			copy(work, shards)
+			work[0] = lost[:0]
+			out, err := decodeBlock(work, k, buf)
+			if err != nil {
+				b.Fatal(err)
+			}
+			buf = out
+		}
+		if !bytes.Equal(buf, batch) {
+			b.Fatal("decodeBlock did not rebuild the batch")
+		}
+	})
+}
+
+func BenchmarkBlock200(b *testing.B) { benchBlock(b, 200) }
+func BenchmarkBlock16K(b *testing.B) { benchBlock(b, 16<<10) }

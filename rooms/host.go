@@ -1,0 +1,349 @@
+package rooms
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+
+	"meshd/rooms/wire"
+)
+
+// PacketSender sends one datagram. *mcast.Conn satisfies it, and so does
+// the in-memory mcast/memnet.Conn that tests use.
+type PacketSender interface {
+	WriteTo(b []byte, dst netip.AddrPort) error
+}
+
+// Delivery is one record delivered, in sequence order, to this daemon's
+// user, whether it hosts the room or is a member.
+type Delivery struct {
+	Room string // name@fingerprint
+	Seq  uint64
+	wire.Record
+}
+
+// HostConfig is what a Host needs from the daemon.
+type HostConfig struct {
+	Identity   *Identity
+	Boot       uint32 // persisted boot counter: the high half of epochs and serials
+	Sender     PacketSender
+	DataGroups netip.Prefix // data groups are drawn from here
+	DataPort   uint16
+	Nick       string                  // the hosting user's nick in every room
+	Lifetime   time.Duration           // how long an announcement keeps a room listed
+	Addrs      func() []netip.AddrPort // join addresses S to announce
+	Deliver    func(Delivery)          // must not block
+	// OnReceipt hears how many members hold a line the hosting user
+	// said, as acks arrive; must not block.
+	OnReceipt func(ref string, seq uint64, seen, of int)
+	Stats     *Stats
+	Logger    *slog.Logger
+	// OpenStore gives a room the store that keeps its sequence across
+	// restarts.
+	OpenStore func(name string, id [wire.RoomIDLen]byte) (Store, error)
+}
+
+// Store keeps a hosted room's sequence across restarts: the log of its
+// signed batches, and a persistent reservation of sequence numbers, so
+// that none is ever assigned twice, even after a crash that lost the log.
+type Store interface {
+	// Append adds a batch holding first..first+count-1.
+	Append(first uint64, count int, batch []byte) error
+	// Read yields the batches holding any sequence number >= from,
+	// oldest first, until yield returns false.
+	Read(from uint64, yield func(first uint64, count int, batch []byte) bool)
+	// Oldest returns the lowest sequence number held, 0 if none.
+	Oldest() uint64
+	// Start returns the first sequence number to assign: after the log,
+	// or after the reservation if the log did not survive.
+	Start() uint64
+	// Reserve records, durably, that numbers below hw may be assigned.
+	Reserve(hw uint64) error
+	Close() error
+}
+
+// Heartbeat is how long a room may be silent before its host says where
+// the sequence stands, so members notice a lost tail.
+const Heartbeat = time.Second
+
+const (
+	handshakeTimeout = 10 * time.Second
+	writeTimeout     = 10 * time.Second
+	sessionQueue     = 1024 // frames queued to one member before it counts as stuck
+	sessionReserve   = 256  // of which catch-ups leave this many to live frames
+)
+
+// Host is the set of rooms this daemon hosts, and the server that members
+// join them through. Safe for concurrent use.
+type Host struct {
+	cfg HostConfig
+	log *slog.Logger
+
+	mu    sync.Mutex
+	rooms map[string]*Sequencer
+}
+
+// NewHost returns a Host with no rooms.
+func NewHost(cfg HostConfig) *Host {
+	return &Host{cfg: cfg, log: cfg.Logger, rooms: make(map[string]*Sequencer)}
+}
+
+// ErrAlreadyHosted means the daemon already hosts a room of that name.
+var ErrAlreadyHosted = errors.New("already hosted")
+
+// Open starts hosting room name, continuing its sequence if its store
+// holds one.
+func (h *Host) Open(name string) (*Sequencer, error) {
+	if err := ValidateName(name); err != nil {
+		return nil, err
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if s, ok := h.rooms[name]; ok {
+		return s, fmt.Errorf("room %s: %w", s.ref, ErrAlreadyHosted)
+	}
+	id := RoomID(h.cfg.Identity.Pub, name)
+	store, err := h.cfg.OpenStore(name, id)
+	if err != nil {
+		return nil, fmt.Errorf("room %s: %w", name, err)
+	}
+	s := newSequencer(h, name, id, store)
+	if err := s.rekeyLocked(); err != nil {
+		store.Close()
+		return nil, err
+	}
+	h.rooms[name] = s
+	h.log.Info("hosting room", "room", s.ref, "group", s.group, "next", s.next)
+	return s, nil
+}
+
+// Close stops every room's timers and closes their stores.
+func (h *Host) Close() {
+	for _, s := range h.Rooms() {
+		s.close()
+	}
+}
+
+// Room returns the hosted room called name, or nil.
+func (h *Host) Room(name string) *Sequencer {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.rooms[name]
+}
+
+// Rooms returns the hosted rooms, sorted by name.
+func (h *Host) Rooms() []*Sequencer {
+	h.mu.Lock()
+	out := make([]*Sequencer, 0, len(h.rooms))
+	for _, s := range h.rooms {
+		out = append(out, s)
+	}
+	h.mu.Unlock()
+	slices.SortFunc(out, func(a, b *Sequencer) int {
+		if a.name < b.name {
+			return -1
+		}
+		if a.name > b.name {
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+// Announcements returns a signed announcement for every hosted room.
+func (h *Host) Announcements() [][]byte {
+	addrs := h.cfg.Addrs()
+	if len(addrs) > wire.MaxAddrs {
+		addrs = addrs[:wire.MaxAddrs]
+	}
+	var out [][]byte
+	for _, s := range h.Rooms() {
+		pkt, err := s.announcement(addrs)
+		if err != nil {
+			h.log.Warn("cannot announce room", "room", s.ref, "err", err)
+			continue
+		}
+		out = append(out, pkt)
+	}
+	return out
+}
+
+// Tick sends a heartbeat for every room that has been silent for a
+// Heartbeat, and sizes proactive parity to the loss members report.
+func (h *Host) Tick(now time.Time) {
+	for _, s := range h.Rooms() {
+		s.tick(now)
+	}
+}
+
+// Serve accepts joins on ln until ctx ends, then closes every session and
+// returns once their goroutines have finished.
+func (h *Host) Serve(ctx context.Context, ln net.Listener) error {
+	var wg sync.WaitGroup
+	ctx, cancel := context.WithCancel(ctx)
+	defer wg.Wait()
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() { ln.Close() })
+	defer stop()
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("accept joins: %w", err)
+		}
+		wg.Go(func() { h.serveSession(ctx, c) })
+	}
+}
+
+func (h *Host) serveSession(ctx context.Context, raw net.Conn) {
+	conn := tls.Server(raw, h.cfg.Identity.serverTLS())
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	defer conn.Close()
+	log := h.log.With("peer", raw.RemoteAddr().String())
+
+	conn.SetDeadline(time.Now().Add(handshakeTimeout))
+	if err := conn.HandshakeContext(ctx); err != nil {
+		h.cfg.Stats.SessionsRefused.Add(1)
+		log.Debug("join handshake failed", "err", err)
+		return
+	}
+	pub, _ := peerKey(conn.ConnectionState())
+	f, buf, err := wire.ReadFrame(conn, nil)
+	if err != nil {
+		h.cfg.Stats.SessionsRefused.Add(1)
+		log.Debug("join: no hello", "err", err)
+		return
+	}
+	hello, ok := f.(*wire.Hello)
+	if !ok {
+		h.cfg.Stats.SessionsRefused.Add(1)
+		log.Debug("join: first frame is not a hello", "type", fmt.Sprintf("%T", f))
+		return
+	}
+	conn.SetDeadline(time.Time{})
+
+	s := h.Room(hello.Room)
+	if s == nil {
+		h.refuse(conn, fmt.Sprintf("this daemon does not host a room called %q", hello.Room))
+		return
+	}
+	sess := &hostSession{
+		nackLimit: bucket{rate: nackRate, burst: nackBurst},
+		conn:      conn,
+		raw:       raw,
+		keyID:     KeyID(pub),
+		fp:        Fingerprint(pub),
+		nick:      hello.Nick,
+		out:       make(chan []byte, sessionQueue),
+		gone:      make(chan struct{}),
+	}
+	if err := s.admit(sess, hello.Resume); err != nil {
+		h.refuse(conn, err.Error())
+		return
+	}
+	log = log.With("room", s.ref, "nick", sess.nick, "member", sess.fp)
+	log.Info("member joined")
+
+	var wg sync.WaitGroup
+	wg.Go(func() { sess.writeLoop() })
+	err = s.serveMember(sess, buf)
+	s.part(sess)
+	sess.close()
+	wg.Wait()
+	log.Info("member left", "err", err)
+}
+
+func (h *Host) refuse(conn *tls.Conn, reason string) {
+	h.cfg.Stats.SessionsRefused.Add(1)
+	b, err := wire.AppendFrame(nil, &wire.Refuse{Reason: reason})
+	if err != nil {
+		return
+	}
+	conn.SetWriteDeadline(time.Now().Add(writeTimeout))
+	conn.Write(b)
+}
+
+// hostSession is the host's end of one member's TLS session. Frames go out
+// through a bounded queue drained by writeLoop, so a stuck member never
+// blocks the sequencer; a member whose queue fills is dropped.
+type hostSession struct {
+	// Guarded by the Sequencer's lock.
+	acked     uint64 // everything up to here has reached the member
+	streaming bool   // the member gets the room over this session
+	watches   []watch
+	nackLimit bucket
+
+	conn  *tls.Conn
+	raw   net.Conn // closed directly: tls.Conn.Close would wait on a stuck write
+	keyID [wire.KeyIDLen]byte
+	fp    string
+	nick  string
+	out   chan []byte
+
+	closeOnce sync.Once
+	gone      chan struct{}
+}
+
+// send queues a frame and reports whether it was queued.
+func (m *hostSession) send(f wire.Frame) bool {
+	b, err := wire.AppendFrame(nil, f)
+	if err != nil {
+		return false
+	}
+	select {
+	case <-m.gone:
+		return false
+	default:
+	}
+	select {
+	case m.out <- b:
+		return true
+	default:
+		m.close()
+		return false
+	}
+}
+
+// room reports whether the queue has space for a catch-up frame, keeping
+// a reserve for live frames.
+func (m *hostSession) room() bool { return len(m.out) < cap(m.out)-sessionReserve }
+
+func (m *hostSession) close() {
+	m.closeOnce.Do(func() {
+		close(m.gone)
+		m.raw.Close()
+	})
+}
+
+func (m *hostSession) writeLoop() {
+	for {
+		select {
+		case b := <-m.out:
+			m.conn.SetWriteDeadline(time.Now().Add(writeTimeout))
+			if _, err := m.conn.Write(b); err != nil {
+				m.close()
+				return
+			}
+		case <-m.gone:
+			return
+		}
+	}
+}
+
+// watch is a line a member said, whose receipt count the host reports to
+// it as members acknowledge it.
+type watch struct {
+	seq  uint64
+	seen int
+}

@@ -1,0 +1,617 @@
+package rooms
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"math/bits"
+	"math/rand/v2"
+	"time"
+
+	"meshd/rooms/wire"
+)
+
+// Tuning of a member's receive path.
+const (
+	// nackHold lets the rest of a block's shards, and the host's
+	// proactive parity, arrive before a member asks for more; nackBackoff
+	// spreads members' NACKs so that one can suppress the others.
+	nackHold    = 10 * time.Millisecond
+	nackBackoff = 15 * time.Millisecond
+	// nackRetry is how long a member waits for a repair before it asks
+	// again, or before asking after overhearing another member ask.
+	nackRetry = 60 * time.Millisecond
+	// fetchAfter is how long a gap in the sequence may last before the
+	// member asks for it over its session, where it cannot be lost.
+	fetchAfter = 400 * time.Millisecond
+	fetchRetry = time.Second
+	maxFetch   = 1024
+	// repairTick paces the repair timer while anything is missing.
+	repairTick = 5 * time.Millisecond
+	// ackDelay coalesces the acks a busy room would otherwise send per
+	// line.
+	ackDelay = 20 * time.Millisecond
+	// blockWindow bounds the blocks a member tracks; a member further
+	// behind catches up by sequence number over its session.
+	blockWindow = 512
+	maxPending  = 4096 // out-of-order records held per room
+	maxReceipts = 256
+	// Multicast that is silent for silentAfter, or loses more than
+	// lossyAbove of its shards, sends the member to its session; it comes
+	// back once multicast has been healthy for healthyFor.
+	silentAfter = 3 * Heartbeat
+	lossyAbove  = 0.5
+	healthyFor  = 3 * time.Second
+	healthyLoss = 0.2
+)
+
+// receiver is the receive state of a Member, guarded by its lock.
+type receiver struct {
+	// next is the sequence number to deliver next; highest is one past the
+	// newest sequence number known to exist.
+	next, highest uint64
+	pending       map[uint64]wire.Record
+	gapSince      time.Time
+	nextFetch     time.Time
+
+	// Blocks below doneBelow are resolved; lastBlock is the newest known.
+	doneBelow, lastBlock uint64
+	partials             map[uint64]*partial
+	repairArmed          bool
+	repairTimer          *time.Timer
+
+	// Loss accounting over the shards the host sent at first.
+	lossSent, lossGot int
+	loss              float64 // smoothed share of shards lost on multicast
+	lastMcast         time.Time
+	mcastSince        time.Time // start of the current run of healthy multicast
+	streaming         bool
+
+	ackArmed bool
+	ackTimer *time.Timer
+	receipts map[uint64]wire.Seen
+
+	scratch []byte
+	block   []byte
+	recs    []wire.Record
+	nack    wire.Nack
+}
+
+// partial is a block being rebuilt. k is 0 while the member knows of the
+// block only from a later one.
+type partial struct {
+	k, sent, have int
+	got           uint64 // a bit per shard index received, kept after decoding to count loss
+	shards        [][]byte
+	first, nackAt time.Time
+	done          bool
+}
+
+// keepResolved is how many resolved blocks a member remembers, so that
+// their late shards count as received when it measures loss.
+const keepResolved = 16
+
+func newReceiver() receiver {
+	return receiver{
+		pending:  make(map[uint64]wire.Record),
+		partials: make(map[uint64]*partial),
+		receipts: make(map[uint64]wire.Seen),
+		scratch:  make([]byte, 0, wire.MaxPacket),
+	}
+}
+
+// reset starts a new session: a new epoch numbers its blocks afresh.
+func (rx *receiver) reset(next, block uint64, now time.Time) {
+	if rx.next == 0 || next > rx.next {
+		rx.next = next
+	}
+	rx.highest = max(rx.highest, next)
+	rx.doneBelow, rx.lastBlock = block+1, block
+	clear(rx.partials)
+	rx.streaming = false
+	rx.lastMcast, rx.mcastSince = now, now
+}
+
+func (rx *receiver) seen(s *wire.Seen) {
+	if len(rx.receipts) >= maxReceipts {
+		for seq := range rx.receipts {
+			if seq < s.Seq {
+				delete(rx.receipts, seq)
+			}
+		}
+	}
+	rx.receipts[s.Seq] = *s
+}
+
+func (rx *receiver) stopTimers() {
+	if rx.repairTimer != nil {
+		rx.repairTimer.Stop()
+	}
+	if rx.ackTimer != nil {
+		rx.ackTimer.Stop()
+	}
+}
+
+// HandlePacket takes a packet of this room from multicast: a shard, a
+// heartbeat, or another member's NACK. Drops are counted.
+func (m *Member) HandlePacket(pkt []byte) {
+	st := m.cfg.Stats
+	typ, err := wire.PacketType(pkt)
+	if err != nil {
+		st.DataMalformed.Add(1)
+		return
+	}
+	if typ == wire.TypeNack {
+		m.overhear(pkt)
+		return
+	}
+	h, err := wire.ParseSealedHeader(pkt)
+	if err != nil {
+		st.DataMalformed.Add(1)
+		return
+	}
+	hdrLen := wire.SealedHeaderLen
+	var si wire.ShardInfo
+	if h.Type == wire.TypeShard {
+		if si, err = wire.ParseShardInfo(pkt); err != nil {
+			st.DataMalformed.Add(1)
+			return
+		}
+		hdrLen = wire.ShardHeaderLen
+	}
+	now := time.Now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	switch {
+	case h.Room != m.id:
+		st.DataNotJoined.Add(1)
+		return
+	case m.key == nil || h.Epoch != m.key.epoch:
+		st.DataBadEpoch.Add(1)
+		return
+	}
+	rx := &m.rx
+	pt, err := openSealed(rx.scratch, m.key, h, pkt, hdrLen)
+	if err != nil {
+		st.DataAuthFailed.Add(1)
+		return
+	}
+	if now.Sub(rx.lastMcast) > silentAfter {
+		rx.mcastSince = now
+	}
+	rx.lastMcast = now
+	if h.Type == wire.TypeHeartbeat {
+		hb, err := wire.ParseHeartbeat(pt)
+		if err != nil {
+			st.DataMalformed.Add(1)
+			return
+		}
+		m.learnBlockLocked(hb.LastBlock)
+		rx.highest = max(rx.highest, hb.Next)
+		m.armRepairLocked()
+		return
+	}
+	m.shardLocked(si, pt, now)
+}
+
+// learnBlockLocked notes that block b exists. A member more than a window
+// of blocks behind gives up on the older ones: its session brings their
+// records by sequence number.
+func (m *Member) learnBlockLocked(b uint64) {
+	rx := &m.rx
+	if b <= rx.lastBlock {
+		return
+	}
+	rx.lastBlock = b
+	if b >= rx.doneBelow+blockWindow {
+		rx.doneBelow = b - blockWindow + 1
+		m.pruneLocked()
+	}
+}
+
+// advanceLocked moves doneBelow past the blocks that are resolved, and
+// forgets those resolved long enough ago. Blocks never seen count as
+// resolved only when unseen is: when no sequence number is missing, their
+// records came some other way.
+func (m *Member) advanceLocked(unseen bool) {
+	rx := &m.rx
+	for rx.doneBelow <= rx.lastBlock {
+		p := rx.partials[rx.doneBelow]
+		if p == nil && !unseen || p != nil && !p.done {
+			break
+		}
+		rx.doneBelow++
+	}
+	m.pruneLocked()
+}
+
+// pruneLocked forgets blocks more than keepResolved below doneBelow,
+// adding what they tell of loss to the estimate.
+func (m *Member) pruneLocked() {
+	rx := &m.rx
+	for no, p := range rx.partials {
+		if no+keepResolved >= rx.doneBelow {
+			continue
+		}
+		if p.k > 0 {
+			mask := ^uint64(0)
+			if p.sent < 64 {
+				mask = 1<<p.sent - 1
+			}
+			rx.lossSent += p.sent
+			rx.lossGot += bits.OnesCount64(p.got & mask)
+		}
+		delete(rx.partials, no)
+	}
+}
+
+func (m *Member) shardLocked(si wire.ShardInfo, shard []byte, now time.Time) {
+	rx, st := &m.rx, m.cfg.Stats
+	p := rx.partials[si.Block]
+	if p == nil {
+		if si.Block < rx.doneBelow {
+			st.DataDuplicate.Add(1)
+			return
+		}
+		m.learnBlockLocked(si.Block)
+		p = &partial{first: now}
+		rx.partials[si.Block] = p
+	}
+	if p.done {
+		p.got |= 1 << si.Index
+		st.DataDuplicate.Add(1)
+		return
+	}
+	k := int(si.K)
+	if p.k == 0 {
+		if k > wire.MaxShards/2 {
+			st.DataMalformed.Add(1)
+			return
+		}
+		p.k, p.sent = k, int(si.Sent)
+		p.shards = make([][]byte, k+parityFor(k))
+	}
+	if p.k != k || int(si.Index) >= len(p.shards) {
+		st.DataMalformed.Add(1)
+		return
+	}
+	if p.shards[si.Index] != nil {
+		st.DataDuplicate.Add(1)
+		return
+	}
+	p.shards[si.Index] = bytes.Clone(shard)
+	p.have++
+	p.got |= 1 << si.Index
+	if p.have < p.k {
+		m.armRepairLocked()
+		return
+	}
+	repaired := false
+	for _, s := range p.shards[:p.k] {
+		repaired = repaired || s == nil
+	}
+	batch, err := decodeBlock(p.shards, p.k, rx.block)
+	p.done, p.shards = true, nil
+	if err != nil {
+		st.DataMalformed.Add(1)
+		return
+	}
+	rx.block = batch[:0]
+	st.BlocksDecoded.Add(1)
+	if repaired {
+		st.BlocksRepaired.Add(1)
+	}
+	m.batchLocked(batch, now)
+	m.advanceLocked(false)
+}
+
+// batchLocked verifies a batch, from a block or the session, and delivers
+// what is next in sequence.
+func (m *Member) batchLocked(b []byte, now time.Time) {
+	rx, st := &m.rx, m.cfg.Stats
+	if m.opts == nil {
+		return
+	}
+	bt, err := verifyBatch(m.hostKey, m.opts, b, rx.recs)
+	if cap(bt.Records) > cap(rx.recs) {
+		rx.recs = bt.Records[:0]
+	}
+	switch {
+	case errors.Is(err, ErrBadSignature):
+		st.DataBadSig.Add(1)
+		return
+	case err != nil:
+		st.DataMalformed.Add(1)
+		return
+	}
+	rx.highest = max(rx.highest, bt.First+uint64(len(bt.Records)))
+	for i, rec := range bt.Records {
+		seq := bt.First + uint64(i)
+		switch {
+		case seq < rx.next:
+			st.DataDuplicate.Add(1)
+		case seq == rx.next:
+			m.deliverLocked(seq, rec)
+		case seq-rx.next < maxPending:
+			if _, dup := rx.pending[seq]; dup {
+				st.DataDuplicate.Add(1)
+			}
+			rx.pending[seq] = rec
+		default:
+			// Too far ahead to hold; fetched once the gap before it closes.
+			st.DataOutOfWindow.Add(1)
+		}
+	}
+	m.drainLocked()
+	m.sequenceStateLocked(now)
+}
+
+// sequenceStateLocked notes whether the sequence has a gap, and when
+// there is none, lets go of blocks known only by number: their records
+// came some other way.
+func (m *Member) sequenceStateLocked(now time.Time) {
+	rx := &m.rx
+	if rx.next < rx.highest {
+		if rx.gapSince.IsZero() {
+			rx.gapSince = now
+		}
+		m.armRepairLocked()
+	} else {
+		rx.gapSince = time.Time{}
+		for no, p := range rx.partials {
+			if p.k == 0 {
+				delete(rx.partials, no)
+			}
+		}
+		m.advanceLocked(true)
+	}
+	m.ackSoonLocked()
+}
+
+// drainLocked delivers the held records that are now next in sequence.
+func (m *Member) drainLocked() {
+	rx := &m.rx
+	for {
+		rec, ok := rx.pending[rx.next]
+		if !ok {
+			return
+		}
+		delete(rx.pending, rx.next)
+		m.deliverLocked(rx.next, rec)
+	}
+}
+
+func (m *Member) deliverLocked(seq uint64, rec wire.Record) {
+	m.rx.next = seq + 1
+	switch rec.Kind {
+	case wire.KindJoin:
+		m.members[rec.KeyID] = rec.Nick
+	case wire.KindPart:
+		delete(m.members, rec.KeyID)
+	}
+	m.cfg.Stats.DataDelivered.Add(1)
+	m.cfg.Deliver(Delivery{Room: m.ref, Seq: seq, Record: rec})
+}
+
+// goneLocked takes the host's word that records are no longer held.
+func (m *Member) goneLocked(g *wire.Gone) {
+	if g.From <= m.rx.next && m.rx.next < g.To {
+		m.gapLocked(g.To)
+		m.drainLocked()
+		m.sequenceStateLocked(time.Now())
+	}
+}
+
+// gapLocked gives up on the records before to, which the host no longer
+// holds, and tells the user; nothing is skipped silently.
+func (m *Member) gapLocked(to uint64) {
+	rx := &m.rx
+	from := rx.next
+	for seq := range rx.pending {
+		if seq < to {
+			delete(rx.pending, seq)
+		}
+	}
+	rx.next, rx.highest = to, max(rx.highest, to)
+	m.cfg.Stats.DataLost.Add(int64(to - from))
+	m.log.Warn("records lost: the host no longer holds them", "from", from, "through", to-1)
+	if m.cfg.OnGap != nil {
+		m.cfg.OnGap(m.ref, from, to-1)
+	}
+}
+
+func (m *Member) armRepairLocked() {
+	if m.rx.repairArmed || m.closed {
+		return
+	}
+	m.rx.repairArmed = true
+	m.rx.repairTimer = time.AfterFunc(repairTick, m.repair)
+}
+
+// repair asks for what is missing: repair shards by multicast NACK for
+// incomplete blocks, after a hold and a random backoff; and, for a gap in
+// the sequence that outlives fetchAfter, the records over the session.
+func (m *Member) repair() {
+	now := time.Now()
+	m.mu.Lock()
+	rx := &m.rx
+	rx.repairArmed = false
+	if m.closed || m.conn == nil {
+		m.mu.Unlock()
+		return
+	}
+	var entries []wire.NackEntry
+	for b := rx.doneBelow; b <= rx.lastBlock && len(entries) < wire.MaxNackEntries; b++ {
+		p := rx.partials[b]
+		if p == nil {
+			p = &partial{first: now}
+			rx.partials[b] = p
+		}
+		if p.done {
+			continue
+		}
+		if p.nackAt.IsZero() {
+			p.nackAt = p.first.Add(nackHold + rand.N(nackBackoff))
+		}
+		if now.Before(p.nackAt) {
+			continue
+		}
+		missing := uint8(wire.MissingAll)
+		if p.k > 0 {
+			missing = uint8(p.k - p.have)
+		}
+		entries = append(entries, wire.NackEntry{Block: b, Missing: missing})
+		p.nackAt = now.Add(nackRetry)
+	}
+	var nack []byte
+	if len(entries) > 0 && !rx.streaming && m.cfg.Path != PathTCP {
+		rx.nack.KeyID, rx.nack.Entries = m.keyID, entries
+		body, err := wire.AppendNackBody(nil, &rx.nack)
+		if err == nil {
+			nack, err = sealNack(nil, m.key, m.id, body)
+		}
+		if err != nil {
+			m.log.Warn("cannot make NACK", "err", err)
+			nack = nil
+		}
+	}
+	var fetch *wire.Fetch
+	if rx.next < rx.highest && !rx.gapSince.IsZero() && now.Sub(rx.gapSince) >= fetchAfter && !now.Before(rx.nextFetch) {
+		fetch = &wire.Fetch{From: rx.next, Count: uint16(min(rx.highest-rx.next, maxFetch))}
+		rx.nextFetch = now.Add(fetchRetry)
+	}
+	if rx.doneBelow <= rx.lastBlock || rx.next < rx.highest {
+		m.armRepairLocked()
+	}
+	conn, group := m.conn, m.group
+	m.mu.Unlock()
+
+	if nack != nil {
+		if err := m.cfg.Sender.WriteTo(nack, group); err != nil {
+			m.log.Debug("NACK", "err", err)
+		} else {
+			m.cfg.Stats.NacksSent.Add(1)
+		}
+	}
+	if fetch != nil {
+		if err := m.write(conn, fetch); err != nil {
+			m.log.Debug("fetch", "err", err)
+		}
+	}
+}
+
+// overhear takes another member's NACK: a member that needs no more than
+// it asked for holds its own NACK back, since the repair will serve both.
+func (m *Member) overhear(pkt []byte) {
+	h, err := wire.ParseNackHeader(pkt)
+	if err != nil {
+		m.cfg.Stats.NackMalformed.Add(1)
+		return
+	}
+	now := time.Now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	rx := &m.rx
+	if m.key == nil || h.Room != m.id || h.Epoch != m.key.epoch {
+		return
+	}
+	if err := openNack(rx.scratch, m.key, h, pkt, &rx.nack); err != nil {
+		m.cfg.Stats.NackMalformed.Add(1)
+		return
+	}
+	if rx.nack.KeyID == m.keyID {
+		return
+	}
+	for _, e := range rx.nack.Entries {
+		p := rx.partials[e.Block]
+		if p == nil || p.done {
+			continue
+		}
+		need := p.k - p.have
+		if p.k == 0 || (e.Missing != wire.MissingAll && int(e.Missing) < need) {
+			continue
+		}
+		p.nackAt = now.Add(nackRetry)
+		m.cfg.Stats.NacksSuppressed.Add(1)
+	}
+}
+
+func (m *Member) ackSoonLocked() {
+	if m.rx.ackArmed || m.closed {
+		return
+	}
+	m.rx.ackArmed = true
+	m.rx.ackTimer = time.AfterFunc(ackDelay, m.ack)
+}
+
+// ack tells the host how far this member has got and what it loses.
+func (m *Member) ack() {
+	m.mu.Lock()
+	m.rx.ackArmed = false
+	conn := m.conn
+	a := &wire.Ack{Seq: max(m.rx.next, 1) - 1, Loss: uint16(m.rx.loss * 1000)}
+	m.mu.Unlock()
+	if conn != nil {
+		if err := m.write(conn, a); err != nil {
+			m.log.Debug("ack", "err", err)
+		}
+	}
+}
+
+// keepalive runs beside a session: once a second it updates the loss
+// estimate, reports it, and moves the member between multicast and its
+// session as multicast fails or recovers.
+func (m *Member) keepalive(ctx context.Context, conn *tls.Conn) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	if m.cfg.Path == PathTCP {
+		m.setStream(conn, true)
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			m.mu.Lock()
+			rx := &m.rx
+			if rx.lossSent > 0 {
+				sample := 1 - float64(rx.lossGot)/float64(rx.lossSent)
+				rx.loss = 0.5*rx.loss + 0.5*sample
+				rx.lossSent, rx.lossGot = 0, 0
+			}
+			silent := now.Sub(rx.lastMcast) > silentAfter
+			cur := rx.streaming
+			want := cur
+			if m.cfg.Path == PathAuto {
+				switch {
+				case !rx.streaming && (silent || rx.loss > lossyAbove):
+					want = true
+				case rx.streaming && !silent && now.Sub(rx.mcastSince) >= healthyFor && rx.loss < healthyLoss:
+					want = false
+				}
+			}
+			m.mu.Unlock()
+			if want != cur {
+				m.setStream(conn, want)
+			}
+			m.ack()
+		}
+	}
+}
+
+// setStream asks the host to send the room over the session, or to stop.
+func (m *Member) setStream(conn *tls.Conn, on bool) {
+	if err := m.write(conn, &wire.Stream{On: on}); err != nil {
+		return
+	}
+	m.mu.Lock()
+	m.rx.streaming = on
+	m.mu.Unlock()
+	m.cfg.Stats.StreamSwitches.Add(1)
+	path := PathMulticast
+	if on {
+		path = PathTCP
+	}
+	m.log.Info("room path changed", "path", path)
+}
