@@ -2,8 +2,10 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os/exec"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -380,5 +382,46 @@ func TestMemberComesBack(t *testing.T) {
 	for _, v := range r.views {
 		v.waitFor(last, 60*time.Second)
 		v.check(accepted)
+	}
+}
+
+// TestReceiptsAndLongLines: `say -wait` reports how many members hold a
+// line; a 16 KiB line read from standard input arrives whole; a longer one
+// is refused with the limit.
+func TestReceiptsAndLongLines(t *testing.T) {
+	requireE2E(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	r := newRoom(t, ctx, 2, "")
+	out := r.members[0].mustCtl("say", "general", "-wait", "10s", "did everyone get this?")
+	if !strings.HasSuffix(strings.TrimSpace(out), "seen by 3 of 3") {
+		t.Errorf("say -wait printed %q, want it seen by 3 of 3", out)
+	}
+
+	long := strings.Repeat("x", 16<<10-1) + "!"
+	cmd := exec.Command(bins.meshctl, "-socket", r.members[0].socket, "--json", "say", "general", "-")
+	cmd.Stdin = strings.NewReader(long + "\n")
+	b, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("say of a 16 KiB line: %v", err)
+	}
+	var res ctl.SayResult
+	if err := json.Unmarshal(b, &res); err != nil {
+		t.Fatal(err)
+	}
+	v := r.views[1]
+	v.waitFor(res.Seq, 10*time.Second)
+	v.mu.Lock()
+	got := v.bySeq[res.Seq].Text
+	v.mu.Unlock()
+	if got != long {
+		t.Errorf("m2 got %d bytes at #%d, want the %d-byte line intact", len(got), res.Seq, len(long))
+	}
+
+	cmd = exec.Command(bins.meshctl, "-socket", r.members[0].socket, "say", "general", "-")
+	cmd.Stdin = strings.NewReader(long + "?")
+	b, err = cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(b), "the limit is 16384 bytes") {
+		t.Errorf("say of a 16385-byte line: err %v, output %q; want a refusal that states the limit", err, b)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/netip"
 	"reflect"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -158,8 +159,9 @@ func (s *memStore) Close() error { return nil }
 func newTestRoomHistory(t *testing.T, n *memnet.Network, name string, history int) *testRoom {
 	t.Helper()
 	// Registered first, so it runs after every other cleanup: once the
-	// host and members are closed, none of their goroutines may remain.
-	t.Cleanup(func() { leaktest.Check(t, "meshd/rooms.") })
+	// host and members are closed, none of their goroutines (all run
+	// methods) may remain.
+	t.Cleanup(func() { leaktest.Check(t, "meshd/rooms.(*") })
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -319,9 +321,28 @@ func (tr *testRoom) joinFrom(addr, nick string, kn Known, resume uint64) (*testM
 	return tm, nil
 }
 
+// Property: whatever the seeded network loses, duplicates and reorders,
+// every member delivers every record from its join on, once, in the
+// host's order.
 func TestRoomOrderUnderLoss(t *testing.T) {
-	n := memnet.New(42)
-	n.Loss, n.Duplicate, n.Reorder = 0.2, 0.05, 0.1
+	for _, tc := range []struct {
+		seed               uint64
+		loss, dup, reorder float64
+	}{
+		{42, 0.2, 0.05, 0.1},
+		{1, 0.05, 0.1, 0.3},
+		{2, 0.4, 0.02, 0.05},
+		{3, 0.3, 0.2, 0.2},
+	} {
+		t.Run(fmt.Sprintf("seed%d-loss%.2f", tc.seed, tc.loss), func(t *testing.T) {
+			n := memnet.New(tc.seed)
+			n.Loss, n.Duplicate, n.Reorder = tc.loss, tc.dup, tc.reorder
+			testRoomOrder(t, n)
+		})
+	}
+}
+
+func testRoomOrder(t *testing.T, n *memnet.Network) {
 	tr := newTestRoom(t, n, "general")
 	var members []*testMember
 	for i, addr := range []string{"10.0.0.2", "10.0.0.3"} {
@@ -351,7 +372,7 @@ func TestRoomOrderUnderLoss(t *testing.T) {
 		// A member may get all its repairs from NACKs it overheard, so the
 		// repair path is checked over the room.
 		if nacks == 0 || repaired == 0 {
-			t.Errorf("at 20%% loss: %d NACKs sent, %d blocks rebuilt from parity; the repair path was not exercised", nacks, repaired)
+			t.Errorf("at %.0f%% loss: %d NACKs sent, %d blocks rebuilt from parity; the repair path was not exercised", 100*n.Loss, nacks, repaired)
 		}
 	}()
 	for i, tm := range members {
@@ -557,4 +578,29 @@ func TestRepairAfterAllParitySent(t *testing.T) {
 	n.SetLoss(netip.MustParseAddr("10.0.0.2"), 0)
 	last := tr.seq.LastSeq()
 	tm.rec.waitFor(t, "the line", func(d []Delivery) bool { return len(d) > 0 && d[len(d)-1].Seq == last })
+}
+
+// A line of the longest allowed length spans many shards and arrives
+// whole, even at 20 % loss; a longer one is refused with the limit.
+func TestLongLine(t *testing.T) {
+	n := memnet.New(6)
+	n.Loss = 0.2
+	tr := newTestRoom(t, n, "general")
+	tm, err := tr.join("10.0.0.2", "alice", tr.kn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	long := strings.Repeat("0123456789abcdef", wire.MaxText/16)
+	seq, err := tm.m.Say(context.Background(), long)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := tm.rec.waitFor(t, "the long line", func(d []Delivery) bool { return len(d) > 0 && d[len(d)-1].Seq >= seq })
+	if line := got[len(got)-1]; line.Seq != seq || line.Text != long {
+		t.Fatalf("delivered #%d of %d bytes, want #%d of %d bytes, intact", line.Seq, len(line.Text), seq, len(long))
+	}
+	_, err = tm.m.Say(context.Background(), long+"!")
+	if err == nil || !strings.Contains(err.Error(), "the limit is 16384 bytes") {
+		t.Fatalf("say of %d bytes: err = %v, want the limit stated", len(long)+1, err)
+	}
 }

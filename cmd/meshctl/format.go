@@ -60,6 +60,10 @@ func printRooms(w io.Writer, rooms []ctl.Room, now time.Time) error {
 			here = append(here, "joined")
 			if r.State != "" && r.State != "connected" {
 				here = append(here, "("+r.State+")")
+			} else if r.Path == "tcp" {
+				// Multicast does not reach this daemon; the host's
+				// session carries the room.
+				here = append(here, "(via tcp)")
 			}
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n",
@@ -75,13 +79,18 @@ func printWho(w io.Writer, who ctl.Who) error {
 		return nil
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NICK\tFINGERPRINT\tPATH\tROLE")
+	fmt.Fprintln(tw, "NICK\tFINGERPRINT\tPATH\tROLE\tHOLDS")
 	for _, m := range who.Members {
 		role := "member"
 		if m.Host {
 			role = "host"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", clean(m.Nick), clean(m.Fingerprint), orDash(m.Path), role)
+		// Only the host knows how far each member has got.
+		holds := "-"
+		if m.Acked > 0 {
+			holds = fmt.Sprintf("#%d", m.Acked)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", clean(m.Nick), clean(m.Fingerprint), orDash(m.Path), role, holds)
 	}
 	return tw.Flush()
 }

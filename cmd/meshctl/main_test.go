@@ -74,8 +74,8 @@ func TestCommands(t *testing.T) {
 	check(t, meshctl(ctx, "", sock, "leave", "lobby@feedbeef"), 0, "left lobby@feedbeef\n")
 	check(t, meshctl(ctx, "", sock, "who", "general"), 0,
 		"general@abcd1234: 1 member\n"+
-			"NICK    FINGERPRINT  PATH       ROLE\n"+
-			"tester  abcd1234     multicast  host\n")
+			"NICK    FINGERPRINT  PATH       ROLE  HOLDS\n"+
+			"tester  abcd1234     multicast  host  -\n")
 	check(t, meshctl(ctx, "", sock, "tail", "general", "-n"), 0,
 		"#1 <tester> hello world\n"+
 			"#2 <tester> from stdin\\nsecond line\n"+
