@@ -22,19 +22,21 @@ type Error struct {
 
 // Status answers GET /v0/status.
 type Status struct {
-	Version     string           `json:"version"`
-	PublicKey   string           `json:"public_key"`  // hex Ed25519 key of this daemon
-	Fingerprint string           `json:"fingerprint"` // short form shown to people
-	Nick        string           `json:"nick"`        // default nick for joins
-	Boot        uint32           `json:"boot"`        // persisted boot counter
-	Uptime      Duration         `json:"uptime"`
-	Socket      string           `json:"socket"`
-	StateDir    string           `json:"state_dir"`
-	Discovery   string           `json:"discovery"` // group:port
-	Hosted      int              `json:"hosted"`
-	Joined      int              `json:"joined"`
-	Known       int              `json:"known"` // rooms in the discovery cache
-	Counters    map[string]int64 `json:"counters"`
+	Version     string   `json:"version"`
+	PublicKey   string   `json:"public_key"`  // hex Ed25519 key of this daemon
+	Fingerprint string   `json:"fingerprint"` // short form shown to people
+	Nick        string   `json:"nick"`        // default nick for joins
+	Boot        uint32   `json:"boot"`        // persisted boot counter
+	Uptime      Duration `json:"uptime"`
+	Socket      string   `json:"socket"`
+	StateDir    string   `json:"state_dir"`
+	Discovery   string   `json:"discovery"` // group:port
+	Hosted      int      `json:"hosted"`
+	Joined      int      `json:"joined"`
+	Known       int      `json:"known"` // rooms in the discovery cache
+	// Rooms are the rooms this daemon hosts or has joined, with their path.
+	Rooms    []Room           `json:"rooms"`
+	Counters map[string]int64 `json:"counters"`
 }
 
 // Room is one room as this daemon sees it. Rooms are identified by

@@ -44,6 +44,7 @@ func (b backend) Status() ctl.Status {
 		Hosted:      len(d.host.Rooms()),
 		Joined:      joined,
 		Known:       d.dir.Len(),
+		Rooms:       b.mine(),
 		Counters:    counters,
 	}
 }
@@ -363,4 +364,15 @@ func (d *Daemon) memberConfig() rooms.MemberConfig {
 		Resolve:   d.dir.Resolve,
 		Path:      d.cfg.Member.Path,
 	}
+}
+
+// mine returns the rooms this daemon hosts or has joined.
+func (b backend) mine() []ctl.Room {
+	out := []ctl.Room{}
+	for _, r := range b.Rooms() {
+		if r.Hosted || r.Joined {
+			out = append(out, r)
+		}
+	}
+	return out
 }

@@ -353,6 +353,11 @@ func TestHostKilled(t *testing.T) {
 		}
 	}
 	t.Logf("%d lines accepted; the last before the kill was #%d, the first after the restart #%d; %d says failed while the host was down", len(accepted), before, after, s.failed)
+	// The log survived the kill (same kernel), so the sequence carries on
+	// right after it: only the members' rejoins come between.
+	if after <= before || after > before+2*uint64(len(r.members))+1 {
+		t.Errorf("after the restart the sequence went from #%d to #%d, want it to carry on", before, after)
+	}
 }
 
 // TestMemberComesBack: a member killed and restarted, and a member cut off

@@ -109,6 +109,16 @@ func printStatus(w io.Writer, st ctl.Status) error {
 	} {
 		fmt.Fprintf(tw, "%s\t%s\n", kv[0], orDash(kv[1]))
 	}
+	for _, r := range st.Rooms {
+		what := "host"
+		if r.Joined {
+			what = fmt.Sprintf("joined as %s via %s", clean(r.Nick), orDash(r.Path))
+			if r.State != "" && r.State != "connected" {
+				what += " (" + clean(r.State) + ")"
+			}
+		}
+		fmt.Fprintf(tw, "  %s\t%s, at #%d\n", clean(r.Ref), what, r.LastSeq)
+	}
 	if err := tw.Flush(); err != nil || len(st.Counters) == 0 {
 		return err
 	}
