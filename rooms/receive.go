@@ -34,7 +34,7 @@ const (
 	ackDelay = 20 * time.Millisecond
 	// blockWindow bounds the blocks a member tracks; a member further
 	// behind catches up by sequence number over its session.
-	blockWindow = 512
+	blockWindow = 128
 	maxPending  = 4096 // out-of-order records held per room
 	maxReceipts = 256
 	// Multicast that is silent for silentAfter, or loses more than

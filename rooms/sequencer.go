@@ -26,7 +26,7 @@ const (
 	repairWindow = 5 * time.Millisecond
 	// sentBlocks is how many recent blocks the host can repair with fresh
 	// parity; older gaps are served as batches over members' sessions.
-	sentBlocks = 256
+	sentBlocks = 128
 	// reserveStep is how far ahead sequence numbers are reserved on disk:
 	// one durable write per reserveStep lines.
 	reserveStep = 1024
