@@ -244,17 +244,24 @@ func TestDirectoryRejectsBadPackets(t *testing.T) {
 	wantStats(t, stats, map[string]int64{"announce_bad_sig": 1, "announce_malformed": 4})
 }
 
+// A flood of announcements under fresh keys never grows the directory
+// past its bound, and churns through its own entries: a room heard again
+// and again before the flood stays listed.
 func TestDirectoryBound(t *testing.T) {
 	if testing.Short() {
 		t.Skip("signs thousands of announcements")
 	}
 	d, stats, rec := newTestDirectory()
+	real := signTestAnnounce(t, seededIdentity(1<<40), testAnnounce("general", 1))
+	for i := range 3 {
+		handle(t, d, real, dirNow.Add(time.Duration(i)*time.Second))
+	}
+	start := dirNow.Add(3 * time.Second)
 	const extra = 50
-	// Each announcement arrives a millisecond after the one before, so the
-	// oldest lapse first and are the ones that make room.
 	for i := range MaxDirectory + extra {
 		pkt := signTestAnnounce(t, seededIdentity(uint64(i)), testAnnounce("flood", 1))
-		handle(t, d, pkt, dirNow.Add(time.Duration(i)*time.Millisecond))
+		// Spaced within the signature-check budget.
+		handle(t, d, pkt, start.Add(time.Duration(i)*5*time.Millisecond))
 		if got := d.Len(); got > MaxDirectory {
 			t.Fatalf("Len() = %d after %d announcements, want at most %d", got, i+1, MaxDirectory)
 		}
@@ -262,28 +269,43 @@ func TestDirectoryBound(t *testing.T) {
 	if got := d.Len(); got != MaxDirectory {
 		t.Errorf("Len() = %d, want %d", got, MaxDirectory)
 	}
-	held := make(map[string]bool)
-	for _, kn := range d.List() {
-		held[kn.Ref()] = true
+	if _, err := d.Resolve("general"); err != nil {
+		t.Errorf("the room announced before the flood is gone: %v", err)
 	}
-	for i := range MaxDirectory + extra {
-		ref := Ref(seededIdentity(uint64(i)).Pub, "flood")
-		if want := i >= extra; held[ref] != want {
-			t.Errorf("room %d (%s) held = %t, want %t", i, ref, held[ref], want)
-		}
-	}
-	var appeared, evicted int
+	var evicted int
 	for _, ev := range rec.take() {
 		if ev.Expired {
 			evicted++
-		} else {
-			appeared++
 		}
 	}
-	if appeared != MaxDirectory+extra || evicted != extra {
-		t.Errorf("events: %d appeared, %d evicted, want %d, %d", appeared, evicted, MaxDirectory+extra, extra)
+	if want := extra + 1; evicted != want {
+		t.Errorf("%d rooms evicted, want %d", evicted, want)
 	}
-	wantStats(t, stats, map[string]int64{"announce_accepted": MaxDirectory + extra, "announce_evicted": extra})
+	wantStats(t, stats, map[string]int64{"announce_accepted": MaxDirectory + extra + 1, "announce_evicted": extra + 1, "announce_refreshed": 2})
+}
+
+// New announcements beyond the signature-check budget are dropped and
+// counted, while a listed room's repeated announcement still refreshes it.
+func TestDirectoryVerifyBudget(t *testing.T) {
+	d, stats, _ := newTestDirectory()
+	real := signTestAnnounce(t, seededIdentity(1<<40), testAnnounce("general", 1))
+	handle(t, d, real, dirNow)
+	now := dirNow.Add(time.Second)
+	accepted := 0
+	for i := range 2 * verifyBurst {
+		pkt := signTestAnnounce(t, seededIdentity(uint64(i)), testAnnounce("flood", 1))
+		if d.HandleAnnounce(pkt, now) == nil {
+			accepted++
+		}
+	}
+	if accepted != verifyBurst {
+		t.Errorf("%d new announcements accepted at one instant, want the burst of %d", accepted, verifyBurst)
+	}
+	handle(t, d, real, now)
+	if kn, err := d.Resolve("general"); err != nil || !kn.Expires.After(now) {
+		t.Errorf("the listed room was not refreshed during the flood: %v", err)
+	}
+	wantStats(t, stats, map[string]int64{"announce_accepted": verifyBurst + 1, "announce_limited": verifyBurst, "announce_refreshed": 1})
 }
 
 func TestDirectoryConcurrent(t *testing.T) {

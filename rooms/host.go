@@ -61,6 +61,8 @@ type Store interface {
 	Read(from uint64, yield func(first uint64, count int, batch []byte) bool)
 	// Oldest returns the lowest sequence number held, 0 if none.
 	Oldest() uint64
+	// Next returns one past the newest sequence number held, 0 if none.
+	Next() uint64
 	// Start returns the first sequence number to assign: after the log,
 	// or after the reservation if the log did not survive.
 	Start() uint64
@@ -86,13 +88,20 @@ type Host struct {
 	cfg HostConfig
 	log *slog.Logger
 
+	joins *sourceLimiter
+
 	mu    sync.Mutex
 	rooms map[string]*Sequencer
 }
 
 // NewHost returns a Host with no rooms.
 func NewHost(cfg HostConfig) *Host {
-	return &Host{cfg: cfg, log: cfg.Logger, rooms: make(map[string]*Sequencer)}
+	return &Host{
+		cfg:   cfg,
+		log:   cfg.Logger,
+		joins: newSourceLimiter(joinRate, joinBurst, joinSources),
+		rooms: make(map[string]*Sequencer),
+	}
 }
 
 // ErrAlreadyHosted means the daemon already hosts a room of that name.
@@ -177,7 +186,8 @@ func (h *Host) Announcements() [][]byte {
 }
 
 // Tick sends a heartbeat for every room that has been silent for a
-// Heartbeat, and sizes proactive parity to the loss members report.
+// Heartbeat, and lets each room's loss estimate decay. The daemon calls it
+// four times a second.
 func (h *Host) Tick(now time.Time) {
 	for _, s := range h.Rooms() {
 		s.tick(now)
@@ -200,6 +210,11 @@ func (h *Host) Serve(ctx context.Context, ln net.Listener) error {
 				return nil
 			}
 			return fmt.Errorf("accept joins: %w", err)
+		}
+		if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil && !h.joins.allow(ap.Addr().Unmap(), time.Now()) {
+			h.cfg.Stats.JoinsLimited.Add(1)
+			c.Close()
+			continue
 		}
 		wg.Go(func() { h.serveSession(ctx, c) })
 	}

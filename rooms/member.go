@@ -273,10 +273,17 @@ func (m *Member) welcome(conn *tls.Conn, w *wire.Welcome) error {
 			m.cfg.LeaveData(m.group.Addr())
 		}
 	}
-	if m.rx.next != 0 && w.Next < m.rx.next {
-		// The host lost its log and, without a persistent reservation,
-		// started the room again; say plainly that the sequence moved.
+	switch {
+	case m.rx.next == 0:
+	case w.Next > m.rx.next:
+		// The host answers a resume with Gone for what it lacks, so this
+		// happens only if it skipped that; declare it all the same.
+		m.gapLocked(w.Next)
+	case w.Next < m.rx.next:
+		// The host lost its state directory and started the room's
+		// sequence again: follow it, and say plainly that it moved.
 		m.log.Warn("host restarted the room's sequence", "had", m.rx.next, "host", w.Next)
+		clear(m.rx.pending)
 	}
 	m.conn, m.id, m.key, m.group = conn, w.Room, k, w.Group
 	m.opts = batchOpts(w.Room)

@@ -103,10 +103,7 @@ func newReceiver() receiver {
 
 // reset starts a new session: a new epoch numbers its blocks afresh.
 func (rx *receiver) reset(next, block uint64, now time.Time) {
-	if rx.next == 0 || next > rx.next {
-		rx.next = next
-	}
-	rx.highest = max(rx.highest, next)
+	rx.next, rx.highest = next, next
 	rx.doneBelow, rx.lastBlock = block+1, block
 	clear(rx.partials)
 	rx.streaming = false
@@ -190,6 +187,7 @@ func (m *Member) HandlePacket(pkt []byte) {
 		m.learnBlockLocked(hb.LastBlock)
 		rx.highest = max(rx.highest, hb.Next)
 		m.armRepairLocked()
+		m.sequenceStateLocked(now)
 		return
 	}
 	m.shardLocked(si, pt, now)
@@ -358,9 +356,12 @@ func (m *Member) sequenceStateLocked(now time.Time) {
 		}
 		m.armRepairLocked()
 	} else {
+		// With no sequence number missing, a block known only by number,
+		// or left incomplete for longer than a fetch would take, holds
+		// nothing still needed: its records came over the session.
 		rx.gapSince = time.Time{}
 		for no, p := range rx.partials {
-			if p.k == 0 {
+			if p.k == 0 || !p.done && now.Sub(p.first) > fetchAfter {
 				delete(rx.partials, no)
 			}
 		}
@@ -481,7 +482,7 @@ func (m *Member) repair() {
 		fetch = &wire.Fetch{From: rx.next, Count: uint16(min(rx.highest-rx.next, maxFetch))}
 		rx.nextFetch = now.Add(fetchRetry)
 	}
-	if rx.doneBelow <= rx.lastBlock || rx.next < rx.highest {
+	if rx.next < rx.highest || rx.doneBelow <= rx.lastBlock && !rx.streaming {
 		m.armRepairLocked()
 	}
 	conn, group := m.conn, m.group

@@ -106,6 +106,7 @@ type memStore struct {
 	keep     int
 	batches  []storedBatch
 	reserved uint64
+	start    uint64 // where the room resumes, if not after the log
 }
 
 type storedBatch struct {
@@ -143,7 +144,22 @@ func (s *memStore) Oldest() uint64 {
 	return s.batches[0].first
 }
 
-func (s *memStore) Start() uint64 { return 1 }
+func (s *memStore) Next() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.batches) == 0 {
+		return 0
+	}
+	b := s.batches[len(s.batches)-1]
+	return b.first + uint64(b.count)
+}
+
+func (s *memStore) Start() uint64 {
+	if s.start > 0 {
+		return s.start
+	}
+	return max(s.Next(), 1)
+}
 
 func (s *memStore) Reserve(hw uint64) error {
 	s.mu.Lock()
@@ -158,6 +174,12 @@ func (s *memStore) Close() error { return nil }
 // repair (0: all).
 func newTestRoomHistory(t *testing.T, n *memnet.Network, name string, history int) *testRoom {
 	t.Helper()
+	return newTestRoomStore(t, n, name, &memStore{keep: history})
+}
+
+// newTestRoomStore makes a room whose host resumes from store.
+func newTestRoomStore(t *testing.T, n *memnet.Network, name string, store *memStore) *testRoom {
+	t.Helper()
 	// Registered first, so it runs after every other cleanup: once the
 	// host and members are closed, none of their goroutines (all run
 	// methods) may remain.
@@ -168,7 +190,7 @@ func newTestRoomHistory(t *testing.T, n *memnet.Network, name string, history in
 	}
 	conn := n.Listen(netip.MustParseAddr("10.0.0.1"), 7703)
 	t.Cleanup(func() { conn.Close() })
-	tr := &testRoom{t: t, net: n, rec: newRecorder(), stats: new(Stats), store: &memStore{keep: history}}
+	tr := &testRoom{t: t, net: n, rec: newRecorder(), stats: new(Stats), store: store}
 	addr := netip.MustParseAddrPort(ln.Addr().String())
 	tr.host = NewHost(HostConfig{
 		Identity:   newTestIdentity(t),
@@ -602,5 +624,29 @@ func TestLongLine(t *testing.T) {
 	_, err = tm.m.Say(context.Background(), long+"!")
 	if err == nil || !strings.Contains(err.Error(), "the limit is 16384 bytes") {
 		t.Fatalf("say of %d bytes: err = %v, want the limit stated", len(long)+1, err)
+	}
+}
+
+// After a reboot that lost the log's tail, the host resumes above its
+// reservation; a member returning inside the lost range is told of the
+// gap, not left asking for it.
+func TestRebootHoleIsDeclared(t *testing.T) {
+	store := &memStore{start: 1030}
+	for first := uint64(1); first <= 5; first++ {
+		store.Append(first, 1, []byte("batch that the log kept"))
+	}
+	tr := newTestRoomStore(t, memnet.New(7), "general", store)
+	tm, err := tr.joinFrom("10.0.0.2", "alice", tr.kn, 6)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := tm.rec.waitFor(t, "alice's join", func(d []Delivery) bool { return len(d) > 0 })
+	if got[0].Seq != 1030 || got[0].Kind != wire.KindJoin {
+		t.Fatalf("first delivery = #%d kind %d, want the join at #1030", got[0].Seq, got[0].Kind)
+	}
+	tm.gapMu.Lock()
+	defer tm.gapMu.Unlock()
+	if len(tm.gaps) != 1 || tm.gaps[0] != [2]uint64{6, 1029} {
+		t.Fatalf("gaps = %v, want [[6 1029]]", tm.gaps)
 	}
 }

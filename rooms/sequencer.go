@@ -33,9 +33,9 @@ const (
 	// receiptWatches bounds, per member, the lines whose receipts the host
 	// reports back to it.
 	receiptWatches = 64
-	// lossDecay forgets old loss reports: the estimate halves in about
-	// 10 s without a higher one.
-	lossDecay = 0.93
+	// lossDecay forgets old loss reports, per Tick (4 a second): the
+	// estimate halves in about 10 s without a higher one.
+	lossDecay = 0.983
 )
 
 // Sequencer is the host side of one room: the only place its sequence
@@ -50,6 +50,10 @@ type Sequencer struct {
 	opts   *ed25519.Options
 	store  Store
 	serial uint64
+	// hole is the range between the end of the log and where the room
+	// resumed, when a reboot lost the log's tail: numbers that were
+	// reserved and maybe used, and are declared lost to anyone asking.
+	holeFrom, holeTo uint64
 
 	mu         sync.Mutex
 	key        *epochKey
@@ -84,7 +88,13 @@ type sentBlock struct {
 
 func newSequencer(h *Host, name string, id [wire.RoomIDLen]byte, store Store) *Sequencer {
 	start := max(store.Start(), 1)
+	holeFrom := store.Next()
+	if holeFrom == 0 || holeFrom > start {
+		holeFrom = start
+	}
 	return &Sequencer{
+		holeFrom: holeFrom,
+		holeTo:   start,
 		host:     h,
 		name:     name,
 		ref:      Ref(h.cfg.Identity.Pub, name),
@@ -284,10 +294,10 @@ func (s *Sequencer) sendLocked(pkt []byte) {
 func (s *Sequencer) tick(now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.loss *= lossDecay
 	if s.closed || now.Sub(s.lastSend) < Heartbeat {
 		return
 	}
-	s.loss *= lossDecay
 	s.counter++
 	pkt, err := sealHeartbeat(s.buf, s.key, s.id, s.counter, wire.Heartbeat{Next: s.next - uint64(len(s.pending)), LastBlock: s.block})
 	if err != nil {
@@ -543,6 +553,12 @@ func (s *Sequencer) resendLocked(m *hostSession, from, end uint64) {
 			return
 		}
 		from = held
+	}
+	if from >= s.holeFrom && from < s.holeTo {
+		if !m.send(&wire.Gone{From: from, To: min(s.holeTo, end)}) {
+			return
+		}
+		from = s.holeTo
 	}
 	// A catch-up larger than the session's queue is sent a queue at a
 	// time: the member fetches the rest as it drains, so that live frames

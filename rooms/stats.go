@@ -13,6 +13,7 @@ type Stats struct {
 	AnnounceStale     atomic.Int64 // older serial than one already held
 	AnnounceConflict  atomic.Int64 // same serial, different bytes: the host equivocated
 	AnnounceEvicted   atomic.Int64 // the directory was full
+	AnnounceLimited   atomic.Int64 // over the signature-check budget
 
 	DataDelivered   atomic.Int64 // records delivered in order
 	DataDuplicate   atomic.Int64 // records already delivered
@@ -23,7 +24,7 @@ type Stats struct {
 	DataBadSig      atomic.Int64 // sealed correctly but not signed by the host
 	DataOutOfWindow atomic.Int64 // records too far ahead of the next one to hold
 	DataLost        atomic.Int64 // records the host no longer held: declared to the user as a gap
-	DataFetched     atomic.Int64 // packets received over the session: history at a join, repairs after a gap
+	DataFetched     atomic.Int64 // batches received over the session: history at a join, fetches after a gap, the fallback stream
 
 	NacksSent       atomic.Int64 // NACKs this daemon multicast as a member
 	NacksSuppressed atomic.Int64 // NACKs held back because another member asked first
@@ -36,6 +37,7 @@ type Stats struct {
 	BlocksRepaired  atomic.Int64 // blocks that needed parity to rebuild
 	StreamSwitches  atomic.Int64 // this daemon's memberships changing path
 
+	JoinsLimited    atomic.Int64 // join connections over their source's rate
 	SessionsRefused atomic.Int64
 	PacketsSent     atomic.Int64
 	SendErrors      atomic.Int64
@@ -50,6 +52,7 @@ func (s *Stats) Snapshot() map[string]int64 {
 		"announce_bad_sig":   s.AnnounceBadSig.Load(),
 		"announce_stale":     s.AnnounceStale.Load(),
 		"announce_conflict":  s.AnnounceConflict.Load(),
+		"announce_limited":   s.AnnounceLimited.Load(),
 		"announce_evicted":   s.AnnounceEvicted.Load(),
 		"data_delivered":     s.DataDelivered.Load(),
 		"data_duplicate":     s.DataDuplicate.Load(),
@@ -71,6 +74,7 @@ func (s *Stats) Snapshot() map[string]int64 {
 		"blocks_decoded":     s.BlocksDecoded.Load(),
 		"blocks_repaired":    s.BlocksRepaired.Load(),
 		"stream_switches":    s.StreamSwitches.Load(),
+		"joins_limited":      s.JoinsLimited.Load(),
 		"sessions_refused":   s.SessionsRefused.Load(),
 		"packets_sent":       s.PacketsSent.Load(),
 		"send_errors":        s.SendErrors.Load(),
