@@ -29,7 +29,8 @@ func (d *Daemon) membershipsPath() string { return filepath.Join(d.cfg.StateDir,
 
 // saveMemberships writes the memberships if they changed since the last
 // write. Flash wears, so it is called once a second, not per line; after a
-// crash the member resumes a little early and skips what it already had.
+// crash the member resumes a little early, and its user may see up to a
+// second of lines again, each at its own sequence number.
 func (d *Daemon) saveMemberships() {
 	var ms []membership
 	for _, m := range d.memberList() {

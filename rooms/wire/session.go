@@ -15,7 +15,7 @@ const (
 	FrameRefuse  = 3 // host → member: the join is refused, and why
 	FrameSay     = 4 // member → host: a line to sequence
 	FrameSaid    = 5 // host → member: the place the line got, or why it got none
-	FrameFetch   = 6 // member → host: resend the packets holding these sequence numbers
+	FrameFetch   = 6 // member → host: send the batches holding these sequence numbers
 	// 7 carried one-packet data, retired before release. Never reuse.
 	FrameGone   = 8  // host → member: these sequence numbers are no longer held
 	FrameBatch  = 9  // host → member: one signed batch, as the log holds it
@@ -84,7 +84,7 @@ type Said struct {
 	Error string
 }
 
-// Fetch asks for the packets holding sequence numbers From..From+Count-1.
+// Fetch asks for the batches holding sequence numbers From..From+Count-1.
 // From uint64, Count uint16.
 type Fetch struct {
 	From  uint64
@@ -103,7 +103,7 @@ type Gone struct {
 // multicast does not reach. Body: the batch bytes, ≤ MaxBatch.
 type BatchFrame struct{ Batch []byte }
 
-// Ack reports, every so often and when a Say awaits receipts, the highest
+// Ack reports, once a second and shortly after new lines arrive, the highest
 // sequence number up to which the member holds everything (Seq uint64), and
 // the share of multicast shards it lost lately in thousandths (Loss uint16),
 // from which the host sizes its proactive parity.
