@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"meshd/rooms"
@@ -36,7 +37,7 @@ func (d *Daemon) saveMemberships() {
 	for _, m := range d.memberList() {
 		ms = append(ms, membership{Ref: m.Ref(), Nick: m.Nick(), Next: m.LastSeq() + 1})
 	}
-	slices.SortFunc(ms, func(a, b membership) int { return cmpStrings(a.Ref, b.Ref) })
+	slices.SortFunc(ms, func(a, b membership) int { return strings.Compare(a.Ref, b.Ref) })
 	d.mu.Lock()
 	same := slices.Equal(ms, d.saved)
 	d.mu.Unlock()
@@ -54,16 +55,6 @@ func (d *Daemon) saveMemberships() {
 	d.mu.Lock()
 	d.saved = ms
 	d.mu.Unlock()
-}
-
-func cmpStrings(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 func (d *Daemon) loadMemberships() ([]membership, error) {

@@ -214,6 +214,17 @@ func newRoom(t *testing.T, ctx context.Context, members int, memberCfg string) *
 	return r
 }
 
+// expectAll waits until every member has every line the host accepted so
+// far, and checks each member's view, returning the accepted lines.
+func (r *room) expectAll(s *sender, within time.Duration) map[uint64]string {
+	accepted, last := s.snapshot()
+	for _, v := range r.views {
+		v.waitFor(last, within)
+		v.check(accepted)
+	}
+	return accepted
+}
+
 // talk has the host and every member say n lines each, concurrently.
 func (r *room) talk(ctx context.Context, s *sender, n int) {
 	var wg sync.WaitGroup
@@ -301,11 +312,7 @@ func TestFallbackToTCP(t *testing.T) {
 		}
 	}
 	r.talk(ctx, s, 100)
-	accepted, last := s.snapshot()
-	for _, v := range r.views {
-		v.waitFor(last, 30*time.Second)
-		v.check(accepted)
-	}
+	r.expectAll(s, 30*time.Second)
 
 	cut.dropInput("", 0)
 	eventually(t, 20*time.Second, "m1 to return to multicast", func() bool { return pathOf(ctx, cut, "general") == "multicast" })
@@ -313,11 +320,7 @@ func TestFallbackToTCP(t *testing.T) {
 		t.Errorf("m2, never cut off, is on %q", p)
 	}
 	r.talk(ctx, s, 100)
-	accepted, last = s.snapshot()
-	for _, v := range r.views {
-		v.waitFor(last, 30*time.Second)
-		v.check(accepted)
-	}
+	r.expectAll(s, 30*time.Second)
 }
 
 // TestHostKilled: kill -9 of the host while lines flow, then a restart:
@@ -341,11 +344,7 @@ func TestHostKilled(t *testing.T) {
 	eventually(t, 30*time.Second, "lines to flow again", func() bool { _, last := s.snapshot(); return last > before+50 })
 	stopTalk()
 	wg.Wait()
-	accepted, last := s.snapshot()
-	for _, v := range r.views {
-		v.waitFor(last, 30*time.Second)
-		v.check(accepted)
-	}
+	accepted := r.expectAll(s, 30*time.Second)
 	var after uint64 = ^uint64(0)
 	for seq := range accepted {
 		if seq > before {
@@ -383,11 +382,7 @@ func TestMemberComesBack(t *testing.T) {
 	eventually(t, 30*time.Second, "lines after the outage", func() bool { _, last := s.snapshot(); return last > mark+20 })
 	stopTalk()
 	wg.Wait()
-	accepted, last := s.snapshot()
-	for _, v := range r.views {
-		v.waitFor(last, 60*time.Second)
-		v.check(accepted)
-	}
+	r.expectAll(s, 60*time.Second)
 }
 
 // TestReceiptsAndLongLines: `say -wait` reports how many members hold a

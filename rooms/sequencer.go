@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -421,18 +422,8 @@ func (s *Sequencer) Members() []MemberState {
 		}
 		out = append(out, MemberState{MemberInfo: wire.MemberInfo{KeyID: m.keyID, Nick: m.nick}, Path: path, Acked: m.acked})
 	}
-	slices.SortFunc(out[1:], func(a, b MemberState) int { return cmpString(a.Nick, b.Nick) })
+	slices.SortFunc(out[1:], func(a, b MemberState) int { return strings.Compare(a.Nick, b.Nick) })
 	return out
-}
-
-func cmpString(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 func (s *Sequencer) memberInfosLocked() []wire.MemberInfo {
