@@ -46,6 +46,8 @@ type Daemon struct {
 	members map[[wire.RoomIDLen]byte]*rooms.Member
 	groups  map[netip.Addr]int // data groups joined, by how many rooms
 	saved   []membership       // as last written to the state directory
+
+	reload reloadState // what Reload changed; see reload.go
 }
 
 // New prepares a daemon from cfg: it makes the state directory, the
@@ -116,7 +118,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 	run("joins", func() error { return d.host.Serve(ctx, d.joins) })
 	run("discovery", d.readDiscovery)
 	run("data", d.readData)
-	run("timers", func() error { d.timers(ctx); return nil })
+	// The timers stop before the final save of the memberships: a save
+	// of theirs after leaveAll would record that no room was joined.
+	timersDone := make(chan struct{})
+	wg.Go(func() {
+		defer close(timersDone)
+		d.timers(ctx)
+	})
 	saved, err := d.loadMemberships()
 	if err != nil {
 		d.log.Warn("cannot read memberships; rooms joined before are not rejoined", "err", err)
@@ -136,6 +144,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	d.log.Info("meshd stopping")
 	cancel()
+	<-timersDone
 	d.saveMemberships()
 	d.leaveAll()
 	d.closeSockets()
@@ -330,7 +339,7 @@ func (d *Daemon) timers(ctx context.Context) {
 	var lastAnnounce, lastSave time.Time
 	for {
 		now := time.Now()
-		if now.Sub(lastAnnounce) >= time.Duration(d.cfg.Discovery.Interval) {
+		if now.Sub(lastAnnounce) >= d.announceInterval() {
 			d.announce()
 			lastAnnounce = now
 		}

@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -50,15 +51,17 @@ func run() error {
 			return err
 		}
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.SlogLevel()}))
+	// The level is a LevelVar so that SIGHUP can change it.
+	level := new(slog.LevelVar)
+	level.Set(cfg.SlogLevel())
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	d, err := daemon.New(cfg, log)
 	if err != nil {
 		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	// SIGHUP would otherwise end meshd; until reload exists, say so
-	// instead.
+	// SIGHUP reloads the configuration file.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -66,11 +69,48 @@ func run() error {
 		for {
 			select {
 			case <-hup:
-				log.Warn("SIGHUP: configuration reload is not supported yet; restart meshd to apply a changed configuration")
+				reload(log, level, d, *configPath)
 			case <-ctx.Done():
 				return
 			}
 		}
 	}()
 	return d.Run(ctx)
+}
+
+// reload reads the configuration file again and applies what it can to the
+// running daemon, logging each change applied and each that needs a
+// restart. A file that does not load is rejected whole, with every problem
+// logged, and meshd carries on as it was.
+func reload(log *slog.Logger, level *slog.LevelVar, d *daemon.Daemon, path string) {
+	if path == "" {
+		log.Warn("SIGHUP: meshd runs on its built-in configuration, so there is no file to reload; start it with -config FILE")
+		return
+	}
+	log.Info("SIGHUP: reloading configuration", "file", path)
+	cfg, err := daemon.Load(path)
+	if err == nil {
+		var applied, restart []string
+		if applied, restart, err = d.Reload(cfg); err == nil {
+			level.Set(cfg.SlogLevel())
+			for _, s := range applied {
+				log.Info("reload: " + s)
+			}
+			for _, s := range restart {
+				log.Warn("reload: " + s + "; restart meshd to apply")
+			}
+			if len(applied)+len(restart) == 0 {
+				log.Info("reload: configuration unchanged", "file", path)
+			}
+			return
+		}
+	}
+	if cerr, ok := errors.AsType[*daemon.ConfigError](err); ok {
+		for _, p := range cerr.Problems {
+			log.Error("reload: " + p.String())
+		}
+		log.Error("reload: configuration rejected; meshd keeps running the previous one", "file", path, "problems", len(cerr.Problems))
+		return
+	}
+	log.Error("reload: configuration not reloaded; meshd keeps running the previous one", "file", path, "err", err)
 }

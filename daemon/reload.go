@@ -1,0 +1,238 @@
+package daemon
+
+import (
+	"encoding"
+	"errors"
+	"fmt"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"meshd/rooms"
+)
+
+// liveKeys are the keys Reload applies to a running daemon; every other
+// changed key is reported as needing a restart. Moving a key here needs
+// every reader of it to go through Daemon.running instead of d.cfg.
+//
+// log_level is applied by the caller: the daemon logs through the logger
+// it was given, whose level cmd/meshd keeps in a slog.LevelVar.
+//
+// Not yet live, because their readers hold the start-up value: nick and
+// member.path (backend.go reads d.cfg; hosted rooms keep rooms.HostConfig's
+// nick) and discovery.room_lifetime (rooms.HostConfig, which announcements
+// are built from).
+var liveKeys = map[string]bool{
+	"log_level":                   true,
+	"discovery.announce_interval": true,
+}
+
+// reloadState is what Reload changes at run time. Its zero value is a
+// daemon running its start-up configuration, d.cfg, which Reload never
+// writes: the running configuration lives here instead.
+type reloadState struct {
+	serial sync.Mutex // held through a Reload, which may take a while
+
+	mu      sync.Mutex
+	started bool    // the timers run, so Run has opened the host and hosted cfg.Rooms
+	cfg     *Config // the running configuration; nil means d.cfg
+}
+
+var errNotStarted = errors.New("meshd is still starting; nothing reloaded, send SIGHUP again once it runs")
+
+// running returns the configuration the daemon runs: d.cfg with what
+// Reload applied since.
+func (d *Daemon) running() Config {
+	d.reload.mu.Lock()
+	defer d.reload.mu.Unlock()
+	return d.runningLocked()
+}
+
+func (d *Daemon) runningLocked() Config {
+	if d.reload.cfg != nil {
+		return *d.reload.cfg
+	}
+	return d.cfg
+}
+
+// announceInterval is the running discovery.announce_interval. The timers
+// call it on every tick, and their first call marks the daemon started for
+// Reload: the timers goroutine is started after Run has opened the sockets
+// and the host, so Reload may use them from then on.
+func (d *Daemon) announceInterval() time.Duration {
+	d.reload.mu.Lock()
+	defer d.reload.mu.Unlock()
+	d.reload.started = true
+	return time.Duration(d.runningLocked().Discovery.Interval)
+}
+
+// Reload applies newCfg, a configuration from Load, to the running daemon
+// as far as it can without a restart: log_level (for the caller to set;
+// see liveKeys), discovery.announce_interval, and rooms added to the
+// [[room]] list, which start being hosted. It returns a line for each
+// change applied and for each change that needs a restart (with the old and
+// new values), in key order. Rooms removed from the list stay hosted and
+// are reported as needing a restart.
+//
+// An error means nothing was applied: newCfg is not valid, or Run has not
+// started the daemon yet.
+func (d *Daemon) Reload(newCfg Config) (applied, needRestart []string, err error) {
+	if err := newCfg.Validate(); err != nil {
+		return nil, nil, err
+	}
+	d.reload.serial.Lock()
+	defer d.reload.serial.Unlock()
+	d.reload.mu.Lock()
+	started, old := d.reload.started, d.runningLocked()
+	d.reload.mu.Unlock()
+	if !started {
+		return nil, nil, errNotStarted
+	}
+
+	live, applied, needRestart := diffConfig(old, newCfg)
+
+	// Rooms, outside the lock, which the timers need on every tick:
+	// opening a room reads its history from disk.
+	added, removed := diffRooms(old.Rooms, newCfg.Rooms)
+	live.Rooms = slices.Clone(old.Rooms)
+	hosted := false
+	for _, name := range added {
+		key := fmt.Sprintf("room %q added", name)
+		s, err := d.hostRoom(name)
+		switch {
+		case errors.Is(err, rooms.ErrAlreadyHosted):
+			applied = append(applied, fmt.Sprintf("%s; already hosted as %s", key, s.Ref()))
+		case err != nil:
+			needRestart = append(needRestart, fmt.Sprintf("%s but cannot be hosted (%v)", key, err))
+			continue
+		default:
+			applied = append(applied, fmt.Sprintf("%s; now hosted as %s", key, s.Ref()))
+			hosted = true
+		}
+		live.Rooms = append(live.Rooms, Room{Name: name})
+	}
+	if hosted {
+		// List the new rooms now rather than at the next interval.
+		d.announce()
+	}
+	for _, name := range removed {
+		needRestart = append(needRestart, fmt.Sprintf("room %q removed; it stays hosted", name))
+	}
+
+	d.reload.mu.Lock()
+	d.reload.cfg = &live
+	d.reload.mu.Unlock()
+	return applied, needRestart, nil
+}
+
+// diffConfig compares the running configuration old with next, both valid,
+// key by key ([[room]] aside: see diffRooms). It returns old with the live
+// keys (liveKeys) that can be applied taken from next, and a line for each
+// changed key, in the order of Config's fields: those applied, and those
+// that need a restart.
+func diffConfig(old, next Config) (live Config, applied, restart []string) {
+	live = old
+	walkLeaves("", reflect.ValueOf(&live).Elem(), reflect.ValueOf(next), func(key string, lv, nv reflect.Value) {
+		if equalValues(lv, nv) {
+			return
+		}
+		line := fmt.Sprintf("%s changed (%s → %s)", key, formatValue(lv), formatValue(nv))
+		if !liveKeys[key] {
+			restart = append(restart, line)
+			return
+		}
+		// Announcements carry room_lifetime, which is not live: a longer
+		// interval must keep within the running lifetime, or rooms would
+		// lapse between announcements.
+		if key == "discovery.announce_interval" && 2*next.Discovery.Interval > old.Discovery.Lifetime {
+			restart = append(restart, fmt.Sprintf("%s, which is more than half the running discovery.room_lifetime (%s)", line, old.Discovery.Lifetime))
+			return
+		}
+		lv.Set(nv)
+		applied = append(applied, line)
+	})
+	return live, applied, restart
+}
+
+// walkLeaves calls f with the dotted TOML key and the values in a and b of
+// every configuration key below struct type of a and b, except the
+// [[room]] list and fields without a key (Path). a is settable.
+func walkLeaves(prefix string, a, b reflect.Value, f func(key string, a, b reflect.Value)) {
+	t := a.Type()
+	for i := range t.NumField() {
+		name, _, _ := strings.Cut(t.Field(i).Tag.Get("toml"), ",")
+		if name == "" || name == "-" || prefix == "" && name == "room" {
+			continue
+		}
+		key := joinKey(prefix, name)
+		fa, fb := a.Field(i), b.Field(i)
+		if _, text := textForms[fa.Type()]; fa.Kind() == reflect.Struct && !text {
+			walkLeaves(key, fa, fb, f)
+			continue
+		}
+		f(key, fa, fb)
+	}
+}
+
+// equalValues reports whether two values of a configuration key are the
+// same; an empty list equals a missing one.
+func equalValues(a, b reflect.Value) bool {
+	if a.Kind() != reflect.Slice {
+		return a.Equal(b)
+	}
+	if a.Len() != b.Len() {
+		return false
+	}
+	for i := range a.Len() {
+		if !equalValues(a.Index(i), b.Index(i)) {
+			return false
+		}
+	}
+	return true
+}
+
+// formatValue writes a configuration value roughly as TOML would, for
+// messages: strings quoted, addresses and durations bare.
+func formatValue(v reflect.Value) string {
+	if m, ok := v.Interface().(encoding.TextMarshaler); ok {
+		text, _ := m.MarshalText()
+		if len(text) == 0 {
+			return `""`
+		}
+		return string(text)
+	}
+	switch v.Kind() {
+	case reflect.String:
+		return strconv.Quote(v.String())
+	case reflect.Slice:
+		elems := make([]string, v.Len())
+		for i := range elems {
+			elems[i] = formatValue(v.Index(i))
+		}
+		return "[" + strings.Join(elems, ", ") + "]"
+	default:
+		return fmt.Sprint(v.Interface())
+	}
+}
+
+// diffRooms returns the names of the rooms in next but not in old, and in
+// old but not in next, each in list order.
+func diffRooms(old, next []Room) (added, removed []string) {
+	in := func(list []Room, name string) bool {
+		return slices.ContainsFunc(list, func(r Room) bool { return r.Name == name })
+	}
+	for _, r := range next {
+		if !in(old, r.Name) {
+			added = append(added, r.Name)
+		}
+	}
+	for _, r := range old {
+		if !in(next, r.Name) {
+			removed = append(removed, r.Name)
+		}
+	}
+	return added, removed
+}
