@@ -55,6 +55,7 @@ type HostConfig struct {
 	DataGroups netip.Prefix   `toml:"data_groups"` // IPv4 multicast prefix rooms' data groups are drawn from
 	DataPort   int            `toml:"data_port"`   // UDP port of room data
 	History    int            `toml:"history"`     // lines each hosted room keeps for members that missed them
+	MemberRate int            `toml:"member_rate"` // lines a second each member may say; 0 means no bound
 	HistoryDir string         `toml:"history_dir"` // where hosted rooms' logs live; "" means a "history" directory beside the control socket
 }
 
@@ -128,6 +129,7 @@ func Default() Config {
 			DataGroups: netip.MustParsePrefix("239.255.78.0/24"),
 			DataPort:   7703,
 			History:    1000,
+			MemberRate: 10,
 		},
 		Member: MemberConfig{Path: "auto"},
 	}
@@ -325,6 +327,9 @@ func (c Config) problems() []Problem {
 	}
 	if h := c.Host.History; h < 16 || h > 1_000_000 {
 		d.add("host.history", "%d is out of range; use 16..1000000", h)
+	}
+	if r := c.Host.MemberRate; r < 0 || r > 1e6 {
+		d.add("host.member_rate", "%d is out of range; use 0 (no bound) to 1000000", r)
 	}
 	if dir := c.Host.HistoryDir; dir != "" && !filepath.IsAbs(dir) {
 		d.add("host.history_dir", "%q is not an absolute path", dir)

@@ -72,6 +72,7 @@ func TestLoadFull(t *testing.T) {
 			DataGroups: netip.MustParsePrefix("239.7.0.0/16"),
 			DataPort:   9003,
 			History:    5000,
+			MemberRate: 10,
 			HistoryDir: "/var/lib/meshd/history",
 		},
 		Member: MemberConfig{Path: "tcp"},

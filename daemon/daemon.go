@@ -187,6 +187,7 @@ func (d *Daemon) open() error {
 		Stats:      &d.stats,
 		Logger:     d.log.With("component", "host"),
 		OpenStore:  d.openStore,
+		MemberRate: float64(d.cfg.Host.MemberRate),
 		OnReceipt:  d.receipt,
 	})
 	return nil

@@ -178,6 +178,8 @@ func (s *sender) snapshot() (map[uint64]string, uint64) {
 const roomHostConfig = `
 [host]
 history = 20000
+# The tests say lines as fast as the room takes them.
+member_rate = 0
 
 [[room]]
 name = "general"

@@ -45,6 +45,10 @@ type HostConfig struct {
 	OnReceipt func(ref string, seq uint64, seen, of int)
 	Stats     *Stats
 	Logger    *slog.Logger
+	// MemberRate bounds the lines a second each member may say (with
+	// bursts of twice that); 0 means no bound. The hosting user is not
+	// bounded.
+	MemberRate float64
 	// OpenStore gives a room the store that keeps its sequence across
 	// restarts.
 	OpenStore func(name string, id [wire.RoomIDLen]byte) (Store, error)
@@ -255,6 +259,7 @@ func (h *Host) serveSession(ctx context.Context, raw net.Conn) {
 	}
 	sess := &hostSession{
 		nackLimit: bucket{rate: nackRate, burst: nackBurst},
+		sayLimit:  bucket{rate: h.cfg.MemberRate, burst: 2 * h.cfg.MemberRate},
 		conn:      conn,
 		raw:       raw,
 		keyID:     KeyID(pub),
@@ -298,6 +303,7 @@ type hostSession struct {
 	streaming bool   // the member gets the room over this session
 	watches   []watch
 	nackLimit bucket
+	sayLimit  bucket
 
 	conn  *tls.Conn
 	raw   net.Conn // closed directly: tls.Conn.Close would wait on a stuck write

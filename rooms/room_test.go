@@ -650,3 +650,32 @@ func TestRebootHoleIsDeclared(t *testing.T) {
 		t.Fatalf("gaps = %v, want [[6 1029]]", tm.gaps)
 	}
 }
+
+// A member saying more than the host's member rate is told so, with the
+// rate; what it said before is not lost.
+func TestMemberRate(t *testing.T) {
+	tr := newTestRoom(t, memnet.New(8), "general")
+	tr.host.cfg.MemberRate = 2 // bursts of 4
+	tm, err := tr.join("10.0.0.2", "alice", tr.kn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	var said int
+	for i := range 10 {
+		_, err := tm.m.Say(ctx, fmt.Sprintf("line %d", i))
+		if err != nil {
+			if !strings.Contains(err.Error(), "(2 lines a second)") {
+				t.Fatalf("say %d: err = %v, want the rate stated", i, err)
+			}
+			break
+		}
+		said++
+	}
+	if said != 4 {
+		t.Errorf("%d lines accepted at once, want the burst of 4", said)
+	}
+	if n := tr.stats.SaysLimited.Load(); n != 1 {
+		t.Errorf("says_limited = %d, want 1", n)
+	}
+}

@@ -604,6 +604,10 @@ func (s *Sequencer) memberSay(m *hostSession, text string) (uint64, error) {
 	if s.members[m.keyID] != m {
 		return 0, errors.New("not a member of the room")
 	}
+	if rate := s.host.cfg.MemberRate; rate > 0 && !m.sayLimit.allow(time.Now()) {
+		s.host.cfg.Stats.SaysLimited.Add(1)
+		return 0, fmt.Errorf("you are saying more than room %s allows (%g lines a second); wait a moment and say it again", s.ref, rate)
+	}
 	seq, err := s.submitLocked(wire.Record{Kind: wire.KindMessage, KeyID: m.keyID, Nick: m.nick, Text: text})
 	if err == nil {
 		m.watches = addWatch(m.watches, seq)
