@@ -47,6 +47,7 @@ type MemberConfig struct {
 const (
 	StateConnected    = "connected"
 	StateDisconnected = "disconnected"
+	StateRefused      = "refused" // the host refused a rejoin: kicked or banned
 
 	PathAuto      = "auto"
 	PathMulticast = "multicast"
@@ -341,6 +342,16 @@ func (m *Member) run(ctx context.Context, conn *tls.Conn) {
 			resume := m.rx.next
 			m.mu.Unlock()
 			c, w, err := m.connect(ctx, kn, resume)
+			if errors.Is(err, ErrRefused) || errors.Is(err, ErrHostKeyMismatch) {
+				// The host's answer, not a path problem: asking again
+				// would change nothing.
+				m.log.Warn("the host will not have this member back", "err", err)
+				m.mu.Lock()
+				m.setStateLocked(StateRefused)
+				m.mu.Unlock()
+				<-ctx.Done()
+				return
+			}
 			if err != nil {
 				m.log.Debug("reconnect failed", "err", err)
 				continue
@@ -403,6 +414,15 @@ func (m *Member) serve(conn *tls.Conn) error {
 			if ch != nil {
 				ch <- f
 			}
+		case *wire.Rekey:
+			k, err := newEpochKey(f.Epoch, f.Key)
+			if err != nil {
+				return err
+			}
+			m.mu.Lock()
+			m.key = k
+			m.rx.newEpoch()
+			m.mu.Unlock()
 		case *wire.Seen:
 			m.mu.Lock()
 			m.rx.seen(f)

@@ -110,6 +110,14 @@ func (rx *receiver) reset(next, block uint64, now time.Time) {
 	rx.lastMcast, rx.mcastSince = now, now
 }
 
+// newEpoch forgets the blocks of the old epoch: the new one numbers its
+// own from 1. Records of old blocks still missing arrive by sequence
+// number over the session.
+func (rx *receiver) newEpoch() {
+	rx.doneBelow, rx.lastBlock = 1, 0
+	clear(rx.partials)
+}
+
 func (rx *receiver) seen(s *wire.Seen) {
 	if len(rx.receipts) >= maxReceipts {
 		for seq := range rx.receipts {

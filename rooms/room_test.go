@@ -679,3 +679,63 @@ func TestMemberRate(t *testing.T) {
 		t.Errorf("says_limited = %d, want 1", n)
 	}
 }
+
+// A kicked member's session ends, it cannot rejoin, and though its socket
+// still receives the room's packets it opens none sent after the kick; the
+// others lose nothing.
+func TestKickRotatesKey(t *testing.T) {
+	n := memnet.New(9)
+	tr := newTestRoom(t, n, "general")
+	alice, err := tr.join("10.0.0.2", "alice", tr.kn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob, err := tr.join("10.0.0.3", "bob", tr.kn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := alice.m.Say(ctx, "before"); err != nil {
+		t.Fatal(err)
+	}
+	before := tr.seq.LastSeq()
+	bob.rec.waitFor(t, "the line before the kick", func(d []Delivery) bool { return len(d) > 0 && d[len(d)-1].Seq == before })
+
+	if err := tr.seq.Kick("nobody", false); !errors.Is(err, ErrNoSuchMember) {
+		t.Fatalf("Kick(nobody) = %v, want ErrNoSuchMember", err)
+	}
+	if err := tr.seq.Kick("bob", false); err != nil {
+		t.Fatal(err)
+	}
+	partSeq := tr.seq.LastSeq()
+	delivered := bob.stats.DataDelivered.Load()
+	for i := range 5 {
+		if _, err := tr.seq.Say(fmt.Sprintf("after %d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	last := tr.seq.LastSeq()
+	alice.rec.waitFor(t, "the lines after the kick", func(d []Delivery) bool { return len(d) > 0 && d[len(d)-1].Seq == last })
+	waitUntil(t, "bob to drop packets of the new epoch", func() bool { return bob.stats.DataBadEpoch.Load() > 0 })
+	waitUntil(t, "bob's rejoin to be refused", func() bool { return bob.m.State() == StateRefused })
+	if got := bob.stats.DataDelivered.Load(); got > delivered+1 {
+		t.Errorf("bob delivered %d records after the kick, want at most his own part (#%d)", got-delivered, partSeq)
+	}
+	for _, d := range bob.rec.snapshot() {
+		if d.Seq > partSeq {
+			t.Errorf("bob delivered #%d %q, said after the kick", d.Seq, d.Text)
+		}
+	}
+}
+
+// waitUntil polls cond, for state that no event announces.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -34,6 +34,14 @@ const (
 	// receiptWatches bounds, per member, the lines whose receipts the host
 	// reports back to it.
 	receiptWatches = 64
+	// An epoch key is replaced after rekeyPackets packets or rekeyAge,
+	// whichever comes first, so that a key that leaked stops being
+	// useful, and well before its nonce counter could run out.
+	rekeyPackets = 1 << 24
+	rekeyAge     = time.Hour
+	// kickBan is how long a kicked member may not rejoin; a ban lasts
+	// until the host restarts.
+	kickBan = 10 * time.Minute
 	// lossDecay forgets old loss reports, per Tick (4 a second): the
 	// estimate halves in about 10 s without a higher one.
 	lossDecay = 0.983
@@ -74,6 +82,8 @@ type Sequencer struct {
 	members    map[[wire.KeyIDLen]byte]*hostSession
 	lastAddr   []netip.AddrPort
 	watches    []watch // the hosting user's lines awaiting receipts
+	rotatedAt  time.Time
+	banned     map[[wire.KeyIDLen]byte]time.Time // zero time: until restart
 	buf        []byte
 	closed     bool
 }
@@ -108,6 +118,7 @@ func newSequencer(h *Host, name string, id [wire.RoomIDLen]byte, store Store) *S
 		next:     start,
 		reserved: start,
 		repairs:  make(map[uint64]int),
+		banned:   make(map[[wire.KeyIDLen]byte]time.Time),
 		members:  make(map[[wire.KeyIDLen]byte]*hostSession),
 		buf:      make([]byte, 0, wire.MaxPacket),
 	}
@@ -143,7 +154,53 @@ func (s *Sequencer) rekeyLocked() error {
 	}
 	s.rekeys++
 	s.key, s.counter = k, 0
+	s.block, s.blocks = 0, [sentBlocks]*sentBlock{}
+	clear(s.repairs)
+	s.rotatedAt = time.Now()
 	return nil
+}
+
+// rotateLocked starts a new epoch: what is pending goes out under the old
+// key, then every member still in the room gets the new key over its
+// session. A member that left, or was removed, reads nothing after.
+func (s *Sequencer) rotateLocked() {
+	s.flushLocked()
+	if err := s.rekeyLocked(); err != nil {
+		s.host.log.Error("cannot rotate the room key", "room", s.ref, "err", err)
+		return
+	}
+	rk := &wire.Rekey{Epoch: s.key.epoch, Key: s.key.key}
+	for _, m := range s.members {
+		m.send(rk)
+	}
+	s.host.cfg.Stats.Rekeys.Add(1)
+}
+
+// ErrNoSuchMember means no member of the room has that nick.
+var ErrNoSuchMember = errors.New("no such member")
+
+// Kick removes the member called nick: its session ends, its part is
+// sequenced, the room's key rotates so that it can read nothing said
+// afterwards, and it may not rejoin for a while, or, with ban, until the
+// host restarts.
+func (s *Sequencer) Kick(nick string, ban bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, m := range s.members {
+		if m.nick != nick {
+			continue
+		}
+		until := time.Time{}
+		if !ban {
+			until = time.Now().Add(kickBan)
+		}
+		s.banned[m.keyID] = until
+		s.dropLocked(m)
+		s.rotateLocked()
+		s.host.log.Info("member removed", "room", s.ref, "nick", nick, "ban", ban)
+		return nil
+	}
+	return fmt.Errorf("%w called %q in room %s (see \"meshctl who %s\")", ErrNoSuchMember, nick, s.ref, s.name)
 }
 
 // Say sequences a line from the hosting user.
@@ -296,7 +353,13 @@ func (s *Sequencer) tick(now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.loss *= lossDecay
-	if s.closed || now.Sub(s.lastSend) < Heartbeat {
+	if s.closed {
+		return
+	}
+	if len(s.members) > 0 && (s.counter > rekeyPackets || now.Sub(s.rotatedAt) > rekeyAge) {
+		s.rotateLocked()
+	}
+	if now.Sub(s.lastSend) < Heartbeat {
 		return
 	}
 	s.counter++
@@ -465,6 +528,12 @@ func (s *Sequencer) admit(m *hostSession, resume uint64) error {
 	if m.keyID == s.keyID {
 		return errors.New("the host cannot join its own room")
 	}
+	if until, ok := s.banned[m.keyID]; ok {
+		if until.IsZero() || time.Now().Before(until) {
+			return fmt.Errorf("you were removed from room %s by its host", s.ref)
+		}
+		delete(s.banned, m.keyID)
+	}
 	if old, ok := s.members[m.keyID]; ok {
 		// The same key joining again is a member that restarted before
 		// its old session timed out: the new session replaces it.
@@ -517,6 +586,7 @@ func (s *Sequencer) part(m *hostSession) {
 		return
 	}
 	s.dropLocked(m)
+	s.rotateLocked()
 }
 
 func (s *Sequencer) dropLocked(m *hostSession) {

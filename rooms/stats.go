@@ -38,6 +38,7 @@ type Stats struct {
 	StreamSwitches  atomic.Int64 // this daemon's memberships changing path
 
 	JoinsLimited    atomic.Int64 // join connections over their source's rate
+	Rekeys          atomic.Int64 // epoch keys this daemon's hosted rooms rotated
 	SaysLimited     atomic.Int64 // lines refused: their member said more than host.member_rate
 	SessionsRefused atomic.Int64
 	PacketsSent     atomic.Int64
@@ -76,6 +77,7 @@ func (s *Stats) Snapshot() map[string]int64 {
 		"blocks_repaired":    s.BlocksRepaired.Load(),
 		"stream_switches":    s.StreamSwitches.Load(),
 		"says_limited":       s.SaysLimited.Load(),
+		"rekeys":             s.Rekeys.Load(),
 		"joins_limited":      s.JoinsLimited.Load(),
 		"sessions_refused":   s.SessionsRefused.Load(),
 		"packets_sent":       s.PacketsSent.Load(),

@@ -22,6 +22,7 @@ const (
 	FrameAck    = 10 // member → host: what it has delivered, and the loss it sees
 	FrameStream = 11 // member → host: send me the room over this session, or stop
 	FrameSeen   = 12 // host → member: how many members hold a line it said
+	FrameRekey  = 13 // host → member: the room's new epoch key
 )
 
 // A frame is a uint32 length, then that many bytes: a type byte and its
@@ -124,6 +125,14 @@ type Seen struct {
 	Seen, Of uint16
 }
 
+// Rekey hands a member the room's key for a new epoch, after a member
+// left or was removed, or the old key's budget ran out: epoch uint64, key
+// 32 bytes. Blocks are numbered afresh from 1 in the new epoch.
+type Rekey struct {
+	Epoch uint64
+	Key   [32]byte
+}
+
 // Frame is any decoded session frame; its dynamic type is one of the
 // frame structs above.
 type Frame any
@@ -212,6 +221,10 @@ func AppendFrame(b []byte, f Frame) ([]byte, error) {
 			on = 1
 		}
 		b = append(b, FrameStream, on)
+	case *Rekey:
+		b = append(b, FrameRekey)
+		b = appendU64(b, f.Epoch)
+		b = append(b, f.Key[:]...)
 	case *Seen:
 		b = append(b, FrameSeen)
 		b = appendU64(b, f.Seq)
@@ -293,6 +306,10 @@ func ParseFrame(b []byte) (Frame, error) {
 			r.fail(ErrInvalid)
 		}
 		f = &Stream{On: on == 1}
+	case FrameRekey:
+		rk := &Rekey{Epoch: r.u64()}
+		copy(rk.Key[:], r.take(len(rk.Key)))
+		f = rk
 	case FrameSeen:
 		sn := &Seen{Seq: r.u64()}
 		sn.Seen, sn.Of = r.u16(), r.u16()

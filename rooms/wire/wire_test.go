@@ -1140,6 +1140,7 @@ func sampleFrames() []wire.Frame {
 		&wire.Stream{On: false},
 		&wire.Seen{Seq: 12, Seen: 3, Of: 4},
 		&wire.Seen{Seq: ^uint64(0), Seen: ^uint16(0), Of: ^uint16(0)},
+		&wire.Rekey{Epoch: 1<<32 | 7, Key: [32]byte{1, 2, 3}},
 	}
 }
 
@@ -1181,6 +1182,9 @@ func frameEqual(a, b wire.Frame) bool {
 	case *wire.Seen:
 		b, ok := b.(*wire.Seen)
 		return ok && *a == *b
+	case *wire.Rekey:
+		b, ok := b.(*wire.Rekey)
+		return ok && *a == *b
 	}
 	return false
 }
@@ -1212,6 +1216,8 @@ func typeName(v any) string {
 		return "stream"
 	case *wire.Seen:
 		return "seen"
+	case *wire.Rekey:
+		return "rekey"
 	}
 	return "?"
 }
@@ -1291,8 +1297,8 @@ func TestFrameLayout(t *testing.T) {
 func TestFrameNumbers(t *testing.T) {
 	// ONLY APPEND: these numbers are on the wire.
 	got := []int{wire.FrameHello, wire.FrameWelcome, wire.FrameRefuse, wire.FrameSay, wire.FrameSaid, wire.FrameFetch,
-		wire.FrameGone, wire.FrameBatch, wire.FrameAck, wire.FrameStream, wire.FrameSeen}
-	want := []int{1, 2, 3, 4, 5, 6, 8, 9, 10, 11, 12}
+		wire.FrameGone, wire.FrameBatch, wire.FrameAck, wire.FrameStream, wire.FrameSeen, wire.FrameRekey}
+	want := []int{1, 2, 3, 4, 5, 6, 8, 9, 10, 11, 12, 13}
 	if !slices.Equal(got, want) {
 		t.Errorf("frame types = %v, want %v", got, want)
 	}
@@ -1382,7 +1388,10 @@ func TestParseFrameBounds(t *testing.T) {
 	}{
 		{"empty", nil, wire.ErrShort},
 		{"type zero", []byte{0}, wire.ErrType},
-		{"type after the last", []byte{wire.FrameSeen + 1}, wire.ErrType},
+		{"type after the last", []byte{wire.FrameRekey + 1}, wire.ErrType},
+		{"rekey", rawFrame(wire.FrameRekey, u(8), make([]byte, 32)), nil},
+		{"rekey short", rawFrame(wire.FrameRekey, u(8), make([]byte, 31)), wire.ErrShort},
+		{"rekey trailing", rawFrame(wire.FrameRekey, u(8), make([]byte, 33)), wire.ErrTrailing},
 		{"retired packet type", rawFrame(7, u(40)), wire.ErrType},
 		{"hello at max", rawFrame(wire.FrameHello, str8(wire.MaxRoomName), str8(wire.MaxNick), u(8)), nil},
 		{"hello room over max", rawFrame(wire.FrameHello, str8(wire.MaxRoomName+1), str8(1), u(8)), wire.ErrTooLong},
