@@ -37,6 +37,9 @@ type Status struct {
 	// Rooms are the rooms this daemon hosts or has joined, with their path.
 	Rooms    []Room           `json:"rooms"`
 	Counters map[string]int64 `json:"counters"`
+	// Memory is the daemon's memory use; nil from a daemon too old to
+	// report it.
+	Memory *Memory `json:"memory,omitempty"`
 }
 
 // Room is one room as this daemon sees it. Rooms are identified by
@@ -150,3 +153,55 @@ func (d *Duration) UnmarshalText(b []byte) error {
 	*d = Duration(v)
 	return err
 }
+
+// Memory is the daemon process's memory use, as the Go runtime reports
+// it. The control server fills it in GET /v0/status from a reading at most
+// a second old.
+type Memory struct {
+	HeapBytes  uint64 `json:"heap_bytes"` // bytes of live and not yet collected heap objects
+	SysBytes   uint64 `json:"sys_bytes"`  // bytes the runtime obtained from the OS
+	Goroutines int    `json:"goroutines"`
+}
+
+// counterHelp explains the daemon's counters (Status.Counters) in a few
+// words, for meshctl stats and the HELP lines of GET /v0/metrics.
+var counterHelp = map[string]string{
+	"announce_accepted":   "new or fresher room announcements",
+	"announce_refreshed":  "repeats of an announcement already held",
+	"announce_malformed":  "announcements that did not parse",
+	"announce_bad_sig":    "announcements whose signature did not verify",
+	"announce_stale":      "announcements older than one already held",
+	"announce_conflict":   "same serial, different bytes: a host equivocated",
+	"announce_evicted":    "rooms dropped because the directory was full",
+	"discovery_filtered":  "discovery datagrams for a group not joined, dropped",
+	"discovery_truncated": "discovery datagrams too long to be valid, dropped",
+	"data_delivered":      "room records delivered in order",
+	"data_duplicate":      "room records already delivered",
+	"data_malformed":      "room records that did not parse",
+	"data_not_joined":     "room records for rooms not joined here",
+	"data_bad_epoch":      "room records under a key epoch not held",
+	"data_auth_failed":    "room records not sealed under the room key",
+	"data_bad_sig":        "room records not signed by the room's host",
+	"data_out_of_window":  "room records too far ahead to hold",
+	"data_lost":           "room records the host no longer held (gaps)",
+	"data_fetched":        "packets fetched over a session: history and repairs",
+	"data_filtered":       "data datagrams for a group not joined, dropped",
+	"data_truncated":      "data datagrams too long to be valid, dropped",
+	"nacks_sent":          "NACKs sent as a member",
+	"nacks_suppressed":    "NACKs held back because another member asked first",
+	"nacks_received":      "NACKs the host acted on",
+	"nack_malformed":      "NACKs that did not parse",
+	"nack_refused":        "NACKs from keys that are not members",
+	"nack_limited":        "NACKs over a member's rate",
+	"repairs_sent":        "repair shards sent as host",
+	"blocks_decoded":      "blocks rebuilt from any k shards",
+	"blocks_repaired":     "blocks that needed parity to rebuild",
+	"stream_switches":     "memberships changing path (multicast or tcp)",
+	"sessions_refused":    "join sessions refused",
+	"packets_sent":        "packets sent",
+	"send_errors":         "packets that failed to send",
+}
+
+// CounterHelp returns a short explanation of the counter called name, or
+// "" for a counter this package does not know.
+func CounterHelp(name string) string { return counterHelp[name] }

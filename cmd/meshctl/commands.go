@@ -137,6 +137,27 @@ func (c *cli) status(ctx context.Context, args []string) error {
 	return printStatus(c.stdout, st)
 }
 
+func (c *cli) stats(ctx context.Context, args []string) error {
+	if _, err := c.parse(c.flagSet("stats"), args, 0, 0); err != nil {
+		return err
+	}
+	st, err := c.client.Status(ctx)
+	if err != nil {
+		return err
+	}
+	if c.json {
+		return c.printJSON(statsJSON{Uptime: st.Uptime, Counters: st.Counters, Memory: st.Memory})
+	}
+	return printStats(c.stdout, st)
+}
+
+// statsJSON is what stats -json prints: the part of the status it shows.
+type statsJSON struct {
+	Uptime   ctl.Duration     `json:"uptime"`
+	Counters map[string]int64 `json:"counters"`
+	Memory   *ctl.Memory      `json:"memory,omitempty"`
+}
+
 // tail prints what the daemon holds of a room, then follows it. An
 // interrupt (ctx cancelled) is the normal way to stop and exits 0.
 func (c *cli) tail(ctx context.Context, args []string) error {

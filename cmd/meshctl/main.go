@@ -62,6 +62,7 @@ var commands = []command{
 	{"who", "ROOM", "list ROOM's members", (*cli).who},
 	{"tail", "ROOM [-since SEQ] [-n]", "print ROOM's recent messages, then follow new ones until interrupted;\n\t-since SEQ shows only messages after SEQ, -n exits instead of following", (*cli).tail},
 	{"status", "", "show the daemon's identity, rooms and counters", (*cli).status},
+	{"stats", "", "explain the daemon's counters, grouped by what they count, and its memory use", (*cli).stats},
 	{"help", "", "show this help", nil},
 }
 

@@ -33,6 +33,11 @@ const staleDialTimeout = time.Second
 // group exists, the socket and a directory Listen created are given to
 // group. A group that does not exist is skipped: access is then limited
 // to root.
+//
+// Serve checks every connection on the returned listener against a Policy
+// with group as the operator group: root, the daemon's own user and
+// members of group may do everything, anyone else only read the status
+// and the metrics.
 func Listen(path, group string) (net.Listener, error) {
 	if path == "" {
 		return nil, errors.New("ctlserver: listen: empty socket path")
@@ -79,7 +84,7 @@ func Listen(path, group string) (net.Listener, error) {
 			return nil, fmt.Errorf("ctlserver: chgrp socket to %s: %w", group, err)
 		}
 	}
-	return ln, nil
+	return &policyListener{Listener: ln, policy: newPolicy(group)}, nil
 }
 
 // removeStale removes a socket file nobody answers on. Unix sockets outlive

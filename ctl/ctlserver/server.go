@@ -51,6 +51,9 @@ const (
 	// readHeaderTimeout bounds how long a connection may dawdle before its
 	// request headers are in, so a stuck client cannot pin a goroutine.
 	readHeaderTimeout = 10 * time.Second
+	// idleTimeout closes keep-alive connections nobody uses, so that they
+	// do not hold one of the maxConns slots.
+	idleTimeout = 30 * time.Second
 	// maxHeaderBytes is far above anything meshctl or curl sends.
 	maxHeaderBytes = 16 << 10
 	// shutdownTimeout bounds how long Serve waits for requests to finish
@@ -64,6 +67,7 @@ type Server struct {
 	version string
 	log     *slog.Logger
 	mux     *http.ServeMux
+	mem     memCache
 	// endpoints lists "METHOD /path" for error messages that tell a caller
 	// what exists.
 	endpoints []string
@@ -88,6 +92,7 @@ func New(b Backend, version string, logger *slog.Logger) *Server {
 		{"POST", "/v0/rooms/{room}/say", s.api(s.say)},
 		{"GET", "/v0/rooms/{room}/who", s.api(s.who)},
 		{"GET", "/v0/events", s.events},
+		{"GET", "/v0/metrics", s.metrics},
 	}
 	allowed := make(map[string][]string)
 	for _, rt := range routes {
@@ -128,6 +133,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			"requests from web pages are refused: the control socket is for local programs such as meshctl")
 		return
 	}
+	if !checkAccess(w, r) {
+		return
+	}
 	s.mux.ServeHTTP(w, r)
 }
 
@@ -135,7 +143,17 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // streams end, in-flight requests get shutdownTimeout to finish, and ln is
 // closed. It returns nil after a shutdown caused by ctx, and only once
 // every goroutine it started has exited.
+//
+// Serve asks the kernel who is at the other end of each connection and
+// applies the access Policy of a listener made by Listen; on any other
+// listener the policy has no operator group. At most maxConns connections
+// are served at once; more wait until one closes.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	pol := newPolicy("")
+	if pl, ok := ln.(*policyListener); ok {
+		pol = pl.policy
+	}
+	ln = newLimitListener(ln, maxConns)
 	// Request contexts derive from reqCtx, so cancelling it ends event
 	// streams, which http.Server.Shutdown would otherwise wait for forever.
 	reqCtx, cancel := context.WithCancel(ctx)
@@ -143,8 +161,10 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	hs := &http.Server{
 		Handler:           s,
 		ReadHeaderTimeout: readHeaderTimeout,
+		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
 		BaseContext:       func(net.Listener) context.Context { return reqCtx },
+		ConnContext:       connContext(pol),
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
 	served := make(chan error, 1)
@@ -194,7 +214,13 @@ func (s *Server) api(f apiFunc) http.HandlerFunc {
 	}
 }
 
-func (s *Server) status(*http.Request) (any, error) { return s.b.Status(), nil }
+func (s *Server) status(*http.Request) (any, error) {
+	st := s.b.Status()
+	// The server runs in the daemon's process, so its memory is ours.
+	mem := s.mem.read()
+	st.Memory = &mem
+	return st, nil
+}
 
 func (s *Server) rooms(*http.Request) (any, error) {
 	rooms := s.b.Rooms()
