@@ -148,6 +148,9 @@ type host struct {
 	cmd    *exec.Cmd
 	exited chan error
 	log    string
+
+	clientOnce sync.Once
+	ctlClient  *ctl.Client
 }
 
 func (l *lan) addHost(name string) *host {
@@ -373,4 +376,9 @@ func (h *host) kill() {
 }
 
 // client returns a control API client of h's daemon.
-func (h *host) client() *ctl.Client { return &ctl.Client{Socket: h.socket} }
+// It is one client per host, so that the tests reuse its connections as
+// a well-behaved front end would.
+func (h *host) client() *ctl.Client {
+	h.clientOnce.Do(func() { h.ctlClient = &ctl.Client{Socket: h.socket} })
+	return h.ctlClient
+}

@@ -83,9 +83,18 @@ type Sequencer struct {
 	lastAddr   []netip.AddrPort
 	watches    []watch // the hosting user's lines awaiting receipts
 	rotatedAt  time.Time
+	// The pending batch's senders, answered once it is logged.
+	unanswered []answer
+	logged     chan struct{}                     // closed when the pending batch is logged
 	banned     map[[wire.KeyIDLen]byte]time.Time // zero time: until restart
 	buf        []byte
 	closed     bool
+}
+
+// answer is a Said waiting for its line's batch to reach the log.
+type answer struct {
+	m    *hostSession
+	said *wire.Said
 }
 
 // sentBlock is a block the host can still repair.
@@ -209,12 +218,21 @@ func (s *Sequencer) Say(text string) (uint64, error) {
 		return 0, err
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	seq, err := s.submitLocked(wire.Record{Kind: wire.KindMessage, KeyID: s.keyID, Nick: s.host.cfg.Nick, Text: text})
 	if err == nil && len(s.members) > 0 {
 		s.watches = addWatch(s.watches, seq)
 	}
-	return seq, err
+	logged := s.logged
+	s.mu.Unlock()
+	if err != nil {
+		return 0, err
+	}
+	// Accepted means logged: a crash after this loses nothing. (A line
+	// that filled its batch was logged already, and logged is nil.)
+	if logged != nil {
+		<-logged
+	}
+	return seq, nil
 }
 
 func addWatch(ws []watch, seq uint64) []watch {
@@ -262,6 +280,9 @@ func (s *Sequencer) submitLocked(rec wire.Record) (uint64, error) {
 	s.next++
 	s.pending = append(s.pending, rec)
 	s.pendingLen += size
+	if s.logged == nil {
+		s.logged = make(chan struct{})
+	}
 	s.host.cfg.Deliver(Delivery{Room: s.ref, Seq: seq, Record: rec})
 	switch {
 	case s.pendingLen >= flushBytes:
@@ -294,6 +315,9 @@ func (s *Sequencer) flushLocked() {
 	first := s.next - uint64(len(s.pending))
 	recs := s.pending
 	s.pending, s.pendingLen = s.pending[:0], 0
+	// Whatever happens below, the lines are answered: the senders learn
+	// their place once the batch is in the log, not before.
+	defer s.answerLocked()
 	log := s.host.log.With("room", s.ref)
 	batch, err := signBatch(nil, s.host.cfg.Identity, s.opts, first, recs)
 	if err != nil {
@@ -321,6 +345,20 @@ func (s *Sequencer) flushLocked() {
 	s.blocks[sb.no%sentBlocks] = sb
 	for i := range sb.sent {
 		s.sendShardLocked(sb, i)
+	}
+}
+
+// answerLocked tells the senders of the batch just logged where their
+// lines went.
+func (s *Sequencer) answerLocked() {
+	for _, a := range s.unanswered {
+		a.m.send(a.said)
+	}
+	clear(s.unanswered)
+	s.unanswered = s.unanswered[:0]
+	if s.logged != nil {
+		close(s.logged)
+		s.logged = nil
 	}
 }
 
@@ -639,13 +677,7 @@ func (s *Sequencer) serveMember(m *hostSession, buf []byte) error {
 		}
 		switch f := f.(type) {
 		case *wire.Say:
-			said := &wire.Said{ID: f.ID}
-			seq, err := s.memberSay(m, f.Text)
-			if err != nil {
-				said.Error = err.Error()
-			}
-			said.Seq = seq
-			m.send(said)
+			s.memberSay(m, f)
 		case *wire.Fetch:
 			s.mu.Lock()
 			s.flushLocked()
@@ -665,24 +697,38 @@ func (s *Sequencer) serveMember(m *hostSession, buf []byte) error {
 	}
 }
 
-func (s *Sequencer) memberSay(m *hostSession, text string) (uint64, error) {
-	if err := ValidateText(text); err != nil {
-		return 0, err
+// memberSay sequences a member's line; its Said goes out once the line's
+// batch is logged, or at once with the reason it was refused.
+func (s *Sequencer) memberSay(m *hostSession, f *wire.Say) {
+	if err := ValidateText(f.Text); err != nil {
+		m.send(&wire.Said{ID: f.ID, Error: err.Error()})
+		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	refuse := func(err error) { m.send(&wire.Said{ID: f.ID, Error: err.Error()}) }
 	if s.members[m.keyID] != m {
-		return 0, errors.New("not a member of the room")
+		refuse(errors.New("not a member of the room"))
+		return
 	}
 	if rate := s.host.cfg.MemberRate; rate > 0 && !m.sayLimit.allow(time.Now()) {
 		s.host.cfg.Stats.SaysLimited.Add(1)
-		return 0, fmt.Errorf("you are saying more than room %s allows (%g lines a second); wait a moment and say it again", s.ref, rate)
+		refuse(fmt.Errorf("you are saying more than room %s allows (%g lines a second); wait a moment and say it again", s.ref, rate))
+		return
 	}
-	seq, err := s.submitLocked(wire.Record{Kind: wire.KindMessage, KeyID: m.keyID, Nick: m.nick, Text: text})
-	if err == nil {
-		m.watches = addWatch(m.watches, seq)
+	seq, err := s.submitLocked(wire.Record{Kind: wire.KindMessage, KeyID: m.keyID, Nick: m.nick, Text: f.Text})
+	if err != nil {
+		refuse(err)
+		return
 	}
-	return seq, err
+	m.watches = addWatch(m.watches, seq)
+	said := &wire.Said{ID: f.ID, Seq: seq}
+	if len(s.pending) == 0 {
+		// The line filled its batch, which is logged already.
+		m.send(said)
+		return
+	}
+	s.unanswered = append(s.unanswered, answer{m: m, said: said})
 }
 
 // ack records how far a member has got, and the loss it sees; the

@@ -52,8 +52,9 @@ const (
 	// request headers are in, so a stuck client cannot pin a goroutine.
 	readHeaderTimeout = 10 * time.Second
 	// idleTimeout closes keep-alive connections nobody uses, so that they
-	// do not hold one of the maxConns slots.
-	idleTimeout = 30 * time.Second
+	// do not hold one of the maxConns slots: a front end that makes a new
+	// client per request leaves one behind each time.
+	idleTimeout = 2 * time.Second
 	// maxHeaderBytes is far above anything meshctl or curl sends.
 	maxHeaderBytes = 16 << 10
 	// shutdownTimeout bounds how long Serve waits for requests to finish
