@@ -90,6 +90,15 @@ type JoinRequest struct {
 	Nick string `json:"nick,omitempty"`
 }
 
+// KickRequest is the body of POST /v0/rooms/{room}/kick, on the room's
+// host: the member leaves, the room's key rotates so that it reads nothing
+// said afterwards, and it may not rejoin for ten minutes, or, with Ban,
+// until the host restarts.
+type KickRequest struct {
+	Nick string `json:"nick"`
+	Ban  bool   `json:"ban,omitempty"`
+}
+
 // SayRequest is the body of POST /v0/rooms/{room}/say.
 type SayRequest struct {
 	Text string `json:"text"`

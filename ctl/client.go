@@ -207,6 +207,12 @@ func (c *Client) Leave(ctx context.Context, room string) error {
 	return c.call(ctx, http.MethodPost, roomPath(room, "leave"), nil, nil)
 }
 
+// Kick removes a member from room, which this daemon must host; with
+// req.Ban it may not rejoin until the host restarts.
+func (c *Client) Kick(ctx context.Context, room string, req KickRequest) error {
+	return c.call(ctx, http.MethodPost, roomPath(room, "kick"), req, nil)
+}
+
 // Say sends a line to room and returns the sequence number the host gave
 // it, and, if req.Wait is set, how many members held it when the wait
 // ended.

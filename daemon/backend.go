@@ -376,3 +376,20 @@ func (b backend) mine() []ctl.Room {
 	}
 	return out
 }
+
+func (b backend) Kick(ctx context.Context, ref string, req ctl.KickRequest) error {
+	s, m, err := b.d.local(ref)
+	if err != nil {
+		return err
+	}
+	if s == nil {
+		return ctlserver.Conflict(fmt.Errorf("only the host of %s can remove its members; you are a member", m.Ref()))
+	}
+	if err := s.Kick(req.Nick, req.Ban); err != nil {
+		if errors.Is(err, rooms.ErrNoSuchMember) {
+			return ctlserver.NotFound(err)
+		}
+		return err
+	}
+	return nil
+}

@@ -427,3 +427,42 @@ func TestReceiptsAndLongLines(t *testing.T) {
 		t.Errorf("say of a 16385-byte line: err %v, output %q; want a refusal that states the limit", err, b)
 	}
 }
+
+// TestKick: a kicked member's daemon, still on the link and in the group,
+// opens nothing said after the kick, while the others lose nothing.
+func TestKick(t *testing.T) {
+	requireE2E(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	r := newRoom(t, ctx, 2, "")
+	stay, out := r.members[0], r.members[1]
+	s := &sender{accepted: make(map[uint64]string)}
+	s.say(ctx, stay, "general", 10, 0)
+	r.expectAll(s, 20*time.Second)
+
+	before := counters(out)
+	if got := r.host.mustCtl("kick", "general", out.name, "-ban"); !strings.Contains(got, "banned "+out.name) {
+		t.Errorf("kick printed %q", got)
+	}
+	s.say(ctx, r.host, "general", 50, 0)
+	s.say(ctx, stay, "general", 50, 0)
+	accepted, last := s.snapshot()
+	r.views[0].waitFor(last, 20*time.Second)
+	r.views[0].check(accepted)
+	eventually(t, 10*time.Second, "the kicked daemon to drop the new epoch's packets", func() bool {
+		return counters(out)["data_bad_epoch"] > before["data_bad_epoch"]
+	})
+	eventually(t, 10*time.Second, "the kicked daemon to stop rejoining", func() bool {
+		rs, err := out.client().Rooms(ctx)
+		r := findRoom(rs, "general")
+		return err == nil && r != nil && r.State == "refused"
+	})
+	after := counters(out)
+	// At most its own part, sealed under the old key, reaches it.
+	if n := after["data_delivered"] - before["data_delivered"]; n > 1 {
+		t.Errorf("the kicked daemon delivered %d records after the kick", n)
+	}
+	if n := counters(r.host)["rekeys"]; n < 1 {
+		t.Errorf("host rotated its key %d times", n)
+	}
+}

@@ -58,6 +58,27 @@ func (c *cli) join(ctx context.Context, args []string) error {
 	return err
 }
 
+func (c *cli) kick(ctx context.Context, args []string) error {
+	fs := c.flagSet("kick")
+	ban := fs.Bool("ban", false, "keep the member out until the host restarts, not ten minutes")
+	pos, err := c.parse(fs, args, 2, 2)
+	if err != nil {
+		return err
+	}
+	if err := c.client.Kick(ctx, pos[0], ctl.KickRequest{Nick: pos[1], Ban: *ban}); err != nil {
+		return err
+	}
+	if c.json {
+		return nil // the API answers 204: there is nothing to print
+	}
+	what := "kicked"
+	if *ban {
+		what = "banned"
+	}
+	_, err = fmt.Fprintf(c.stdout, "%s %s from %s; the room key rotated\n", what, clean(pos[1]), clean(pos[0]))
+	return err
+}
+
 func (c *cli) leave(ctx context.Context, args []string) error {
 	pos, err := c.parse(c.flagSet("leave"), args, 1, 1)
 	if err != nil {

@@ -58,6 +58,7 @@ var commands = []command{
 	{"host", "ROOM", "host a new room called ROOM on this daemon", (*cli).host},
 	{"join", "ROOM [-nick NICK]", "join ROOM (a name, or name@fingerprint when the name is shared)", (*cli).join},
 	{"leave", "ROOM", "leave ROOM", (*cli).leave},
+	{"kick", "ROOM NICK [-ban]", "remove NICK from ROOM, which this daemon hosts; the room's key rotates", (*cli).kick},
 	{"say", "ROOM TEXT... | say ROOM - [-wait 5s]", "send TEXT to ROOM; with -, send standard input; -wait reports how many members got it", (*cli).say},
 	{"who", "ROOM", "list ROOM's members", (*cli).who},
 	{"tail", "ROOM [-since SEQ] [-n]", "print ROOM's recent messages, then follow new ones until interrupted;\n\t-since SEQ shows only messages after SEQ, -n exits instead of following", (*cli).tail},

@@ -32,6 +32,8 @@ type Backend interface {
 	// Join joins a room; room is "name" or "name@fingerprint".
 	Join(ctx context.Context, room, nick string) (ctl.Room, error)
 	Leave(ctx context.Context, room string) error
+	// Kick removes a member from a room this daemon hosts.
+	Kick(ctx context.Context, room string, req ctl.KickRequest) error
 	// Say sequences req.Text in room; with req.Wait, it waits up to that
 	// long for every member to hold the line and reports how many did.
 	Say(ctx context.Context, room string, req ctl.SayRequest) (ctl.SayResult, error)
@@ -91,6 +93,7 @@ func New(b Backend, version string, logger *slog.Logger) *Server {
 		{"POST", "/v0/rooms/join", s.api(s.join)},
 		{"POST", "/v0/rooms/{room}/leave", s.api(s.leave)},
 		{"POST", "/v0/rooms/{room}/say", s.api(s.say)},
+		{"POST", "/v0/rooms/{room}/kick", s.api(s.kick)},
 		{"GET", "/v0/rooms/{room}/who", s.api(s.who)},
 		{"GET", "/v0/events", s.events},
 		{"GET", "/v0/metrics", s.metrics},
@@ -255,6 +258,17 @@ func (s *Server) join(r *http.Request) (any, error) {
 
 func (s *Server) leave(r *http.Request) (any, error) {
 	return nil, s.b.Leave(r.Context(), r.PathValue("room"))
+}
+
+func (s *Server) kick(r *http.Request) (any, error) {
+	var req ctl.KickRequest
+	if err := decodeBody(r, &req); err != nil {
+		return nil, err
+	}
+	if req.Nick == "" {
+		return nil, BadRequest(errors.New(`field "nick" is required and must not be empty`))
+	}
+	return nil, s.b.Kick(r.Context(), r.PathValue("room"), req)
 }
 
 func (s *Server) say(r *http.Request) (any, error) {

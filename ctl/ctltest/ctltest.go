@@ -264,6 +264,30 @@ func (b *Backend) Join(_ context.Context, room, nick string) (ctl.Room, error) {
 }
 
 // Leave implements ctlserver.Backend.
+// Kick implements ctlserver.Backend.
+func (b *Backend) Kick(_ context.Context, room string, req ctl.KickRequest) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := b.failLocked("Kick"); err != nil {
+		return err
+	}
+	r, err := b.lookupLocked(room)
+	if err != nil {
+		return err
+	}
+	if !r.Hosted {
+		return ctlserver.Conflict(fmt.Errorf("only the host of %s can kick", r.Ref))
+	}
+	for i, m := range b.members[r.Ref] {
+		if m.Nick == req.Nick {
+			b.members[r.Ref] = append(b.members[r.Ref][:i:i], b.members[r.Ref][i+1:]...)
+			r.Members--
+			return nil
+		}
+	}
+	return ctlserver.NotFound(fmt.Errorf("no member called %q in %s", req.Nick, r.Ref))
+}
+
 func (b *Backend) Leave(_ context.Context, room string) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
