@@ -310,73 +310,12 @@ func runCtlAs(t *testing.T, meshctl, socket string, who *account, args ...string
 	return r
 }
 
-// startWithGroup starts meshd on h like start, with socket_group set: a
-// top-level key, which start's extra TOML (after [discovery]) cannot set.
+// startWithGroup starts meshd on h with socket_group set, and its history
+// outside the socket's directory, whose permissions the test checks.
 func (h *host) startWithGroup(group string) {
-	t := h.t
-	t.Helper()
-	cfg := fmt.Sprintf(`version = 1
-state_dir = %q
-socket = %q
-socket_group = %q
-nick = %q
-log_level = "debug"
-
-[discovery]
-announce_interval = "1s"
-room_lifetime = "5s"
-interfaces = ["eth0"]
-
-[host]
-history_dir = %q
-`, filepath.Join(h.dir, "state"), h.socket, group, h.name, filepath.Join(h.dir, "history"))
-	cfgPath := filepath.Join(h.dir, "meshd.toml")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-
-	notifyPath := filepath.Join(h.dir, "notify.sock")
-	os.Remove(notifyPath)
-	notify, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: notifyPath, Net: "unixgram"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer notify.Close()
-	logf, err := os.OpenFile(h.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.cmd = exec.Command("ip", "netns", "exec", h.ns, bins.meshd, "-config", cfgPath)
-	h.cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+notifyPath, "GORACE=atexit_sleep_ms=0")
-	h.cmd.Stdout, h.cmd.Stderr = logf, logf
-	if err := h.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	logf.Close()
-	cmd, exited := h.cmd, make(chan error, 1)
-	h.exited = exited
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() { h.stop() })
-
-	ready := make(chan error, 1)
-	go func() {
-		buf := make([]byte, 256)
-		notify.SetReadDeadline(time.Now().Add(30 * time.Second))
-		n, err := notify.Read(buf)
-		if err == nil && !bytes.Contains(buf[:n], []byte("READY=1")) {
-			err = fmt.Errorf("notify: %q", buf[:n])
-		}
-		ready <- err
-	}()
-	select {
-	case err := <-ready:
-		if err != nil {
-			t.Fatalf("%s: meshd did not become ready: %v\n%s", h.name, err, h.logTail())
-		}
-	case err := <-h.exited:
-		h.exited <- err
-		t.Fatalf("%s: meshd exited at start: %v\n%s", h.name, err, h.logTail())
-	}
+	h.t.Helper()
+	h.startTOML(fmt.Sprintf("socket_group = %q\n", group),
+		fmt.Sprintf("\n[host]\nhistory_dir = %q\n", filepath.Join(h.dir, "history")))
 }
 
 // getMetrics reads GET /v0/metrics as root.

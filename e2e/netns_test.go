@@ -182,6 +182,13 @@ func (l *lan) addHost(name string) *host {
 // start runs meshd on h with the base test configuration plus extra TOML,
 // and returns once it has told its readiness the way systemd hears it.
 func (h *host) start(extra string) {
+	h.t.Helper()
+	h.startTOML("", extra)
+}
+
+// startTOML is start with top-level keys too: top goes before the first
+// table, extra after [discovery].
+func (h *host) startTOML(top, extra string) {
 	t := h.t
 	t.Helper()
 	cfg := fmt.Sprintf(`version = 1
@@ -189,12 +196,12 @@ state_dir = %q
 socket = %q
 nick = %q
 log_level = "debug"
-
+%s
 [discovery]
 announce_interval = "1s"
 room_lifetime = "5s"
 interfaces = ["eth0"]
-%s`, filepath.Join(h.dir, "state"), h.socket, h.name, extra)
+%s`, filepath.Join(h.dir, "state"), h.socket, h.name, top, extra)
 	cfgPath := filepath.Join(h.dir, "meshd.toml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
