@@ -3,6 +3,7 @@ package e2e
 import (
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"net"
@@ -25,6 +26,8 @@ func runHelper(name string) int {
 		err = forge()
 	case "sniff":
 		err = sniff()
+	case "flood":
+		err = flood()
 	default:
 		err = fmt.Errorf("unknown helper %q", name)
 	}
@@ -113,6 +116,49 @@ func sniff() error {
 			return err
 		}
 		fmt.Println(hex.EncodeToString(buf[:n]))
+	}
+	return nil
+}
+
+// flood multicasts MESHD_FLOOD_COUNT announcements to MESHD_FLOOD_GROUP,
+// each for a distinct (Q, R) and none validly signed, as fast as it can.
+func flood() error {
+	count, err := strconv.Atoi(os.Getenv("MESHD_FLOOD_COUNT"))
+	if err != nil {
+		return fmt.Errorf("MESHD_FLOOD_COUNT: %w", err)
+	}
+	group, err := netip.ParseAddrPort(os.Getenv("MESHD_FLOOD_GROUP"))
+	if err != nil {
+		return fmt.Errorf("MESHD_FLOOD_GROUP: %w", err)
+	}
+	a := wire.Announce{
+		Serial:   1,
+		Lifetime: 3600,
+		Group:    netip.MustParseAddrPort("239.255.78.1:7703"),
+		Room:     "flood-00000000",
+		Addrs:    []netip.AddrPort{netip.MustParseAddrPort("10.77.0.99:7702")},
+	}
+	body, err := wire.AppendAnnounceBody(nil, &a)
+	if err != nil {
+		return err
+	}
+	pkt := append(body, make([]byte, ed25519.SignatureSize)...)
+	c, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(group))
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	// Offsets in an announcement (docs/PROTOCOL.md): the host key, and the
+	// room name after the header, serial, key, lifetime and data group.
+	const qAt, nameAt = 12, 4 + 8 + 32 + 2 + 7 + 1
+	for i := range count {
+		// A fresh host key and room name for every packet.
+		binary.BigEndian.PutUint64(pkt[qAt:], uint64(i))
+		copy(pkt[nameAt:], fmt.Sprintf("flood-%08x", i))
+		rand.Read(pkt[len(body):])
+		if _, err := c.Write(pkt); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -7,7 +7,9 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -309,4 +311,82 @@ func counters(h *host) map[string]int64 {
 	var st ctl.Status
 	h.ctlJSON(&st, "status")
 	return st.Counters
+}
+
+// rssKiB reads a process's resident memory.
+func rssKiB(t *testing.T, pid int) int {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			n, err := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+	}
+	t.Fatal("no VmRSS")
+	return 0
+}
+
+// TestAnnouncementFlood: a million forged announcements, each for a room
+// never seen before, leave a daemon's memory under a ceiling, and the real
+// room listed.
+func TestAnnouncementFlood(t *testing.T) {
+	requireE2E(t)
+	const (
+		packets = 1_000_000
+		// The ceiling for a daemon under the race detector, which
+		// multiplies Go's memory several times; see docs/BENCHMARKS.md.
+		ceilingKiB = 96 << 10
+	)
+	l := newLAN(t)
+	h, m, attacker := l.addHost("host"), l.addHost("m"), l.addHost("x")
+	m.start("")
+	h.start("\n[[room]]\nname = \"general\"\n")
+	eventually(t, 10*time.Second, "m to list general", func() bool {
+		var rs []ctl.Room
+		m.ctlJSON(&rs, "rooms")
+		return findRoom(rs, "general") != nil
+	})
+	var st ctl.Status
+	m.ctlJSON(&st, "status")
+	before := rssKiB(t, m.cmd.Process.Pid)
+
+	fl := attacker.helper(context.Background(), "flood", fmt.Sprintf("MESHD_FLOOD_COUNT=%d", packets), "MESHD_FLOOD_GROUP="+st.Discovery)
+	if out, err := fl.CombinedOutput(); err != nil {
+		t.Fatalf("flood: %v: %s", err, out)
+	}
+	// The daemon works through its socket buffer; then it has seen all it
+	// will see.
+	eventually(t, 60*time.Second, "m to stop counting the flood", func() bool {
+		c1 := counters(m)
+		time.Sleep(200 * time.Millisecond)
+		c2 := counters(m)
+		return c1["announce_bad_sig"]+c1["announce_limited"] == c2["announce_bad_sig"]+c2["announce_limited"]
+	})
+	after := rssKiB(t, m.cmd.Process.Pid)
+	c := counters(m)
+	t.Logf("%d forged announcements sent; m counted %d over the check budget, %d with bad signatures; RSS %d KiB before, %d KiB after",
+		packets, c["announce_limited"], c["announce_bad_sig"], before, after)
+	if c["announce_limited"]+c["announce_bad_sig"] < packets/10 {
+		t.Errorf("m counted only %d of %d forged announcements", c["announce_limited"]+c["announce_bad_sig"], packets)
+	}
+	if after > ceilingKiB {
+		t.Errorf("RSS %d KiB after the flood, ceiling %d KiB", after, ceilingKiB)
+	}
+	var rs []ctl.Room
+	m.ctlJSON(&rs, "rooms")
+	if findRoom(rs, "general") == nil {
+		t.Error("the real room is no longer listed")
+	}
+	for _, r := range rs {
+		if strings.HasPrefix(r.Name, "flood-") {
+			t.Fatalf("forged room listed: %s", r.Ref)
+		}
+	}
 }
