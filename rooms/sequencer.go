@@ -39,6 +39,9 @@ const (
 	// useful, and well before its nonce counter could run out.
 	rekeyPackets = 1 << 24
 	rekeyAge     = time.Hour
+	// memberIdle ends the session of a member that sent nothing, not even
+	// its once-a-second ack, for this long.
+	memberIdle = 10 * time.Second
 	// kickBan is how long a kicked member may not rejoin; a ban lasts
 	// until the host restarts.
 	kickBan = 10 * time.Minute
@@ -670,6 +673,10 @@ func (s *Sequencer) resendLocked(m *hostSession, from, end uint64) {
 // serveMember answers a member's frames until its session ends.
 func (s *Sequencer) serveMember(m *hostSession, buf []byte) error {
 	for {
+		// Members ack at least once a second: a session silent for
+		// memberIdle belongs to a member that is gone or cut off, and is
+		// ended so the room knows (it rejoins and resumes when it can).
+		m.conn.SetReadDeadline(time.Now().Add(memberIdle))
 		f, b, err := wire.ReadFrame(m.conn, buf)
 		buf = b
 		if err != nil {
