@@ -56,8 +56,10 @@ const (
 
 const (
 	dialTimeout = 5 * time.Second
-	maxBackoff  = 30 * time.Second
-	minBackoff  = 500 * time.Millisecond
+	// Reconnects are a SYN each: cheap enough to try every few seconds,
+	// so a member back in range resumes soon.
+	maxBackoff = 5 * time.Second
+	minBackoff = 500 * time.Millisecond
 )
 
 // Member is this daemon's membership of one room hosted elsewhere: it keeps
@@ -385,6 +387,9 @@ func (m *Member) serve(conn *tls.Conn) error {
 	defer conn.Close()
 	var buf []byte
 	for {
+		// The host answers the once-a-second ack, so a session silent
+		// for memberIdle is dead, whether or not TCP has noticed.
+		conn.SetReadDeadline(time.Now().Add(memberIdle))
 		f, b, err := wire.ReadFrame(conn, buf)
 		buf = b
 		if err != nil {
@@ -401,6 +406,11 @@ func (m *Member) serve(conn *tls.Conn) error {
 				// this one is in, not a fetchRetry later.
 				m.rx.nextFetch = time.Time{}
 			}
+			m.mu.Unlock()
+		case *wire.Ack:
+			m.mu.Lock()
+			m.rx.highest = max(m.rx.highest, f.Seq+1)
+			m.sequenceStateLocked(time.Now())
 			m.mu.Unlock()
 		case *wire.Gone:
 			m.mu.Lock()

@@ -351,6 +351,9 @@ func (m *Member) batchLocked(b []byte, now time.Time) {
 	}
 	m.drainLocked()
 	m.sequenceStateLocked(now)
+	// Acks follow deliveries, never the host's own acks: that would be a
+	// ping-pong.
+	m.ackSoonLocked()
 }
 
 // sequenceStateLocked notes whether the sequence has a gap, and when
@@ -375,7 +378,6 @@ func (m *Member) sequenceStateLocked(now time.Time) {
 		}
 		m.advanceLocked(true)
 	}
-	m.ackSoonLocked()
 }
 
 // drainLocked delivers the held records that are now next in sequence.
@@ -409,6 +411,7 @@ func (m *Member) goneLocked(g *wire.Gone) {
 		m.gapLocked(g.To)
 		m.drainLocked()
 		m.sequenceStateLocked(time.Now())
+		m.ackSoonLocked()
 	}
 }
 

@@ -740,9 +740,15 @@ func (s *Sequencer) memberSay(m *hostSession, f *wire.Say) {
 
 // ack records how far a member has got, and the loss it sees; the
 // members whose lines it now holds hear their new receipt counts.
+//
+// The host answers every ack with its own, carrying the newest sequence
+// number logged: it keeps an idle session alive for the member's idle
+// timer, and tells a member that multicast does not reach where the
+// stream ends.
 func (s *Sequencer) ack(m *hostSession, a *wire.Ack) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	m.send(&wire.Ack{Seq: s.next - uint64(len(s.pending)) - 1})
 	if s.members[m.keyID] != m || a.Seq <= m.acked {
 		if !m.streaming {
 			s.loss = max(s.loss, float64(min(a.Loss, 1000))/1000)

@@ -19,7 +19,7 @@ const (
 	// 7 carried one-packet data, retired before release. Never reuse.
 	FrameGone   = 8  // host → member: these sequence numbers are no longer held
 	FrameBatch  = 9  // host → member: one signed batch, as the log holds it
-	FrameAck    = 10 // member → host: what it has delivered, and the loss it sees
+	FrameAck    = 10 // member → host: what it has delivered, and the loss it sees; host → member: the newest line logged
 	FrameStream = 11 // member → host: send me the room over this session, or stop
 	FrameSeen   = 12 // host → member: how many members hold a line it said
 	FrameRekey  = 13 // host → member: the room's new epoch key
@@ -104,10 +104,14 @@ type Gone struct {
 // multicast does not reach. Body: the batch bytes, ≤ MaxBatch.
 type BatchFrame struct{ Batch []byte }
 
-// Ack reports, once a second and shortly after new lines arrive, the highest
+// Ack, from a member, reports, once a second and shortly after new lines
+// arrive, the highest
 // sequence number up to which the member holds everything (Seq uint64), and
 // the share of multicast shards it lost lately in thousandths (Loss uint16),
-// from which the host sizes its proactive parity.
+// from which the host sizes its proactive parity. The host answers each
+// with an Ack of its own whose Seq is the newest sequence number it has
+// logged (Loss 0): a keepalive for both sides' idle timers, and the tail
+// of the stream for a member that multicast does not reach.
 type Ack struct {
 	Seq  uint64
 	Loss uint16
