@@ -436,14 +436,19 @@ func TestJoinRefusals(t *testing.T) {
 		t.Fatalf("nick of the host: err = %v, want ErrRefused", err)
 	}
 
-	// The right address, announced under another key: the host's
-	// certificate does not match, and the join must say so.
+	// The right address, announced under another key: the host proves
+	// its own key, not the announced one, and the join must say so,
+	// naming both.
 	forged := tr.kn
 	other := newTestIdentity(t)
 	copy(forged.HostKey[:], other.Pub)
 	_, err = tr.join("10.0.0.5", "bob", forged)
 	if !errors.Is(err, ErrHostKeyMismatch) {
 		t.Fatalf("join with wrong Q: err = %v, want ErrHostKeyMismatch", err)
+	}
+	want := fmt.Sprintf("host key mismatch: room announced by %s, answered by %s", other.Fingerprint(), Fingerprint(tr.kn.Key()))
+	if !strings.Contains(err.Error(), want) {
+		t.Errorf("join with wrong Q: err = %q, want it to say %q", err, want)
 	}
 }
 
