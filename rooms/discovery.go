@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -147,11 +148,23 @@ type Discovery struct {
 	qGlobal  bucket
 	credit   float64 // answer bytes earned by queries, not yet spent
 	pending  map[roomKey]*pendingAnswer
-	answered map[roomKey]time.Time // last answer per room
+	answered map[answerKey]answered // last answer per room and destination
 	relayed  map[relayKey]time.Time
 	searches map[*search]struct{} // running, not yet answered
 	nonces   map[uint64]bool      // of this daemon's queries, to ignore them looped back
 	closed   bool
+}
+
+// answerKey is a room and where its answer went: the zero AddrPort for
+// the group, a peer's address for unicast.
+type answerKey struct {
+	room roomKey
+	to   netip.AddrPort
+}
+
+type answered struct {
+	at  time.Time
+	ttl int // for the group: the TTL it went out with
 }
 
 type relayKey struct {
@@ -168,9 +181,28 @@ type pendingAnswer struct {
 }
 
 type search struct {
-	name  string
-	key   *[ed25519.PublicKeySize]byte
+	SearchSpec
 	found chan struct{} // closed on the first matching announcement
+}
+
+// SearchSpec says what a search looks for.
+type SearchSpec struct {
+	Name string
+	// Key, if not nil, is the only host key that answers; it goes in the
+	// query, so that only holders of that room answer.
+	Key *[ed25519.PublicKeySize]byte
+	// Fingerprint, if not "", is a prefix of the host's fingerprint that
+	// an answer must have (the fp of "name@fp"), checked by the searcher.
+	Fingerprint string
+	// MaxTTL is the ceiling of the expanding TTL, 1..255.
+	MaxTTL int
+}
+
+func (s *SearchSpec) matches(a *wire.Announce) bool {
+	if s.Name != a.Room || s.Key != nil && *s.Key != a.HostKey {
+		return false
+	}
+	return s.Fingerprint == "" || strings.HasPrefix(Fingerprint(a.HostKey[:]), s.Fingerprint)
 }
 
 // NewDiscovery returns a Discovery that files announcements in
@@ -189,7 +221,7 @@ func NewDiscovery(cfg DiscoveryConfig) (*Discovery, error) {
 		qLimit:   newSourceLimiter(queryRate, queryBurst, discoSources),
 		qGlobal:  bucket{rate: queryGlobalRate, burst: queryGlobalRate},
 		pending:  make(map[roomKey]*pendingAnswer),
-		answered: make(map[roomKey]time.Time),
+		answered: make(map[answerKey]answered),
 		relayed:  make(map[relayKey]time.Time),
 		searches: make(map[*search]struct{}),
 		nonces:   make(map[uint64]bool),
@@ -308,7 +340,7 @@ func (x *Discovery) handleAnnounce(b []byte, hops int, src Source) {
 	}
 	var done []*search
 	for s := range x.searches {
-		if s.name == a.Room && (s.key == nil || *s.key == a.HostKey) {
+		if s.matches(&a) {
 			done = append(done, s)
 			delete(x.searches, s)
 		}
@@ -422,7 +454,15 @@ func (x *Discovery) handleQuery(b []byte, src Source) {
 	}
 	for _, kn := range matches {
 		k := roomKey{q: kn.HostKey, name: kn.Room}
-		if t, ok := x.answered[k]; ok && now.Sub(t) < answerGap {
+		// One answer per room a second to each destination; to the group,
+		// an answer that reaches further (a larger TTL) than the last one
+		// is not a repeat: without it, a querier beyond the reach of the
+		// last answer would wait out the second.
+		ak := answerKey{room: k}
+		if !src.Multicast {
+			ak.to = src.Addr
+		}
+		if last, ok := x.answered[ak]; ok && now.Sub(last.at) < answerGap && (!src.Multicast || int(q.TTL) <= last.ttl) {
 			continue
 		}
 		p := x.pending[k]
@@ -469,7 +509,7 @@ func (x *Discovery) answer(k roomKey) {
 	}
 	type dest struct {
 		ttl, ifindex int
-		addr         netip.AddrPort
+		addr         netip.AddrPort // unicast, if valid
 	}
 	var dests []dest
 	for ifi, ttl := range p.multicast {
@@ -487,10 +527,10 @@ func (x *Discovery) answer(k roomKey) {
 			continue
 		}
 		x.credit -= size
-		x.answered[k] = now
+		x.answered[answerKey{room: k, to: d.addr}] = answered{at: now, ttl: d.ttl}
 		if len(x.answered) > maxAnswered {
-			for ak, t := range x.answered {
-				if now.Sub(t) >= answerGap {
+			for ak, a := range x.answered {
+				if now.Sub(a.at) >= answerGap {
 					delete(x.answered, ak)
 				}
 			}
@@ -525,21 +565,21 @@ type SearchResult struct {
 	Elapsed time.Duration // from the first query to the answer
 }
 
-// Search looks for room name (of host key key, if not nil) by multicasting
-// queries with rising TTL (SearchTTLs(maxTTL)) and sending them to the
-// static peers, until an announcement of the room arrives. It returns
-// ErrNotFound when the last step went unanswered. The room is then in the
-// directory.
-func (x *Discovery) Search(ctx context.Context, name string, key *[ed25519.PublicKeySize]byte, maxTTL int) (SearchResult, error) {
-	if err := ValidateName(name); err != nil {
+// Search looks for a room by multicasting queries with rising TTL
+// (SearchTTLs(spec.MaxTTL)) and sending them to the static peers, until
+// an announcement that matches spec arrives; the room is then in the
+// directory. It returns ErrNotFound when the last step went unanswered.
+func (x *Discovery) Search(ctx context.Context, spec SearchSpec) (SearchResult, error) {
+	if err := ValidateName(spec.Name); err != nil {
 		return SearchResult{}, err
 	}
-	if maxTTL < 1 || maxTTL > 255 {
-		return SearchResult{}, fmt.Errorf("search TTL %d is out of range 1..255", maxTTL)
+	if spec.MaxTTL < 1 || spec.MaxTTL > 255 {
+		return SearchResult{}, fmt.Errorf("search TTL %d is out of range 1..255", spec.MaxTTL)
 	}
+	name, key, maxTTL := spec.Name, spec.Key, spec.MaxTTL
 	x.stats.Searches.Add(1)
 	start := x.clock.Now()
-	s := &search{name: name, key: key, found: make(chan struct{})}
+	s := &search{SearchSpec: spec, found: make(chan struct{})}
 	x.mu.Lock()
 	if len(x.searches) >= maxSearches {
 		x.mu.Unlock()

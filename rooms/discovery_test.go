@@ -205,7 +205,7 @@ func TestSearchExpandsAndStops(t *testing.T) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		res, err := r.x.Search(t.Context(), "far", nil, 32)
+		res, err := r.x.Search(t.Context(), SearchSpec{Name: "far", MaxTTL: 32})
 		done <- result{res, err}
 	}()
 	for _, ttl := range []int{1, 2, 4} {
@@ -253,7 +253,7 @@ func TestSearchNotFound(t *testing.T) {
 	r := newDiscoRig(t, DiscoveryConfig{})
 	done := make(chan error, 1)
 	go func() {
-		_, err := r.x.Search(t.Context(), "nowhere", nil, 3)
+		_, err := r.x.Search(t.Context(), SearchSpec{Name: "nowhere", MaxTTL: 3})
 		done <- err
 	}()
 	var ttls []int
@@ -277,7 +277,7 @@ func TestSearchByKeyIgnoresOtherHosts(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() {
-		_, err := r.x.Search(ctx, "r", &key, 1)
+		_, err := r.x.Search(ctx, SearchSpec{Name: "r", Key: &key, MaxTTL: 1})
 		done <- err
 	}()
 	m := r.out.next(t)
@@ -374,6 +374,21 @@ func TestAnswerOncePerSecond(t *testing.T) {
 	// 4 s: the first query answered at once, then one a second.
 	if n != 4 {
 		t.Fatalf("%d answers in 4 s, want 4", n)
+	}
+	// A query with a larger TTL reaches beyond the last answer: answered
+	// within the second; a smaller one is not.
+	r.clock.Advance(time.Second)
+	r.x.HandlePacket(queryPacket(t, "r", 1, 100), src)
+	r.clock.Advance(answerMax)
+	src.Addr = netip.MustParseAddrPort("10.1.200.1:7701")
+	r.x.HandlePacket(queryPacket(t, "r", 2, 101), src)
+	r.clock.Advance(answerMax)
+	src.Addr = netip.MustParseAddrPort("10.1.201.1:7701")
+	r.x.HandlePacket(queryPacket(t, "r", 1, 102), src)
+	r.clock.Advance(answerMax)
+	got := r.out.take()
+	if len(got) != 2 || got[0].ttl != 1 || got[1].ttl != 2 {
+		t.Fatalf("sent %+v, want answers with TTL 1 then 2, not 1 again", got)
 	}
 }
 
