@@ -97,6 +97,7 @@ func New(b Backend, version string, logger *slog.Logger) *Server {
 		{"GET", "/v0/rooms/{room}/who", s.api(s.who)},
 		{"GET", "/v0/events", s.events},
 		{"GET", "/v0/metrics", s.metrics},
+		{"GET", "/v0/debug/pprof/{profile}", s.pprofProfile},
 	}
 	allowed := make(map[string][]string)
 	for _, rt := range routes {
