@@ -299,8 +299,9 @@ func (h *Host) refuse(conn *tls.Conn, reason string) {
 // blocks the sequencer; a member whose queue fills is dropped.
 type hostSession struct {
 	// Guarded by the Sequencer's lock.
-	acked     uint64 // everything up to here has reached the member
-	streaming bool   // the member gets the room over this session
+	acked     uint64    // everything up to here has reached the member
+	streaming bool      // the member gets the room over this session
+	answered  time.Time // when the host last answered an ack
 	watches   []watch
 	nackLimit bucket
 	sayLimit  bucket

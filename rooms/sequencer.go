@@ -42,6 +42,8 @@ const (
 	// memberIdle ends the session of a member that sent nothing, not even
 	// its once-a-second ack, for this long.
 	memberIdle = 10 * time.Second
+	// ackAnswerEvery paces the host's answers to a member's acks.
+	ackAnswerEvery = 500 * time.Millisecond
 	// kickBan is how long a kicked member may not rejoin; a ban lasts
 	// until the host restarts.
 	kickBan = 10 * time.Minute
@@ -741,14 +743,19 @@ func (s *Sequencer) memberSay(m *hostSession, f *wire.Say) {
 // ack records how far a member has got, and the loss it sees; the
 // members whose lines it now holds hear their new receipt counts.
 //
-// The host answers every ack with its own, carrying the newest sequence
-// number logged: it keeps an idle session alive for the member's idle
-// timer, and tells a member that multicast does not reach where the
-// stream ends.
+// The host answers acks with its own, carrying the newest sequence number
+// logged: it keeps an idle session alive for the member's idle timer, and
+// tells a member that multicast does not reach where the stream ends. It
+// answers at most one ack per ackAnswerEvery: a busy member acks every
+// few lines, and answering each doubled the session traffic for nothing
+// (the member's once-a-second ack still gets its answer).
 func (s *Sequencer) ack(m *hostSession, a *wire.Ack) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	m.send(&wire.Ack{Seq: s.next - uint64(len(s.pending)) - 1})
+	if now := time.Now(); now.Sub(m.answered) >= ackAnswerEvery {
+		m.answered = now
+		m.send(&wire.Ack{Seq: s.next - uint64(len(s.pending)) - 1})
+	}
 	if s.members[m.keyID] != m || a.Seq <= m.acked {
 		if !m.streaming {
 			s.loss = max(s.loss, float64(min(a.Loss, 1000))/1000)
