@@ -5,8 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -28,7 +32,9 @@ import (
 //
 // MESHD_BENCH_CASE="members=8 loss=10 cap=20 rate=0 count=5000 size=200"
 // runs that one case instead of the standard ones; MESHD_BENCH_OUT=FILE
-// also writes the table there.
+// also writes the table there; MESHD_BENCH_PPROF=DIR saves CPU profiles of
+// the host and the first member over the first MESHD_BENCH_PPROF_SECONDS
+// (default 5) of each run's workload, taken through the control API.
 
 // benchCase is one workload. Every case runs twice: with the members on
 // their default path (multicast) and with every member forced onto TCP.
@@ -243,6 +249,7 @@ func runBench(t *testing.T, c benchCase, path string) benchResult {
 	}
 	link0 := linkBytes(t, hst)
 
+	profiled := profileRun(t, c.name+"-"+path, hst, members[0])
 	start := time.Now()
 	last, accepted, failed := driveRoom(ctx, t, hst, c)
 	res.accepted, res.failed = accepted, failed
@@ -261,6 +268,7 @@ func runBench(t *testing.T, c benchCase, path string) benchResult {
 		v.mu.Unlock()
 	}
 	res.elapsed = done.Sub(start)
+	profiled()
 
 	for i, p := range procs {
 		used := procCPU(t, p.cmd.Process.Pid) - cpu0[i]
@@ -304,6 +312,50 @@ func runBench(t *testing.T, c benchCase, path string) benchResult {
 		t.Errorf("%s/%s: %s", c.name, path, p)
 	}
 	return res
+}
+
+// profileRun starts CPU profiles of hosts through their control API when
+// MESHD_BENCH_PPROF names a directory; the function it returns waits for
+// them.
+func profileRun(t *testing.T, name string, hosts ...*host) func() {
+	dir := os.Getenv("MESHD_BENCH_PPROF")
+	if dir == "" {
+		return func() {}
+	}
+	secs := os.Getenv("MESHD_BENCH_PPROF_SECONDS")
+	if secs == "" {
+		secs = "5"
+	}
+	var wg sync.WaitGroup
+	for _, h := range hosts {
+		path := filepath.Join(dir, name+"-"+h.name+".pprof")
+		wg.Go(func() {
+			if err := saveProfile(h.socket, secs, path); err != nil {
+				t.Errorf("profile of %s: %v", h.name, err)
+			}
+		})
+	}
+	return wg.Wait
+}
+
+func saveProfile(socket, secs, path string) error {
+	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", socket)
+	}}}
+	resp, err := hc.Get("http://" + ctl.Host + "/v0/debug/pprof/profile?seconds=" + secs)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", resp.Status, b)
+	}
+	return os.WriteFile(path, b, 0o644)
 }
 
 // driveRoom says c.count lines of c.size bytes through the host's control
