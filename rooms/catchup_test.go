@@ -2,7 +2,7 @@ package rooms
 
 import (
 	"bytes"
-	"crypto/tls"
+	"context"
 	"fmt"
 	"net"
 	"strings"
@@ -11,13 +11,14 @@ import (
 	"time"
 
 	"meshd/mcast/memnet"
+	"meshd/rooms/secure"
 	"meshd/rooms/wire"
 )
 
 // rawSession is a member's session driven by hand, so that a test can
 // stop reading it.
 type rawSession struct {
-	conn    *tls.Conn
+	conn    *secure.Conn
 	welcome *wire.Welcome
 }
 
@@ -27,8 +28,11 @@ func dialRaw(t *testing.T, tr *testRoom, nick string) *rawSession {
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn := tls.Client(raw, newTestIdentity(t).clientTLS(tr.kn.Key()))
-	t.Cleanup(func() { conn.Close() })
+	t.Cleanup(func() { raw.Close() })
+	conn, err := secure.Client(context.Background(), raw, secure.Config{Static: newTestIdentity(t).static}, tr.kn.Key())
+	if err != nil {
+		t.Fatal(err)
+	}
 	b, err := wire.AppendFrame(nil, &wire.Hello{Room: "general", Nick: nick})
 	if err != nil {
 		t.Fatal(err)
