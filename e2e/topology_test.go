@@ -111,16 +111,6 @@ func (r *router) on(l *lan) bool {
 	return false
 }
 
-func (r *router) ifname(l *lan) string {
-	for i, x := range r.lans {
-		if x == l {
-			return fmt.Sprintf("eth%d", i)
-		}
-	}
-	r.t.Fatalf("router %s is not on LAN %d", r.name, l.subnet)
-	return ""
-}
-
 func (r *router) addrOn(l *lan) netip.Addr {
 	for i, x := range r.lans {
 		if x == l {
