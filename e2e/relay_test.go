@@ -280,3 +280,21 @@ func TestRelayLoop(t *testing.T) {
 		t.Errorf("the relays stopped %d announcements at the hop limit: duplicates went round the loop", n)
 	}
 }
+
+// TestRelayNewLink: a relay listening on every interface picks up a link
+// that comes up while it runs, and relays announcements onto it.
+func TestRelayNewLink(t *testing.T) {
+	requireE2E(t)
+	tp := newTopology(t, 2, []int{0})
+	r := tp.routers[0]
+	h, m := tp.addHost(0, "h"), tp.addHost(1, "m")
+	r.interfaces = "[]" // every up multicast interface
+	r.start("relay = true")
+	m.start("")
+	h.start("[[room]]\nname = \"general\"\n")
+	eventually(t, 10*time.Second, "r to list general", func() bool { return listed(r.host, "general") })
+
+	r.attach(tp.lans[1])
+	// Interfaces are rescanned every 5 s.
+	eventually(t, 15*time.Second, "m to list general through r's new link", func() bool { return listed(m, "general") })
+}
