@@ -54,13 +54,16 @@ func encodeBlock(batch []byte) (shards [][]byte, k int, err error) {
 	return shards, k, err
 }
 
-// decodeBlock rebuilds a batch from a block's shards (nil where missing).
+// decodeBlock rebuilds a batch, into buf[:0], from a block's shards (nil
+// where missing; a lost data shard given as an empty buffer is rebuilt
+// there).
 func decodeBlock(shards [][]byte, k int, buf []byte) ([]byte, error) {
 	c, err := coderFor(k)
 	if err != nil {
 		return nil, err
 	}
-	chunks, err := c.Decode(shards)
+	var chunkArr [wire.MaxShards / 2][]byte // on the stack: no allocation per block
+	chunks, err := c.DecodeTo(chunkArr[:0], shards)
 	if err != nil {
 		return nil, err
 	}

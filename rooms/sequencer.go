@@ -91,6 +91,7 @@ type Sequencer struct {
 	logged     chan struct{}                     // closed when the pending batch is logged
 	banned     map[[wire.KeyIDLen]byte]time.Time // zero time: until restart
 	buf        []byte
+	nonce      nonceBuf
 	closed     bool
 }
 
@@ -367,7 +368,7 @@ func (s *Sequencer) answerLocked() {
 
 func (s *Sequencer) sendShardLocked(sb *sentBlock, i int) {
 	s.counter++
-	pkt, err := sealShard(s.buf, s.key, s.id, s.counter, wire.ShardInfo{
+	pkt, err := sealShard(s.buf, &s.nonce, s.key, s.id, s.counter, wire.ShardInfo{
 		Block: sb.no, Index: uint8(i), K: uint8(sb.k), Sent: uint8(sb.sent),
 	}, sb.shards[i])
 	if err != nil {
@@ -404,7 +405,7 @@ func (s *Sequencer) tick(now time.Time) {
 		return
 	}
 	s.counter++
-	pkt, err := sealHeartbeat(s.buf, s.key, s.id, s.counter, wire.Heartbeat{Next: s.next - uint64(len(s.pending)), LastBlock: s.block})
+	pkt, err := sealHeartbeat(s.buf, &s.nonce, s.key, s.id, s.counter, wire.Heartbeat{Next: s.next - uint64(len(s.pending)), LastBlock: s.block})
 	if err != nil {
 		s.host.log.Warn("heartbeat", "room", s.ref, "err", err)
 		return

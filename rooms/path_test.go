@@ -229,3 +229,29 @@ func BenchmarkSequencer(b *testing.B) {
 		})
 	}
 }
+
+// TestReceiveAllocs: a block that arrives whole costs a member one
+// allocation per line (its text, which the member hands on) and the one
+// inside Ed25519's verification, however many shards and lines it has:
+// nothing per packet. A block rebuilt from parity adds reedsolomon's few
+// of its own.
+func TestReceiveAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates on its own account")
+	}
+	for _, lines := range []int{1, 8, 32} {
+		f := newPathFeed(t, lines, 120, 0, 0)
+		f.one() // the first block sizes the scratch space
+		got := testing.AllocsPerRun(100, func() {
+			if !f.one() {
+				t.Fatal("out of blocks")
+			}
+		})
+		if want := float64(lines + 1); got > want {
+			t.Errorf("%d lines a block: %v allocations per block, want at most %v", lines, got, want)
+		}
+		if d := f.m.cfg.Stats.DataDelivered.Load(); d != int64(102*lines) {
+			t.Errorf("%d lines a block: %d lines delivered, want %d", lines, d, 102*lines)
+		}
+	}
+}
