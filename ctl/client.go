@@ -189,25 +189,25 @@ func (c *Client) Say(ctx context.Context, room string, req SayRequest) (SayResul
 // *APIError with Status 404.
 func (c *Client) Search(ctx context.Context, req SearchRequest) (SearchResult, error) {
 	var r SearchResult
-	err := c.call(ctx, http.MethodPost, "/"+APIVersion+"/search", req, &r)
+	err := c.call(ctx, "POST", "/"+APIVersion+"/search", req, &r)
 	return r, err
 }
 
 // Peers returns the static peers.
 func (c *Client) Peers(ctx context.Context) ([]string, error) {
 	var p Peers
-	err := c.call(ctx, http.MethodGet, "/"+APIVersion+"/peers", nil, &p)
+	err := c.call(ctx, "GET", "/"+APIVersion+"/peers", nil, &p)
 	return p.Peers, err
 }
 
 // AddPeer adds a static peer, "addr:port", until the daemon restarts.
 func (c *Client) AddPeer(ctx context.Context, addr string) error {
-	return c.call(ctx, http.MethodPost, "/"+APIVersion+"/peers", PeerRequest{Addr: addr}, nil)
+	return c.call(ctx, "POST", "/"+APIVersion+"/peers", PeerRequest{Addr: addr}, nil)
 }
 
 // RemovePeer removes a static peer.
 func (c *Client) RemovePeer(ctx context.Context, addr string) error {
-	return c.call(ctx, http.MethodDelete, "/"+APIVersion+"/peers/"+url.PathEscape(addr), nil, nil)
+	return c.call(ctx, "DELETE", "/"+APIVersion+"/peers/"+url.PathEscape(addr), nil, nil)
 }
 
 // Who returns room's members.
