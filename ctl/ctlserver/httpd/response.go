@@ -97,7 +97,6 @@ func (w *response) Write(p []byte) (int, error) {
 		return 0, ErrBodyNotAllowed
 	}
 	if w.declared >= 0 && w.written+int64(len(p)) > w.declared {
-		w.closeAfter = true
 		return 0, ErrContentLength
 	}
 	w.written += int64(len(p))
@@ -150,6 +149,9 @@ func (w *response) commit(final bool) {
 	default:
 		w.chunked = true
 		h.Set("Transfer-Encoding", "chunked")
+	}
+	if w.c.stopping() {
+		w.closeAfter = true // Serve is shutting down: this is the last response
 	}
 	if w.closeAfter {
 		h.Set("Connection", "close")

@@ -228,6 +228,13 @@ func (c *conn) setIdle(idle bool, deadline time.Time) bool {
 	return true
 }
 
+// stopping reports whether Serve is shutting down.
+func (c *conn) stopping() bool {
+	c.st.mu.Lock()
+	defer c.st.mu.Unlock()
+	return c.st.stopping
+}
+
 func (c *conn) serve(base context.Context) {
 	defer func() {
 		c.st.mu.Lock()
