@@ -412,8 +412,8 @@ func (c *conn) flush() error {
 type body struct {
 	c      *conn
 	w      *response
-	n      int64 // bytes left
-	cont   bool  // 100 Continue is owed before the first read
+	n      int64              // bytes left
+	cont   bool               // 100 Continue is owed before the first read
 	cancel context.CancelFunc // the request's, while its handler runs
 }
 

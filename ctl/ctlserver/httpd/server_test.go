@@ -458,4 +458,3 @@ func TestWriteTimeout(t *testing.T) {
 		t.Fatal("a client that stopped reading held the handler")
 	}
 }
-
