@@ -2,7 +2,8 @@
 // Unix socket: HTTP/1.1 with JSON bodies under /v0/, and a
 // newline-delimited JSON event stream. It knows nothing of rooms or
 // transports; the daemon plugs in through Backend. It must import no meshd
-// package except meshd/ctl, so that the API can be tested on its own.
+// package except meshd/ctl and its own HTTP server, meshd/ctl/ctlserver/httpd,
+// so that the API can be tested on its own.
 package ctlserver
 
 import (

@@ -11,21 +11,22 @@ import (
 // (directly or not). A package missing here fails the test, so a new
 // package has to take its place in the layering on purpose.
 var allowed = map[string][]string{
-	"meshd/cmd/meshctl":       {"meshd/ctl"},
-	"meshd/cmd/meshd":         {"meshd/daemon", "meshd/ctl", "meshd/ctl/ctlserver", "meshd/mcast", "meshd/rooms", "meshd/rooms/wire", "meshd/rooms/roomlog", "meshd/fec"},
-	"meshd/daemon":            {"meshd/ctl", "meshd/ctl/ctlserver", "meshd/mcast", "meshd/rooms", "meshd/rooms/wire", "meshd/rooms/roomlog", "meshd/fec"},
-	"meshd/ctl":               {},
-	"meshd/ctl/ctlserver":     {"meshd/ctl"},
-	"meshd/ctl/ctltest":       {"meshd/ctl", "meshd/ctl/ctlserver"},
-	"meshd/rooms":             {"meshd/rooms/wire", "meshd/fec"},
-	"meshd/rooms/roomlog":     {},
-	"meshd/rooms/wire":        {},
-	"meshd/mcast":             {},
-	"meshd/mcast/memnet":      {},
-	"meshd/fec":               {},
-	"meshd/e2e":               {},
-	"meshd/internal/leaktest": {},
-	"meshd/internal/deptest":  {},
+	"meshd/cmd/meshctl":         {"meshd/ctl"},
+	"meshd/cmd/meshd":           {"meshd/daemon", "meshd/ctl", "meshd/ctl/ctlserver", "meshd/ctl/ctlserver/httpd", "meshd/mcast", "meshd/rooms", "meshd/rooms/wire", "meshd/rooms/roomlog", "meshd/fec"},
+	"meshd/daemon":              {"meshd/ctl", "meshd/ctl/ctlserver", "meshd/ctl/ctlserver/httpd", "meshd/mcast", "meshd/rooms", "meshd/rooms/wire", "meshd/rooms/roomlog", "meshd/fec"},
+	"meshd/ctl":                 {},
+	"meshd/ctl/ctlserver":       {"meshd/ctl", "meshd/ctl/ctlserver/httpd"},
+	"meshd/ctl/ctlserver/httpd": {},
+	"meshd/ctl/ctltest":         {"meshd/ctl", "meshd/ctl/ctlserver", "meshd/ctl/ctlserver/httpd"},
+	"meshd/rooms":               {"meshd/rooms/wire", "meshd/fec"},
+	"meshd/rooms/roomlog":       {},
+	"meshd/rooms/wire":          {},
+	"meshd/mcast":               {},
+	"meshd/mcast/memnet":        {},
+	"meshd/fec":                 {},
+	"meshd/e2e":                 {},
+	"meshd/internal/leaktest":   {},
+	"meshd/internal/deptest":    {},
 }
 
 func TestLayering(t *testing.T) {
