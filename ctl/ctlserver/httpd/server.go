@@ -330,9 +330,6 @@ func (c *conn) serveRequest(base context.Context, req *Request) (keep bool) {
 	panicked := c.runHandler(w, req)
 	b.cancel = nil // the handler is done: no more watching
 	c.stopWatch()
-	if c.gone {
-		return false
-	}
 	if panicked {
 		w.closeAfter = true
 		if w.committed {
@@ -353,6 +350,11 @@ func (c *conn) serveRequest(base context.Context, req *Request) (keep bool) {
 		} else if _, err := io.Copy(io.Discard, b); err != nil {
 			w.closeAfter = true
 		}
+	}
+	if c.gone {
+		// The client closed its side; it may still read the answer (a
+		// half-close), but it will send nothing more.
+		w.closeAfter = true
 	}
 	w.finish()
 	return !w.closeAfter

@@ -458,3 +458,19 @@ func TestWriteTimeout(t *testing.T) {
 		t.Fatal("a client that stopped reading held the handler")
 	}
 }
+
+func TestHalfCloseStillAnswered(t *testing.T) {
+	ts := start(t, &httpd.Server{Handler: httpd.HandlerFunc(func(w httpd.ResponseWriter, r *httpd.Request) {
+		<-r.Context().Done() // the half-close reads as the client leaving
+		io.WriteString(w, "late answer")
+	})})
+	rc := ts.dial(t)
+	rc.send(get)
+	if err := rc.c.(*net.UnixConn).CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	if r := rc.read("GET"); r.body != "late answer" || !r.Close {
+		t.Errorf("after a half-close: %q close=%v, want the answer and a close", r.body, r.Close)
+	}
+	rc.closed()
+}
