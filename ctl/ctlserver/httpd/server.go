@@ -104,7 +104,10 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	if st.log == nil {
 		st.log = slog.New(slog.DiscardHandler)
 	}
-	base, cancel := context.WithCancel(ctx)
+	// Requests see ctx's values, but their cancellation comes from Serve,
+	// after it has marked the server as stopping: a handler woken by it
+	// then answers with Connection: close.
+	base, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
 
 	var wg sync.WaitGroup
