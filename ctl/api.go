@@ -207,6 +207,7 @@ var counterHelp = map[string]string{
 	"blocks_repaired":     "blocks that needed parity to rebuild",
 	"stream_switches":     "memberships changing path (multicast or tcp)",
 	"sessions_refused":    "join sessions refused",
+	"sessions_tampered":   "session records that failed authentication (session closed)",
 	"packets_sent":        "packets sent",
 	"send_errors":         "packets that failed to send",
 }

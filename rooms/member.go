@@ -3,7 +3,6 @@ package rooms
 import (
 	"context"
 	"crypto/ed25519"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"meshd/rooms/secure"
 	"meshd/rooms/wire"
 )
 
@@ -63,7 +63,7 @@ const (
 )
 
 // Member is this daemon's membership of one room hosted elsewhere: it keeps
-// a TLS session to the host, rebuilds the room's blocks from multicast
+// a session to the host (rooms/secure), rebuilds the room's blocks from multicast
 // shards, verifies and delivers their records in sequence order, asks for
 // repairs, and falls back to its session when multicast fails it. Safe for
 // concurrent use.
@@ -81,7 +81,7 @@ type Member struct {
 	wmu sync.Mutex // serialises frames written to the session
 
 	mu      sync.Mutex
-	conn    *tls.Conn
+	conn    *secure.Conn
 	id      [wire.RoomIDLen]byte
 	opts    *ed25519.Options
 	key     *epochKey
@@ -194,7 +194,7 @@ func (m *Member) Members() []wire.MemberInfo {
 
 // connect dials the room's join addresses in turn and asks to be admitted,
 // resuming at sequence number resume (0: from now).
-func (m *Member) connect(ctx context.Context, kn Known, resume uint64) (*tls.Conn, *wire.Welcome, error) {
+func (m *Member) connect(ctx context.Context, kn Known, resume uint64) (*secure.Conn, *wire.Welcome, error) {
 	dial := m.cfg.Dial
 	if dial == nil {
 		var d net.Dialer
@@ -209,8 +209,7 @@ func (m *Member) connect(ctx context.Context, kn Known, resume uint64) (*tls.Con
 			errs = append(errs, err)
 			continue
 		}
-		conn := tls.Client(raw, m.cfg.Identity.clientTLS(m.hostKey))
-		w, err := m.hello(dctx, conn, resume)
+		conn, w, err := m.hello(dctx, raw, resume)
 		cancel()
 		if err == nil {
 			return conn, w, nil
@@ -226,39 +225,39 @@ func (m *Member) connect(ctx context.Context, kn Known, resume uint64) (*tls.Con
 	return nil, nil, fmt.Errorf("join %s: cannot reach the host: %w", m.ref, errors.Join(errs...))
 }
 
-func (m *Member) hello(ctx context.Context, conn *tls.Conn, resume uint64) (*wire.Welcome, error) {
+// hello opens the session over raw, checking that the host holds the
+// room's key, and asks to be admitted.
+func (m *Member) hello(ctx context.Context, raw net.Conn, resume uint64) (*secure.Conn, *wire.Welcome, error) {
 	if dl, ok := ctx.Deadline(); ok {
-		conn.SetDeadline(dl)
-		defer conn.SetDeadline(time.Time{})
+		raw.SetDeadline(dl)
+		defer raw.SetDeadline(time.Time{})
 	}
-	if err := conn.HandshakeContext(ctx); err != nil {
-		if errors.Is(err, ErrHostKeyMismatch) {
-			return nil, fmt.Errorf("join %s: %w", m.ref, ErrHostKeyMismatch)
-		}
-		return nil, fmt.Errorf("join %s: tls: %w", m.ref, err)
+	conn, err := secure.Client(ctx, raw, secure.Config{Static: m.cfg.Identity.static, Tampered: m.cfg.Stats.tampered}, m.hostKey)
+	if err != nil {
+		return nil, nil, fmt.Errorf("join %s: %w", m.ref, hostKeyErr(err))
 	}
 	b, err := wire.AppendFrame(nil, &wire.Hello{Room: m.name, Nick: m.nick, Resume: resume})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if _, err := conn.Write(b); err != nil {
-		return nil, fmt.Errorf("join %s: %w", m.ref, err)
+		return nil, nil, fmt.Errorf("join %s: %w", m.ref, err)
 	}
 	f, _, err := wire.ReadFrame(conn, nil)
 	if err != nil {
-		return nil, fmt.Errorf("join %s: no answer from host: %w", m.ref, err)
+		return nil, nil, fmt.Errorf("join %s: no answer from host: %w", m.ref, err)
 	}
 	switch f := f.(type) {
 	case *wire.Welcome:
-		return f, nil
+		return conn, f, nil
 	case *wire.Refuse:
-		return nil, fmt.Errorf("%w: %s", ErrRefused, f.Reason)
+		return nil, nil, fmt.Errorf("%w: %s", ErrRefused, f.Reason)
 	}
-	return nil, fmt.Errorf("join %s: unexpected frame %T from host", m.ref, f)
+	return nil, nil, fmt.Errorf("join %s: unexpected frame %T from host", m.ref, f)
 }
 
 // welcome takes the room's key and position from the host.
-func (m *Member) welcome(conn *tls.Conn, w *wire.Welcome) error {
+func (m *Member) welcome(conn *secure.Conn, w *wire.Welcome) error {
 	k, err := newEpochKey(w.Epoch, w.Key)
 	if err != nil {
 		return err
@@ -310,7 +309,7 @@ func (m *Member) setStateLocked(s string) {
 }
 
 // run serves the session and reconnects when it drops, until ctx ends.
-func (m *Member) run(ctx context.Context, conn *tls.Conn) {
+func (m *Member) run(ctx context.Context, conn *secure.Conn) {
 	defer close(m.done)
 	backoff := minBackoff
 	for {
@@ -371,7 +370,7 @@ func (m *Member) run(ctx context.Context, conn *tls.Conn) {
 
 // serveSession reads the host's frames until the session ends, while a
 // second goroutine reports progress and chooses the path once a second.
-func (m *Member) serveSession(ctx context.Context, conn *tls.Conn) error {
+func (m *Member) serveSession(ctx context.Context, conn *secure.Conn) error {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() { m.keepalive(ctx, conn) })
@@ -383,7 +382,7 @@ func (m *Member) serveSession(ctx context.Context, conn *tls.Conn) error {
 }
 
 // serve reads the host's frames until the session ends.
-func (m *Member) serve(conn *tls.Conn) error {
+func (m *Member) serve(conn *secure.Conn) error {
 	defer conn.Close()
 	var buf []byte
 	for {
@@ -447,7 +446,7 @@ func (m *Member) serve(conn *tls.Conn) error {
 }
 
 // write sends one frame over the session.
-func (m *Member) write(conn *tls.Conn, f wire.Frame) error {
+func (m *Member) write(conn *secure.Conn, f wire.Frame) error {
 	b, err := wire.AppendFrame(nil, f)
 	if err != nil {
 		return err
