@@ -28,6 +28,7 @@ import (
 var liveKeys = map[string]bool{
 	"log_level":                   true,
 	"discovery.announce_interval": true,
+	"discovery.peers":             true, // Reload hands them to rooms.Discovery
 }
 
 // reloadState is what Reload changes at run time. Its zero value is a
@@ -120,6 +121,14 @@ func (d *Daemon) Reload(newCfg Config) (applied, needRestart []string, err error
 	}
 	for _, name := range removed {
 		needRestart = append(needRestart, fmt.Sprintf("room %q removed; it stays hosted", name))
+	}
+
+	if !equalValues(reflect.ValueOf(old.Discovery.Peers), reflect.ValueOf(live.Discovery.Peers)) {
+		// Validated above, so within MaxPeers. Peers added through the
+		// API give way to the file's list.
+		if err := d.disc.SetPeers(live.Discovery.Peers); err != nil {
+			return applied, needRestart, err
+		}
 	}
 
 	d.reload.mu.Lock()

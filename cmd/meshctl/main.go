@@ -54,9 +54,10 @@ type command struct {
 }
 
 var commands = []command{
-	{"rooms", "", "list the rooms this daemon knows: hosted, joined and announced", (*cli).rooms},
+	{"rooms", "[--search ROOM [--max-ttl N]]", "list the rooms this daemon knows: hosted, joined and announced;\n\t--search asks the mesh for ROOM (TTL 1, 2, 4, ... up to N) and lists what answered", (*cli).rooms},
 	{"host", "ROOM", "host a new room called ROOM on this daemon", (*cli).host},
-	{"join", "ROOM [-nick NICK]", "join ROOM (a name, or name@fingerprint when the name is shared)", (*cli).join},
+	{"join", "ROOM [-nick NICK]", "join ROOM (a name, or name@fingerprint when the name is shared);\n\ta room not announced here is searched for first", (*cli).join},
+	{"peer", "add ADDR:PORT | list | remove ADDR:PORT", "change the static peers that announcements and searches also go to by unicast;\n\tpeers added here last until meshd restarts", (*cli).peer},
 	{"leave", "ROOM", "leave ROOM", (*cli).leave},
 	{"kick", "ROOM NICK [-ban]", "remove NICK from ROOM, which this daemon hosts; the room's key rotates", (*cli).kick},
 	{"say", "ROOM TEXT... | say ROOM - [-wait 5s]", "send TEXT to ROOM; with -, send standard input; -wait reports how many members got it", (*cli).say},
