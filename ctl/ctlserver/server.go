@@ -289,7 +289,7 @@ func (s *Server) who(r *httpd.Request) (any, error) {
 // maxSearchTTL is the highest IP TTL there is.
 const maxSearchTTL = 255
 
-func (s *Server) search(r *http.Request) (any, error) {
+func (s *Server) search(r *httpd.Request) (any, error) {
 	var req ctl.SearchRequest
 	if err := decodeBody(r, &req); err != nil {
 		return nil, err
@@ -310,7 +310,7 @@ func (s *Server) search(r *http.Request) (any, error) {
 	return res, nil
 }
 
-func (s *Server) peers(*http.Request) (any, error) {
+func (s *Server) peers(*httpd.Request) (any, error) {
 	p := s.b.Peers()
 	if p == nil {
 		p = []string{}
@@ -318,7 +318,7 @@ func (s *Server) peers(*http.Request) (any, error) {
 	return ctl.Peers{Peers: p}, nil
 }
 
-func (s *Server) addPeer(r *http.Request) (any, error) {
+func (s *Server) addPeer(r *httpd.Request) (any, error) {
 	var req ctl.PeerRequest
 	if err := decodeBody(r, &req); err != nil {
 		return nil, err
@@ -329,7 +329,7 @@ func (s *Server) addPeer(r *http.Request) (any, error) {
 	return nil, s.b.AddPeer(req.Addr)
 }
 
-func (s *Server) removePeer(r *http.Request) (any, error) {
+func (s *Server) removePeer(r *httpd.Request) (any, error) {
 	return nil, s.b.RemovePeer(r.PathValue("addr"))
 }
 
