@@ -430,7 +430,7 @@ func (s *Server) events(w httpd.ResponseWriter, r *httpd.Request) {
 					more = false
 				}
 			}
-			if err := rc.Flush(); err != nil {
+			if err := w.Flush(); err != nil {
 				s.log.Debug("event stream flush failed", "room", room, "err", err)
 				return
 			}
