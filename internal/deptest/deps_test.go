@@ -53,3 +53,29 @@ func TestLayering(t *testing.T) {
 		}
 	}
 }
+
+// noTLS lists the packages that must not link crypto/tls, crypto/x509 or
+// net/http, directly or not: together they are about 2.5 MB of a router
+// build (docs/BENCHMARKS.md, "Router builds"), and sessions use Noise
+// (rooms/secure).
+var noTLS = []string{"meshd/rooms/..."}
+
+func TestNoTLS(t *testing.T) {
+	gobin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skipf("go command not found: %v", err)
+	}
+	args := append([]string{"list", "-f", `{{.ImportPath}}{{range .Deps}} {{.}}{{end}}`}, noTLS...)
+	out, err := exec.Command(gobin, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		fields := strings.Fields(line)
+		for _, dep := range fields[1:] {
+			if dep == "crypto/tls" || dep == "crypto/x509" || dep == "net/http" {
+				t.Errorf("%s links %s", fields[0], dep)
+			}
+		}
+	}
+}
