@@ -1,6 +1,7 @@
 package deptest
 
 import (
+	"os"
 	"os/exec"
 	"slices"
 	"strings"
@@ -54,27 +55,35 @@ func TestLayering(t *testing.T) {
 	}
 }
 
-// noTLS lists the packages that must not link crypto/tls, crypto/x509 or
-// net/http, directly or not: together they are about 2.5 MB of a router
-// build (docs/BENCHMARKS.md, "Router builds"), and sessions use Noise
-// (rooms/secure).
-var noTLS = []string{"meshd/rooms/..."}
+// heavy lists standard packages a binary must not link, with the reason.
+// meshctl has to fit a router's flash beside meshd: net/http alone brings
+// TLS, X.509 and HTTP/2 (about half of meshctl's size), which a client of
+// a Unix socket never uses; ctl speaks the little HTTP it needs itself.
+// Sessions use Noise (rooms/secure), not TLS: crypto/tls and crypto/x509
+// are about 2 MB of meshd (docs/BENCHMARKS.md, "Router builds").
+var heavy = map[string][]string{
+	"meshd/cmd/meshctl":  {"net/http", "crypto/tls", "crypto/x509"},
+	"meshd/rooms":        {"net/http", "crypto/tls", "crypto/x509"},
+	"meshd/rooms/secure": {"net/http", "crypto/tls", "crypto/x509"},
+}
 
-func TestNoTLS(t *testing.T) {
+func TestNoHeavyDeps(t *testing.T) {
 	gobin, err := exec.LookPath("go")
 	if err != nil {
 		t.Skipf("go command not found: %v", err)
 	}
-	args := append([]string{"list", "-f", `{{.ImportPath}}{{range .Deps}} {{.}}{{end}}`}, noTLS...)
-	out, err := exec.Command(gobin, args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("go list: %v\n%s", err, out)
-	}
-	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-		fields := strings.Fields(line)
-		for _, dep := range fields[1:] {
-			if dep == "crypto/tls" || dep == "crypto/x509" || dep == "net/http" {
-				t.Errorf("%s links %s", fields[0], dep)
+	for pkg, banned := range heavy {
+		// The binary as it is built for a router: no cgo, no test files.
+		cmd := exec.Command(gobin, "list", "-deps", pkg)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=mipsle", "GOMIPS=softfloat")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("go list -deps %s: %v\n%s", pkg, err, out)
+		}
+		deps := strings.Fields(string(out))
+		for _, b := range banned {
+			if slices.Contains(deps, b) {
+				t.Errorf("%s links %s; it must not (see heavy in internal/deptest)", pkg, b)
 			}
 		}
 	}
