@@ -1,6 +1,7 @@
 package deptest
 
 import (
+	"os"
 	"os/exec"
 	"slices"
 	"strings"
@@ -49,6 +50,36 @@ func TestLayering(t *testing.T) {
 		for _, dep := range deps {
 			if strings.HasPrefix(dep, "meshd/") && !slices.Contains(ok, dep) {
 				t.Errorf("%s imports %s, which the layering forbids", pkg, dep)
+			}
+		}
+	}
+}
+
+// heavy lists standard packages a binary must not link, with the reason.
+// meshctl has to fit a router's flash beside meshd: net/http alone brings
+// TLS, X.509 and HTTP/2 (about half of meshctl's size), which a client of
+// a Unix socket never uses; ctl speaks the little HTTP it needs itself.
+var heavy = map[string][]string{
+	"meshd/cmd/meshctl": {"net/http", "crypto/tls", "crypto/x509"},
+}
+
+func TestNoHeavyDeps(t *testing.T) {
+	gobin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skipf("go command not found: %v", err)
+	}
+	for pkg, banned := range heavy {
+		// The binary as it is built for a router: no cgo, no test files.
+		cmd := exec.Command(gobin, "list", "-deps", pkg)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=mipsle", "GOMIPS=softfloat")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("go list -deps %s: %v\n%s", pkg, err, out)
+		}
+		deps := strings.Fields(string(out))
+		for _, b := range banned {
+			if slices.Contains(deps, b) {
+				t.Errorf("%s links %s; it must not (see heavy in internal/deptest)", pkg, b)
 			}
 		}
 	}
