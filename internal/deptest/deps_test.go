@@ -59,8 +59,12 @@ func TestLayering(t *testing.T) {
 // meshctl has to fit a router's flash beside meshd: net/http alone brings
 // TLS, X.509 and HTTP/2 (about half of meshctl's size), which a client of
 // a Unix socket never uses; ctl speaks the little HTTP it needs itself.
+// Sessions use Noise (rooms/secure), not TLS: crypto/tls and crypto/x509
+// are about 2 MB of meshd (docs/BENCHMARKS.md, "Router builds").
 var heavy = map[string][]string{
-	"meshd/cmd/meshctl": {"net/http", "crypto/tls", "crypto/x509"},
+	"meshd/cmd/meshctl":  {"net/http", "crypto/tls", "crypto/x509"},
+	"meshd/rooms":        {"net/http", "crypto/tls", "crypto/x509"},
+	"meshd/rooms/secure": {"net/http", "crypto/tls", "crypto/x509"},
 }
 
 func TestNoHeavyDeps(t *testing.T) {
