@@ -2,6 +2,7 @@ package rooms
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -72,6 +73,12 @@ type Store interface {
 	Start() uint64
 	// Reserve records, durably, that numbers below hw may be assigned.
 	Reserve(hw uint64) error
+	// LoadAccess returns what SaveAccess saved last, nil if nothing.
+	LoadAccess() ([]byte, error)
+	// SaveAccess replaces, durably and atomically, the room's invites
+	// and the keys they admitted. It is called at each invite issued or
+	// redeemed and at each kick.
+	SaveAccess(b []byte) error
 	Close() error
 }
 
@@ -111,11 +118,14 @@ func NewHost(cfg HostConfig) *Host {
 // ErrAlreadyHosted means the daemon already hosts a room of that name.
 var ErrAlreadyHosted = errors.New("already hosted")
 
-// Open starts hosting room name, continuing its sequence if its store
-// holds one.
-func (h *Host) Open(name string) (*Sequencer, error) {
+// Open starts hosting room name, admitting whom access says, and
+// continuing its sequence if its store holds one.
+func (h *Host) Open(name string, access RoomAccess) (*Sequencer, error) {
 	if err := ValidateName(name); err != nil {
 		return nil, err
+	}
+	if err := access.Validate(); err != nil {
+		return nil, fmt.Errorf("room %s: %w", name, err)
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -127,13 +137,31 @@ func (h *Host) Open(name string) (*Sequencer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("room %s: %w", name, err)
 	}
-	s := newSequencer(h, name, id, store)
-	if err := s.rekeyLocked(); err != nil {
+	s, err := h.newRoom(name, id, store, access)
+	if err != nil {
 		store.Close()
-		return nil, err
+		return nil, fmt.Errorf("room %s: %w", name, err)
 	}
 	h.rooms[name] = s
-	h.log.Info("hosting room", "room", s.ref, "group", s.group, "next", s.next)
+	h.log.Info("hosting room", "room", s.ref, "group", s.group, "next", s.next, "access", access.Mode)
+	return s, nil
+}
+
+// newRoom sets up a room on its open store: its access, with the invites
+// the store kept, and its first epoch key.
+func (h *Host) newRoom(name string, id [wire.RoomIDLen]byte, store Store, access RoomAccess) (*Sequencer, error) {
+	stored, err := store.LoadAccess()
+	if err != nil {
+		return nil, err
+	}
+	acc, err := newAccessState(h.cfg.Identity.Pub, name, access, stored)
+	if err != nil {
+		return nil, err
+	}
+	s := newSequencer(h, name, id, store, acc)
+	if err := s.rekeyLocked(); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -238,6 +266,12 @@ func (h *Host) serveSession(ctx context.Context, raw net.Conn) {
 		return
 	}
 	pub, _ := peerKey(conn.ConnectionState())
+	binding, err := channelBinding(conn)
+	if err != nil {
+		h.cfg.Stats.SessionsRefused.Add(1)
+		log.Debug("join", "err", err)
+		return
+	}
 	f, buf, err := wire.ReadFrame(conn, nil)
 	if err != nil {
 		h.cfg.Stats.SessionsRefused.Add(1)
@@ -262,13 +296,14 @@ func (h *Host) serveSession(ctx context.Context, raw net.Conn) {
 		sayLimit:  bucket{rate: h.cfg.MemberRate, burst: 2 * h.cfg.MemberRate},
 		conn:      conn,
 		raw:       raw,
+		pub:       pub,
 		keyID:     KeyID(pub),
 		fp:        Fingerprint(pub),
 		nick:      hello.Nick,
 		out:       make(chan []byte, sessionQueue),
 		gone:      make(chan struct{}),
 	}
-	if err := s.admit(sess, hello.Resume); err != nil {
+	if err := s.admit(sess, hello.Resume, hello.Cred, binding); err != nil {
 		h.refuse(conn, err.Error())
 		return
 	}
@@ -307,6 +342,7 @@ type hostSession struct {
 
 	conn  *tls.Conn
 	raw   net.Conn // closed directly: tls.Conn.Close would wait on a stuck write
+	pub   ed25519.PublicKey
 	keyID [wire.KeyIDLen]byte
 	fp    string
 	nick  string

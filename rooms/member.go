@@ -75,8 +75,12 @@ type Member struct {
 	hostKey ed25519.PublicKey
 	nick    string
 	keyID   [wire.KeyIDLen]byte
-	cancel  context.CancelFunc
-	done    chan struct{}
+	// cred is shown at every join; its token only until the first
+	// succeeds. Set before run starts, read and changed only by the
+	// goroutine that connects.
+	cred   Credential
+	cancel context.CancelFunc
+	done   chan struct{}
 
 	wmu sync.Mutex // serialises frames written to the session
 
@@ -97,10 +101,11 @@ type Member struct {
 // ErrRefused means the host turned the join down; the error says why.
 var ErrRefused = errors.New("join refused")
 
-// Join joins room kn as nick. It returns once the host has admitted the
-// member, or with the reason it could not; afterwards the member keeps its
-// session, reconnecting when it drops, until Close.
-func Join(ctx context.Context, cfg MemberConfig, kn Known, nick string, resume uint64) (*Member, error) {
+// Join joins room kn as nick, showing cred if the room is not open. It
+// returns once the host has admitted the member, or with the reason it
+// could not; afterwards the member keeps its session, reconnecting when it
+// drops, until Close.
+func Join(ctx context.Context, cfg MemberConfig, kn Known, nick string, resume uint64, cred Credential) (*Member, error) {
 	if err := ValidateNick(nick); err != nil {
 		return nil, err
 	}
@@ -114,6 +119,7 @@ func Join(ctx context.Context, cfg MemberConfig, kn Known, nick string, resume u
 		hostKey: slices.Clone(kn.Key()),
 		nick:    nick,
 		keyID:   KeyID(cfg.Identity.Pub),
+		cred:    cred,
 		done:    make(chan struct{}),
 		waiters: make(map[uint32]chan *wire.Said),
 		rx:      newReceiver(),
@@ -128,6 +134,9 @@ func Join(ctx context.Context, cfg MemberConfig, kn Known, nick string, resume u
 		conn.Close()
 		return nil, err
 	}
+	// The host has put the key on the room's allowlist: the token is
+	// spent.
+	m.cred.Token = nil
 	runCtx, cancel := context.WithCancel(context.Background())
 	m.cancel = cancel
 	go m.run(runCtx, conn)
@@ -237,7 +246,11 @@ func (m *Member) hello(ctx context.Context, conn *tls.Conn, resume uint64) (*wir
 		}
 		return nil, fmt.Errorf("join %s: tls: %w", m.ref, err)
 	}
-	b, err := wire.AppendFrame(nil, &wire.Hello{Room: m.name, Nick: m.nick, Resume: resume})
+	cred, err := m.credential(conn)
+	if err != nil {
+		return nil, fmt.Errorf("join %s: %w", m.ref, err)
+	}
+	b, err := wire.AppendFrame(nil, &wire.Hello{Room: m.name, Nick: m.nick, Resume: resume, Cred: cred})
 	if err != nil {
 		return nil, err
 	}
@@ -256,6 +269,27 @@ func (m *Member) hello(ctx context.Context, conn *tls.Conn, resume uint64) (*wir
 	}
 	return nil, fmt.Errorf("join %s: unexpected frame %T from host", m.ref, f)
 }
+
+// credential returns what the Hello on conn shows the host: the invite
+// token, or the proof of the passphrase bound to this session, or nothing.
+func (m *Member) credential(conn *tls.Conn) ([]byte, error) {
+	switch {
+	case m.cred.Token != nil:
+		return m.cred.Token, nil
+	case m.cred.Key != nil:
+		binding, err := channelBinding(conn)
+		if err != nil {
+			return nil, err
+		}
+		return joinProof(*m.cred.Key, binding, m.cfg.Identity.Pub), nil
+	}
+	return nil, nil
+}
+
+// PassphraseKey returns the key this member proves a passphrase room's
+// passphrase with, nil for other rooms, so that the daemon can rejoin
+// after a restart.
+func (m *Member) PassphraseKey() *[32]byte { return m.cred.Key }
 
 // welcome takes the room's key and position from the host.
 func (m *Member) welcome(conn *tls.Conn, w *wire.Welcome) error {

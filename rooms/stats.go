@@ -40,6 +40,8 @@ type Stats struct {
 	JoinsLimited    atomic.Int64 // join connections over their source's rate
 	Rekeys          atomic.Int64 // epoch keys this daemon's hosted rooms rotated
 	SaysLimited     atomic.Int64 // lines refused: their member said more than host.member_rate
+	SaysMuted       atomic.Int64 // lines refused: the host muted their member
+	AccessDenied    atomic.Int64 // joins refused by a room's access: not invited, bad invite, wrong or missing passphrase
 	SessionsRefused atomic.Int64
 	PacketsSent     atomic.Int64
 	SendErrors      atomic.Int64
@@ -77,6 +79,8 @@ func (s *Stats) Snapshot() map[string]int64 {
 		"blocks_repaired":    s.BlocksRepaired.Load(),
 		"stream_switches":    s.StreamSwitches.Load(),
 		"says_limited":       s.SaysLimited.Load(),
+		"says_muted":         s.SaysMuted.Load(),
+		"access_denied":      s.AccessDenied.Load(),
 		"rekeys":             s.Rekeys.Load(),
 		"joins_limited":      s.JoinsLimited.Load(),
 		"sessions_refused":   s.SessionsRefused.Load(),
