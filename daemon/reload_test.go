@@ -52,20 +52,20 @@ func TestDiffConfig(t *testing.T) {
 			applied: []string{"discovery.announce_interval changed (5s → 15s)"},
 		},
 		{
-			name: "announce_interval beyond the running lifetime",
+			name: "announce_interval with a longer lifetime",
 			change: func(c *Config) {
 				c.Discovery.Interval = Duration(20 * time.Second)
 				c.Discovery.Lifetime = Duration(time.Minute)
 			},
-			restart: []string{
-				"discovery.announce_interval changed (5s → 20s), which is more than half the running discovery.room_lifetime (30s)",
+			applied: []string{
+				"discovery.announce_interval changed (5s → 20s)",
 				"discovery.room_lifetime changed (30s → 1m0s)",
 			},
 		},
 		{
 			name:    "room_lifetime",
 			change:  func(c *Config) { c.Discovery.Lifetime = Duration(time.Minute) },
-			restart: []string{"discovery.room_lifetime changed (30s → 1m0s)"},
+			applied: []string{"discovery.room_lifetime changed (30s → 1m0s)"},
 		},
 		{
 			name:    "discovery.group",
@@ -90,12 +90,12 @@ func TestDiffConfig(t *testing.T) {
 		{
 			name:    "nick",
 			change:  func(c *Config) { c.Nick = "bob" },
-			restart: []string{`nick changed ("alice" → "bob")`},
+			applied: []string{`nick changed ("alice" → "bob")`},
 		},
 		{
 			name:    "member.path",
 			change:  func(c *Config) { c.Member.Path = "tcp" },
-			restart: []string{`member.path changed ("auto" → "tcp")`},
+			applied: []string{`member.path changed ("auto" → "tcp")`},
 		},
 		{
 			name:    "ttl",
@@ -184,7 +184,7 @@ func TestDiffConfig(t *testing.T) {
 			if len(again) != 0 || len(rest) != len(tt.restart) {
 				t.Errorf("diff of the result against next: applied %q, restart %q; want none, %d", again, rest, len(tt.restart))
 			}
-			if live.Discovery.Lifetime != old.Discovery.Lifetime || live.Nick != old.Nick || !slices.Equal(live.Rooms, old.Rooms) {
+			if live.StateDir != old.StateDir || live.Host.DataPort != old.Host.DataPort || live.Discovery.Group != old.Discovery.Group || !reflect.DeepEqual(live.Rooms, old.Rooms) {
 				t.Errorf("diffConfig applied a key that is not live: %+v", live)
 			}
 		})
@@ -226,21 +226,32 @@ func TestDiffRooms(t *testing.T) {
 		}
 		return out
 	}
+	names := func(rs []Room) []string {
+		var out []string
+		for _, r := range rs {
+			out = append(out, r.Name)
+		}
+		return out
+	}
+	invite := []Room{{Name: "a", Access: "invite", Allow: []string{"abcdefgh"}}}
 	tests := []struct {
-		old, next      []Room
-		added, removed []string
+		old, next               []Room
+		added, removed, changed []string
 	}{
-		{nil, nil, nil, nil},
-		{rs("a"), rs("a"), nil, nil},
-		{nil, rs("a", "b"), []string{"a", "b"}, nil},
-		{rs("a", "b"), nil, nil, []string{"a", "b"}},
-		{rs("a", "b"), rs("b", "c"), []string{"c"}, []string{"a"}},
-		{rs("a", "b"), rs("b", "a"), nil, nil},
+		{nil, nil, nil, nil, nil},
+		{rs("a"), rs("a"), nil, nil, nil},
+		{nil, rs("a", "b"), []string{"a", "b"}, nil, nil},
+		{rs("a", "b"), nil, nil, []string{"a", "b"}, nil},
+		{rs("a", "b"), rs("b", "c"), []string{"c"}, []string{"a"}, nil},
+		{rs("a", "b"), rs("b", "a"), nil, nil, nil},
+		{rs("a"), []Room{{Name: "a", Access: "open", Allow: []string{}}}, nil, nil, nil},
+		{rs("a"), invite, nil, nil, []string{"a"}},
+		{invite, []Room{{Name: "a", Access: "invite"}}, nil, nil, []string{"a"}},
 	}
 	for _, tt := range tests {
-		added, removed := diffRooms(tt.old, tt.next)
-		if !slices.Equal(added, tt.added) || !slices.Equal(removed, tt.removed) {
-			t.Errorf("diffRooms(%v, %v) = %q, %q; want %q, %q", tt.old, tt.next, added, removed, tt.added, tt.removed)
+		added, removed, changed := diffRooms(tt.old, tt.next)
+		if !slices.Equal(names(added), tt.added) || !slices.Equal(removed, tt.removed) || !slices.Equal(changed, tt.changed) {
+			t.Errorf("diffRooms(%v, %v) = %q, %q, %q; want %q, %q, %q", tt.old, tt.next, names(added), removed, changed, tt.added, tt.removed, tt.changed)
 		}
 	}
 }

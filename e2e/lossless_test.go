@@ -208,7 +208,7 @@ func newRoom(t *testing.T, ctx context.Context, members int, memberCfg string) *
 			rs, err := m.client().Rooms(ctx)
 			return err == nil && findRoom(rs, "general") != nil
 		})
-		if _, err := m.client().Join(ctx, "general", m.name); err != nil {
+		if _, err := m.client().Join(ctx, ctl.JoinRequest{Room: "general", Nick: m.name}); err != nil {
 			t.Fatalf("%s: join: %v", m.name, err)
 		}
 		r.views = append(r.views, m.view(ctx, "general"))

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"meshd/rooms/wire"
@@ -100,6 +101,10 @@ type Host struct {
 	log *slog.Logger
 
 	joins *sourceLimiter
+	// The running nick and announcement lifetime, which a reload of the
+	// configuration changes (cfg holds the start-up values).
+	nick     atomic.Pointer[string]
+	lifetime atomic.Int64
 
 	mu    sync.Mutex
 	rooms map[string]*Sequencer
@@ -107,13 +112,29 @@ type Host struct {
 
 // NewHost returns a Host with no rooms.
 func NewHost(cfg HostConfig) *Host {
-	return &Host{
+	h := &Host{
 		cfg:   cfg,
 		log:   cfg.Logger,
 		joins: newSourceLimiter(joinRate, joinBurst, joinSources),
 		rooms: make(map[string]*Sequencer),
 	}
+	h.SetNick(cfg.Nick)
+	h.SetLifetime(cfg.Lifetime)
+	return h
 }
+
+// SetNick changes the hosting user's nick in every hosted room: its lines
+// carry the new nick from now on, and members that join afterwards see it
+// in the member list. Members already in a room see it on their user's
+// lines; their lists keep the old one until they rejoin.
+func (h *Host) SetNick(nick string) { h.nick.Store(&nick) }
+
+// Nick returns the hosting user's nick.
+func (h *Host) Nick() string { return *h.nick.Load() }
+
+// SetLifetime changes how long announcements keep the hosted rooms
+// listed, from the next announcement on.
+func (h *Host) SetLifetime(d time.Duration) { h.lifetime.Store(int64(d)) }
 
 // ErrAlreadyHosted means the daemon already hosts a room of that name.
 var ErrAlreadyHosted = errors.New("already hosted")

@@ -94,6 +94,7 @@ type Member struct {
 	sayID   uint32
 	waiters map[uint32]chan *wire.Said
 	closed  bool
+	path    string // PathAuto, PathMulticast or PathTCP
 	members map[[wire.KeyIDLen]byte]string
 	rx      receiver
 }
@@ -120,6 +121,7 @@ func Join(ctx context.Context, cfg MemberConfig, kn Known, nick string, resume u
 		nick:    nick,
 		keyID:   KeyID(cfg.Identity.Pub),
 		cred:    cred,
+		path:    cfg.Path,
 		done:    make(chan struct{}),
 		waiters: make(map[uint32]chan *wire.Said),
 		rx:      newReceiver(),
@@ -561,6 +563,14 @@ func (m *Member) Path() string {
 		return PathTCP
 	}
 	return PathMulticast
+}
+
+// SetPath changes how the room reaches this member (PathAuto,
+// PathMulticast or PathTCP); the member moves within a second.
+func (m *Member) SetPath(path string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.path = path
 }
 
 // Close leaves the room: the session ends, and the host sequences the

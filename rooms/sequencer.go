@@ -290,7 +290,7 @@ func (s *Sequencer) Say(text string) (uint64, error) {
 		return 0, err
 	}
 	s.mu.Lock()
-	seq, err := s.submitLocked(wire.Record{Kind: wire.KindMessage, KeyID: s.keyID, Nick: s.host.cfg.Nick, Text: text})
+	seq, err := s.submitLocked(wire.Record{Kind: wire.KindMessage, KeyID: s.keyID, Nick: s.host.Nick(), Text: text})
 	if err == nil && len(s.members) > 0 {
 		s.watches = addWatch(s.watches, seq)
 	}
@@ -565,7 +565,7 @@ func (s *Sequencer) announcement(addrs []netip.AddrPort) ([]byte, error) {
 	}
 	a := wire.Announce{
 		Serial:   s.serial,
-		Lifetime: uint16(s.host.cfg.Lifetime / time.Second),
+		Lifetime: uint16(time.Duration(s.host.lifetime.Load()) / time.Second),
 		Group:    s.group,
 		Room:     s.name,
 		Addrs:    addrs,
@@ -588,7 +588,7 @@ func (s *Sequencer) Members() []MemberState {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := make([]MemberState, 0, 1+len(s.members))
-	out = append(out, MemberState{MemberInfo: wire.MemberInfo{KeyID: s.keyID, Nick: s.host.cfg.Nick}, Host: true, Acked: s.next - 1})
+	out = append(out, MemberState{MemberInfo: wire.MemberInfo{KeyID: s.keyID, Nick: s.host.Nick()}, Host: true, Acked: s.next - 1})
 	for _, m := range s.members {
 		path := PathMulticast
 		if m.streaming {
@@ -601,7 +601,7 @@ func (s *Sequencer) Members() []MemberState {
 }
 
 func (s *Sequencer) memberInfosLocked() []wire.MemberInfo {
-	out := []wire.MemberInfo{{KeyID: s.keyID, Nick: s.host.cfg.Nick}}
+	out := []wire.MemberInfo{{KeyID: s.keyID, Nick: s.host.Nick()}}
 	for _, m := range s.members {
 		out = append(out, wire.MemberInfo{KeyID: m.keyID, Nick: m.nick})
 	}
@@ -656,7 +656,7 @@ func (s *Sequencer) admit(m *hostSession, resume uint64, cred, binding []byte) e
 		// its old session timed out: the new session replaces it.
 		s.dropLocked(old)
 	}
-	if m.nick == s.host.cfg.Nick {
+	if m.nick == s.host.Nick() {
 		return fmt.Errorf("nick %q is already used in room %s; join with another nick", m.nick, s.ref)
 	}
 	for _, o := range s.members {
