@@ -314,8 +314,9 @@ func TestReloadInterval(t *testing.T) {
 	}
 }
 
-// TestReloadHostsRooms runs a daemon and adds a room to its file.
-func TestReloadHostsRooms(t *testing.T) {
+// testDaemonConfig is a configuration for a daemon run by a test: its
+// files in a temporary directory, its sockets on ports of its own.
+func testDaemonConfig(t *testing.T) Config {
 	dir := t.TempDir()
 	cfg := reloadBase()
 	cfg.StateDir = filepath.Join(dir, "state")
@@ -326,6 +327,14 @@ func TestReloadHostsRooms(t *testing.T) {
 	cfg.Discovery.Lifetime = Duration(2 * time.Hour)
 	cfg.Host.DataPort = port + 1
 	cfg.Host.Listen = netip.MustParseAddrPort("127.0.0.1:0")
+	return cfg
+}
+
+// runDaemon runs a daemon of cfg until the test ends, and returns once
+// it has started, as a first Reload tells: then Reload may change it. It
+// skips the test where the daemon cannot run (no multicast route).
+func runDaemon(t *testing.T, cfg Config) *Daemon {
+	t.Helper()
 	d, err := New(cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
@@ -333,24 +342,22 @@ func TestReloadHostsRooms(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- d.Run(ctx) }()
-	defer func() {
+	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Error(err)
 		}
-	}()
-
-	next := cfg
-	next.Rooms = []Room{{Name: "news"}}
-	var applied, restart []string
+	})
 	for deadline := time.Now().Add(10 * time.Second); ; {
-		applied, restart, err = d.Reload(next)
-		if !errors.Is(err, errNotStarted) {
-			break
+		if _, _, err := d.Reload(cfg); !errors.Is(err, errNotStarted) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			return d
 		}
 		select {
 		case err := <-done:
-			done <- nil // for the deferred stop
+			done <- nil // for the cleanup
 			t.Skipf("daemon cannot run here: %v", err)
 		case <-time.After(10 * time.Millisecond):
 		}
@@ -358,6 +365,15 @@ func TestReloadHostsRooms(t *testing.T) {
 			t.Fatal("daemon did not start")
 		}
 	}
+}
+
+// TestReloadHostsRooms runs a daemon and adds a room to its file.
+func TestReloadHostsRooms(t *testing.T) {
+	cfg := testDaemonConfig(t)
+	d := runDaemon(t, cfg)
+	next := cfg
+	next.Rooms = []Room{{Name: "news"}}
+	applied, restart, err := d.Reload(next)
 	if err != nil {
 		t.Fatal(err)
 	}
