@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -148,6 +149,8 @@ type host struct {
 	cmd    *exec.Cmd
 	exited chan error
 	log    string
+	// interfaces is the TOML list of discovery interfaces; "" means eth0.
+	interfaces string
 
 	clientOnce sync.Once
 	ctlClient  *ctl.Client
@@ -200,8 +203,8 @@ log_level = "debug"
 [discovery]
 announce_interval = "1s"
 room_lifetime = "5s"
-interfaces = ["eth0"]
-%s`, filepath.Join(h.dir, "state"), h.socket, h.name, top, extra)
+interfaces = %s
+%s`, filepath.Join(h.dir, "state"), h.socket, h.name, top, cmp.Or(h.interfaces, `["eth0"]`), extra)
 	cfgPath := filepath.Join(h.dir, "meshd.toml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -223,6 +226,9 @@ interfaces = ["eth0"]
 	// A race-enabled meshd would otherwise linger a second at exit.
 	h.cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+notifyPath, "GORACE=atexit_sleep_ms=0")
 	h.cmd.Stdout, h.cmd.Stderr = logf, logf
+	// Killed with this process, so that a test killed outright leaves no
+	// daemon behind.
+	h.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := h.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
