@@ -259,6 +259,7 @@ var counterHelp = map[string]string{
 	"sessions_refused":    "join sessions refused",
 	"access_denied":       "joins refused by a room's access: not invited, bad invite, wrong or missing passphrase",
 	"says_muted":          "lines refused because the host muted their member",
+	"sessions_tampered":   "session records that failed authentication (session closed)",
 	"packets_sent":        "packets sent",
 	"send_errors":         "packets that failed to send",
 }

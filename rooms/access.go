@@ -5,7 +5,6 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
-	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -316,27 +315,16 @@ func PassphraseKey(q ed25519.PublicKey, name string, passphrase []byte) [32]byte
 }
 
 // joinProof is what a member sends to show it holds a passphrase room's
-// key: a MAC over the session's channel binding and the member's key, so
-// that it is worthless on any other session, and never reveals the key.
+// key: a MAC over the session's channel binding (secure.Conn's
+// ChannelBinding, the same at both ends of one session and no other) and
+// the member's key, so that it is worthless on any other session, and
+// never reveals the key.
 func joinProof(key [32]byte, binding []byte, member ed25519.PublicKey) []byte {
 	mac := hmac.New(sha256.New, key[:])
 	mac.Write([]byte("meshd join proof v1\x00"))
 	mac.Write(binding)
 	mac.Write(member)
 	return mac.Sum(nil)
-}
-
-// channelBinding is the value both ends of a join session derive from its
-// handshake, unique to the session, to which a passphrase proof is bound.
-// Today it is a TLS exporter (as in RFC 9266); it is the one place to
-// change when the session's handshake changes.
-func channelBinding(conn *tls.Conn) ([]byte, error) {
-	cs := conn.ConnectionState()
-	b, err := cs.ExportKeyingMaterial("EXPORTER-meshd-join-binding", nil, 32)
-	if err != nil {
-		return nil, fmt.Errorf("channel binding: %w", err)
-	}
-	return b, nil
 }
 
 // Credential is what a member shows the host of a room that is not open.

@@ -9,8 +9,8 @@ import (
 )
 
 // Signature contexts (Ed25519ctx, RFC 8032) keep a signature made for one
-// purpose from being valid for another, including TLS, which signs with the
-// same key. Batches have theirs in seal.go.
+// purpose from being valid for another, including the session key's
+// (rooms/secure), which the same key signs. Batches have theirs in seal.go.
 var announceOpts = &ed25519.Options{Context: "meshd announce v1"}
 
 // ErrBadSignature means a packet's signature does not verify.

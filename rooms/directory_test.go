@@ -40,8 +40,8 @@ func newTestDirectory() (*Directory, *Stats, *dirRecorder) {
 	return NewDirectory(stats, rec.record), stats, rec
 }
 
-// seededIdentity is a signing identity without the TLS certificate, which
-// the directory does not need and which is slow to make thousands of.
+// seededIdentity is a signing identity without a session key, which the
+// directory does not need and which is slow to make thousands of.
 func seededIdentity(n uint64) *Identity {
 	seed := make([]byte, ed25519.SeedSize)
 	binary.BigEndian.PutUint64(seed, n+1)

@@ -5,7 +5,8 @@
 // that assigns sequence numbers: every line and every join and part gets
 // one place in one total order, is signed by Q, sealed under the room's
 // epoch key and multicast on the room's data group. Members hold a Member,
-// which joins the host over TLS (the host's certificate key must be Q),
+// which joins the host over a Noise session (rooms/secure: the host must
+// prove Q),
 // receives the epoch key, opens and verifies each packet and delivers
 // records strictly in sequence order, fetching over its session what
 // multicast did not bring. A Directory keeps the rooms that signed

@@ -3,7 +3,6 @@ package rooms
 import (
 	"context"
 	"crypto/ed25519"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"meshd/rooms/secure"
 	"meshd/rooms/wire"
 )
 
@@ -274,25 +274,19 @@ func (h *Host) Serve(ctx context.Context, ln net.Listener) error {
 }
 
 func (h *Host) serveSession(ctx context.Context, raw net.Conn) {
-	conn := tls.Server(raw, h.cfg.Identity.serverTLS())
-	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	stop := context.AfterFunc(ctx, func() { raw.Close() })
 	defer stop()
-	defer conn.Close()
+	defer raw.Close()
 	log := h.log.With("peer", raw.RemoteAddr().String())
 
-	conn.SetDeadline(time.Now().Add(handshakeTimeout))
-	if err := conn.HandshakeContext(ctx); err != nil {
+	raw.SetDeadline(time.Now().Add(handshakeTimeout))
+	conn, err := secure.Server(ctx, raw, secure.Config{Static: h.cfg.Identity.static, Tampered: h.cfg.Stats.tampered})
+	if err != nil {
 		h.cfg.Stats.SessionsRefused.Add(1)
 		log.Debug("join handshake failed", "err", err)
 		return
 	}
-	pub, _ := peerKey(conn.ConnectionState())
-	binding, err := channelBinding(conn)
-	if err != nil {
-		h.cfg.Stats.SessionsRefused.Add(1)
-		log.Debug("join", "err", err)
-		return
-	}
+	pub := conn.PeerKey()
 	f, buf, err := wire.ReadFrame(conn, nil)
 	if err != nil {
 		h.cfg.Stats.SessionsRefused.Add(1)
@@ -316,7 +310,6 @@ func (h *Host) serveSession(ctx context.Context, raw net.Conn) {
 		nackLimit: bucket{rate: nackRate, burst: nackBurst},
 		sayLimit:  bucket{rate: h.cfg.MemberRate, burst: 2 * h.cfg.MemberRate},
 		conn:      conn,
-		raw:       raw,
 		pub:       pub,
 		keyID:     KeyID(pub),
 		fp:        Fingerprint(pub),
@@ -324,7 +317,7 @@ func (h *Host) serveSession(ctx context.Context, raw net.Conn) {
 		out:       make(chan []byte, sessionQueue),
 		gone:      make(chan struct{}),
 	}
-	if err := s.admit(sess, hello.Resume, hello.Cred, binding); err != nil {
+	if err := s.admit(sess, hello.Resume, hello.Cred, conn.ChannelBinding()); err != nil {
 		h.refuse(conn, err.Error())
 		return
 	}
@@ -340,7 +333,7 @@ func (h *Host) serveSession(ctx context.Context, raw net.Conn) {
 	log.Info("member left", "err", err)
 }
 
-func (h *Host) refuse(conn *tls.Conn, reason string) {
+func (h *Host) refuse(conn *secure.Conn, reason string) {
 	h.cfg.Stats.SessionsRefused.Add(1)
 	b, err := wire.AppendFrame(nil, &wire.Refuse{Reason: reason})
 	if err != nil {
@@ -350,7 +343,7 @@ func (h *Host) refuse(conn *tls.Conn, reason string) {
 	conn.Write(b)
 }
 
-// hostSession is the host's end of one member's TLS session. Frames go out
+// hostSession is the host's end of one member's session. Frames go out
 // through a bounded queue drained by writeLoop, so a stuck member never
 // blocks the sequencer; a member whose queue fills is dropped.
 type hostSession struct {
@@ -361,8 +354,7 @@ type hostSession struct {
 	nackLimit bucket
 	sayLimit  bucket
 
-	conn  *tls.Conn
-	raw   net.Conn // closed directly: tls.Conn.Close would wait on a stuck write
+	conn  *secure.Conn // Close does not wait for a stuck write
 	pub   ed25519.PublicKey
 	keyID [wire.KeyIDLen]byte
 	fp    string
@@ -400,7 +392,7 @@ func (m *hostSession) room() bool { return len(m.out) < cap(m.out)-sessionReserv
 func (m *hostSession) close() {
 	m.closeOnce.Do(func() {
 		close(m.gone)
-		m.raw.Close()
+		m.conn.Close()
 	})
 }
 

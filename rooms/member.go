@@ -3,7 +3,6 @@ package rooms
 import (
 	"context"
 	"crypto/ed25519"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"meshd/rooms/secure"
 	"meshd/rooms/wire"
 )
 
@@ -63,7 +63,7 @@ const (
 )
 
 // Member is this daemon's membership of one room hosted elsewhere: it keeps
-// a TLS session to the host, rebuilds the room's blocks from multicast
+// a session to the host (rooms/secure), rebuilds the room's blocks from multicast
 // shards, verifies and delivers their records in sequence order, asks for
 // repairs, and falls back to its session when multicast fails it. Safe for
 // concurrent use.
@@ -85,7 +85,7 @@ type Member struct {
 	wmu sync.Mutex // serialises frames written to the session
 
 	mu      sync.Mutex
-	conn    *tls.Conn
+	conn    *secure.Conn
 	id      [wire.RoomIDLen]byte
 	opts    *ed25519.Options
 	key     *epochKey
@@ -205,7 +205,7 @@ func (m *Member) Members() []wire.MemberInfo {
 
 // connect dials the room's join addresses in turn and asks to be admitted,
 // resuming at sequence number resume (0: from now).
-func (m *Member) connect(ctx context.Context, kn Known, resume uint64) (*tls.Conn, *wire.Welcome, error) {
+func (m *Member) connect(ctx context.Context, kn Known, resume uint64) (*secure.Conn, *wire.Welcome, error) {
 	dial := m.cfg.Dial
 	if dial == nil {
 		var d net.Dialer
@@ -220,8 +220,7 @@ func (m *Member) connect(ctx context.Context, kn Known, resume uint64) (*tls.Con
 			errs = append(errs, err)
 			continue
 		}
-		conn := tls.Client(raw, m.cfg.Identity.clientTLS(m.hostKey))
-		w, err := m.hello(dctx, conn, resume)
+		conn, w, err := m.hello(dctx, raw, resume)
 		cancel()
 		if err == nil {
 			return conn, w, nil
@@ -237,55 +236,47 @@ func (m *Member) connect(ctx context.Context, kn Known, resume uint64) (*tls.Con
 	return nil, nil, fmt.Errorf("join %s: cannot reach the host: %w", m.ref, errors.Join(errs...))
 }
 
-func (m *Member) hello(ctx context.Context, conn *tls.Conn, resume uint64) (*wire.Welcome, error) {
+// hello opens the session over raw, checking that the host holds the
+// room's key, and asks to be admitted.
+func (m *Member) hello(ctx context.Context, raw net.Conn, resume uint64) (*secure.Conn, *wire.Welcome, error) {
 	if dl, ok := ctx.Deadline(); ok {
-		conn.SetDeadline(dl)
-		defer conn.SetDeadline(time.Time{})
+		raw.SetDeadline(dl)
+		defer raw.SetDeadline(time.Time{})
 	}
-	if err := conn.HandshakeContext(ctx); err != nil {
-		if errors.Is(err, ErrHostKeyMismatch) {
-			return nil, fmt.Errorf("join %s: %w", m.ref, ErrHostKeyMismatch)
-		}
-		return nil, fmt.Errorf("join %s: tls: %w", m.ref, err)
-	}
-	cred, err := m.credential(conn)
+	conn, err := secure.Client(ctx, raw, secure.Config{Static: m.cfg.Identity.static, Tampered: m.cfg.Stats.tampered}, m.hostKey)
 	if err != nil {
-		return nil, fmt.Errorf("join %s: %w", m.ref, err)
+		return nil, nil, fmt.Errorf("join %s: %w", m.ref, hostKeyErr(err))
 	}
-	b, err := wire.AppendFrame(nil, &wire.Hello{Room: m.name, Nick: m.nick, Resume: resume, Cred: cred})
+	b, err := wire.AppendFrame(nil, &wire.Hello{Room: m.name, Nick: m.nick, Resume: resume, Cred: m.credential(conn)})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if _, err := conn.Write(b); err != nil {
-		return nil, fmt.Errorf("join %s: %w", m.ref, err)
+		return nil, nil, fmt.Errorf("join %s: %w", m.ref, err)
 	}
 	f, _, err := wire.ReadFrame(conn, nil)
 	if err != nil {
-		return nil, fmt.Errorf("join %s: no answer from host: %w", m.ref, err)
+		return nil, nil, fmt.Errorf("join %s: no answer from host: %w", m.ref, err)
 	}
 	switch f := f.(type) {
 	case *wire.Welcome:
-		return f, nil
+		return conn, f, nil
 	case *wire.Refuse:
-		return nil, fmt.Errorf("%w: %s", ErrRefused, f.Reason)
+		return nil, nil, fmt.Errorf("%w: %s", ErrRefused, f.Reason)
 	}
-	return nil, fmt.Errorf("join %s: unexpected frame %T from host", m.ref, f)
+	return nil, nil, fmt.Errorf("join %s: unexpected frame %T from host", m.ref, f)
 }
 
 // credential returns what the Hello on conn shows the host: the invite
 // token, or the proof of the passphrase bound to this session, or nothing.
-func (m *Member) credential(conn *tls.Conn) ([]byte, error) {
+func (m *Member) credential(conn *secure.Conn) []byte {
 	switch {
 	case m.cred.Token != nil:
-		return m.cred.Token, nil
+		return m.cred.Token
 	case m.cred.Key != nil:
-		binding, err := channelBinding(conn)
-		if err != nil {
-			return nil, err
-		}
-		return joinProof(*m.cred.Key, binding, m.cfg.Identity.Pub), nil
+		return joinProof(*m.cred.Key, conn.ChannelBinding(), m.cfg.Identity.Pub)
 	}
-	return nil, nil
+	return nil
 }
 
 // PassphraseKey returns the key this member proves a passphrase room's
@@ -294,7 +285,7 @@ func (m *Member) credential(conn *tls.Conn) ([]byte, error) {
 func (m *Member) PassphraseKey() *[32]byte { return m.cred.Key }
 
 // welcome takes the room's key and position from the host.
-func (m *Member) welcome(conn *tls.Conn, w *wire.Welcome) error {
+func (m *Member) welcome(conn *secure.Conn, w *wire.Welcome) error {
 	k, err := newEpochKey(w.Epoch, w.Key)
 	if err != nil {
 		return err
@@ -346,7 +337,7 @@ func (m *Member) setStateLocked(s string) {
 }
 
 // run serves the session and reconnects when it drops, until ctx ends.
-func (m *Member) run(ctx context.Context, conn *tls.Conn) {
+func (m *Member) run(ctx context.Context, conn *secure.Conn) {
 	defer close(m.done)
 	backoff := minBackoff
 	for {
@@ -407,7 +398,7 @@ func (m *Member) run(ctx context.Context, conn *tls.Conn) {
 
 // serveSession reads the host's frames until the session ends, while a
 // second goroutine reports progress and chooses the path once a second.
-func (m *Member) serveSession(ctx context.Context, conn *tls.Conn) error {
+func (m *Member) serveSession(ctx context.Context, conn *secure.Conn) error {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() { m.keepalive(ctx, conn) })
@@ -419,7 +410,7 @@ func (m *Member) serveSession(ctx context.Context, conn *tls.Conn) error {
 }
 
 // serve reads the host's frames until the session ends.
-func (m *Member) serve(conn *tls.Conn) error {
+func (m *Member) serve(conn *secure.Conn) error {
 	defer conn.Close()
 	var buf []byte
 	for {
@@ -483,7 +474,7 @@ func (m *Member) serve(conn *tls.Conn) error {
 }
 
 // write sends one frame over the session.
-func (m *Member) write(conn *tls.Conn, f wire.Frame) error {
+func (m *Member) write(conn *secure.Conn, f wire.Frame) error {
 	b, err := wire.AppendFrame(nil, f)
 	if err != nil {
 		return err

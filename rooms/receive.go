@@ -3,12 +3,12 @@ package rooms
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"errors"
 	"math/bits"
 	"math/rand/v2"
 	"time"
 
+	"meshd/rooms/secure"
 	"meshd/rooms/wire"
 )
 
@@ -574,7 +574,7 @@ func (m *Member) ack() {
 // keepalive runs beside a session: once a second it updates the loss
 // estimate, reports it, and moves the member between multicast and its
 // session as multicast fails or recovers.
-func (m *Member) keepalive(ctx context.Context, conn *tls.Conn) {
+func (m *Member) keepalive(ctx context.Context, conn *secure.Conn) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	m.mu.Lock()
@@ -621,7 +621,7 @@ func (m *Member) keepalive(ctx context.Context, conn *tls.Conn) {
 }
 
 // setStream asks the host to send the room over the session, or to stop.
-func (m *Member) setStream(conn *tls.Conn, on bool) {
+func (m *Member) setStream(conn *secure.Conn, on bool) {
 	if err := m.write(conn, &wire.Stream{On: on}); err != nil {
 		return
 	}

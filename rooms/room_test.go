@@ -14,6 +14,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -93,6 +94,8 @@ type testRoom struct {
 	stats *Stats
 	store *memStore
 	kn    Known
+	// dial, if set, opens members' connections to the host.
+	dial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 func newTestRoom(t *testing.T, n *memnet.Network, name string) *testRoom {
@@ -351,6 +354,7 @@ func (tr *testRoom) joinAs(addr, nick string, kn Known, resume uint64, id *Ident
 		Sender:   conn,
 		OnGap:    tm.onGap,
 		Resolve:  func(string) (Known, error) { return kn, nil },
+		Dial:     tr.dial,
 	}
 	var err error
 	tm.m, err = Join(context.Background(), cfg, kn, nick, resume, cred)
@@ -463,14 +467,19 @@ func TestJoinRefusals(t *testing.T) {
 		t.Fatalf("nick of the host: err = %v, want ErrRefused", err)
 	}
 
-	// The right address, announced under another key: the host's
-	// certificate does not match, and the join must say so.
+	// The right address, announced under another key: the host proves
+	// its own key, not the announced one, and the join must say so,
+	// naming both.
 	forged := tr.kn
 	other := newTestIdentity(t)
 	copy(forged.HostKey[:], other.Pub)
 	_, err = tr.join("10.0.0.5", "bob", forged)
 	if !errors.Is(err, ErrHostKeyMismatch) {
 		t.Fatalf("join with wrong Q: err = %v, want ErrHostKeyMismatch", err)
+	}
+	want := fmt.Sprintf("host key mismatch: room announced by %s, answered by %s", other.Fingerprint(), Fingerprint(tr.kn.Key()))
+	if !strings.Contains(err.Error(), want) {
+		t.Errorf("join with wrong Q: err = %q, want it to say %q", err, want)
 	}
 }
 
@@ -751,6 +760,58 @@ func TestKickRotatesKey(t *testing.T) {
 	for _, d := range bob.rec.snapshot() {
 		if d.Seq > partSeq {
 			t.Errorf("bob delivered #%d %q, said after the kick", d.Seq, d.Text)
+		}
+	}
+}
+
+// flipConn flips one bit of the first write after it is armed: a record
+// changed on the wire.
+type flipConn struct {
+	net.Conn
+	armed *atomic.Bool
+}
+
+func (c flipConn) Write(p []byte) (int, error) {
+	if c.armed.CompareAndSwap(true, false) {
+		p = bytes.Clone(p)
+		p[len(p)-1] ^= 1
+	}
+	return c.Conn.Write(p)
+}
+
+// A session record changed on the wire is counted at the host, ends the
+// session, and the member reconnects and goes on.
+func TestTamperedRecordEndsSession(t *testing.T) {
+	tr := newTestRoom(t, memnet.New(10), "general")
+	var armed atomic.Bool
+	tr.dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		var d net.Dialer
+		c, err := d.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return flipConn{Conn: c, armed: &armed}, nil
+	}
+	alice, err := tr.join("10.0.0.2", "alice", tr.kn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	armed.Store(true)
+	if _, err := alice.m.Say(context.Background(), "changed on the way"); err == nil {
+		t.Fatal("a line whose record was changed on the wire was accepted")
+	}
+	if n := tr.stats.SessionsTampered.Load(); n != 1 {
+		t.Errorf("host's sessions_tampered = %d, want 1", n)
+	}
+	waitUntil(t, "alice to reconnect", func() bool { return alice.m.State() == StateConnected })
+	seq, err := alice.m.Say(context.Background(), "intact")
+	if err != nil {
+		t.Fatalf("say after reconnecting: %v", err)
+	}
+	alice.rec.waitFor(t, "the intact line", func(d []Delivery) bool { return len(d) > 0 && d[len(d)-1].Seq == seq })
+	for _, d := range alice.rec.snapshot() {
+		if d.Text == "changed on the way" {
+			t.Error("the changed line was delivered")
 		}
 	}
 }

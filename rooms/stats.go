@@ -43,8 +43,11 @@ type Stats struct {
 	SaysMuted       atomic.Int64 // lines refused: the host muted their member
 	AccessDenied    atomic.Int64 // joins refused by a room's access: not invited, bad invite, wrong or missing passphrase
 	SessionsRefused atomic.Int64
-	PacketsSent     atomic.Int64
-	SendErrors      atomic.Int64
+	// SessionsTampered counts session records that failed authentication
+	// (forged, replayed, reordered or cut); each ended its session.
+	SessionsTampered atomic.Int64
+	PacketsSent      atomic.Int64
+	SendErrors       atomic.Int64
 }
 
 // Snapshot returns the counters by name, for the control API.
@@ -84,7 +87,12 @@ func (s *Stats) Snapshot() map[string]int64 {
 		"rekeys":             s.Rekeys.Load(),
 		"joins_limited":      s.JoinsLimited.Load(),
 		"sessions_refused":   s.SessionsRefused.Load(),
+		"sessions_tampered":  s.SessionsTampered.Load(),
 		"packets_sent":       s.PacketsSent.Load(),
 		"send_errors":        s.SendErrors.Load(),
 	}
 }
+
+// tampered is the secure.Config.Tampered hook: a method value, so the
+// session package needs nothing of Stats.
+func (s *Stats) tampered() { s.SessionsTampered.Add(1) }

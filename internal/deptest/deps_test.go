@@ -12,12 +12,13 @@ import (
 // package has to take its place in the layering on purpose.
 var allowed = map[string][]string{
 	"meshd/cmd/meshctl":       {"meshd/ctl"},
-	"meshd/cmd/meshd":         {"meshd/daemon", "meshd/ctl", "meshd/ctl/ctlserver", "meshd/mcast", "meshd/rooms", "meshd/rooms/wire", "meshd/rooms/roomlog", "meshd/fec"},
-	"meshd/daemon":            {"meshd/ctl", "meshd/ctl/ctlserver", "meshd/mcast", "meshd/rooms", "meshd/rooms/wire", "meshd/rooms/roomlog", "meshd/fec"},
+	"meshd/cmd/meshd":         {"meshd/daemon", "meshd/ctl", "meshd/ctl/ctlserver", "meshd/mcast", "meshd/rooms", "meshd/rooms/secure", "meshd/rooms/wire", "meshd/rooms/roomlog", "meshd/fec"},
+	"meshd/daemon":            {"meshd/ctl", "meshd/ctl/ctlserver", "meshd/mcast", "meshd/rooms", "meshd/rooms/secure", "meshd/rooms/wire", "meshd/rooms/roomlog", "meshd/fec"},
 	"meshd/ctl":               {},
 	"meshd/ctl/ctlserver":     {"meshd/ctl"},
 	"meshd/ctl/ctltest":       {"meshd/ctl", "meshd/ctl/ctlserver"},
-	"meshd/rooms":             {"meshd/rooms/wire", "meshd/fec"},
+	"meshd/rooms":             {"meshd/rooms/secure", "meshd/rooms/wire", "meshd/fec"},
+	"meshd/rooms/secure":      {},
 	"meshd/rooms/roomlog":     {},
 	"meshd/rooms/wire":        {},
 	"meshd/mcast":             {},

@@ -7,7 +7,7 @@ import (
 	"net/netip"
 )
 
-// Session frame types, on the TLS stream between a member and a room's
+// Session frame types, on the session stream (rooms/secure) between a member and a room's
 // host. ONLY APPEND.
 const (
 	FrameHello   = 1 // member → host: the room to join, the nick, where to resume

@@ -1,0 +1,495 @@
+package secure
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"meshd/internal/leaktest"
+)
+
+func newStatic(t testing.TB) (*Static, ed25519.PublicKey) {
+	t.Helper()
+	pub, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := NewStatic(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st, pub
+}
+
+// tcpPair returns the two ends of a loopback TCP connection: kernel
+// buffers, real deadlines.
+func tcpPair(t testing.TB) (client, server net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	type res struct {
+		c   net.Conn
+		err error
+	}
+	ch := make(chan res, 1)
+	go func() {
+		c, err := ln.Accept()
+		ch <- res{c, err}
+	}()
+	client, err = net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := <-ch
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	t.Cleanup(func() { client.Close(); r.c.Close() })
+	return client, r.c
+}
+
+// session is a completed handshake: a is the member (client), b the host.
+type session struct {
+	a, b           *Conn
+	aKey, bKey     ed25519.PublicKey
+	aBad, bBad     atomic.Int64 // Tampered calls
+	aRaw, bRaw     net.Conn
+	aStat, bStatic *Static
+}
+
+func newSession(t testing.TB, raw func(testing.TB) (net.Conn, net.Conn)) *session {
+	t.Helper()
+	s := &session{}
+	s.aStat, s.aKey = newStatic(t)
+	s.bStatic, s.bKey = newStatic(t)
+	s.aRaw, s.bRaw = raw(t)
+	ctx := context.Background()
+	errc := make(chan error, 1)
+	go func() {
+		var err error
+		s.b, err = Server(ctx, s.bRaw, Config{Static: s.bStatic, Tampered: func() { s.bBad.Add(1) }})
+		errc <- err
+	}()
+	var err error
+	s.a, err = Client(ctx, s.aRaw, Config{Static: s.aStat, Tampered: func() { s.aBad.Add(1) }}, s.bKey)
+	if err != nil {
+		t.Fatalf("client handshake: %v", err)
+	}
+	if err := <-errc; err != nil {
+		t.Fatalf("server handshake: %v", err)
+	}
+	return s
+}
+
+func pipe(testing.TB) (net.Conn, net.Conn) { return net.Pipe() }
+
+func TestHandshake(t *testing.T) {
+	s := newSession(t, tcpPair)
+	if !s.a.PeerKey().Equal(s.bKey) {
+		t.Error("member's PeerKey is not the host's identity")
+	}
+	if !s.b.PeerKey().Equal(s.aKey) {
+		t.Error("host's PeerKey is not the member's identity")
+	}
+	ba, bb := s.a.ChannelBinding(), s.b.ChannelBinding()
+	if len(ba) != 32 || !bytes.Equal(ba, bb) {
+		t.Errorf("channel bindings differ or are not a SHA-256: %x vs %x", ba, bb)
+	}
+	other := newSession(t, tcpPair)
+	if bytes.Equal(ba, other.a.ChannelBinding()) {
+		t.Error("two sessions share a channel binding")
+	}
+
+	// Both directions, a write larger than several records.
+	big := make([]byte, 5*MaxRecord+123)
+	rand.Read(big)
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.a.Write(big)
+		done <- err
+	}()
+	got := make([]byte, len(big))
+	if _, err := io.ReadFull(s.b, got); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, big) {
+		t.Fatal("host read other bytes than the member wrote")
+	}
+	if _, err := s.b.Write([]byte("welcome")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 3)
+	var out []byte
+	for len(out) < 7 {
+		n, err := s.a.Read(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, buf[:n]...)
+	}
+	if string(out) != "welcome" {
+		t.Errorf("member read %q, want welcome", out)
+	}
+	s.a.Close()
+	if _, err := s.b.Read(buf); !errors.Is(err, io.EOF) {
+		t.Errorf("read after the peer closed: err = %v, want EOF", err)
+	}
+	if s.aBad.Load()+s.bBad.Load() != 0 {
+		t.Error("a clean session counted tampering")
+	}
+}
+
+// countingConn counts the bytes written through it.
+type countingConn struct {
+	net.Conn
+	wrote atomic.Int64
+}
+
+func (c *countingConn) Write(p []byte) (int, error) {
+	c.wrote.Add(int64(len(p)))
+	return c.Conn.Write(p)
+}
+
+func TestWrongHostKey(t *testing.T) {
+	member, _ := newStatic(t)
+	host, hostKey := newStatic(t)
+	_, announced := newStatic(t)
+	craw, sraw := tcpPair(t)
+	counted := &countingConn{Conn: craw}
+
+	errc := make(chan error, 1)
+	go func() {
+		_, err := Server(context.Background(), sraw, Config{Static: host})
+		errc <- err
+	}()
+	_, err := Client(context.Background(), counted, Config{Static: member}, announced)
+	mm, ok := errors.AsType[*KeyMismatchError](err)
+	if !ok {
+		t.Fatalf("client: err = %v, want a KeyMismatchError", err)
+	}
+	if !mm.Want.Equal(announced) || !mm.Got.Equal(hostKey) {
+		t.Errorf("mismatch names want %x got %x; want %x got %x", mm.Want, mm.Got, announced, hostKey)
+	}
+	// The member sent only its ephemeral key: its identity (message 3)
+	// never left.
+	if n := counted.wrote.Load(); n != hdrLen+32 {
+		t.Errorf("member wrote %d bytes before giving up, want only message 1 (%d)", n, hdrLen+32)
+	}
+	craw.Close()
+	if err := <-errc; err == nil {
+		t.Error("host completed a handshake the member abandoned")
+	}
+}
+
+// A host whose payload is signed by another key than it names is refused.
+func TestForgedIdentityPayload(t *testing.T) {
+	member, _ := newStatic(t)
+	host, _ := newStatic(t)
+	_, victimKey := newStatic(t)
+	// The host claims the victim's identity with its own signature.
+	forged := *host
+	forged.id = victimKey
+	craw, sraw := tcpPair(t)
+	errc := make(chan error, 1)
+	go func() {
+		_, err := Server(context.Background(), sraw, Config{Static: &forged})
+		errc <- err
+	}()
+	_, err := Client(context.Background(), craw, Config{Static: member}, victimKey)
+	if !errors.Is(err, ErrHandshake) {
+		t.Fatalf("client: err = %v, want ErrHandshake", err)
+	}
+	craw.Close()
+	if err := <-errc; err == nil {
+		t.Error("the forging host completed a handshake")
+	}
+}
+
+// bufConn is a net.Conn over byte buffers: reads drain r, writes fill w.
+type bufConn struct {
+	net.Conn
+	r      *bytes.Reader
+	w      bytes.Buffer
+	closed bool
+}
+
+func (c *bufConn) Read(p []byte) (int, error)  { return c.r.Read(p) }
+func (c *bufConn) Write(p []byte) (int, error) { return c.w.Write(p) }
+func (c *bufConn) Close() error                { c.closed = true; return nil }
+
+// records seals each message as the member would and returns the
+// records' bytes, one slice per message.
+func records(t *testing.T, s *session, msgs ...string) [][]byte {
+	t.Helper()
+	var out [][]byte
+	for _, m := range msgs {
+		bc := &bufConn{}
+		s.a.raw = bc
+		if _, err := s.a.Write([]byte(m)); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, bc.w.Bytes())
+	}
+	return out
+}
+
+// readAll feeds stream to the host's end and reads until an error.
+func readAll(s *session, stream []byte) (string, error, *bufConn) {
+	bc := &bufConn{r: bytes.NewReader(stream)}
+	s.b.raw = bc
+	var got []byte
+	buf := make([]byte, 64)
+	for {
+		n, err := s.b.Read(buf)
+		got = append(got, buf[:n]...)
+		if err != nil {
+			return string(got), err, bc
+		}
+	}
+}
+
+func cat(bs ...[]byte) []byte { return bytes.Join(bs, nil) }
+
+func TestRecords(t *testing.T) {
+	big := string(bytes.Repeat([]byte("x"), MaxRecord+1))
+	tests := []struct {
+		name     string
+		stream   func(r [][]byte) []byte
+		want     string
+		wantErr  error
+		tampered int64
+	}{
+		{"in order", func(r [][]byte) []byte { return cat(r...) }, "onetwothree" + big, io.EOF, 0},
+		{"replayed", func(r [][]byte) []byte { return cat(r[0], r[1], r[1]) }, "onetwo", ErrTampered, 1},
+		{"reordered", func(r [][]byte) []byte { return cat(r[1], r[0]) }, "", ErrTampered, 1},
+		{"dropped", func(r [][]byte) []byte { return cat(r[0], r[2]) }, "one", ErrTampered, 1},
+		{"bit flipped", func(r [][]byte) []byte {
+			b := cat(r[0])
+			b[hdrLen+1] ^= 1
+			return b
+		}, "", ErrTampered, 1},
+		{"tag flipped", func(r [][]byte) []byte {
+			b := cat(r[0])
+			b[len(b)-1] ^= 0x80
+			return b
+		}, "", ErrTampered, 1},
+		{"length changed", func(r [][]byte) []byte {
+			b := cat(r[0], r[1])
+			b[1]-- // one byte shorter: the tag is misread
+			return b
+		}, "", ErrTampered, 1},
+		{"oversized length", func(r [][]byte) []byte {
+			return cat([]byte{0xff, 0xff}, make([]byte, 100))
+		}, "", ErrTampered, 1},
+		{"shorter than a tag", func(r [][]byte) []byte {
+			return cat([]byte{0, tagLen - 1}, make([]byte, tagLen-1))
+		}, "", ErrTampered, 1},
+		{"truncated body", func(r [][]byte) []byte {
+			return cat(r[0], r[1][:len(r[1])-1])
+		}, "one", io.ErrUnexpectedEOF, 0},
+		{"truncated header", func(r [][]byte) []byte {
+			return cat(r[0], r[1][:1])
+		}, "one", io.ErrUnexpectedEOF, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newSession(t, pipe)
+			r := records(t, s, "one", "two", "three", big)
+			got, err, bc := readAll(s, tt.stream(r))
+			if got != tt.want {
+				t.Errorf("read %q, want %q", trim(got), trim(tt.want))
+			}
+			if !errors.Is(err, tt.wantErr) {
+				t.Errorf("err = %v, want %v", err, tt.wantErr)
+			}
+			if n := s.bBad.Load(); n != tt.tampered {
+				t.Errorf("tampered counted %d times, want %d", n, tt.tampered)
+			}
+			if tt.tampered > 0 {
+				if !bc.closed {
+					t.Error("a tampered session was not closed")
+				}
+				// The error sticks: nothing after a forgery is read.
+				if _, err := s.b.Read(make([]byte, 1)); !errors.Is(err, ErrTampered) {
+					t.Errorf("read after tampering: err = %v, want ErrTampered", err)
+				}
+			}
+		})
+	}
+	// The split itself: MaxRecord+1 bytes made two records.
+	s := newSession(t, pipe)
+	r := records(t, s, big)
+	if want := 2*(hdrLen+tagLen) + len(big); len(r[0]) != want {
+		t.Errorf("a write of MaxRecord+1 bytes sealed into %d bytes, want %d (two records)", len(r[0]), want)
+	}
+}
+
+func trim(s string) string {
+	if len(s) > 40 {
+		return s[:40] + "..."
+	}
+	return s
+}
+
+func TestDeadlines(t *testing.T) {
+	s := newSession(t, tcpPair)
+
+	// A read that times out mid-record loses nothing: the rest of the
+	// record completes it.
+	bc := &bufConn{}
+	s.a.raw = bc
+	if _, err := s.a.Write([]byte("patience")); err != nil {
+		t.Fatal(err)
+	}
+	rec := bc.w.Bytes()
+	if _, err := s.aRaw.Write(rec[:5]); err != nil {
+		t.Fatal(err)
+	}
+	s.b.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	buf := make([]byte, 32)
+	_, err := s.b.Read(buf)
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("read with half a record: err = %v, want a deadline error", err)
+	}
+	if _, err := s.aRaw.Write(rec[5:]); err != nil {
+		t.Fatal(err)
+	}
+	s.b.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, err := s.b.Read(buf)
+	if err != nil || string(buf[:n]) != "patience" {
+		t.Fatalf("read after the timeout: %q, %v; want patience", buf[:n], err)
+	}
+
+	// A write past its deadline fails, and so does every later write:
+	// part of a record may be out.
+	s.a.raw = s.aRaw
+	s.a.SetWriteDeadline(time.Now().Add(-time.Second))
+	if _, err := s.a.Write([]byte("late")); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("write past the deadline: err = %v", err)
+	}
+	s.a.SetWriteDeadline(time.Time{})
+	if _, err := s.a.Write([]byte("later")); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("write after a failed write: err = %v, want the first error again", err)
+	}
+
+	// Close unblocks a Read waiting without a deadline.
+	s.b.SetReadDeadline(time.Time{})
+	errc := make(chan error, 1)
+	go func() {
+		_, err := s.b.Read(buf)
+		errc <- err
+	}()
+	s.b.Close()
+	select {
+	case err := <-errc:
+		if !errors.Is(err, net.ErrClosed) {
+			t.Errorf("read on a closed session: err = %v, want net.ErrClosed", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close did not end a blocked Read")
+	}
+	leaktest.Check(t, "meshd/rooms/secure.")
+}
+
+func TestHandshakeDeadlines(t *testing.T) {
+	host, _ := newStatic(t)
+	// A client that connects and says nothing holds the host only until
+	// the deadline the caller set.
+	_, sraw := tcpPair(t)
+	sraw.SetDeadline(time.Now().Add(50 * time.Millisecond))
+	if _, err := Server(context.Background(), sraw, Config{Static: host}); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("silent client: err = %v, want a deadline error", err)
+	}
+
+	// Cancelling the context ends a handshake waiting on the peer.
+	_, sraw = tcpPair(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() {
+		_, err := Server(ctx, sraw, Config{Static: host})
+		errc <- err
+	}()
+	cancel()
+	select {
+	case err := <-errc:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("cancelled handshake: err = %v, want context.Canceled", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("cancelling the context did not end the handshake")
+	}
+
+	// A context deadline does the same for the member.
+	member, _ := newStatic(t)
+	craw, _ := tcpPair(t)
+	ctx, cancel = context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := Client(ctx, craw, Config{Static: member}, ed25519.PublicKey(make([]byte, 32))); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("silent host: err = %v, want context.DeadlineExceeded", err)
+	}
+	leaktest.Check(t, "meshd/rooms/secure.")
+}
+
+// Garbage where a handshake message belongs ends the handshake with an
+// error, before reading more than one message's bound.
+func TestHandshakeGarbage(t *testing.T) {
+	host, _ := newStatic(t)
+	for _, in := range [][]byte{
+		{0, 0},                // empty message
+		{0xff, 0xff, 1, 2, 3}, // oversized length
+		append([]byte{0, 32}, make([]byte, 32)...), // a message 1, then EOF
+		append([]byte{0, 33}, make([]byte, 33)...), // a payload in message 1
+	} {
+		bc := &bufConn{r: bytes.NewReader(in)}
+		if _, err := Server(context.Background(), bc, Config{Static: host}); err == nil {
+			t.Errorf("host accepted %x", in)
+		}
+		if bc.r.Size()-int64(bc.r.Len()) > hdrLen+maxHandshakeMsg {
+			t.Errorf("host read past one message's bound on %x", in)
+		}
+	}
+}
+
+// The session carries frames whose writer and reader are different
+// goroutines at both ends, as rooms uses it.
+func TestConcurrentReadWrite(t *testing.T) {
+	s := newSession(t, tcpPair)
+	const n = 200
+	msg := bytes.Repeat([]byte("m"), 3000)
+	var wg sync.WaitGroup
+	for _, c := range []*Conn{s.a, s.b} {
+		wg.Go(func() {
+			for range n {
+				if _, err := c.Write(msg); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+		wg.Go(func() {
+			buf := make([]byte, n*len(msg))
+			if _, err := io.ReadFull(c, buf); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	s.a.Close()
+	s.b.Close()
+	leaktest.Check(t, "meshd/rooms/secure.")
+}
