@@ -304,15 +304,20 @@ func TestFallbackToTCP(t *testing.T) {
 
 	cut.dropInput("ip daddr 224.0.0.0/4", 100)
 	eventually(t, 15*time.Second, "m1 to fall back to tcp", func() bool { return pathOf(ctx, cut, "general") == "tcp" })
-	who, err := r.host.client().Who(ctx, "general")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, m := range who.Members {
-		if m.Nick == cut.name && m.Path != "tcp" {
-			t.Errorf("host's who shows %s on %q, want tcp", m.Nick, m.Path)
+	// The member switches once it has sent Stream; the host, once the
+	// frame arrives.
+	eventually(t, 5*time.Second, "the host's who to show m1 on tcp", func() bool {
+		who, err := r.host.client().Who(ctx, "general")
+		if err != nil {
+			return false
 		}
-	}
+		for _, m := range who.Members {
+			if m.Nick == cut.name {
+				return m.Path == "tcp"
+			}
+		}
+		return false
+	})
 	r.talk(ctx, s, 100)
 	r.expectAll(s, 30*time.Second)
 
