@@ -63,6 +63,35 @@ type Room struct {
 	// Access is who the room admits, as announced: "invite" or
 	// "passphrase"; empty for open rooms.
 	Access string `json:"access,omitempty"`
+	// KeyChanged marks a room announced under a name this daemon pinned to
+	// another host key when it first joined it: possibly an impostor. It
+	// is listed, never joined by its bare name.
+	KeyChanged bool `json:"key_changed,omitempty"`
+}
+
+// SearchRequest is the body of POST /v0/search.
+type SearchRequest struct {
+	Name string `json:"name"` // room name, or name@fingerprint
+	// MaxTTL is the highest IP TTL the search may use; 0 means the
+	// daemon's discovery.search_max_ttl.
+	MaxTTL int `json:"max_ttl,omitempty"`
+}
+
+// SearchResult answers a search that found the room.
+type SearchResult struct {
+	Rooms   []Room   `json:"rooms"`   // the rooms of that name now known
+	TTL     int      `json:"ttl"`     // the TTL of the query that was answered
+	Elapsed Duration `json:"elapsed"` // from the first query to the answer
+}
+
+// Peers answers GET /v0/peers: the static peers, "addr:port" each.
+type Peers struct {
+	Peers []string `json:"peers"`
+}
+
+// PeerRequest is the body of POST /v0/peers.
+type PeerRequest struct {
+	Addr string `json:"addr"` // "addr:port" of the peer's discovery socket
 }
 
 // Member is one participant of a room.
@@ -225,43 +254,57 @@ type Memory struct {
 // counterHelp explains the daemon's counters (Status.Counters) in a few
 // words, for meshctl stats and the HELP lines of GET /v0/metrics.
 var counterHelp = map[string]string{
-	"announce_accepted":   "new or fresher room announcements",
-	"announce_refreshed":  "repeats of an announcement already held",
-	"announce_malformed":  "announcements that did not parse",
-	"announce_bad_sig":    "announcements whose signature did not verify",
-	"announce_stale":      "announcements older than one already held",
-	"announce_conflict":   "same serial, different bytes: a host equivocated",
-	"announce_evicted":    "rooms dropped because the directory was full",
-	"discovery_filtered":  "discovery datagrams for a group not joined, dropped",
-	"discovery_truncated": "discovery datagrams too long to be valid, dropped",
-	"data_delivered":      "room records delivered in order",
-	"data_duplicate":      "room records already delivered",
-	"data_malformed":      "room records that did not parse",
-	"data_not_joined":     "room records for rooms not joined here",
-	"data_bad_epoch":      "room records under a key epoch not held",
-	"data_auth_failed":    "room records not sealed under the room key",
-	"data_bad_sig":        "room records not signed by the room's host",
-	"data_out_of_window":  "room records too far ahead to hold",
-	"data_lost":           "room records the host no longer held (gaps)",
-	"data_fetched":        "packets fetched over a session: history and repairs",
-	"data_filtered":       "data datagrams for a group not joined, dropped",
-	"data_truncated":      "data datagrams too long to be valid, dropped",
-	"nacks_sent":          "NACKs sent as a member",
-	"nacks_suppressed":    "NACKs held back because another member asked first",
-	"nacks_received":      "NACKs the host acted on",
-	"nack_malformed":      "NACKs that did not parse",
-	"nack_refused":        "NACKs from keys that are not members",
-	"nack_limited":        "NACKs over a member's rate",
-	"repairs_sent":        "repair shards sent as host",
-	"blocks_decoded":      "blocks rebuilt from any k shards",
-	"blocks_repaired":     "blocks that needed parity to rebuild",
-	"stream_switches":     "memberships changing path (multicast or tcp)",
-	"sessions_refused":    "join sessions refused",
-	"access_denied":       "joins refused by a room's access: not invited, bad invite, wrong or missing passphrase",
-	"says_muted":          "lines refused because the host muted their member",
-	"sessions_tampered":   "session records that failed authentication (session closed)",
-	"packets_sent":        "packets sent",
-	"send_errors":         "packets that failed to send",
+	"announce_accepted":    "new or fresher room announcements",
+	"announce_refreshed":   "repeats of an announcement already held",
+	"announce_malformed":   "announcements that did not parse",
+	"announce_bad_sig":     "announcements whose signature did not verify",
+	"announce_stale":       "announcements older than one already held",
+	"announce_conflict":    "same serial, different bytes: a host equivocated",
+	"announce_evicted":     "rooms dropped because the directory was full",
+	"announce_key_changed": "announcements of a pinned room name under another host key (listed, flagged)",
+	"announce_limited":     "announcements over the signature-check budget or a source's rate, dropped",
+	"queries_received":     "room searches (queries) parsed",
+	"query_bytes_received": "bytes of queries received",
+	"queries_malformed":    "queries that did not parse",
+	"queries_limited":      "queries over a source's (or the global) rate, dropped",
+	"answers_sent":         "answers sent to other daemons' queries",
+	"answer_bytes_sent":    "bytes of answers sent",
+	"answers_suppressed":   "answers held back because another daemon answered first",
+	"answers_over_budget":  "answers not sent: they would weigh more than 3 times the queries",
+	"relayed_sent":         "announcements relayed on",
+	"relay_duplicates":     "announcements relayed recently already, not again",
+	"relay_hop_limit":      "relayed announcements at the hop limit (not relayed further)",
+	"searches":             "searches started (meshctl rooms --search, joins of unknown rooms)",
+	"discovery_filtered":   "discovery datagrams for a group not joined, dropped",
+	"discovery_truncated":  "discovery datagrams too long to be valid, dropped",
+	"data_delivered":       "room records delivered in order",
+	"data_duplicate":       "room records already delivered",
+	"data_malformed":       "room records that did not parse",
+	"data_not_joined":      "room records for rooms not joined here",
+	"data_bad_epoch":       "room records under a key epoch not held",
+	"data_auth_failed":     "room records not sealed under the room key",
+	"data_bad_sig":         "room records not signed by the room's host",
+	"data_out_of_window":   "room records too far ahead to hold",
+	"data_lost":            "room records the host no longer held (gaps)",
+	"data_fetched":         "packets fetched over a session: history and repairs",
+	"data_filtered":        "data datagrams for a group not joined, dropped",
+	"data_truncated":       "data datagrams too long to be valid, dropped",
+	"nacks_sent":           "NACKs sent as a member",
+	"nacks_suppressed":     "NACKs held back because another member asked first",
+	"nacks_received":       "NACKs the host acted on",
+	"nack_malformed":       "NACKs that did not parse",
+	"nack_refused":         "NACKs from keys that are not members",
+	"nack_limited":         "NACKs over a member's rate",
+	"repairs_sent":         "repair shards sent as host",
+	"blocks_decoded":       "blocks rebuilt from any k shards",
+	"blocks_repaired":      "blocks that needed parity to rebuild",
+	"stream_switches":      "memberships changing path (multicast or tcp)",
+	"sessions_refused":     "join sessions refused",
+	"sessions_tampered":    "session records that failed authentication (session closed)",
+	"access_denied":        "joins refused by a room's access: not invited, bad invite, wrong or missing passphrase",
+	"says_muted":           "lines refused because the host muted their member",
+	"packets_sent":         "packets sent",
+	"send_errors":          "packets that failed to send",
 }
 
 // CounterHelp returns a short explanation of the counter called name, or

@@ -239,6 +239,32 @@ func (c *Client) Say(ctx context.Context, room string, req SayRequest) (SayResul
 	return r, err
 }
 
+// Search looks for a room across the mesh (expanding TTL, static peers)
+// and returns the rooms of that name found. An unanswered search is an
+// *APIError with Status 404.
+func (c *Client) Search(ctx context.Context, req SearchRequest) (SearchResult, error) {
+	var r SearchResult
+	err := c.call(ctx, http.MethodPost, "/"+APIVersion+"/search", req, &r)
+	return r, err
+}
+
+// Peers returns the static peers.
+func (c *Client) Peers(ctx context.Context) ([]string, error) {
+	var p Peers
+	err := c.call(ctx, http.MethodGet, "/"+APIVersion+"/peers", nil, &p)
+	return p.Peers, err
+}
+
+// AddPeer adds a static peer, "addr:port", until the daemon restarts.
+func (c *Client) AddPeer(ctx context.Context, addr string) error {
+	return c.call(ctx, http.MethodPost, "/"+APIVersion+"/peers", PeerRequest{Addr: addr}, nil)
+}
+
+// RemovePeer removes a static peer.
+func (c *Client) RemovePeer(ctx context.Context, addr string) error {
+	return c.call(ctx, http.MethodDelete, "/"+APIVersion+"/peers/"+url.PathEscape(addr), nil, nil)
+}
+
 // Who returns room's members.
 func (c *Client) Who(ctx context.Context, room string) (Who, error) {
 	var w Who

@@ -205,6 +205,13 @@ func (b backend) Join(ctx context.Context, req ctl.JoinRequest) (ctl.Room, error
 		nick = d.running().Nick
 	}
 	kn, err := d.dir.Resolve(ref)
+	if errors.Is(err, rooms.ErrUnknownRoom) {
+		// Not announced within reach of our announcements: search further.
+		if _, serr := d.search(ctx, ref, 0); serr != nil {
+			return ctl.Room{}, serr
+		}
+		kn, err = d.dir.Resolve(ref)
+	}
 	switch {
 	case errors.Is(err, rooms.ErrUnknownRoom):
 		return ctl.Room{}, ctlserver.NotFound(err)

@@ -41,11 +41,16 @@ type Config struct {
 
 // Discovery configures how rooms are announced and found.
 type Discovery struct {
-	Group      netip.AddrPort `toml:"group"`             // IPv4 multicast group and port of announcements
-	Interval   Duration       `toml:"announce_interval"` // between announcements of each hosted room
-	Lifetime   Duration       `toml:"room_lifetime"`     // a room stays listed this long after its last announcement
-	TTL        int            `toml:"ttl"`               // IP multicast TTL of announcements and room data
-	Interfaces []string       `toml:"interfaces"`        // empty means every up multicast interface
+	Group      netip.AddrPort   `toml:"group"`              // IPv4 multicast group and port of announcements
+	Interval   Duration         `toml:"announce_interval"`  // between announcements of each hosted room
+	Lifetime   Duration         `toml:"room_lifetime"`      // a room stays listed this long after its last announcement
+	TTL        int              `toml:"ttl"`                // IP multicast TTL of announcements and room data
+	Interfaces []string         `toml:"interfaces"`         // empty means every up multicast interface
+	Exclude    []string         `toml:"exclude_interfaces"` // never these, even if named in interfaces
+	SearchTTL  int              `toml:"search_max_ttl"`     // ceiling of the expanding-TTL search
+	Relay      bool             `toml:"relay"`              // pass verified announcements on across interfaces and to peers
+	RelayHops  int              `toml:"relay_hops"`         // hop limit of relayed announcements
+	Peers      []netip.AddrPort `toml:"peers"`              // unicast peers' discovery sockets
 }
 
 // HostConfig configures the rooms this daemon hosts.
@@ -127,10 +132,12 @@ func Default() Config {
 		Nick:        defaultNick(),
 		LogLevel:    "info",
 		Discovery: Discovery{
-			Group:    netip.MustParseAddrPort("239.255.77.1:7701"),
-			Interval: Duration(5 * time.Second),
-			Lifetime: Duration(30 * time.Second),
-			TTL:      1,
+			Group:     netip.MustParseAddrPort("239.255.77.1:7701"),
+			Interval:  Duration(5 * time.Second),
+			Lifetime:  Duration(30 * time.Second),
+			TTL:       1,
+			SearchTTL: 32,
+			RelayHops: 4,
 		},
 		Host: HostConfig{
 			Listen:     netip.MustParseAddrPort("0.0.0.0:7702"),
@@ -350,12 +357,34 @@ func (c Config) problems() []Problem {
 	if disc.TTL < 1 || disc.TTL > 255 {
 		d.add("discovery.ttl", "%d is out of range; use 1..255", disc.TTL)
 	}
-	for i, name := range disc.Interfaces {
-		key := fmt.Sprintf("discovery.interfaces[%d]", i)
-		if name == "" {
-			d.add(key, "empty interface name")
-		} else if j := slices.Index(disc.Interfaces[:i], name); j >= 0 {
-			d.add(key, "%q duplicates discovery.interfaces[%d]", name, j)
+	for _, list := range []struct {
+		key   string
+		names []string
+	}{{"discovery.interfaces", disc.Interfaces}, {"discovery.exclude_interfaces", disc.Exclude}} {
+		for i, name := range list.names {
+			key := fmt.Sprintf("%s[%d]", list.key, i)
+			if name == "" {
+				d.add(key, "empty interface name")
+			} else if j := slices.Index(list.names[:i], name); j >= 0 {
+				d.add(key, "%q duplicates %s[%d]", name, list.key, j)
+			}
+		}
+	}
+	if disc.SearchTTL < 1 || disc.SearchTTL > 255 {
+		d.add("discovery.search_max_ttl", "%d is out of range; use 1..255", disc.SearchTTL)
+	}
+	if disc.RelayHops < 1 || disc.RelayHops > wire.MaxHops {
+		d.add("discovery.relay_hops", "%d is out of range; use 1..%d", disc.RelayHops, wire.MaxHops)
+	}
+	if len(disc.Peers) > rooms.MaxPeers {
+		d.add("discovery.peers", "lists %d peers; at most %d", len(disc.Peers), rooms.MaxPeers)
+	}
+	for i, p := range disc.Peers {
+		key := fmt.Sprintf("discovery.peers[%d]", i)
+		if err := checkPeer(p); err != nil {
+			d.add(key, "%s %v", quote(p), err)
+		} else if j := slices.Index(disc.Peers[:i], p); j >= 0 {
+			d.add(key, "%s duplicates discovery.peers[%d]", quote(p), j)
 		}
 	}
 
@@ -469,6 +498,19 @@ func ReadPassphrase(path string) ([]byte, error) {
 	return []byte(line), nil
 }
 
+// checkPeer reports why p cannot be a static peer.
+func checkPeer(p netip.AddrPort) error {
+	switch a := p.Addr(); {
+	case !a.Unmap().Is4():
+		return errors.New(`is not an IPv4 address and port such as "10.0.0.2:7701"`)
+	case a.IsUnspecified() || a.IsMulticast() || a.Unmap() == netip.IPv4Unspecified():
+		return errors.New("is not a unicast address; a peer is one machine")
+	case p.Port() == 0:
+		return errors.New("has port 0; use the peer's discovery port")
+	}
+	return nil
+}
+
 // quote returns v's text form quoted, as an operator would write it. (%q
 // would use String, which says "invalid AddrPort" for an empty value.)
 func quote(v encoding.TextMarshaler) string {
@@ -516,6 +558,13 @@ func (d *decoder) decode(key string, v any, dst reflect.Value) {
 		return
 	}
 	switch dst.Kind() {
+	case reflect.Bool:
+		b, ok := v.(bool)
+		if !ok {
+			d.add(key, "want true or false, not %s", describe(v))
+			return
+		}
+		dst.SetBool(b)
 	case reflect.String:
 		s, ok := v.(string)
 		if !ok {

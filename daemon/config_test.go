@@ -65,6 +65,11 @@ func TestLoadFull(t *testing.T) {
 			Lifetime:   Duration(5 * time.Minute),
 			TTL:        4,
 			Interfaces: []string{"bat0", "br-lan"},
+			Exclude:    []string{"wan"},
+			SearchTTL:  8,
+			Relay:      true,
+			RelayHops:  3,
+			Peers:      []netip.AddrPort{netip.MustParseAddrPort("10.1.0.1:9001"), netip.MustParseAddrPort("10.2.0.1:9001")},
 		},
 		Host: HostConfig{
 			Listen:     netip.MustParseAddrPort("[::]:0"),
@@ -201,6 +206,33 @@ meshd.toml:9: host.listen: want an IP address and port such as "192.0.2.1:7702",
 meshd.toml:10: host.advertise[1]: want an IP address such as "192.0.2.1", not the integer 7
 meshd.toml:11: host.data_groups: "239.0.0.0/40" is not an address prefix such as "239.255.78.0/24"
 meshd.toml:12: host.data_port: want an integer, not the float 1.5`,
+		},
+		{
+			name: "discovery beyond the link",
+			src: `version = 1
+[discovery]
+relay = "yes"
+relay_hops = 0
+search_max_ttl = 256
+peers = ["10.0.0.2:7701", "239.1.1.1:7701", "10.0.0.3:0", "10.0.0.2:7701", "[fd00::1]:7701", "nope"]
+exclude_interfaces = ["wan", ""]
+`,
+			want: `meshd.toml:3: discovery.relay: want true or false, not the string "yes"
+meshd.toml:4: discovery.relay_hops: 0 is out of range; use 1..32
+meshd.toml:5: discovery.search_max_ttl: 256 is out of range; use 1..255
+meshd.toml:6: discovery.peers[5]: "nope" is not an IP address and port such as "192.0.2.1:7702"
+meshd.toml:7: discovery.exclude_interfaces[1]: empty interface name`,
+		},
+		{
+			name: "peers",
+			src: `version = 1
+[discovery]
+peers = ["10.0.0.2:7701", "239.1.1.1:7701", "10.0.0.3:0", "10.0.0.2:7701", "[fd00::1]:7701"]
+`,
+			want: `meshd.toml:3: discovery.peers[1]: "239.1.1.1:7701" is not a unicast address; a peer is one machine
+meshd.toml:3: discovery.peers[2]: "10.0.0.3:0" has port 0; use the peer's discovery port
+meshd.toml:3: discovery.peers[3]: "10.0.0.2:7701" duplicates discovery.peers[0]
+meshd.toml:3: discovery.peers[4]: "[fd00::1]:7701" is not an IPv4 address and port such as "10.0.0.2:7701"`,
 		},
 		{
 			name: "table of the wrong type",

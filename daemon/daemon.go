@@ -35,6 +35,7 @@ type Daemon struct {
 	boot  uint32
 	stats rooms.Stats
 	dir   *rooms.Directory
+	disc  *rooms.Discovery // searches, answers, relays and peers; see discovery.go
 	host  *rooms.Host
 	hub   *hub
 
@@ -151,6 +152,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	<-timersDone
 	d.saveMemberships()
 	d.leaveAll()
+	d.disc.Close()
 	d.closeSockets()
 	wg.Wait()
 	d.host.Close()
@@ -163,14 +165,26 @@ func (d *Daemon) open() error {
 	var err error
 	dc := d.cfg.Discovery
 	mlog := d.log.With("component", "mcast")
-	d.disco, err = mcast.Listen(mcast.Config{Port: int(dc.Group.Port()), Interfaces: dc.Interfaces, TTL: dc.TTL, Logger: mlog})
+	d.disco, err = mcast.Listen(mcast.Config{Port: int(dc.Group.Port()), Interfaces: dc.Interfaces, Exclude: dc.Exclude, TTL: dc.TTL, Logger: mlog})
 	if err != nil {
 		return fmt.Errorf("discovery socket: %w", err)
 	}
 	if err := d.disco.JoinGroup(dc.Group.Addr()); err != nil {
 		return fmt.Errorf("join discovery group %v: %w", dc.Group.Addr(), err)
 	}
-	d.data, err = mcast.Listen(mcast.Config{Port: d.cfg.Host.DataPort, Interfaces: dc.Interfaces, TTL: dc.TTL, Logger: mlog})
+	d.disc, err = rooms.NewDiscovery(rooms.DiscoveryConfig{
+		Directory: d.dir,
+		Sender:    discoSender{c: d.disco, group: dc.Group},
+		Stats:     &d.stats,
+		Logger:    d.log.With("component", "discovery"),
+		Relay:     dc.Relay,
+		RelayHops: dc.RelayHops,
+		Peers:     dc.Peers,
+	})
+	if err != nil {
+		return fmt.Errorf("discovery: %w", err)
+	}
+	d.data, err = mcast.Listen(mcast.Config{Port: d.cfg.Host.DataPort, Interfaces: dc.Interfaces, Exclude: dc.Exclude, TTL: dc.TTL, Logger: mlog})
 	if err != nil {
 		return fmt.Errorf("data socket: %w", err)
 	}
@@ -235,33 +249,6 @@ func (d *Daemon) joinAddrs() []netip.AddrPort {
 		out = append(out, netip.AddrPortFrom(a, port))
 	}
 	return out
-}
-
-// readDiscovery carries announcements from the discovery socket to the
-// directory.
-func (d *Daemon) readDiscovery() error {
-	buf := make([]byte, 2*wire.MaxPacket)
-	for {
-		n, src, _, err := d.disco.ReadFrom(buf)
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return nil
-			}
-			return err
-		}
-		d.handleDiscovery(buf[:n], src)
-	}
-}
-
-func (d *Daemon) handleDiscovery(b []byte, src netip.AddrPort) {
-	typ, err := wire.PacketType(b)
-	if err != nil || typ != wire.TypeAnnounce || len(b) > wire.MaxPacket {
-		d.stats.AnnounceMalformed.Add(1)
-		return
-	}
-	if err := d.dir.HandleAnnounce(b, time.Now()); err != nil {
-		d.log.Debug("announcement dropped", "from", src, "err", err)
-	}
 }
 
 // readData carries data packets to the member of their room.
@@ -342,8 +329,13 @@ func (d *Daemon) timers(ctx context.Context) {
 	t := time.NewTicker(tick)
 	defer t.Stop()
 	var lastAnnounce, lastSave time.Time
+	lastRescan := time.Now()
 	for {
 		now := time.Now()
+		if now.Sub(lastRescan) >= rescanInterval {
+			d.rescan()
+			lastRescan = now
+		}
 		if now.Sub(lastAnnounce) >= d.announceInterval() {
 			d.announce()
 			lastAnnounce = now
@@ -371,6 +363,7 @@ func (d *Daemon) announce() {
 			d.stats.SendErrors.Add(1)
 			d.log.Debug("announce", "err", err)
 		}
+		d.disc.SendToPeers(pkt)
 		d.dir.HandleAnnounce(pkt, time.Now())
 	}
 }

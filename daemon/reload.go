@@ -32,6 +32,7 @@ var liveKeys = map[string]bool{
 	"member.path":                 true,
 	"discovery.announce_interval": true,
 	"discovery.room_lifetime":     true,
+	"discovery.peers":             true, // Reload hands them to rooms.Discovery
 }
 
 // reloadState is what Reload changes at run time. Its zero value is a
@@ -133,6 +134,14 @@ func (d *Daemon) Reload(newCfg Config) (applied, needRestart []string, err error
 	}
 	for _, name := range changed {
 		needRestart = append(needRestart, fmt.Sprintf("room %q access changed; it keeps its old access until a restart", name))
+	}
+
+	if !equalValues(reflect.ValueOf(old.Discovery.Peers), reflect.ValueOf(live.Discovery.Peers)) {
+		// Validated above, so within MaxPeers. Peers added through the
+		// API give way to the file's list.
+		if err := d.disc.SetPeers(live.Discovery.Peers); err != nil {
+			return applied, needRestart, err
+		}
 	}
 
 	d.reload.mu.Lock()

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"meshd/rooms"
 )
 
 // reloadBase is a valid configuration that does not depend on the
@@ -393,5 +395,53 @@ func TestReloadHostsRooms(t *testing.T) {
 	}
 	if _, err := d.dir.Resolve(ref); err != nil {
 		t.Errorf("%s is not listed at once: %v", ref, err)
+	}
+}
+
+// Peers reload live; peers added through the API stay until the file's
+// list changes.
+func TestReloadPeers(t *testing.T) {
+	x, err := rooms.NewDiscovery(rooms.DiscoveryConfig{Stats: new(rooms.Stats)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &Daemon{cfg: reloadBase(), log: slog.New(slog.DiscardHandler), disc: x}
+	d.announceInterval() // as the timers do once the daemon runs
+
+	next := reloadBase()
+	next.Discovery.Peers = []netip.AddrPort{netip.MustParseAddrPort("10.0.0.2:7701")}
+	applied, restart, err := d.Reload(next)
+	if err != nil || len(restart) != 0 {
+		t.Fatalf("Reload: %v, restart %q", err, restart)
+	}
+	if want := []string{"discovery.peers changed ([] → [10.0.0.2:7701])"}; !slices.Equal(applied, want) {
+		t.Errorf("applied = %q, want %q", applied, want)
+	}
+	b := backend{d}
+	if err := b.AddPeer("10.0.0.3:7701"); err != nil {
+		t.Fatal(err)
+	}
+	if got := b.Peers(); !slices.Equal(got, []string{"10.0.0.2:7701", "10.0.0.3:7701"}) {
+		t.Fatalf("peers = %q", got)
+	}
+	// The same file again: nothing changes, the added peer stays.
+	if _, _, err := d.Reload(next); err != nil {
+		t.Fatal(err)
+	}
+	if got := b.Peers(); len(got) != 2 {
+		t.Fatalf("peers after an unchanged reload = %q, want both", got)
+	}
+	next.Discovery.Peers = []netip.AddrPort{netip.MustParseAddrPort("10.0.0.4:7701")}
+	if _, _, err := d.Reload(next); err != nil {
+		t.Fatal(err)
+	}
+	if got := b.Peers(); !slices.Equal(got, []string{"10.0.0.4:7701"}) {
+		t.Fatalf("peers after the file changed = %q, want the file's", got)
+	}
+	if err := b.RemovePeer("10.0.0.9:7701"); err == nil {
+		t.Error("removing a peer that is not one succeeded")
+	}
+	if err := b.AddPeer("239.0.0.1:7701"); err == nil {
+		t.Error("a multicast peer was accepted")
 	}
 }

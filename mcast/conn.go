@@ -15,8 +15,13 @@
 // destination address, which covers other systems and datagrams still
 // queued when a group is left.
 //
+// The set of interfaces is not fixed: Rescan (which the daemon calls every
+// few seconds) joins the groups on interfaces that came up, retries joins
+// that failed, and forgets interfaces that went away.
+//
 // The package targets Linux; other Unix systems build and work, with an
-// allocation per received packet.
+// allocation per received packet and without a TTL per datagram
+// (WriteToTTL sends with the socket's TTL there).
 package mcast
 
 import (
@@ -26,6 +31,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -60,6 +66,10 @@ type Config struct {
 	// else qualifies or if it is named.
 	Interfaces []string
 
+	// Exclude names interfaces never to use, even if Interfaces names
+	// them.
+	Exclude []string
+
 	// TTL is the IP multicast TTL of sent packets; 0 means 1, which keeps
 	// the traffic on the local link.
 	TTL int
@@ -80,21 +90,24 @@ type Counters struct {
 	Truncated uint64
 }
 
-// Conn is a UDP socket joined to multicast groups on a fixed set of
-// interfaces. It is safe for concurrent use.
+// Conn is a UDP socket joined to multicast groups on a set of interfaces
+// that Rescan keeps current. It is safe for concurrent use.
 type Conn struct {
-	uc     *net.UDPConn
-	pc     *ipv4.PacketConn
-	ifaces []iface // fixed by Listen
-	port   int
-	log    *slog.Logger
+	uc   *net.UDPConn
+	pc   *ipv4.PacketConn
+	cfg  Config
+	port int
+	log  *slog.Logger
 
-	mu     sync.Mutex                      // serializes JoinGroup and LeaveGroup
-	joined map[netip.Addr][]*net.Interface // guarded by mu; interfaces each group is joined on
+	mu     sync.Mutex                  // serializes JoinGroup, LeaveGroup and Rescan
+	joined map[netip.Addr]map[int]bool // guarded by mu; interfaces (by index) each group is joined on
 
-	// groups is a copy-on-write snapshot of the keys of joined, so the
-	// read path filters without taking mu.
+	// Copy-on-write snapshots, so the send and read paths take no lock:
+	// the interfaces, the keys of joined, and the addresses of the
+	// interfaces.
+	ifaces atomic.Pointer[[]iface]
 	groups atomic.Pointer[map[netip.Addr]struct{}]
+	local  atomic.Pointer[map[netip.Addr]struct{}]
 
 	filtered  atomic.Uint64
 	truncated atomic.Uint64
@@ -125,7 +138,7 @@ func Listen(cfg Config) (*Conn, error) {
 	if ttl < 0 || ttl > 255 {
 		return nil, fmt.Errorf("mcast: invalid TTL %d", cfg.TTL)
 	}
-	ifis, err := chooseInterfaces(cfg.Interfaces, log)
+	ifis, err := chooseInterfaces(cfg.Interfaces, cfg.Exclude, true, log)
 	if err != nil {
 		return nil, err
 	}
@@ -140,15 +153,13 @@ func Listen(cfg Config) (*Conn, error) {
 	c := &Conn{
 		uc:     uc,
 		pc:     ipv4.NewPacketConn(uc),
+		cfg:    cfg,
 		port:   uc.LocalAddr().(*net.UDPAddr).Port,
 		log:    log,
-		joined: make(map[netip.Addr][]*net.Interface),
+		joined: make(map[netip.Addr]map[int]bool),
 	}
 	c.groups.Store(new(map[netip.Addr]struct{}))
-	for _, ifi := range ifis {
-		cm := ipv4.ControlMessage{IfIndex: ifi.Index}
-		c.ifaces = append(c.ifaces, iface{ifi: ifi, oob: cm.Marshal()})
-	}
+	c.setIfaces(ifis)
 	if err := c.setOptions(ttl); err != nil {
 		uc.Close()
 		return nil, err
@@ -163,33 +174,45 @@ func (c *Conn) setOptions(ttl int) error {
 	if err := c.pc.SetMulticastLoopback(true); err != nil {
 		return fmt.Errorf("mcast: set multicast loopback: %w", err)
 	}
-	if err := c.pc.SetControlMessage(ipv4.FlagDst|ipv4.FlagInterface, true); err != nil {
+	if err := c.pc.SetControlMessage(ipv4.FlagDst|ipv4.FlagInterface|ipv4.FlagTTL, true); err != nil {
 		return fmt.Errorf("mcast: enable control messages: %w", err)
 	}
 	return nil
 }
 
 // chooseInterfaces resolves names, or picks the default set if names is
-// empty.
-func chooseInterfaces(names []string, log *slog.Logger) ([]*net.Interface, error) {
+// empty, leaving out those named in exclude. strict makes a named
+// interface that does not exist an error (at start) rather than skipped
+// (on a rescan, when it may come back).
+func chooseInterfaces(names, exclude []string, strict bool, log *slog.Logger) ([]*net.Interface, error) {
 	if len(names) > 0 {
 		var ifis []*net.Interface
 		seen := make(map[int]bool)
 		for _, name := range names {
+			if slices.Contains(exclude, name) {
+				continue
+			}
 			ifi, err := net.InterfaceByName(name)
 			if err != nil {
-				return nil, fmt.Errorf("mcast: interface %q: %w", name, err)
+				if strict {
+					return nil, fmt.Errorf("mcast: interface %q: %w", name, err)
+				}
+				continue
 			}
 			if seen[ifi.Index] {
 				continue
 			}
 			seen[ifi.Index] = true
 			// A named interface is kept even if it is not ready yet: joins
-			// on it fail and are reported then, with the reason.
-			if ifi.Flags&net.FlagUp == 0 || ifi.Flags&net.FlagMulticast == 0 {
+			// on it fail and are reported then, with the reason, and are
+			// retried by Rescan.
+			if strict && (ifi.Flags&net.FlagUp == 0 || ifi.Flags&net.FlagMulticast == 0) {
 				log.Warn("interface not up or not multicast-capable", "interface", name, "flags", ifi.Flags)
 			}
 			ifis = append(ifis, ifi)
+		}
+		if len(ifis) == 0 {
+			return nil, ErrNoInterfaces
 		}
 		return ifis, nil
 	}
@@ -201,7 +224,7 @@ func chooseInterfaces(names []string, log *slog.Logger) ([]*net.Interface, error
 	var ifis, loopbacks []*net.Interface
 	for i := range all {
 		ifi := &all[i]
-		if ifi.Flags&net.FlagUp == 0 || len(ipv4Addrs(ifi)) == 0 {
+		if ifi.Flags&net.FlagUp == 0 || len(ipv4Addrs(ifi)) == 0 || slices.Contains(exclude, ifi.Name) {
 			continue
 		}
 		switch {
@@ -253,20 +276,20 @@ func (c *Conn) JoinGroup(group netip.Addr) error {
 		return nil
 	}
 	gaddr := &net.UDPAddr{IP: group.AsSlice()}
-	var on []*net.Interface
+	on := make(map[int]bool)
 	var errs []error
-	for _, ifc := range c.ifaces {
+	for _, ifc := range *c.ifaces.Load() {
 		if err := c.pc.JoinGroup(ifc.ifi, gaddr); err != nil {
 			errs = append(errs, fmt.Errorf("on %s: %w", ifc.ifi.Name, err))
 			continue
 		}
-		on = append(on, ifc.ifi)
+		on[ifc.ifi.Index] = true
 	}
 	if len(on) == 0 {
 		return fmt.Errorf("mcast: join %v: %w", group, errors.Join(errs...))
 	}
 	for _, err := range errs {
-		c.log.Warn("join failed on one interface", "group", group, "err", err)
+		c.log.Warn("join failed on one interface; retried on each rescan", "group", group, "err", err)
 	}
 	c.joined[group] = on
 	c.publishLocked()
@@ -289,12 +312,111 @@ func (c *Conn) LeaveGroup(group netip.Addr) error {
 	c.publishLocked()
 	gaddr := &net.UDPAddr{IP: group.AsSlice()}
 	var errs []error
-	for _, ifi := range on {
+	for index := range on {
+		ifi := &net.Interface{Index: index}
 		if err := c.pc.LeaveGroup(ifi, gaddr); err != nil {
-			errs = append(errs, fmt.Errorf("mcast: leave %v on %s: %w", group, ifi.Name, err))
+			errs = append(errs, fmt.Errorf("mcast: leave %v on interface %d: %w", group, index, err))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// setIfaces publishes the interfaces to send on, and the host's
+// addresses: those of every interface, since the kernel may pick any of
+// them as the source of a multicast datagram.
+func (c *Conn) setIfaces(ifis []*net.Interface) {
+	list := make([]iface, 0, len(ifis))
+	for _, ifi := range ifis {
+		cm := ipv4.ControlMessage{IfIndex: ifi.Index}
+		list = append(list, iface{ifi: ifi, oob: cm.Marshal()})
+	}
+	local := make(map[netip.Addr]struct{})
+	if addrs, err := net.InterfaceAddrs(); err == nil {
+		for _, a := range addrs {
+			if ipn, ok := a.(*net.IPNet); ok {
+				if ip, ok := netip.AddrFromSlice(ipn.IP); ok {
+					local[ip.Unmap()] = struct{}{}
+				}
+			}
+		}
+	}
+	c.ifaces.Store(&list)
+	c.local.Store(&local)
+}
+
+// Rescan brings the interfaces up to date: it picks them again as Listen
+// did (a named interface that is missing is skipped rather than an
+// error), joins every joined group on the new ones and on those where a
+// join failed before, and leaves the groups on interfaces that are gone
+// or no longer chosen. It returns the names of the interfaces added and
+// removed.
+func (c *Conn) Rescan() (added, removed []string, err error) {
+	ifis, err := chooseInterfaces(c.cfg.Interfaces, c.cfg.Exclude, false, c.log)
+	if err != nil {
+		return nil, nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	old := make(map[int]string)
+	for _, ifc := range *c.ifaces.Load() {
+		old[ifc.ifi.Index] = ifc.ifi.Name
+	}
+	now := make(map[int]bool)
+	for _, ifi := range ifis {
+		now[ifi.Index] = true
+		if _, ok := old[ifi.Index]; !ok {
+			added = append(added, ifi.Name)
+		}
+	}
+	for index, name := range old {
+		if !now[index] {
+			removed = append(removed, name)
+		}
+	}
+	for group, on := range c.joined {
+		gaddr := &net.UDPAddr{IP: group.AsSlice()}
+		for index := range on {
+			if !now[index] {
+				// The interface may be gone, and its memberships with it.
+				c.pc.LeaveGroup(&net.Interface{Index: index}, gaddr)
+				delete(on, index)
+			}
+		}
+		for _, ifi := range ifis {
+			if on[ifi.Index] {
+				continue
+			}
+			if err := c.pc.JoinGroup(ifi, gaddr); err != nil {
+				// Debug: this repeats every rescan while the link is down.
+				c.log.Debug("join failed", "group", group, "interface", ifi.Name, "err", err)
+				continue
+			}
+			on[ifi.Index] = true
+		}
+	}
+	c.setIfaces(ifis)
+	return added, removed, nil
+}
+
+// Interfaces returns the indexes of the interfaces multicast goes out on.
+func (c *Conn) Interfaces() []int {
+	ifaces := *c.ifaces.Load()
+	out := make([]int, len(ifaces))
+	for i, ifc := range ifaces {
+		out[i] = ifc.ifi.Index
+	}
+	return out
+}
+
+// IsLocal reports whether ap is this Conn's own port on one of its
+// interfaces' addresses: a datagram from there is one this Conn (or
+// another socket sharing its port on this host) multicast, looped back.
+func (c *Conn) IsLocal(ap netip.AddrPort) bool {
+	if int(ap.Port()) != c.port {
+		return false
+	}
+	_, ok := (*c.local.Load())[ap.Addr().Unmap()]
+	return ok
 }
 
 func (c *Conn) publishLocked() {
@@ -309,25 +431,48 @@ func (c *Conn) publishLocked() {
 // chosen interface, and WriteTo fails only if it failed on all of them;
 // a unicast one is routed as usual.
 func (c *Conn) WriteTo(b []byte, dst netip.AddrPort) error {
+	return c.WriteToTTL(b, dst, 0, 0)
+}
+
+// WriteToTTL is WriteTo with an IP TTL for this datagram alone (0: the
+// socket's TTL; Linux only, elsewhere the socket's TTL is used), and, for
+// multicast, out of the interface with index ifindex alone (0: every
+// chosen interface).
+func (c *Conn) WriteToTTL(b []byte, dst netip.AddrPort, ttl, ifindex int) error {
+	if ttl < 0 || ttl > 255 {
+		return fmt.Errorf("mcast: invalid TTL %d", ttl)
+	}
 	ip := dst.Addr().Unmap()
 	if !ip.Is4() {
 		return fmt.Errorf("mcast: write to %v: %w", dst, errNotIPv4)
 	}
 	dst = netip.AddrPortFrom(ip, dst.Port())
 	if !ip.IsMulticast() {
-		if _, err := c.uc.WriteToUDPAddrPort(b, dst); err != nil {
+		if _, _, err := c.uc.WriteMsgUDPAddrPort(b, ttlControl(nil, ttl), dst); err != nil {
 			return fmt.Errorf("mcast: %w", err)
 		}
 		return nil
 	}
 	var errs []error
-	for _, ifc := range c.ifaces {
-		_, _, err := c.uc.WriteMsgUDPAddrPort(b, ifc.oob, dst)
+	tried := 0
+	for _, ifc := range *c.ifaces.Load() {
+		if ifindex != 0 && ifc.ifi.Index != ifindex {
+			continue
+		}
+		tried++
+		oob := ifc.oob
+		if ttl != 0 {
+			oob = ttlControl(slices.Clip(oob), ttl)
+		}
+		_, _, err := c.uc.WriteMsgUDPAddrPort(b, oob, dst)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("mcast: write to %v on %s: %w", dst, ifc.ifi.Name, err))
 		}
 	}
-	if len(errs) == len(c.ifaces) {
+	if tried == 0 {
+		return fmt.Errorf("mcast: write to %v: no interface %d", dst, ifindex)
+	}
+	if len(errs) == tried {
 		return errors.Join(errs...)
 	}
 	for _, err := range errs {
@@ -345,25 +490,41 @@ func (c *Conn) WriteTo(b []byte, dst netip.AddrPort) error {
 // and datagrams longer than b. After Close it returns an error wrapping
 // net.ErrClosed.
 func (c *Conn) ReadFrom(b []byte) (n int, src netip.AddrPort, dst netip.Addr, err error) {
+	m, err := c.ReadMsg(b)
+	return m.N, m.Src, m.Dst, err
+}
+
+// Msg describes a datagram ReadMsg read.
+type Msg struct {
+	N       int            // bytes read into the buffer
+	Src     netip.AddrPort // sender
+	Dst     netip.Addr     // destination: the group for multicast; zero if not reported
+	IfIndex int            // arrival interface; 0 if not reported
+	TTL     int            // IP TTL left on arrival; 0 if not reported
+}
+
+// ReadMsg is ReadFrom that also reports the arrival interface and TTL.
+func (c *Conn) ReadMsg(b []byte) (Msg, error) {
 	// On the stack, so reads neither allocate nor share a buffer.
 	var oob [oobSize]byte
 	for {
 		n, oobn, flags, src, err := c.uc.ReadMsgUDPAddrPort(b, oob[:])
 		if err != nil {
-			return 0, netip.AddrPort{}, netip.Addr{}, fmt.Errorf("mcast: %w", err)
+			return Msg{}, fmt.Errorf("mcast: %w", err)
 		}
 		if flags&unix.MSG_TRUNC != 0 {
 			c.truncated.Add(1)
 			continue
 		}
-		dst := parseDst(oob[:oobn])
-		if dst.IsMulticast() {
-			if _, ok := (*c.groups.Load())[dst]; !ok {
+		m := parseControl(oob[:oobn])
+		if m.Dst.IsMulticast() {
+			if _, ok := (*c.groups.Load())[m.Dst]; !ok {
 				c.filtered.Add(1)
 				continue
 			}
 		}
-		return n, src, dst, nil
+		m.N, m.Src = n, src
+		return m, nil
 	}
 }
 
@@ -371,7 +532,7 @@ func (c *Conn) ReadFrom(b []byte) (n int, src netip.AddrPort, dst netip.Addr, er
 // which peers can use to reach this Conn by unicast.
 func (c *Conn) LocalAddrs() []netip.Addr {
 	var addrs []netip.Addr
-	for _, ifc := range c.ifaces {
+	for _, ifc := range *c.ifaces.Load() {
 		addrs = append(addrs, ipv4Addrs(ifc.ifi)...)
 	}
 	return addrs

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"runtime"
 	"syscall"
 	"testing"
 	"time"
@@ -254,5 +255,67 @@ func BenchmarkLoopbackRoundTrip(b *testing.B) {
 		if _, _, _, err := c.ReadFrom(in); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// WriteToTTL sets the TTL of one datagram, which ReadMsg reports with the
+// arrival interface; the next datagram has the socket's TTL again.
+func TestTTLPerDatagram(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("a TTL per datagram is Linux only")
+	}
+	c := listenLoopback(t, 0, groupA)
+	dst := netip.AddrPortFrom(groupA, uint16(c.LocalPort()))
+	lo, err := net.InterfaceByName("lo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ttl := range []int{7, 0, 32} {
+		if err := c.WriteToTTL([]byte("x"), dst, ttl, lo.Index); err != nil {
+			t.Fatalf("WriteToTTL(ttl %d): %v", ttl, err)
+		}
+		c.uc.SetReadDeadline(time.Now().Add(2 * time.Second))
+		m, err := c.ReadMsg(make([]byte, 100))
+		if err != nil {
+			t.Fatalf("ReadMsg: %v", err)
+		}
+		want := ttl
+		if ttl == 0 {
+			want = 1 // Config.TTL 0 means 1
+		}
+		if m.TTL != want || m.IfIndex != lo.Index || m.Dst != groupA || !c.IsLocal(m.Src) {
+			t.Errorf("ReadMsg = %+v (local %v), want TTL %d on interface %d to %v from a local address", m, c.IsLocal(m.Src), want, lo.Index, groupA)
+		}
+	}
+	if err := c.WriteToTTL([]byte("x"), dst, 1, 9999); err == nil {
+		t.Error("WriteToTTL on an interface not chosen = nil error")
+	}
+	if got := c.Interfaces(); len(got) != 1 || got[0] != lo.Index {
+		t.Errorf("Interfaces() = %v, want [%d]", got, lo.Index)
+	}
+}
+
+func TestExcludeAndRescan(t *testing.T) {
+	if _, err := Listen(Config{Interfaces: []string{"lo"}, Exclude: []string{"lo"}}); !errors.Is(err, ErrNoInterfaces) {
+		t.Fatalf("Listen with lo both named and excluded = %v, want ErrNoInterfaces", err)
+	}
+	c := listenLoopback(t, 0, groupA)
+	added, removed, err := c.Rescan()
+	if err != nil || len(added) != 0 || len(removed) != 0 {
+		t.Fatalf("Rescan with nothing changed = %v, %v, %v", added, removed, err)
+	}
+	// Excluding lo now makes the rescan drop it and leave the group there.
+	c.cfg.Exclude = []string{"lo"}
+	if _, _, err := c.Rescan(); !errors.Is(err, ErrNoInterfaces) {
+		t.Fatalf("Rescan with every interface excluded = %v, want ErrNoInterfaces", err)
+	}
+	c.cfg.Exclude = nil
+	c.cfg.Interfaces = []string{"lo", "no-such-interface"}
+	if added, removed, err := c.Rescan(); err != nil || len(added) != 0 || len(removed) != 0 {
+		t.Fatalf("Rescan naming a missing interface = %v, %v, %v; want it skipped", added, removed, err)
+	}
+	write(t, c, []byte("still"), netip.AddrPortFrom(groupA, uint16(c.LocalPort())))
+	if got := read(t, c); string(got.data) != "still" {
+		t.Fatalf("read %q after rescans", got.data)
 	}
 }

@@ -24,13 +24,17 @@ func control(_, _ string, rc syscall.RawConn) error {
 	return err
 }
 
-// parseDst returns the destination address reported in oob, or the zero
-// Addr if there is none.
-func parseDst(oob []byte) netip.Addr {
+// parseControl returns the destination address, arrival interface and
+// TTL reported in oob; zero values for what is missing.
+func parseControl(oob []byte) Msg {
 	var cm ipv4.ControlMessage
 	if err := cm.Parse(oob); err != nil {
-		return netip.Addr{}
+		return Msg{}
 	}
 	dst, _ := netip.AddrFromSlice(cm.Dst)
-	return dst.Unmap()
+	return Msg{Dst: dst.Unmap(), IfIndex: cm.IfIndex, TTL: cm.TTL}
 }
+
+// ttlControl returns oob unchanged: only Linux takes a TTL per datagram,
+// so elsewhere datagrams go out with the socket's TTL.
+func ttlControl(oob []byte, _ int) []byte { return oob }

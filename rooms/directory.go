@@ -208,6 +208,38 @@ func (d *Directory) List() []Known {
 	return out
 }
 
+// Match returns the unexpired rooms called name, of host key key if it is
+// not nil: what answers a query.
+func (d *Directory) Match(name string, key *[ed25519.PublicKeySize]byte, now time.Time) []Known {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if key != nil {
+		kn, ok := d.rooms[roomKey{q: *key, name: name}]
+		if !ok || !now.Before(kn.Expires) {
+			return nil
+		}
+		return []Known{*kn}
+	}
+	var out []Known
+	for k, kn := range d.rooms {
+		if k.name == name && now.Before(kn.Expires) {
+			out = append(out, *kn)
+		}
+	}
+	return out
+}
+
+// Get returns the unexpired room (q, name).
+func (d *Directory) Get(q [ed25519.PublicKeySize]byte, name string, now time.Time) (Known, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	kn, ok := d.rooms[roomKey{q: q, name: name}]
+	if !ok || !now.Before(kn.Expires) {
+		return Known{}, false
+	}
+	return *kn, true
+}
+
 // Len returns the number of rooms held.
 func (d *Directory) Len() int {
 	d.mu.Lock()

@@ -6,14 +6,28 @@ import "sync/atomic"
 // malformed or forged packet lands in exactly one drop counter. Safe for
 // concurrent use.
 type Stats struct {
-	AnnounceAccepted  atomic.Int64 // new or fresher announcements
-	AnnounceRefreshed atomic.Int64 // the same announcement again
-	AnnounceMalformed atomic.Int64
-	AnnounceBadSig    atomic.Int64
-	AnnounceStale     atomic.Int64 // older serial than one already held
-	AnnounceConflict  atomic.Int64 // same serial, different bytes: the host equivocated
-	AnnounceEvicted   atomic.Int64 // the directory was full
-	AnnounceLimited   atomic.Int64 // over the signature-check budget
+	AnnounceAccepted   atomic.Int64 // new or fresher announcements
+	AnnounceRefreshed  atomic.Int64 // the same announcement again
+	AnnounceMalformed  atomic.Int64
+	AnnounceBadSig     atomic.Int64
+	AnnounceStale      atomic.Int64 // older serial than one already held
+	AnnounceConflict   atomic.Int64 // same serial, different bytes: the host equivocated
+	AnnounceEvicted    atomic.Int64 // the directory was full
+	AnnounceLimited    atomic.Int64 // over the signature-check budget or the source's rate
+	AnnounceKeyChanged atomic.Int64 // a pinned room name under another host key
+
+	QueriesReceived    atomic.Int64 // queries parsed
+	QueryBytesReceived atomic.Int64
+	QueriesMalformed   atomic.Int64
+	QueriesLimited     atomic.Int64 // over the source's or the global rate
+	AnswersSent        atomic.Int64
+	AnswerBytesSent    atomic.Int64
+	AnswersSuppressed  atomic.Int64 // another daemon answered first
+	AnswersOverBudget  atomic.Int64 // would have drawn more than 3 times the queries' bytes
+	RelayedSent        atomic.Int64 // announcements passed on
+	RelayDuplicates    atomic.Int64 // passed on recently already
+	RelayHopLimit      atomic.Int64 // at the hop limit, not passed on
+	Searches           atomic.Int64
 
 	DataDelivered   atomic.Int64 // records delivered in order
 	DataDuplicate   atomic.Int64 // records already delivered
@@ -53,43 +67,56 @@ type Stats struct {
 // Snapshot returns the counters by name, for the control API.
 func (s *Stats) Snapshot() map[string]int64 {
 	return map[string]int64{
-		"announce_accepted":  s.AnnounceAccepted.Load(),
-		"announce_refreshed": s.AnnounceRefreshed.Load(),
-		"announce_malformed": s.AnnounceMalformed.Load(),
-		"announce_bad_sig":   s.AnnounceBadSig.Load(),
-		"announce_stale":     s.AnnounceStale.Load(),
-		"announce_conflict":  s.AnnounceConflict.Load(),
-		"announce_limited":   s.AnnounceLimited.Load(),
-		"announce_evicted":   s.AnnounceEvicted.Load(),
-		"data_delivered":     s.DataDelivered.Load(),
-		"data_duplicate":     s.DataDuplicate.Load(),
-		"data_malformed":     s.DataMalformed.Load(),
-		"data_not_joined":    s.DataNotJoined.Load(),
-		"data_bad_epoch":     s.DataBadEpoch.Load(),
-		"data_auth_failed":   s.DataAuthFailed.Load(),
-		"data_bad_sig":       s.DataBadSig.Load(),
-		"data_fetched":       s.DataFetched.Load(),
-		"data_out_of_window": s.DataOutOfWindow.Load(),
-		"data_lost":          s.DataLost.Load(),
-		"nacks_sent":         s.NacksSent.Load(),
-		"nacks_suppressed":   s.NacksSuppressed.Load(),
-		"nacks_received":     s.NacksReceived.Load(),
-		"nack_malformed":     s.NackMalformed.Load(),
-		"nack_refused":       s.NackRefused.Load(),
-		"nack_limited":       s.NackLimited.Load(),
-		"repairs_sent":       s.RepairsSent.Load(),
-		"blocks_decoded":     s.BlocksDecoded.Load(),
-		"blocks_repaired":    s.BlocksRepaired.Load(),
-		"stream_switches":    s.StreamSwitches.Load(),
-		"says_limited":       s.SaysLimited.Load(),
-		"says_muted":         s.SaysMuted.Load(),
-		"access_denied":      s.AccessDenied.Load(),
-		"rekeys":             s.Rekeys.Load(),
-		"joins_limited":      s.JoinsLimited.Load(),
-		"sessions_refused":   s.SessionsRefused.Load(),
-		"sessions_tampered":  s.SessionsTampered.Load(),
-		"packets_sent":       s.PacketsSent.Load(),
-		"send_errors":        s.SendErrors.Load(),
+		"announce_accepted":    s.AnnounceAccepted.Load(),
+		"announce_refreshed":   s.AnnounceRefreshed.Load(),
+		"announce_malformed":   s.AnnounceMalformed.Load(),
+		"announce_bad_sig":     s.AnnounceBadSig.Load(),
+		"announce_stale":       s.AnnounceStale.Load(),
+		"announce_conflict":    s.AnnounceConflict.Load(),
+		"announce_limited":     s.AnnounceLimited.Load(),
+		"announce_evicted":     s.AnnounceEvicted.Load(),
+		"announce_key_changed": s.AnnounceKeyChanged.Load(),
+		"queries_received":     s.QueriesReceived.Load(),
+		"query_bytes_received": s.QueryBytesReceived.Load(),
+		"queries_malformed":    s.QueriesMalformed.Load(),
+		"queries_limited":      s.QueriesLimited.Load(),
+		"answers_sent":         s.AnswersSent.Load(),
+		"answer_bytes_sent":    s.AnswerBytesSent.Load(),
+		"answers_suppressed":   s.AnswersSuppressed.Load(),
+		"answers_over_budget":  s.AnswersOverBudget.Load(),
+		"relayed_sent":         s.RelayedSent.Load(),
+		"relay_duplicates":     s.RelayDuplicates.Load(),
+		"relay_hop_limit":      s.RelayHopLimit.Load(),
+		"searches":             s.Searches.Load(),
+		"data_delivered":       s.DataDelivered.Load(),
+		"data_duplicate":       s.DataDuplicate.Load(),
+		"data_malformed":       s.DataMalformed.Load(),
+		"data_not_joined":      s.DataNotJoined.Load(),
+		"data_bad_epoch":       s.DataBadEpoch.Load(),
+		"data_auth_failed":     s.DataAuthFailed.Load(),
+		"data_bad_sig":         s.DataBadSig.Load(),
+		"data_fetched":         s.DataFetched.Load(),
+		"data_out_of_window":   s.DataOutOfWindow.Load(),
+		"data_lost":            s.DataLost.Load(),
+		"nacks_sent":           s.NacksSent.Load(),
+		"nacks_suppressed":     s.NacksSuppressed.Load(),
+		"nacks_received":       s.NacksReceived.Load(),
+		"nack_malformed":       s.NackMalformed.Load(),
+		"nack_refused":         s.NackRefused.Load(),
+		"nack_limited":         s.NackLimited.Load(),
+		"repairs_sent":         s.RepairsSent.Load(),
+		"blocks_decoded":       s.BlocksDecoded.Load(),
+		"blocks_repaired":      s.BlocksRepaired.Load(),
+		"stream_switches":      s.StreamSwitches.Load(),
+		"says_limited":         s.SaysLimited.Load(),
+		"rekeys":               s.Rekeys.Load(),
+		"joins_limited":        s.JoinsLimited.Load(),
+		"sessions_refused":     s.SessionsRefused.Load(),
+		"packets_sent":         s.PacketsSent.Load(),
+		"send_errors":          s.SendErrors.Load(),
+		"sessions_tampered":    s.SessionsTampered.Load(),
+		"says_muted":           s.SaysMuted.Load(),
+		"access_denied":        s.AccessDenied.Load(),
 	}
 }
 

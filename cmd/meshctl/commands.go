@@ -13,8 +13,31 @@ import (
 )
 
 func (c *cli) rooms(ctx context.Context, args []string) error {
-	if _, err := c.parse(c.flagSet("rooms"), args, 0, 0); err != nil {
+	fs := c.flagSet("rooms")
+	search := fs.String("search", "", "search the mesh for this room (name or name@fingerprint)")
+	maxTTL := fs.Int("max-ttl", 0, "highest TTL of the search (default: the daemon's discovery.search_max_ttl)")
+	if _, err := c.parse(fs, args, 0, 0); err != nil {
 		return err
+	}
+	if *search != "" {
+		if *maxTTL < 0 || *maxTTL > 255 {
+			return usageErrorf("-max-ttl %d is out of range 1..255", *maxTTL)
+		}
+		res, err := c.client.Search(ctx, ctl.SearchRequest{Name: *search, MaxTTL: *maxTTL})
+		if err != nil {
+			return err
+		}
+		if c.json {
+			return c.printJSON(res)
+		}
+		how := fmt.Sprintf("with TTL %d in %s", res.TTL, time.Duration(res.Elapsed).Round(time.Millisecond))
+		if res.TTL == 0 {
+			how = "hosted here"
+		}
+		fmt.Fprintf(c.stdout, "found %s %s\n", clean(*search), how)
+		return printRooms(c.stdout, res.Rooms, c.now())
+	} else if *maxTTL != 0 {
+		return usageErrorf("-max-ttl goes with -search")
 	}
 	rooms, err := c.client.Rooms(ctx)
 	if err != nil {
@@ -120,6 +143,48 @@ func (c *cli) join(ctx context.Context, args []string) error {
 	}
 	_, err = fmt.Fprintf(c.stdout, "joined %s as %s\n", clean(room.Ref), clean(room.Nick))
 	return err
+}
+
+func (c *cli) peer(ctx context.Context, args []string) error {
+	pos, err := c.parse(c.flagSet("peer"), args, 1, 2)
+	if err != nil {
+		return err
+	}
+	switch {
+	case pos[0] == "list" && len(pos) == 1:
+		peers, err := c.client.Peers(ctx)
+		if err != nil {
+			return err
+		}
+		if c.json {
+			return c.printJSON(ctl.Peers{Peers: peers})
+		}
+		if len(peers) == 0 {
+			_, err = fmt.Fprintln(c.stdout, `no static peers; add one with "meshctl peer add ADDR:PORT"`)
+			return err
+		}
+		for _, p := range peers {
+			fmt.Fprintln(c.stdout, clean(p))
+		}
+		return nil
+	case pos[0] == "add" && len(pos) == 2:
+		if err := c.client.AddPeer(ctx, pos[1]); err != nil {
+			return err
+		}
+		if !c.json {
+			fmt.Fprintf(c.stdout, "added peer %s (until meshd restarts; add it to discovery.peers to keep it)\n", clean(pos[1]))
+		}
+		return nil
+	case pos[0] == "remove" && len(pos) == 2:
+		if err := c.client.RemovePeer(ctx, pos[1]); err != nil {
+			return err
+		}
+		if !c.json {
+			fmt.Fprintf(c.stdout, "removed peer %s\n", clean(pos[1]))
+		}
+		return nil
+	}
+	return usageErrorf("usage: meshctl %s", c.cmd.synopsis())
 }
 
 func (c *cli) kick(ctx context.Context, args []string) error {

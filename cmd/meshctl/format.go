@@ -53,6 +53,11 @@ func printRooms(w io.Writer, rooms []ctl.Room, now time.Time) error {
 	fmt.Fprintln(tw, "ROOM\tACCESS\tHERE\tMEMBERS\tADDRESSES\tEXPIRES")
 	for _, r := range rooms {
 		var here []string
+		if r.KeyChanged {
+			// Announced under a pinned name by another key: possibly an
+			// impostor, and never joined by the bare name.
+			here = append(here, "KEY CHANGED")
+		}
 		if r.Hosted {
 			here = append(here, "host")
 		}

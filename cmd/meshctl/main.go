@@ -54,9 +54,10 @@ type command struct {
 }
 
 var commands = []command{
-	{"rooms", "", "list the rooms this daemon knows: hosted, joined and announced", (*cli).rooms},
+	{"rooms", "[--search ROOM [--max-ttl N]]", "list the rooms this daemon knows: hosted, joined and announced;\n\t--search asks the mesh for ROOM (TTL 1, 2, 4, ... up to N) and lists what answered", (*cli).rooms},
 	{"host", "ROOM [-invite | -passphrase-file FILE]", "host a new room called ROOM on this daemon: open to anyone, or invite-only,\n\tor for those who know the passphrase on FILE's first line (- reads standard input)", (*cli).host},
-	{"join", "ROOM [-nick NICK] [-passphrase-file FILE]", "join ROOM (a name, or name@fingerprint when the name is shared); an invite-only\n\troom takes the invite, name@fingerprint/TOKEN, and a passphrase room the passphrase on FILE's first line", (*cli).join},
+	{"join", "ROOM [-nick NICK] [-passphrase-file FILE]", "join ROOM (a name, or name@fingerprint when the name is shared); a room not\n\tannounced here is searched for first; an invite-only room takes the invite,\n\tname@fingerprint/TOKEN, and a passphrase room the passphrase on FILE's first line", (*cli).join},
+	{"peer", "add ADDR:PORT | list | remove ADDR:PORT", "change the static peers that announcements and searches also go to by unicast;\n\tpeers added here last until meshd restarts", (*cli).peer},
 	{"leave", "ROOM", "leave ROOM", (*cli).leave},
 	{"invite", "ROOM [-uses N] [-expires DURATION]", "print an invite to ROOM, which this daemon hosts invite-only, good for N joins\n\t(default 1, at most 1000) within DURATION (default 24h, at most 8784h)", (*cli).invite},
 	{"kick", "ROOM NICK [-ban]", "remove NICK from ROOM, which this daemon hosts; the room's key rotates", (*cli).kick},

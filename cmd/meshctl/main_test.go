@@ -100,6 +100,38 @@ func TestCommands(t *testing.T) {
 	}
 }
 
+func TestSearchAndPeers(t *testing.T) {
+	b, sock := start(t)
+	b.AddRoom(ctl.Room{Name: "far", Fingerprint: "feedbeef", Addrs: []string{"10.3.0.2:7702"}})
+	ctx := context.Background()
+	check(t, meshctl(ctx, "", sock, "rooms", "--search", "far", "--max-ttl", "8"), 0,
+		"found far with TTL 1 in 40ms\n"+
+			"ROOM          ACCESS  HERE  MEMBERS  ADDRESSES      EXPIRES\n"+
+			"far@feedbeef  open    -     -        10.3.0.2:7702  -\n")
+	r := meshctl(ctx, "", sock, "rooms", "--search", "nowhere")
+	if r.code != 1 || !strings.Contains(r.stderr, `room "nowhere": no answer to a search up to TTL 32`) {
+		t.Errorf("search for a missing room: exit %d, stderr %q", r.code, r.stderr)
+	}
+	if r := meshctl(ctx, "", sock, "rooms", "--max-ttl", "3"); r.code != 2 {
+		t.Errorf("--max-ttl without --search: exit %d, want 2", r.code)
+	}
+
+	check(t, meshctl(ctx, "", sock, "peer", "list"), 0, "no static peers; add one with \"meshctl peer add ADDR:PORT\"\n")
+	check(t, meshctl(ctx, "", sock, "peer", "add", "10.0.0.2:7701"), 0, "added peer 10.0.0.2:7701 (until meshd restarts; add it to discovery.peers to keep it)\n")
+	check(t, meshctl(ctx, "", sock, "peer", "list"), 0, "10.0.0.2:7701\n")
+	check(t, meshctl(ctx, "", sock, "peer", "list", "--json"), 0, "{\n  \"peers\": [\n    \"10.0.0.2:7701\"\n  ]\n}\n")
+	check(t, meshctl(ctx, "", sock, "peer", "remove", "10.0.0.2:7701"), 0, "removed peer 10.0.0.2:7701\n")
+	if r := meshctl(ctx, "", sock, "peer", "remove", "10.0.0.2:7701"); r.code != 1 || !strings.Contains(r.stderr, "is not a peer") {
+		t.Errorf("removing a peer twice: exit %d, stderr %q", r.code, r.stderr)
+	}
+	if r := meshctl(ctx, "", sock, "peer", "add", "nonsense"); r.code != 1 {
+		t.Errorf("peer add nonsense: exit %d, stderr %q", r.code, r.stderr)
+	}
+	if r := meshctl(ctx, "", sock, "peer", "frob"); r.code != 2 {
+		t.Errorf("peer frob: exit %d, want 2", r.code)
+	}
+}
+
 func TestErrors(t *testing.T) {
 	_, sock := start(t)
 	missing := filepath.Join(t.TempDir(), "none.sock")
@@ -265,6 +297,7 @@ func TestPrintRooms(t *testing.T) {
 		{Ref: "lobby@feedbeef", Access: "invite", Members: 2, Addrs: []string{"192.0.2.7:7701", "[2001:db8::7]:7701"}, Expires: now.Add(90 * time.Second)},
 		{Ref: "general@abcd1234", Hosted: true, Joined: true, Members: 1, Addrs: []string{"192.0.2.1:7701"}},
 		{Ref: "quiet@33333333", Joined: true, State: "connecting", Expires: now.Add(-time.Second)},
+		{Ref: "quiet@44444444", KeyChanged: true, Expires: now.Add(time.Minute)},
 	}
 	var out bytes.Buffer
 	if err := printRooms(&out, rooms, now); err != nil {
@@ -274,7 +307,8 @@ func TestPrintRooms(t *testing.T) {
 		"ROOM              ACCESS  HERE                 MEMBERS  ADDRESSES                          EXPIRES\n" +
 		"general@abcd1234  open    host joined          1        192.0.2.1:7701                     -\n" +
 		"lobby@feedbeef    invite  -                    2        192.0.2.7:7701,[2001:db8::7]:7701  in 1m30s\n" +
-		"quiet@33333333    open    joined (connecting)  -        -                                  expired\n"
+		"quiet@33333333    open    joined (connecting)  -        -                                  expired\n" +
+		"quiet@44444444    open    KEY CHANGED          -        -                                  in 1m0s\n"
 	if out.String() != want {
 		t.Errorf("printRooms =\n%s\nwant\n%s", out.String(), want)
 	}

@@ -43,6 +43,11 @@ type Backend interface {
 	// long for every member to hold the line and reports how many did.
 	Say(ctx context.Context, room string, req ctl.SayRequest) (ctl.SayResult, error)
 	Who(room string) (ctl.Who, error)
+	// Search looks for a room across the mesh; NotFound when unanswered.
+	Search(ctx context.Context, req ctl.SearchRequest) (ctl.SearchResult, error)
+	Peers() []string
+	AddPeer(addr string) error
+	RemovePeer(addr string) error
 	// Subscribe returns events for one room ref (or all rooms if room ==
 	// ""). If initial is true the snapshot holds the current state (the
 	// room's recent delivered messages with seq > since, etc.). live is
@@ -103,6 +108,10 @@ func New(b Backend, version string, logger *slog.Logger) *Server {
 		{"POST", "/v0/rooms/{room}/mute", s.api(s.mute(true))},
 		{"POST", "/v0/rooms/{room}/unmute", s.api(s.mute(false))},
 		{"GET", "/v0/rooms/{room}/who", s.api(s.who)},
+		{"POST", "/v0/search", s.api(s.search)},
+		{"GET", "/v0/peers", s.api(s.peers)},
+		{"POST", "/v0/peers", s.api(s.addPeer)},
+		{"DELETE", "/v0/peers/{addr}", s.api(s.removePeer)},
 		{"GET", "/v0/events", s.events},
 		{"GET", "/v0/metrics", s.metrics},
 	}
@@ -331,6 +340,53 @@ func (s *Server) who(r *http.Request) (any, error) {
 		who.Members = []ctl.Member{}
 	}
 	return who, nil
+}
+
+// maxSearchTTL is the highest IP TTL there is.
+const maxSearchTTL = 255
+
+func (s *Server) search(r *http.Request) (any, error) {
+	var req ctl.SearchRequest
+	if err := decodeBody(r, &req); err != nil {
+		return nil, err
+	}
+	if req.Name == "" {
+		return nil, BadRequest(errors.New(`field "name" is required: the room to search for`))
+	}
+	if req.MaxTTL < 0 || req.MaxTTL > maxSearchTTL {
+		return nil, BadRequest(fmt.Errorf(`field "max_ttl" must be between 1 and %d (or 0 for the daemon's default)`, maxSearchTTL))
+	}
+	res, err := s.b.Search(r.Context(), req)
+	if err != nil {
+		return nil, err
+	}
+	if res.Rooms == nil {
+		res.Rooms = []ctl.Room{}
+	}
+	return res, nil
+}
+
+func (s *Server) peers(*http.Request) (any, error) {
+	p := s.b.Peers()
+	if p == nil {
+		p = []string{}
+	}
+	return ctl.Peers{Peers: p}, nil
+}
+
+func (s *Server) addPeer(r *http.Request) (any, error) {
+	var req ctl.PeerRequest
+	if err := decodeBody(r, &req); err != nil {
+		return nil, err
+	}
+	if req.Addr == "" {
+		return nil, BadRequest(errors.New(`field "addr" is required: the peer's address and discovery port, such as "10.0.0.2:7701"`))
+	}
+	return nil, s.b.AddPeer(req.Addr)
+}
+
+func (s *Server) removePeer(r *http.Request) (any, error) {
+	return nil, s.b.RemovePeer(r.PathValue("addr"))
 }
 
 // events streams ctl.Events as newline-delimited JSON, flushing each line

@@ -8,7 +8,9 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -46,6 +48,7 @@ type Backend struct {
 	errs    map[string]error
 	joins   []ctl.JoinRequest
 	muted   map[string]bool // "ref nick"
+	peers   []string
 }
 
 type subscriber struct {
@@ -335,6 +338,59 @@ func (b *Backend) Mute(_ context.Context, room, nick string, mute bool) error {
 	return ctlserver.NotFound(fmt.Errorf("no member called %q in %s", nick, r.Ref))
 }
 
+// Search implements ctlserver.Backend: it finds the rooms added with
+// AddRoom by name, at TTL 1.
+func (b *Backend) Search(_ context.Context, req ctl.SearchRequest) (ctl.SearchResult, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := b.failLocked("Search"); err != nil {
+		return ctl.SearchResult{}, err
+	}
+	var res ctl.SearchResult
+	for _, r := range b.rooms {
+		if r.Name == req.Name || r.Ref == req.Name {
+			res.Rooms = append(res.Rooms, *r)
+		}
+	}
+	if len(res.Rooms) == 0 {
+		return res, ctlserver.NotFound(fmt.Errorf("room %q: no answer to a search up to TTL %d", req.Name, max(req.MaxTTL, 32)))
+	}
+	res.TTL, res.Elapsed = 1, ctl.Duration(40*time.Millisecond)
+	return res, nil
+}
+
+// Peers implements ctlserver.Backend.
+func (b *Backend) Peers() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return slices.Clone(b.peers)
+}
+
+// AddPeer implements ctlserver.Backend.
+func (b *Backend) AddPeer(addr string) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if _, err := netip.ParseAddrPort(addr); err != nil {
+		return ctlserver.BadRequest(fmt.Errorf("%q is not an address and port", addr))
+	}
+	if !slices.Contains(b.peers, addr) {
+		b.peers = append(b.peers, addr)
+	}
+	return nil
+}
+
+// RemovePeer implements ctlserver.Backend.
+func (b *Backend) RemovePeer(addr string) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	i := slices.Index(b.peers, addr)
+	if i < 0 {
+		return ctlserver.NotFound(fmt.Errorf("%s is not a peer", addr))
+	}
+	b.peers = slices.Delete(b.peers, i, i+1)
+	return nil
+}
+
 // Kick implements ctlserver.Backend.
 func (b *Backend) Kick(_ context.Context, room string, req ctl.KickRequest) error {
 	b.mu.Lock()
@@ -359,6 +415,7 @@ func (b *Backend) Kick(_ context.Context, room string, req ctl.KickRequest) erro
 	return ctlserver.NotFound(fmt.Errorf("no member called %q in %s", req.Nick, r.Ref))
 }
 
+// Leave implements ctlserver.Backend.
 func (b *Backend) Leave(_ context.Context, room string) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()

@@ -11,12 +11,15 @@ import (
 	"github.com/flynn/noise"
 )
 
-var fuzzKey = [32]byte{1, 2, 3}
+var (
+	fuzzKey   = [32]byte{1, 2, 3}
+	testSuite = newCipherSuite(noise.DH25519)
+)
 
 // fuzzConn is a host end whose receive key is fuzzKey, reading stream.
 func fuzzConn(stream []byte, tampered func()) *Conn {
-	rx := noise.UnsafeNewCipherState(suite, fuzzKey, 0)
-	tx := noise.UnsafeNewCipherState(suite, fuzzKey, 0)
+	rx := noise.UnsafeNewCipherState(testSuite, fuzzKey, 0)
+	tx := noise.UnsafeNewCipherState(testSuite, fuzzKey, 0)
 	return newConn(&bufConn{r: bytes.NewReader(stream)}, tx, rx, nil, nil, tampered)
 }
 
@@ -24,7 +27,7 @@ func fuzzConn(stream []byte, tampered func()) *Conn {
 // msgs, in order.
 func sealAll(msgs ...[]byte) []byte {
 	bc := &bufConn{}
-	c := newConn(bc, noise.UnsafeNewCipherState(suite, fuzzKey, 0), nil, nil, nil, nil)
+	c := newConn(bc, noise.UnsafeNewCipherState(testSuite, fuzzKey, 0), nil, nil, nil, nil)
 	for _, m := range msgs {
 		c.Write(m)
 	}

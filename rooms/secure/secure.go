@@ -11,6 +11,7 @@ package secure
 
 import (
 	"context"
+	"crypto/ecdh"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/binary"
@@ -47,28 +48,26 @@ const (
 	maxSealed = MaxRecord + tagLen
 )
 
-var suite = noise.NewCipherSuite(noise.DH25519, noise.CipherChaChaPoly, noise.HashSHA256)
-
 // Static is this daemon's Noise static key pair, made fresh at each start
 // and signed by its Ed25519 identity, so a peer learns the identity
 // through the handshake and the identity key never touches the DH.
 type Static struct {
 	id  ed25519.PublicKey
-	dh  noise.DHKey
+	key *ecdh.PrivateKey
 	sig []byte
 }
 
 // NewStatic makes a static key pair and signs it with id.
 func NewStatic(id ed25519.PrivateKey) (*Static, error) {
-	dh, err := suite.GenerateKeypair(rand.Reader)
+	key, err := ecdh.X25519().GenerateKey(rand.Reader)
 	if err != nil {
 		return nil, fmt.Errorf("session key: %w", err)
 	}
-	sig, err := id.Sign(nil, dh.Public, &ed25519.Options{Context: staticContext})
+	sig, err := id.Sign(nil, key.PublicKey().Bytes(), &ed25519.Options{Context: staticContext})
 	if err != nil {
 		return nil, fmt.Errorf("sign session key: %w", err)
 	}
-	return &Static{id: id.Public().(ed25519.PublicKey), dh: dh, sig: sig}, nil
+	return &Static{id: id.Public().(ed25519.PublicKey), key: key, sig: sig}, nil
 }
 
 func (s *Static) payload() []byte {
@@ -206,11 +205,11 @@ func Server(ctx context.Context, raw net.Conn, cfg Config) (*Conn, error) {
 
 func newHandshake(st *Static, initiator bool) (*noise.HandshakeState, error) {
 	hs, err := noise.NewHandshakeState(noise.Config{
-		CipherSuite:   suite,
+		CipherSuite:   newCipherSuite(&dh{keys: []*ecdh.PrivateKey{st.key}}),
 		Pattern:       noise.HandshakeXX,
 		Initiator:     initiator,
 		Prologue:      []byte(prologue),
-		StaticKeypair: st.dh,
+		StaticKeypair: dhKey(st.key),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("session handshake: %w", err)

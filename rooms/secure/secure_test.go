@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flynn/noise"
+
 	"meshd/internal/leaktest"
 )
 
@@ -492,4 +494,48 @@ func TestConcurrentReadWrite(t *testing.T) {
 	s.a.Close()
 	s.b.Close()
 	leaktest.Check(t, "meshd/rooms/secure.")
+}
+
+// dh must agree with the Noise library's own 25519, which its test
+// vectors check, or peers running the stock function could not talk to
+// this one.
+func TestDHMatchesNoise25519(t *testing.T) {
+	for range 20 {
+		var d dh
+		a, err := d.GenerateKeypair(rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := noise.DH25519.GenerateKeypair(rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		base := make([]byte, 32)
+		base[0] = 9
+		pub, err := noise.DH25519.DH(a.Private, base)
+		if err != nil || !bytes.Equal(pub, a.Public) {
+			t.Fatalf("public key %x, stock X25519 of the private key %x (%v)", a.Public, pub, err)
+		}
+		got, err := d.DH(a.Private, b.Public)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := noise.DH25519.DH(b.Private, a.Public)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("shared secrets differ: %x vs %x", got, want)
+		}
+		// A key it did not make is parsed, not refused.
+		if got, err := d.DH(b.Private, a.Public); err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("DH with an unknown private key: %x, %v", got, err)
+		}
+	}
+	// A low-order point (zero) makes the shared secret zero: refused.
+	var d dh
+	a, _ := d.GenerateKeypair(rand.Reader)
+	if _, err := d.DH(a.Private, make([]byte, 32)); !errors.Is(err, ErrHandshake) {
+		t.Errorf("DH with the zero point: err = %v, want ErrHandshake", err)
+	}
 }

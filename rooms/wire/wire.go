@@ -33,6 +33,8 @@ const (
 	TypeShard     = 3 // one FEC shard of a signed batch, on a room's data group
 	TypeHeartbeat = 4 // the host's word on where an idle room's stream stands
 	TypeNack      = 5 // a member's request for repair shards
+	TypeQuery     = 6 // a search for a room, on the discovery group or to a peer
+	TypeRelay     = 7 // an announcement passed on by a relay, with its hop count
 )
 
 // HeaderLen is the length of the common packet header.
