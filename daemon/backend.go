@@ -75,6 +75,7 @@ func (d *Daemon) roomInfo(kn rooms.Known) ctl.Room {
 		Serial:      kn.Serial,
 		Expires:     kn.Expires,
 		Access:      accessName(rooms.Access(kn.Access)),
+		KeyChanged:  kn.KeyChanged,
 	}
 	for _, a := range kn.Addrs {
 		r.Addrs = append(r.Addrs, a.String())
@@ -208,7 +209,12 @@ func (b backend) Join(ctx context.Context, req ctl.JoinRequest) (ctl.Room, error
 	if errors.Is(err, rooms.ErrUnknownRoom) {
 		// Not announced within reach of our announcements: search further.
 		if _, serr := d.search(ctx, ref, 0); serr != nil {
-			return ctl.Room{}, serr
+			if !errors.Is(serr, rooms.ErrNotFound) {
+				return ctl.Room{}, serr
+			}
+			if _, rerr := d.dir.Resolve(ref); rerr != nil {
+				return ctl.Room{}, ctlserver.NotFound(fmt.Errorf("%w; a search up to TTL %d found nothing either", rerr, d.cfg.Discovery.SearchTTL))
+			}
 		}
 		kn, err = d.dir.Resolve(ref)
 	}
@@ -249,6 +255,11 @@ func (b backend) Join(ctx context.Context, req ctl.JoinRequest) (ctl.Room, error
 		return ctl.Room{}, ctlserver.Conflict(fmt.Errorf("you are already in %s", kn.Ref()))
 	}
 	d.saveMemberships()
+	_, fp := rooms.SplitRef(ref)
+	d.pin(kn, fp != "")
+	if now, ok := d.dir.Get(kn.HostKey, kn.Room, time.Now()); ok {
+		kn = now // KeyChanged as the pin left it
+	}
 	r := d.roomInfo(kn)
 	d.decorate(&r)
 	return r, nil

@@ -80,6 +80,9 @@ func New(cfg Config, log *slog.Logger) (*Daemon, error) {
 		groups:  make(map[netip.Addr]int),
 	}
 	d.dir = rooms.NewDirectory(&d.stats, d.directoryChanged)
+	if err := d.loadPins(); err != nil {
+		return nil, err
+	}
 	return d, nil
 }
 

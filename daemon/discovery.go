@@ -84,9 +84,14 @@ func (d *Daemon) search(ctx context.Context, ref string, maxTTL int) (rooms.Sear
 		maxTTL = d.cfg.Discovery.SearchTTL
 	}
 	spec := rooms.SearchSpec{Name: name, Fingerprint: fp, MaxTTL: maxTTL}
+	if q, pinned := d.dir.Pinned(name); pinned && fp == "" {
+		// Only the room joined before answers: another host's room of
+		// that name is not what the bare name means here.
+		spec.Key = &q
+	}
 	res, err := d.disc.Search(ctx, spec)
 	if errors.Is(err, rooms.ErrNotFound) {
-		return res, ctlserver.NotFound(fmt.Errorf("room %q: no daemon answered a search up to TTL %d (%v); check the name, or raise --max-ttl or discovery.search_max_ttl where multicast is routed, or add a relay or peers", ref, maxTTL, err))
+		return res, ctlserver.NotFound(fmt.Errorf("%w; check the name, or raise --max-ttl or discovery.search_max_ttl where multicast is routed, or add a relay or peers", err))
 	}
 	if err != nil {
 		return res, ctlserver.BadRequest(err)

@@ -20,8 +20,32 @@ const (
 // publish never blocks.
 type hub struct {
 	mu      sync.Mutex
-	backlog map[string][]ctl.Event // by room ref: sequenced events, oldest first
+	backlog map[string]*ring // by room ref: sequenced events
 	subs    map[*subscriber]struct{}
+}
+
+// ring holds a room's newest roomBacklog events. It is a ring, not a
+// slice shifted down, because a busy room publishes thousands of events a
+// second and each shift copied the whole backlog.
+type ring struct {
+	evs   []ctl.Event // grows to roomBacklog, then wraps
+	start int         // index of the oldest event once full
+}
+
+func (r *ring) add(ev ctl.Event) {
+	if len(r.evs) < roomBacklog {
+		r.evs = append(r.evs, ev)
+		return
+	}
+	r.evs[r.start] = ev
+	r.start = (r.start + 1) % roomBacklog
+}
+
+// each calls f on the events, oldest first.
+func (r *ring) each(f func(ctl.Event)) {
+	for i := range r.evs {
+		f(r.evs[(r.start+i)%len(r.evs)])
+	}
 }
 
 type subscriber struct {
@@ -30,7 +54,7 @@ type subscriber struct {
 }
 
 func newHub() *hub {
-	return &hub{backlog: make(map[string][]ctl.Event), subs: make(map[*subscriber]struct{})}
+	return &hub{backlog: make(map[string]*ring), subs: make(map[*subscriber]struct{})}
 }
 
 // publish records a sequenced event in its room's backlog (when keep) and
@@ -39,11 +63,12 @@ func (h *hub) publish(ev ctl.Event, keep bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if keep {
-		b := h.backlog[ev.Room]
-		if len(b) == roomBacklog {
-			b = append(b[:0], b[1:]...)
+		r := h.backlog[ev.Room]
+		if r == nil {
+			r = &ring{}
+			h.backlog[ev.Room] = r
 		}
-		h.backlog[ev.Room] = append(b, ev)
+		r.add(ev)
 	}
 	for s := range h.subs {
 		if s.room != "" && s.room != ev.Room {
@@ -74,12 +99,12 @@ func (h *hub) subscribe(ctx context.Context, room string, since uint64, initial 
 	s := &subscriber{room: room, ch: make(chan ctl.Event, subscriberQueue)}
 	h.mu.Lock()
 	var snap []ctl.Event
-	if initial && room != "" {
-		for _, ev := range h.backlog[room] {
+	if r := h.backlog[room]; initial && r != nil {
+		r.each(func(ev ctl.Event) {
 			if ev.Seq > since {
 				snap = append(snap, ev)
 			}
-		}
+		})
 	}
 	h.subs[s] = struct{}{}
 	h.mu.Unlock()

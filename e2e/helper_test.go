@@ -28,6 +28,10 @@ func runHelper(name string) int {
 		err = sniff()
 	case "flood":
 		err = flood()
+	case "send":
+		err = send()
+	case "qflood":
+		err = queryFlood()
 	default:
 		err = fmt.Errorf("unknown helper %q", name)
 	}

@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -21,9 +22,13 @@ const MaxDirectory = 4096
 // Known is one room a directory holds.
 type Known struct {
 	wire.Announce
-	Raw       []byte    // the packet as received, for relaying and answering queries
-	Expires   time.Time // when it lapses without a fresher announcement
-	refreshes int       // how often it was heard; the eviction order
+	Raw     []byte    // the packet as received, for relaying and answering queries
+	Expires time.Time // when it lapses without a fresher announcement
+	// KeyChanged marks a room whose name this daemon pinned to another
+	// host key: possibly an impostor. It is listed, never resolved by the
+	// bare name.
+	KeyChanged bool
+	refreshes  int // how often it was heard; the eviction order
 }
 
 // Key returns the room's host key Q.
@@ -51,6 +56,7 @@ type Directory struct {
 
 	mu           sync.Mutex
 	rooms        map[roomKey]*Known
+	pins         map[string][ed25519.PublicKeySize]byte // room name → the host key first joined
 	verifyBudget bucket
 }
 
@@ -71,6 +77,7 @@ func NewDirectory(stats *Stats, onChange func(DirectoryEvent)) *Directory {
 		stats:        stats,
 		onChange:     onChange,
 		rooms:        make(map[roomKey]*Known),
+		pins:         make(map[string][ed25519.PublicKeySize]byte),
 		verifyBudget: bucket{rate: verifyRate, burst: verifyBurst},
 	}
 }
@@ -135,6 +142,9 @@ func (d *Directory) HandleAnnounce(b []byte, now time.Time) error {
 	if ok {
 		kn.refreshes = old.refreshes + 1
 	}
+	if pin, pinned := d.pins[a.Room]; pinned && pin != a.HostKey {
+		kn.KeyChanged = true
+	}
 	var evicted *Known
 	if !ok && len(d.rooms) >= MaxDirectory {
 		evicted = d.evictLocked()
@@ -144,6 +154,9 @@ func (d *Directory) HandleAnnounce(b []byte, now time.Time) error {
 	d.mu.Unlock()
 
 	d.stats.AnnounceAccepted.Add(1)
+	if kn.KeyChanged {
+		d.stats.AnnounceKeyChanged.Add(1)
+	}
 	if evicted != nil {
 		d.stats.AnnounceEvicted.Add(1)
 		d.notify(DirectoryEvent{Room: *evicted, Expired: true})
@@ -247,6 +260,41 @@ func (d *Directory) Len() int {
 	return len(d.rooms)
 }
 
+// Pin records that room name belongs to host key q, as the daemon does
+// at the first successful join (and at a join that names the key): from
+// then on, announcements of name under other keys are flagged KeyChanged
+// and the bare name resolves only to q. It reports whether the pin
+// changed.
+func (d *Directory) Pin(name string, q [ed25519.PublicKeySize]byte) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if old, ok := d.pins[name]; ok && old == q {
+		return false
+	}
+	d.pins[name] = q
+	for k, kn := range d.rooms {
+		if k.name == name {
+			kn.KeyChanged = k.q != q
+		}
+	}
+	return true
+}
+
+// Pinned returns the host key room name is pinned to, if it is.
+func (d *Directory) Pinned(name string) ([ed25519.PublicKeySize]byte, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	q, ok := d.pins[name]
+	return q, ok
+}
+
+// Pins returns every pin.
+func (d *Directory) Pins() map[string][ed25519.PublicKeySize]byte {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return maps.Clone(d.pins)
+}
+
 // ErrUnknownRoom means no announcement names the room.
 var ErrUnknownRoom = errors.New("unknown room")
 
@@ -254,17 +302,31 @@ var ErrUnknownRoom = errors.New("unknown room")
 var ErrAmbiguousRoom = errors.New("ambiguous room")
 
 // Resolve finds the room a person means by "name" or "name@fp" (fp may be
-// a prefix of the fingerprint).
+// a prefix of the fingerprint). A bare name that is pinned means the
+// pinned host's room only.
 func (d *Directory) Resolve(ref string) (Known, error) {
 	name, fp := SplitRef(ref)
+	pin, pinned := d.Pinned(name)
 	var found []Known
 	for _, kn := range d.List() {
-		if kn.Room == name && strings.HasPrefix(Fingerprint(kn.Key()), fp) {
-			found = append(found, kn)
+		if kn.Room != name || !strings.HasPrefix(Fingerprint(kn.Key()), fp) {
+			continue
 		}
+		if fp == "" && pinned && kn.HostKey != pin {
+			continue
+		}
+		found = append(found, kn)
 	}
 	switch len(found) {
 	case 0:
+		if fp == "" && pinned {
+			for _, kn := range d.List() {
+				if kn.Room == name {
+					return Known{}, fmt.Errorf("%w %q: only %s announces it, under another host key than the room you joined before (%s): maybe an impostor; join it by that full name if you trust it",
+						ErrUnknownRoom, ref, kn.Ref(), Ref(pin[:], name))
+				}
+			}
+		}
 		return Known{}, fmt.Errorf("%w %q: no host on this network announces it (run \"meshctl rooms\" to see the rooms that are)", ErrUnknownRoom, ref)
 	case 1:
 		return found[0], nil

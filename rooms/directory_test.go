@@ -338,3 +338,52 @@ func TestDirectoryConcurrent(t *testing.T) {
 		t.Errorf("sum of counters = %d, want %d", total, want)
 	}
 }
+
+// A pinned name under another key is listed apart, flagged and counted,
+// and the bare name resolves to the pinned room only.
+func TestPins(t *testing.T) {
+	d, stats, _ := newTestDirectory()
+	alice, mallory := seededIdentity(1), seededIdentity(2)
+	handle(t, d, signTestAnnounce(t, alice, testAnnounce("ops", 1)), dirNow)
+	if !d.Pin("ops", [32]byte(alice.Pub)) || d.Pin("ops", [32]byte(alice.Pub)) {
+		t.Fatal("Pin reports a change the first time only")
+	}
+	handle(t, d, signTestAnnounce(t, mallory, testAnnounce("ops", 1)), dirNow)
+	handle(t, d, signTestAnnounce(t, mallory, testAnnounce("ops", 2)), dirNow)
+	handle(t, d, signTestAnnounce(t, mallory, testAnnounce("ops", 2)), dirNow) // a refresh: not counted again
+	if got := stats.AnnounceKeyChanged.Load(); got != 2 {
+		t.Errorf("announce_key_changed = %d, want 2", got)
+	}
+	list := d.List()
+	if len(list) != 2 {
+		t.Fatalf("listed %d rooms, want both", len(list))
+	}
+	for _, kn := range list {
+		if want := kn.Key().Equal(mallory.Pub); kn.KeyChanged != want {
+			t.Errorf("%s: KeyChanged = %v, want %v", kn.Ref(), kn.KeyChanged, want)
+		}
+	}
+	kn, err := d.Resolve("ops")
+	if err != nil || !kn.Key().Equal(alice.Pub) {
+		t.Fatalf("Resolve(ops) = %s, %v; want alice's room, not ambiguous", kn.Ref(), err)
+	}
+	malloryRef := Ref(mallory.Pub, "ops")
+	if kn, err := d.Resolve(malloryRef); err != nil || !kn.KeyChanged {
+		t.Fatalf("Resolve(%s) = %+v, %v; the full name still resolves, flagged", malloryRef, kn.Ref(), err)
+	}
+
+	// Only mallory's room left: the bare name does not fall to it.
+	d.Expire(dirNow.Add(time.Hour))
+	handle(t, d, signTestAnnounce(t, mallory, testAnnounce("ops", 3)), dirNow.Add(time.Hour))
+	if _, err := d.Resolve("ops"); !errors.Is(err, ErrUnknownRoom) {
+		t.Fatalf("Resolve(ops) with only another key's room = %v, want ErrUnknownRoom", err)
+	}
+	// Pinning mallory's key (a join by full name) clears its flag.
+	d.Pin("ops", [32]byte(mallory.Pub))
+	if kn := onlyRoom(t, d); kn.KeyChanged {
+		t.Error("room of the pinned key still flagged")
+	}
+	if q, ok := d.Pinned("ops"); !ok || q != [32]byte(mallory.Pub) {
+		t.Error("Pinned does not return the new pin")
+	}
+}

@@ -59,11 +59,13 @@ type HostConfig struct {
 // Store keeps a hosted room's sequence across restarts: the log of its
 // signed batches, and a persistent reservation of sequence numbers, so
 // that none is ever assigned twice, even after a crash that lost the log.
+// It must be safe for concurrent use: sessions read it while the room
+// appends.
 type Store interface {
 	// Append adds a batch holding first..first+count-1.
 	Append(first uint64, count int, batch []byte) error
 	// Read yields the batches holding any sequence number >= from,
-	// oldest first, until yield returns false.
+	// oldest first, until yield returns false; yield may keep batch.
 	Read(from uint64, yield func(first uint64, count int, batch []byte) bool)
 	// Oldest returns the lowest sequence number held, 0 if none.
 	Oldest() uint64
@@ -90,8 +92,19 @@ const Heartbeat = time.Second
 const (
 	handshakeTimeout = 10 * time.Second
 	writeTimeout     = 10 * time.Second
-	sessionQueue     = 1024 // frames queued to one member before it counts as stuck
-	sessionReserve   = 256  // of which catch-ups leave this many to live frames
+	// sessionQueueBytes bounds the frames queued to one member (welcome,
+	// answers, receipts, keys): a member that lets this much pile up is
+	// stuck, and its session is ended. Records do not count: a session
+	// reads them from the room's log as it writes (catchUp).
+	sessionQueueBytes = 1 << 20
+	// catchUpChunk is about how many bytes of records a session writes
+	// between looks at its queue, so that answers are not held up behind
+	// a long catch-up.
+	catchUpChunk = 64 << 10
+	// inFlight is how long after writing records a session assumes the
+	// member has yet to read them: a Fetch for them within it is answered
+	// by what is already on its way.
+	inFlight = time.Second
 )
 
 // Host is the set of rooms this daemon hosts, and the server that members
@@ -314,7 +327,8 @@ func (h *Host) serveSession(ctx context.Context, raw net.Conn) {
 		keyID:     KeyID(pub),
 		fp:        Fingerprint(pub),
 		nick:      hello.Nick,
-		out:       make(chan []byte, sessionQueue),
+		seq:       s,
+		wake:      make(chan struct{}, 1),
 		gone:      make(chan struct{}),
 	}
 	if err := s.admit(sess, hello.Resume, hello.Cred, conn.ChannelBinding()); err != nil {
@@ -343,51 +357,107 @@ func (h *Host) refuse(conn *secure.Conn, reason string) {
 	conn.Write(b)
 }
 
-// hostSession is the host's end of one member's session. Frames go out
-// through a bounded queue drained by writeLoop, so a stuck member never
-// blocks the sequencer; a member whose queue fills is dropped.
+// hostSession is the host's end of one member's session. Its writer
+// sends, in order, the frames queued for it (bounded in bytes), then
+// records read from the room's log from where the member needs them
+// (catchUp). Holding records in the log rather than in the queue means a
+// member that falls behind costs the host no memory and is never dropped
+// or skipped: it catches up at the speed it reads, and what the log no
+// longer holds is declared to it as Gone, so its user is told.
 type hostSession struct {
 	// Guarded by the Sequencer's lock.
-	acked     uint64 // everything up to here has reached the member
-	streaming bool   // the member gets the room over this session
+	acked     uint64    // everything up to here has reached the member
+	streaming bool      // the member gets the room over this session
+	answered  time.Time // when the host last answered an ack
 	watches   []watch
 	nackLimit bucket
 	sayLimit  bucket
 
+	seq   *Sequencer
 	conn  *secure.Conn // Close does not wait for a stuck write
 	pub   ed25519.PublicKey
 	keyID [wire.KeyIDLen]byte
 	fp    string
 	nick  string
-	out   chan []byte
+
+	mu     sync.Mutex
+	frames [][]byte // queued frames, oldest first
+	queued int      // their bytes
+	// Records from..end-1 have been or will be written: next is where the
+	// writer is. run counts resets of next, so that a writer's progress on
+	// a run that was replaced meanwhile is not recorded.
+	from, next, end uint64
+	run             uint64
+	wroteAt         time.Time // when the writer reached end
+	wake            chan struct{}
 
 	closeOnce sync.Once
 	gone      chan struct{}
 }
 
-// send queues a frame and reports whether it was queued.
+// send queues a frame and reports whether it was queued. A member with
+// sessionQueueBytes queued already is stuck: its session ends.
 func (m *hostSession) send(f wire.Frame) bool {
 	b, err := wire.AppendFrame(nil, f)
 	if err != nil {
 		return false
 	}
+	m.mu.Lock()
 	select {
 	case <-m.gone:
+		m.mu.Unlock()
 		return false
 	default:
 	}
-	select {
-	case m.out <- b:
-		return true
-	default:
+	if m.queued+len(b) > sessionQueueBytes {
+		m.mu.Unlock()
 		m.close()
 		return false
 	}
+	m.frames = append(m.frames, b)
+	m.queued += len(b)
+	m.mu.Unlock()
+	m.poke()
+	return true
 }
 
-// room reports whether the queue has space for a catch-up frame, keeping
-// a reserve for live frames.
-func (m *hostSession) room() bool { return len(m.out) < cap(m.out)-sessionReserve }
+// catchUp has the session write, from the room's log, the records from
+// from to end-1 (which must be logged), after what it already has to
+// write. What the session has written or is writing is not written
+// twice: the member asked before it arrived.
+func (m *hostSession) catchUp(from, end uint64) {
+	m.mu.Lock()
+	switch {
+	case from >= end:
+	case from == m.end || from >= m.from && from < m.end && (m.next < m.end || time.Since(m.wroteAt) < inFlight):
+		// Right after what the session has written or is writing, or
+		// within what it is writing or just wrote: TCP delivers that, so
+		// only what lies beyond is new.
+		m.end = max(m.end, end)
+	case from >= m.from && from < m.end:
+		// Written a while ago and asked for again: the member lacks it.
+		m.next = from
+		m.end = max(m.end, end)
+		m.run++
+	case from > m.end && m.next < m.end:
+		// Beyond a run still being written: write on through the records
+		// between, which the member has (it drops them as duplicates),
+		// rather than keep a list of runs.
+		m.end = end
+	default:
+		m.from, m.next, m.end = from, from, max(end, m.end)
+		m.run++
+	}
+	m.mu.Unlock()
+	m.poke()
+}
+
+func (m *hostSession) poke() {
+	select {
+	case m.wake <- struct{}{}:
+	default:
+	}
+}
 
 func (m *hostSession) close() {
 	m.closeOnce.Do(func() {
@@ -396,15 +466,44 @@ func (m *hostSession) close() {
 	})
 }
 
+// writeLoop writes the queued frames, then records from the log a chunk
+// at a time, until the session ends.
 func (m *hostSession) writeLoop() {
+	var buf []byte
 	for {
-		select {
-		case b := <-m.out:
+		m.mu.Lock()
+		frames := m.frames
+		m.frames, m.queued = nil, 0
+		next, end, run := m.next, m.end, m.run
+		m.mu.Unlock()
+		buf = buf[:0]
+		for _, f := range frames {
+			buf = append(buf, f...)
+		}
+		if len(buf) == 0 && next < end {
+			buf, next = m.seq.logFrames(buf, next, end)
+			m.mu.Lock()
+			if m.run == run {
+				m.next = max(m.next, next)
+				if m.next >= m.end {
+					m.wroteAt = time.Now()
+				}
+			}
+			m.mu.Unlock()
+		}
+		if len(buf) > 0 {
 			m.conn.SetWriteDeadline(time.Now().Add(writeTimeout))
-			if _, err := m.conn.Write(b); err != nil {
+			if _, err := m.conn.Write(buf); err != nil {
 				m.close()
 				return
 			}
+			if cap(buf) > 4*catchUpChunk {
+				buf = nil // a burst of queued frames: let it go
+			}
+			continue
+		}
+		select {
+		case <-m.wake:
 		case <-m.gone:
 			return
 		}

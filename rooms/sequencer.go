@@ -43,6 +43,8 @@ const (
 	// memberIdle ends the session of a member that sent nothing, not even
 	// its once-a-second ack, for this long.
 	memberIdle = 10 * time.Second
+	// ackAnswerEvery paces the host's answers to a member's acks.
+	ackAnswerEvery = 500 * time.Millisecond
 	// kickBan is how long a kicked member may not rejoin; a ban lasts
 	// until the host restarts.
 	kickBan = 10 * time.Minute
@@ -401,7 +403,7 @@ func (s *Sequencer) flushLocked() {
 	}
 	for _, m := range s.members {
 		if m.streaming {
-			m.send(&wire.BatchFrame{Batch: batch})
+			m.catchUp(first, s.next)
 		}
 	}
 	shards, k, err := encodeBlock(batch)
@@ -697,7 +699,7 @@ func (s *Sequencer) admit(m *hostSession, resume uint64, cred, binding []byte) e
 	// member joins the data group only now, and its first lines must not
 	// depend on how fast that happens.
 	s.flushLocked()
-	s.resendLocked(m, start, s.next)
+	m.catchUp(start, s.next)
 	return nil
 }
 
@@ -721,36 +723,49 @@ func (s *Sequencer) dropLocked(m *hostSession) {
 	}
 }
 
-// resendLocked sends a member, over its session, the batches holding
-// sequence numbers from..end-1, first declaring the part of that range
-// that has aged out of the log, so that the member tells its user of the
-// gap rather than asking for it forever.
-func (s *Sequencer) resendLocked(m *hostSession, from, end uint64) {
-	if from >= end {
-		return
+// logFrames appends to buf the frames that carry records from next up to
+// end-1 from the log, about catchUpChunk bytes of them, and returns where
+// it stopped. What the log does not hold (aged out, lost in a reboot, or
+// never logged because the log failed) is declared Gone, so that the
+// member tells its user rather than asking for it forever. It needs no
+// lock: the store is safe for concurrent use and the hole never changes.
+func (s *Sequencer) logFrames(buf []byte, next, end uint64) ([]byte, uint64) {
+	gone := func(to uint64) {
+		buf, _ = wire.AppendFrame(buf, &wire.Gone{From: next, To: to})
+		next = to
 	}
-	held := s.store.Oldest()
-	if held == 0 {
-		held = s.next - uint64(len(s.pending))
+	if next >= s.holeFrom && next < s.holeTo {
+		gone(min(s.holeTo, end))
 	}
-	if from < held {
-		if !m.send(&wire.Gone{From: from, To: min(held, end)}) {
-			return
+	full := false
+	s.store.Read(next, func(first uint64, count int, batch []byte) bool {
+		if next >= end {
+			return false
 		}
-		from = held
-	}
-	if from >= s.holeFrom && from < s.holeTo {
-		if !m.send(&wire.Gone{From: from, To: min(s.holeTo, end)}) {
-			return
+		if len(buf) >= catchUpChunk {
+			full = true
+			return false
 		}
-		from = s.holeTo
-	}
-	// A catch-up larger than the session's queue is sent a queue at a
-	// time: the member fetches the rest as it drains, so that live frames
-	// never find the queue full.
-	s.store.Read(from, func(first uint64, _ int, batch []byte) bool {
-		return first < end && m.room() && m.send(&wire.BatchFrame{Batch: batch})
+		if first > next {
+			gone(min(first, end))
+			if next >= end {
+				return false
+			}
+		}
+		buf, _ = wire.AppendFrame(buf, &wire.BatchFrame{Batch: batch})
+		next = first + uint64(count)
+		return true
 	})
+	if !full && next < end {
+		// The log holds nothing from next on: trimmed meanwhile, or the
+		// records never reached it.
+		if o := s.store.Oldest(); o > next {
+			gone(min(o, end))
+		} else {
+			gone(end)
+		}
+	}
+	return buf, next
 }
 
 // serveMember answers a member's frames until its session ends.
@@ -775,7 +790,7 @@ func (s *Sequencer) serveMember(m *hostSession, buf []byte) error {
 			if end < f.From {
 				end = s.next
 			}
-			s.resendLocked(m, f.From, min(end, s.next))
+			m.catchUp(f.From, min(end, s.next))
 			s.mu.Unlock()
 		case *wire.Ack:
 			s.ack(m, f)
@@ -829,14 +844,19 @@ func (s *Sequencer) memberSay(m *hostSession, f *wire.Say) {
 // ack records how far a member has got, and the loss it sees; the
 // members whose lines it now holds hear their new receipt counts.
 //
-// The host answers every ack with its own, carrying the newest sequence
-// number logged: it keeps an idle session alive for the member's idle
-// timer, and tells a member that multicast does not reach where the
-// stream ends.
+// The host answers acks with its own, carrying the newest sequence number
+// logged: it keeps an idle session alive for the member's idle timer, and
+// tells a member that multicast does not reach where the stream ends. It
+// answers at most one ack per ackAnswerEvery: a busy member acks every
+// few lines, and answering each doubled the session traffic for nothing
+// (the member's once-a-second ack still gets its answer).
 func (s *Sequencer) ack(m *hostSession, a *wire.Ack) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	m.send(&wire.Ack{Seq: s.next - uint64(len(s.pending)) - 1})
+	if now := time.Now(); now.Sub(m.answered) >= ackAnswerEvery {
+		m.answered = now
+		m.send(&wire.Ack{Seq: s.next - uint64(len(s.pending)) - 1})
+	}
 	if s.members[m.keyID] != m || a.Seq <= m.acked {
 		if !m.streaming {
 			s.loss = max(s.loss, float64(min(a.Loss, 1000))/1000)
@@ -869,8 +889,10 @@ func (s *Sequencer) stream(m *hostSession, on bool) {
 	m.streaming = on
 	s.host.log.Info("member changed path", "room", s.ref, "nick", m.nick, "tcp", on)
 	if on {
+		// What is logged first, then the pending batch, which flushing
+		// adds to the session right after it.
+		m.catchUp(m.acked+1, s.next-uint64(len(s.pending)))
 		s.flushLocked()
-		s.resendLocked(m, m.acked+1, s.next)
 	}
 }
 

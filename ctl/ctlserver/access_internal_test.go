@@ -58,6 +58,8 @@ func TestPolicy(t *testing.T) {
 		{"GET", "/v0/rooms", false},
 		{"GET", "/v0/events", false},
 		{"GET", "/v0/rooms/general/who", false},
+		{"GET", "/v0/debug/pprof/heap", false},
+		{"GET", "/v0/debug/pprof/profile", false},
 		{"POST", "/v0/rooms/host", false},
 		{"POST", "/v0/status", false},
 		{"HEAD", "/v0/status", false},
@@ -112,8 +114,10 @@ func TestAccessCheckInHandler(t *testing.T) {
 	if !strings.HasPrefix(e.Error, want) || !strings.HasSuffix(e.Error, ")") {
 		t.Errorf("403 message = %q, want it to start %q", e.Error, want)
 	}
-	if w := do(stranger, "GET", "/v0/rooms"); w.Code != http.StatusForbidden {
-		t.Errorf("stranger GET /v0/rooms = %d, want 403", w.Code)
+	for _, path := range []string{"/v0/rooms", "/v0/debug/pprof/heap", "/v0/debug/pprof/profile?seconds=1"} {
+		if w := do(stranger, "GET", path); w.Code != http.StatusForbidden {
+			t.Errorf("stranger GET %s = %d, want 403", path, w.Code)
+		}
 	}
 	unknown := &access{policy: pol}
 	if w := do(unknown, "POST", "/v0/rooms/host"); w.Code != http.StatusForbidden || !strings.Contains(w.Body.String(), "cannot tell who") {

@@ -114,6 +114,7 @@ func New(b Backend, version string, logger *slog.Logger) *Server {
 		{"DELETE", "/v0/peers/{addr}", s.api(s.removePeer)},
 		{"GET", "/v0/events", s.events},
 		{"GET", "/v0/metrics", s.metrics},
+		{"GET", "/v0/debug/pprof/{profile}", s.pprofProfile},
 	}
 	allowed := make(map[string][]string)
 	for _, rt := range routes {
@@ -449,19 +450,45 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	if initial && !send(ctl.Event{Kind: ctl.EventSnapshotEnd, Room: room}) {
 		return
 	}
+	// Live events are flushed once per burst, not once per event: in a
+	// busy room a write per line would cost a system call each, while a
+	// burst that is already queued goes out in one.
+	overflow := func() {
+		if ctx.Err() == nil {
+			s.log.Info("event subscriber fell behind; ending its stream", "room", room)
+			send(ctl.Event{Kind: ctl.EventOverflow, Room: room})
+		}
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case ev, ok := <-live:
 			if !ok {
-				if ctx.Err() == nil {
-					s.log.Info("event subscriber fell behind; ending its stream", "room", room)
-					send(ctl.Event{Kind: ctl.EventOverflow, Room: room})
-				}
+				overflow()
 				return
 			}
-			if !send(ev) {
+			if err := enc.Encode(ev); err != nil {
+				s.log.Debug("event stream write failed", "room", room, "err", err)
+				return
+			}
+			for more := true; more; {
+				select {
+				case ev, ok := <-live:
+					if !ok {
+						overflow()
+						return
+					}
+					if err := enc.Encode(ev); err != nil {
+						s.log.Debug("event stream write failed", "room", room, "err", err)
+						return
+					}
+				default:
+					more = false
+				}
+			}
+			if err := rc.Flush(); err != nil {
+				s.log.Debug("event stream flush failed", "room", room, "err", err)
 				return
 			}
 		}

@@ -1,0 +1,74 @@
+package daemon
+
+import (
+	"context"
+	"testing"
+
+	"meshd/ctl"
+)
+
+// TestHubBacklog: a room keeps its newest roomBacklog events, oldest
+// first, and a subscriber gets those after since, then live events.
+func TestHubBacklog(t *testing.T) {
+	h := newHub()
+	const n = roomBacklog + 250
+	for seq := uint64(1); seq <= n; seq++ {
+		h.publish(ctl.Event{Kind: ctl.EventMessage, Room: "r", Seq: seq}, true)
+		h.publish(ctl.Event{Kind: ctl.EventMessage, Room: "other", Seq: seq}, seq%2 == 0)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for _, since := range []uint64{0, n - 10, n} {
+		snap, _ := h.subscribe(ctx, "r", since, true)
+		want := min(uint64(roomBacklog), n-since)
+		if uint64(len(snap)) != want {
+			t.Fatalf("since %d: %d events, want %d", since, len(snap), want)
+		}
+		for i, ev := range snap {
+			if ev.Seq != n-want+1+uint64(i) || ev.Room != "r" {
+				t.Fatalf("since %d: event %d is %s #%d, want r #%d", since, i, ev.Room, ev.Seq, n-want+1+uint64(i))
+			}
+		}
+	}
+	if snap, _ := h.subscribe(ctx, "r", 0, false); snap != nil {
+		t.Errorf("without initial: %d events", len(snap))
+	}
+	_, live := h.subscribe(ctx, "r", 0, false)
+	h.publish(ctl.Event{Kind: ctl.EventReceipt, Room: "other"}, false)
+	h.publish(ctl.Event{Kind: ctl.EventReceipt, Room: "r", Seq: 7}, false)
+	if ev := <-live; ev.Seq != 7 || ev.Room != "r" {
+		t.Errorf("live event %+v, want r's receipt #7", ev)
+	}
+	h.forget("r")
+	if snap, _ := h.subscribe(ctx, "r", 0, true); len(snap) != 0 {
+		t.Errorf("after forget: %d events", len(snap))
+	}
+}
+
+// TestHubOverflow: a subscriber that falls a whole queue behind is cut
+// off (its channel closed), never blocking publish.
+func TestHubOverflow(t *testing.T) {
+	h := newHub()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	_, live := h.subscribe(ctx, "", 0, false)
+	for seq := uint64(1); seq <= subscriberQueue+1; seq++ {
+		h.publish(ctl.Event{Kind: ctl.EventMessage, Room: "r", Seq: seq}, true)
+	}
+	got := 0
+	for range live {
+		got++
+	}
+	if got != subscriberQueue {
+		t.Errorf("%d events before the cut, want %d", got, subscriberQueue)
+	}
+}
+
+func BenchmarkHubPublish(b *testing.B) {
+	h := newHub()
+	ev := ctl.Event{Kind: ctl.EventMessage, Room: "general@abcd", Nick: "alice", Text: "hello"}
+	for i := range b.N {
+		ev.Seq = uint64(i)
+		h.publish(ev, true)
+	}
+}
