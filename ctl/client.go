@@ -1,19 +1,15 @@
 package ctl
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
-	"net"
-	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 )
 
@@ -48,14 +44,11 @@ func (e *APIError) Error() string { return e.Message }
 
 // Client talks to meshd's control socket. The zero value uses
 // ClientSocketPath. A Client is safe for concurrent use; do not change
-// Socket or copy the Client after its first request.
+// Socket after its first request.
 type Client struct {
 	// Socket is the path of meshd's control socket; "" means
 	// ClientSocketPath().
 	Socket string
-
-	once sync.Once
-	hc   *http.Client
 }
 
 func (c *Client) socketPath() string {
@@ -63,26 +56,6 @@ func (c *Client) socketPath() string {
 		return c.Socket
 	}
 	return ClientSocketPath()
-}
-
-func (c *Client) httpClient() *http.Client {
-	c.once.Do(func() {
-		path := c.socketPath()
-		var d net.Dialer
-		c.hc = &http.Client{Transport: &http.Transport{
-			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-				conn, err := d.DialContext(ctx, "unix", path)
-				if err != nil {
-					return nil, dialError(path, err)
-				}
-				return conn, nil
-			},
-			// One daemon, one socket: a couple of idle connections is
-			// plenty and keeps a long-lived front end from hoarding.
-			MaxIdleConns: 2,
-		}}
-	})
-	return c.hc
 }
 
 // dialError turns the errors of a socket that is missing or dead into
@@ -99,31 +72,20 @@ func dialError(path string, err error) error {
 
 // do sends a request and returns the response if it is 2xx; otherwise the
 // body becomes an *APIError. The caller closes the body.
-func (c *Client) do(ctx context.Context, method, path string, in any) (*http.Response, error) {
-	var body io.Reader
+func (c *Client) do(ctx context.Context, method, path string, in any) (*response, error) {
+	var body []byte
 	if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {
 			return nil, fmt.Errorf("encode %s %s: %w", method, path, err)
 		}
-		body = bytes.NewReader(b)
+		body = b
 	}
-	req, err := http.NewRequestWithContext(ctx, method, "http://"+Host+path, body)
-	if err != nil {
-		return nil, fmt.Errorf("%s %s: %w", method, path, err)
-	}
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := c.httpClient().Do(req)
+	resp, err := roundTrip(ctx, c.socketPath(), method, path, body)
 	if err != nil {
 		var nr *notRunningError
 		if errors.As(err, &nr) {
-			return nil, nr // already says everything; the URL would only clutter it
-		}
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
+			return nil, nr // already says everything; the path would only clutter it
 		}
 		return nil, fmt.Errorf("%s %s: %w", method, path, err)
 	}
@@ -138,7 +100,7 @@ func (c *Client) do(ctx context.Context, method, path string, in any) (*http.Res
 // are a sentence long.
 const maxErrorBody = 64 << 10
 
-func readAPIError(resp *http.Response) error {
+func readAPIError(resp *response) error {
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
 	var e Error
 	if err := json.Unmarshal(b, &e); err == nil && e.Error != "" {
@@ -176,21 +138,21 @@ func roomPath(room, action string) string {
 // Status returns the daemon's status.
 func (c *Client) Status(ctx context.Context) (Status, error) {
 	var st Status
-	err := c.call(ctx, http.MethodGet, "/"+APIVersion+"/status", nil, &st)
+	err := c.call(ctx, "GET", "/"+APIVersion+"/status", nil, &st)
 	return st, err
 }
 
 // Rooms returns every room the daemon knows: hosted, joined and announced.
 func (c *Client) Rooms(ctx context.Context) ([]Room, error) {
 	var rooms []Room
-	err := c.call(ctx, http.MethodGet, "/"+APIVersion+"/rooms", nil, &rooms)
+	err := c.call(ctx, "GET", "/"+APIVersion+"/rooms", nil, &rooms)
 	return rooms, err
 }
 
 // Host starts hosting a room called name.
 func (c *Client) Host(ctx context.Context, name string) (Room, error) {
 	var r Room
-	err := c.call(ctx, http.MethodPost, "/"+APIVersion+"/rooms/host", HostRequest{Name: name}, &r)
+	err := c.call(ctx, "POST", "/"+APIVersion+"/rooms/host", HostRequest{Name: name}, &r)
 	return r, err
 }
 
@@ -198,19 +160,19 @@ func (c *Client) Host(ctx context.Context, name string) (Room, error) {
 // means the daemon's default.
 func (c *Client) Join(ctx context.Context, room, nick string) (Room, error) {
 	var r Room
-	err := c.call(ctx, http.MethodPost, "/"+APIVersion+"/rooms/join", JoinRequest{Room: room, Nick: nick}, &r)
+	err := c.call(ctx, "POST", "/"+APIVersion+"/rooms/join", JoinRequest{Room: room, Nick: nick}, &r)
 	return r, err
 }
 
 // Leave leaves room.
 func (c *Client) Leave(ctx context.Context, room string) error {
-	return c.call(ctx, http.MethodPost, roomPath(room, "leave"), nil, nil)
+	return c.call(ctx, "POST", roomPath(room, "leave"), nil, nil)
 }
 
 // Kick removes a member from room, which this daemon must host; with
 // req.Ban it may not rejoin until the host restarts.
 func (c *Client) Kick(ctx context.Context, room string, req KickRequest) error {
-	return c.call(ctx, http.MethodPost, roomPath(room, "kick"), req, nil)
+	return c.call(ctx, "POST", roomPath(room, "kick"), req, nil)
 }
 
 // Say sends a line to room and returns the sequence number the host gave
@@ -218,7 +180,7 @@ func (c *Client) Kick(ctx context.Context, room string, req KickRequest) error {
 // ended.
 func (c *Client) Say(ctx context.Context, room string, req SayRequest) (SayResult, error) {
 	var r SayResult
-	err := c.call(ctx, http.MethodPost, roomPath(room, "say"), req, &r)
+	err := c.call(ctx, "POST", roomPath(room, "say"), req, &r)
 	return r, err
 }
 
@@ -227,31 +189,31 @@ func (c *Client) Say(ctx context.Context, room string, req SayRequest) (SayResul
 // *APIError with Status 404.
 func (c *Client) Search(ctx context.Context, req SearchRequest) (SearchResult, error) {
 	var r SearchResult
-	err := c.call(ctx, http.MethodPost, "/"+APIVersion+"/search", req, &r)
+	err := c.call(ctx, "POST", "/"+APIVersion+"/search", req, &r)
 	return r, err
 }
 
 // Peers returns the static peers.
 func (c *Client) Peers(ctx context.Context) ([]string, error) {
 	var p Peers
-	err := c.call(ctx, http.MethodGet, "/"+APIVersion+"/peers", nil, &p)
+	err := c.call(ctx, "GET", "/"+APIVersion+"/peers", nil, &p)
 	return p.Peers, err
 }
 
 // AddPeer adds a static peer, "addr:port", until the daemon restarts.
 func (c *Client) AddPeer(ctx context.Context, addr string) error {
-	return c.call(ctx, http.MethodPost, "/"+APIVersion+"/peers", PeerRequest{Addr: addr}, nil)
+	return c.call(ctx, "POST", "/"+APIVersion+"/peers", PeerRequest{Addr: addr}, nil)
 }
 
 // RemovePeer removes a static peer.
 func (c *Client) RemovePeer(ctx context.Context, addr string) error {
-	return c.call(ctx, http.MethodDelete, "/"+APIVersion+"/peers/"+url.PathEscape(addr), nil, nil)
+	return c.call(ctx, "DELETE", "/"+APIVersion+"/peers/"+url.PathEscape(addr), nil, nil)
 }
 
 // Who returns room's members.
 func (c *Client) Who(ctx context.Context, room string) (Who, error) {
 	var w Who
-	err := c.call(ctx, http.MethodGet, roomPath(room, "who"), nil, &w)
+	err := c.call(ctx, "GET", roomPath(room, "who"), nil, &w)
 	return w, err
 }
 
@@ -275,7 +237,7 @@ func (c *Client) Events(ctx context.Context, room string, since uint64, initial 
 	if len(q) > 0 {
 		path += "?" + q.Encode()
 	}
-	resp, err := c.do(ctx, http.MethodGet, path, nil)
+	resp, err := c.do(ctx, "GET", path, nil)
 	if err != nil {
 		return nil, err
 	}

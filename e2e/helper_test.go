@@ -30,6 +30,10 @@ func runHelper(name string) int {
 		err = flood()
 	case "crowd":
 		err = crowd()
+	case "send":
+		err = send()
+	case "qflood":
+		err = queryFlood()
 	default:
 		err = fmt.Errorf("unknown helper %q", name)
 	}

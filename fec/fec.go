@@ -177,6 +177,14 @@ func resize(dst [][]byte, n, size int) [][]byte {
 // stores the rebuilt data shards in shards, reusing the capacity of empty
 // entries, and the returned packets alias them.
 func (c *Coder) Decode(shards [][]byte) ([][]byte, error) {
+	return c.DecodeTo(nil, shards)
+}
+
+// DecodeTo is Decode returning the packets in packets[:0], whose capacity
+// it reuses. A missing data shard is rebuilt into the capacity of its
+// empty entry when that holds a shard (give s[:0] for a spare buffer s),
+// so with both supplied DecodeTo does not allocate.
+func (c *Coder) DecodeTo(packets, shards [][]byte) ([][]byte, error) {
 	if len(shards) != c.k+c.m {
 		return nil, fmt.Errorf("fec: got %d shards, want %d", len(shards), c.k+c.m)
 	}
@@ -201,7 +209,7 @@ func (c *Coder) Decode(shards [][]byte) ([][]byte, error) {
 	if err := c.rs.ReconstructData(shards); err != nil {
 		return nil, fmt.Errorf("fec: reconstruct: %w", err)
 	}
-	packets := make([][]byte, c.k)
+	packets = packets[:0]
 	longest := 0
 	for i, s := range shards[:c.k] {
 		n := int(binary.BigEndian.Uint16(s))
@@ -209,7 +217,7 @@ func (c *Coder) Decode(shards [][]byte) ([][]byte, error) {
 			return nil, fmt.Errorf("%w: packet %d claims %d bytes in a %d-byte shard", ErrCorrupt, i, n, size)
 		}
 		longest = max(longest, n)
-		packets[i] = s[lenSize : lenSize+n : lenSize+n]
+		packets = append(packets, s[lenSize:lenSize+n:lenSize+n])
 	}
 	if longest != size-lenSize {
 		return nil, fmt.Errorf("%w: no packet fills the %d-byte shards", ErrCorrupt, size)

@@ -41,26 +41,36 @@ func coderFor(k int) (*fec.Coder, error) {
 // encodeBlock cuts a signed batch into data shards of wire.ShardData
 // bytes and adds parity: k data shards, then parityFor(k) parity shards.
 func encodeBlock(batch []byte) (shards [][]byte, k int, err error) {
+	return encodeBlockTo(nil, batch)
+}
+
+// encodeBlockTo is encodeBlock reusing the shards of dst, typically an
+// older block's, where their capacity allows.
+func encodeBlockTo(dst [][]byte, batch []byte) (shards [][]byte, k int, err error) {
 	k = (len(batch) + wire.ShardData - 1) / wire.ShardData
 	c, err := coderFor(k)
 	if err != nil {
 		return nil, 0, err
 	}
-	chunks := make([][]byte, k)
+	var chunkArr [wire.MaxShards / 2][]byte // on the stack: no allocation per block
+	chunks := chunkArr[:k]
 	for i := range chunks {
 		chunks[i] = batch[i*wire.ShardData : min(len(batch), (i+1)*wire.ShardData)]
 	}
-	shards, err = c.Encode(chunks)
+	shards, err = c.EncodeTo(dst, chunks)
 	return shards, k, err
 }
 
-// decodeBlock rebuilds a batch from a block's shards (nil where missing).
+// decodeBlock rebuilds a batch, into buf[:0], from a block's shards (nil
+// where missing; a lost data shard given as an empty buffer is rebuilt
+// there).
 func decodeBlock(shards [][]byte, k int, buf []byte) ([]byte, error) {
 	c, err := coderFor(k)
 	if err != nil {
 		return nil, err
 	}
-	chunks, err := c.Decode(shards)
+	var chunkArr [wire.MaxShards / 2][]byte // on the stack: no allocation per block
+	chunks, err := c.DecodeTo(chunkArr[:0], shards)
 	if err != nil {
 		return nil, err
 	}

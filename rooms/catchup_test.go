@@ -126,7 +126,7 @@ func TestSlowMemberCatchesUp(t *testing.T) {
 		}
 		switch f := f.(type) {
 		case *wire.BatchFrame:
-			bt, err := verifyBatch(tr.kn.Key(), opts, f.Batch, nil)
+			bt, err := verifyBatch(tr.kn.Key(), opts, f.Batch, nil, nil)
 			if err != nil {
 				t.Fatal(err)
 			}

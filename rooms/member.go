@@ -94,16 +94,9 @@ type Member struct {
 	rx      receiver
 }
 
-// ErrRefused means the host turned the join down; the error says why.
-var ErrRefused = errors.New("join refused")
-
-// Join joins room kn as nick. It returns once the host has admitted the
-// member, or with the reason it could not; afterwards the member keeps its
-// session, reconnecting when it drops, until Close.
-func Join(ctx context.Context, cfg MemberConfig, kn Known, nick string, resume uint64) (*Member, error) {
-	if err := ValidateNick(nick); err != nil {
-		return nil, err
-	}
+// newMember returns a Member of kn, not yet connected, that resumes at
+// sequence number resume (0: wherever the host says).
+func newMember(cfg MemberConfig, kn Known, nick string, resume uint64) *Member {
 	if cfg.Path == "" {
 		cfg.Path = PathAuto
 	}
@@ -120,6 +113,20 @@ func Join(ctx context.Context, cfg MemberConfig, kn Known, nick string, resume u
 	}
 	m.log = cfg.Logger.With("room", m.ref)
 	m.rx.next = resume
+	return m
+}
+
+// ErrRefused means the host turned the join down; the error says why.
+var ErrRefused = errors.New("join refused")
+
+// Join joins room kn as nick. It returns once the host has admitted the
+// member, or with the reason it could not; afterwards the member keeps its
+// session, reconnecting when it drops, until Close.
+func Join(ctx context.Context, cfg MemberConfig, kn Known, nick string, resume uint64) (*Member, error) {
+	if err := ValidateNick(nick); err != nil {
+		return nil, err
+	}
+	m := newMember(cfg, kn, nick, resume)
 	conn, w, err := m.connect(ctx, kn, resume)
 	if err != nil {
 		return nil, err

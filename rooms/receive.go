@@ -1,7 +1,6 @@
 package rooms
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"math/bits"
@@ -72,10 +71,17 @@ type receiver struct {
 	ackTimer *time.Timer
 	receipts map[uint64]wire.Seen
 
+	// Scratch space, so that a block that arrives whole, on a clean link
+	// the common case, allocates nothing but its lines' texts and what
+	// Ed25519 allocates inside.
 	scratch []byte
+	nonce   nonceBuf
 	block   []byte
 	recs    []wire.Record
 	nack    wire.Nack
+	free    []*partial // partials to reuse, their shard slices with them
+	bufs    [][]byte   // shard buffers to reuse, of wire.MaxPacket bytes
+	nicks   map[string]string
 }
 
 // partial is a block being rebuilt. k is 0 while the member knows of the
@@ -92,20 +98,94 @@ type partial struct {
 // their late shards count as received when it measures loss.
 const keepResolved = 16
 
+// Bounds on the scratch a receiver keeps: partials for the blocks it
+// tracks, shard buffers for a few blocks of the largest size (a lossy
+// link holds more, and those are freed), and a room's nicks.
+const (
+	maxFreePartials = blockWindow + keepResolved
+	maxFreeBufs     = 2 * wire.MaxShards
+	maxNicks        = wire.MaxMembers
+)
+
 func newReceiver() receiver {
 	return receiver{
 		pending:  make(map[uint64]wire.Record),
 		partials: make(map[uint64]*partial),
 		receipts: make(map[uint64]wire.Seen),
 		scratch:  make([]byte, 0, wire.MaxPacket),
+		nicks:    make(map[string]string),
 	}
+}
+
+// newPartial returns an empty partial for a block first heard of at now.
+func (rx *receiver) newPartial(now time.Time) *partial {
+	if n := len(rx.free); n > 0 {
+		p := rx.free[n-1]
+		rx.free = rx.free[:n-1]
+		*p = partial{first: now, shards: p.shards[:0]}
+		return p
+	}
+	return &partial{first: now}
+}
+
+// dropPartial forgets block no, keeping its memory for reuse.
+func (rx *receiver) dropPartial(no uint64, p *partial) {
+	delete(rx.partials, no)
+	rx.releaseShards(p)
+	if len(rx.free) < maxFreePartials {
+		rx.free = append(rx.free, p)
+	}
+}
+
+// clearPartials forgets every block, keeping their memory for reuse.
+func (rx *receiver) clearPartials() {
+	for no, p := range rx.partials {
+		rx.dropPartial(no, p)
+	}
+}
+
+// releaseShards gives p's shard buffers back; p keeps its (emptied)
+// slice of them.
+func (rx *receiver) releaseShards(p *partial) {
+	for i, s := range p.shards {
+		if cap(s) == wire.MaxPacket && len(rx.bufs) < maxFreeBufs {
+			rx.bufs = append(rx.bufs, s[:0])
+		}
+		p.shards[i] = nil
+	}
+	p.shards = p.shards[:0]
+}
+
+// shardBuf returns an empty buffer that holds any shard.
+func (rx *receiver) shardBuf() []byte {
+	if n := len(rx.bufs); n > 0 {
+		b := rx.bufs[n-1]
+		rx.bufs = rx.bufs[:n-1]
+		return b
+	}
+	return make([]byte, 0, wire.MaxPacket)
+}
+
+// nick returns the string for a nick's bytes, the same one each time: a
+// room has few nicks, and a line would otherwise cost a string for its
+// sender's nick as well as for its text.
+func (rx *receiver) nick(b []byte) string {
+	if s, ok := rx.nicks[string(b)]; ok {
+		return s
+	}
+	if len(rx.nicks) >= maxNicks {
+		clear(rx.nicks)
+	}
+	s := string(b)
+	rx.nicks[s] = s
+	return s
 }
 
 // reset starts a new session: a new epoch numbers its blocks afresh.
 func (rx *receiver) reset(next, block uint64, now time.Time) {
 	rx.next, rx.highest = next, next
 	rx.doneBelow, rx.lastBlock = block+1, block
-	clear(rx.partials)
+	rx.clearPartials()
 	rx.streaming = false
 	rx.lastMcast, rx.mcastSince = now, now
 }
@@ -115,7 +195,7 @@ func (rx *receiver) reset(next, block uint64, now time.Time) {
 // number over the session.
 func (rx *receiver) newEpoch() {
 	rx.doneBelow, rx.lastBlock = 1, 0
-	clear(rx.partials)
+	rx.clearPartials()
 }
 
 func (rx *receiver) seen(s *wire.Seen) {
@@ -177,7 +257,7 @@ func (m *Member) HandlePacket(pkt []byte) {
 		return
 	}
 	rx := &m.rx
-	pt, err := openSealed(rx.scratch, m.key, h, pkt, hdrLen)
+	pt, err := openSealed(rx.scratch, &rx.nonce, m.key, h, pkt, hdrLen)
 	if err != nil {
 		st.DataAuthFailed.Add(1)
 		return
@@ -248,7 +328,7 @@ func (m *Member) pruneLocked() {
 			rx.lossSent += p.sent
 			rx.lossGot += bits.OnesCount64(p.got & mask)
 		}
-		delete(rx.partials, no)
+		rx.dropPartial(no, p)
 	}
 }
 
@@ -261,7 +341,7 @@ func (m *Member) shardLocked(si wire.ShardInfo, shard []byte, now time.Time) {
 			return
 		}
 		m.learnBlockLocked(si.Block)
-		p = &partial{first: now}
+		p = rx.newPartial(now)
 		rx.partials[si.Block] = p
 	}
 	if p.done {
@@ -276,7 +356,11 @@ func (m *Member) shardLocked(si wire.ShardInfo, shard []byte, now time.Time) {
 			return
 		}
 		p.k, p.sent = k, int(si.Sent)
-		p.shards = make([][]byte, k+parityFor(k))
+		n := k + parityFor(k)
+		if cap(p.shards) < n {
+			p.shards = make([][]byte, n, wire.MaxShards)
+		}
+		p.shards = p.shards[:n]
 	}
 	if p.k != k || int(si.Index) >= len(p.shards) {
 		st.DataMalformed.Add(1)
@@ -286,7 +370,7 @@ func (m *Member) shardLocked(si wire.ShardInfo, shard []byte, now time.Time) {
 		st.DataDuplicate.Add(1)
 		return
 	}
-	p.shards[si.Index] = bytes.Clone(shard)
+	p.shards[si.Index] = append(rx.shardBuf(), shard...)
 	p.have++
 	p.got |= 1 << si.Index
 	if p.have < p.k {
@@ -294,11 +378,16 @@ func (m *Member) shardLocked(si wire.ShardInfo, shard []byte, now time.Time) {
 		return
 	}
 	repaired := false
-	for _, s := range p.shards[:p.k] {
-		repaired = repaired || s == nil
+	for i, s := range p.shards[:p.k] {
+		if s == nil {
+			// Lost: rebuilt into a buffer of ours.
+			p.shards[i] = rx.shardBuf()
+			repaired = true
+		}
 	}
 	batch, err := decodeBlock(p.shards, p.k, rx.block)
-	p.done, p.shards = true, nil
+	p.done = true
+	rx.releaseShards(p)
 	if err != nil {
 		st.DataMalformed.Add(1)
 		return
@@ -319,7 +408,7 @@ func (m *Member) batchLocked(b []byte, now time.Time) {
 	if m.opts == nil {
 		return
 	}
-	bt, err := verifyBatch(m.hostKey, m.opts, b, rx.recs)
+	bt, err := verifyBatch(m.hostKey, m.opts, b, rx.recs, rx.nick)
 	if cap(bt.Records) > cap(rx.recs) {
 		rx.recs = bt.Records[:0]
 	}
@@ -373,7 +462,7 @@ func (m *Member) sequenceStateLocked(now time.Time) {
 		rx.gapSince = time.Time{}
 		for no, p := range rx.partials {
 			if p.k == 0 || !p.done && now.Sub(p.first) > fetchAfter {
-				delete(rx.partials, no)
+				rx.dropPartial(no, p)
 			}
 		}
 		m.advanceLocked(true)
@@ -438,7 +527,13 @@ func (m *Member) armRepairLocked() {
 		return
 	}
 	m.rx.repairArmed = true
-	m.rx.repairTimer = time.AfterFunc(repairTick, m.repair)
+	// One timer for the member's life, re-armed: a new one per block
+	// would be an allocation per packet.
+	if m.rx.repairTimer == nil {
+		m.rx.repairTimer = time.AfterFunc(repairTick, m.repair)
+	} else {
+		m.rx.repairTimer.Reset(repairTick)
+	}
 }
 
 // repair asks for what is missing: repair shards by multicast NACK for
@@ -457,7 +552,7 @@ func (m *Member) repair() {
 	for b := rx.doneBelow; b <= rx.lastBlock && len(entries) < wire.MaxNackEntries; b++ {
 		p := rx.partials[b]
 		if p == nil {
-			p = &partial{first: now}
+			p = rx.newPartial(now)
 			rx.partials[b] = p
 		}
 		if p.done {
@@ -554,7 +649,11 @@ func (m *Member) ackSoonLocked() {
 		return
 	}
 	m.rx.ackArmed = true
-	m.rx.ackTimer = time.AfterFunc(ackDelay, m.ack)
+	if m.rx.ackTimer == nil {
+		m.rx.ackTimer = time.AfterFunc(ackDelay, m.ack)
+	} else {
+		m.rx.ackTimer.Reset(ackDelay)
+	}
 }
 
 // ack tells the host how far this member has got and what it loses.

@@ -523,7 +523,7 @@ func TestOutsiderCannotRead(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := openSealed(nil, guess, h, buf[:nb], wire.ShardHeaderLen); !errors.Is(err, errAuth) {
+		if _, err := openSealed(nil, new(nonceBuf), guess, h, buf[:nb], wire.ShardHeaderLen); !errors.Is(err, errAuth) {
 			t.Fatalf("open without the key: err = %v, want errAuth", err)
 		}
 		if bytes.Contains(buf[:nb], []byte("secret")) {

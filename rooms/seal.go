@@ -48,10 +48,16 @@ func newEpochKey(epoch uint64, key [chacha20poly1305.KeySize]byte) (*epochKey, e
 	return &epochKey{epoch: epoch, key: key, aead: aead, nack: nack}, nil
 }
 
-func nonce(counter uint64) [chacha20poly1305.NonceSize]byte {
-	var n [chacha20poly1305.NonceSize]byte
-	binary.BigEndian.PutUint64(n[4:], counter)
-	return n
+// nonceBuf holds the nonce of one Seal or Open. The AEAD takes it through
+// an interface, so a nonce on the stack would escape to the heap on every
+// packet; senders and receivers keep one beside their other scratch space.
+type nonceBuf [chacha20poly1305.NonceSize]byte
+
+// nonce writes the counter nonce into nb and returns it.
+func nonce(nb *nonceBuf, counter uint64) []byte {
+	*nb = nonceBuf{}
+	binary.BigEndian.PutUint64(nb[4:], counter)
+	return nb[:]
 }
 
 // errCounterExhausted stops a sender before its nonce could wrap.
@@ -59,33 +65,30 @@ var errCounterExhausted = errors.New("packet counter exhausted; the room needs a
 
 // sealShard appends to buf[:0] a shard packet: the headers in clear, as
 // associated data, and the shard sealed.
-func sealShard(buf []byte, k *epochKey, room [wire.RoomIDLen]byte, counter uint64, si wire.ShardInfo, shard []byte) ([]byte, error) {
+func sealShard(buf []byte, nb *nonceBuf, k *epochKey, room [wire.RoomIDLen]byte, counter uint64, si wire.ShardInfo, shard []byte) ([]byte, error) {
 	if counter == ^uint64(0) {
 		return nil, errCounterExhausted
 	}
 	b := wire.AppendShardHeader(buf[:0], wire.SealedHeader{Room: room, Epoch: k.epoch, Counter: counter}, si)
-	n := nonce(counter)
-	return k.aead.Seal(b, n[:], shard, b), nil
+	return k.aead.Seal(b, nonce(nb, counter), shard, b), nil
 }
 
 // sealHeartbeat appends to buf[:0] a sealed heartbeat packet.
-func sealHeartbeat(buf []byte, k *epochKey, room [wire.RoomIDLen]byte, counter uint64, hb wire.Heartbeat) ([]byte, error) {
+func sealHeartbeat(buf []byte, nb *nonceBuf, k *epochKey, room [wire.RoomIDLen]byte, counter uint64, hb wire.Heartbeat) ([]byte, error) {
 	if counter == ^uint64(0) {
 		return nil, errCounterExhausted
 	}
 	b := wire.AppendSealedHeader(buf[:0], wire.SealedHeader{Type: wire.TypeHeartbeat, Room: room, Epoch: k.epoch, Counter: counter})
 	var pt [wire.HeartbeatLen]byte
-	n := nonce(counter)
-	return k.aead.Seal(b, n[:], wire.AppendHeartbeat(pt[:0], hb), b), nil
+	return k.aead.Seal(b, nonce(nb, counter), wire.AppendHeartbeat(pt[:0], hb), b), nil
 }
 
 var errAuth = errors.New("not sealed under the room key")
 
 // openSealed opens a shard or heartbeat packet whose cleartext header is
 // hdrLen bytes long, into scratch[:0].
-func openSealed(scratch []byte, k *epochKey, h wire.SealedHeader, pkt []byte, hdrLen int) ([]byte, error) {
-	n := nonce(h.Counter)
-	out, err := k.aead.Open(scratch[:0], n[:], pkt[hdrLen:], pkt[:hdrLen])
+func openSealed(scratch []byte, nb *nonceBuf, k *epochKey, h wire.SealedHeader, pkt []byte, hdrLen int) ([]byte, error) {
+	out, err := k.aead.Open(scratch[:0], nonce(nb, h.Counter), pkt[hdrLen:], pkt[:hdrLen])
 	if err != nil {
 		return scratch[:0], errAuth
 	}
@@ -131,9 +134,10 @@ func signBatch(buf []byte, id *Identity, opts *ed25519.Options, first uint64, re
 	return append(b, sig...), nil
 }
 
-// verifyBatch decodes a batch into recs[:0] and checks the host signed it.
-func verifyBatch(hostKey ed25519.PublicKey, opts *ed25519.Options, b []byte, recs []wire.Record) (wire.Batch, error) {
-	bt, err := wire.ParseBatch(b, recs)
+// verifyBatch decodes a batch into recs[:0], making nicks with nick (nil:
+// a string each), and checks the host signed it.
+func verifyBatch(hostKey ed25519.PublicKey, opts *ed25519.Options, b []byte, recs []wire.Record, nick func([]byte) string) (wire.Batch, error) {
+	bt, err := wire.ParseBatchNicks(b, recs, nick)
 	if err != nil {
 		return bt, err
 	}

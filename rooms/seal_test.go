@@ -42,7 +42,7 @@ func testShard(n int) []byte {
 
 func mustSealShard(t testing.TB, k *epochKey, counter uint64, si wire.ShardInfo, shard []byte) []byte {
 	t.Helper()
-	pkt, err := sealShard(nil, k, sealRoom, counter, si, shard)
+	pkt, err := sealShard(nil, new(nonceBuf), k, sealRoom, counter, si, shard)
 	if err != nil {
 		t.Fatalf("sealShard(counter %d) = %v, want nil", counter, err)
 	}
@@ -51,7 +51,7 @@ func mustSealShard(t testing.TB, k *epochKey, counter uint64, si wire.ShardInfo,
 
 func mustSealHeartbeat(t testing.TB, k *epochKey, counter uint64, hb wire.Heartbeat) []byte {
 	t.Helper()
-	pkt, err := sealHeartbeat(nil, k, sealRoom, counter, hb)
+	pkt, err := sealHeartbeat(nil, new(nonceBuf), k, sealRoom, counter, hb)
 	if err != nil {
 		t.Fatalf("sealHeartbeat(counter %d) = %v, want nil", counter, err)
 	}
@@ -73,7 +73,7 @@ func openPacket(scratch []byte, k *epochKey, pkt []byte) (wire.SealedHeader, wir
 		}
 		hdrLen = wire.ShardHeaderLen
 	}
-	pt, err := openSealed(scratch, k, h, pkt, hdrLen)
+	pt, err := openSealed(scratch, new(nonceBuf), k, h, pkt, hdrLen)
 	return h, si, pt, err
 }
 
@@ -93,7 +93,7 @@ func TestSealShardOpen(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			buf := make([]byte, 0, wire.MaxPacket)
-			pkt, err := sealShard(buf, k, sealRoom, tt.counter, tt.si, tt.shard)
+			pkt, err := sealShard(buf, new(nonceBuf), k, sealRoom, tt.counter, tt.si, tt.shard)
 			if err != nil {
 				t.Fatalf("sealShard = %v, want nil", err)
 			}
@@ -166,7 +166,7 @@ func TestSealedRejectsEveryFlip(t *testing.T) {
 				for _, x := range []byte{0x01, 0x80, 0xff} {
 					m := bytes.Clone(pkt)
 					m[i] ^= x
-					if _, err := openSealed(scratch, k, h0, m, hdrLen); !errors.Is(err, errAuth) {
+					if _, err := openSealed(scratch, new(nonceBuf), k, h0, m, hdrLen); !errors.Is(err, errAuth) {
 						t.Errorf("openSealed(byte %d ^ %#x) = %v, want %v", i, x, err, errAuth)
 					}
 					// As received: the header may no longer parse, which
@@ -175,7 +175,7 @@ func TestSealedRejectsEveryFlip(t *testing.T) {
 					if err != nil || h.Type != h0.Type {
 						continue
 					}
-					if _, err := openSealed(scratch, k, h, m, hdrLen); !errors.Is(err, errAuth) {
+					if _, err := openSealed(scratch, new(nonceBuf), k, h, m, hdrLen); !errors.Is(err, errAuth) {
 						t.Errorf("openSealed(parsed, byte %d ^ %#x) = %v, want %v", i, x, err, errAuth)
 					}
 				}
@@ -222,7 +222,7 @@ func TestSealedRejectsOutsiders(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := openSealed(nil, k, h, hb, wire.ShardHeaderLen); !errors.Is(err, errAuth) {
+	if _, err := openSealed(nil, new(nonceBuf), k, h, hb, wire.ShardHeaderLen); !errors.Is(err, errAuth) {
 		t.Errorf("openSealed(heartbeat as shard) = %v, want %v", err, errAuth)
 	}
 }
@@ -231,10 +231,10 @@ func TestSealCounterExhausted(t *testing.T) {
 	k := newTestEpochKey(t, 1)
 	buf := make([]byte, 0, wire.MaxPacket)
 	si := wire.ShardInfo{Block: 1, Index: 0, K: 1, Sent: 1}
-	if pkt, err := sealShard(buf, k, sealRoom, ^uint64(0), si, testShard(10)); !errors.Is(err, errCounterExhausted) || pkt != nil {
+	if pkt, err := sealShard(buf, new(nonceBuf), k, sealRoom, ^uint64(0), si, testShard(10)); !errors.Is(err, errCounterExhausted) || pkt != nil {
 		t.Errorf("sealShard(counter 2^64-1) = %x, %v, want nil, %v", pkt, err, errCounterExhausted)
 	}
-	if pkt, err := sealHeartbeat(buf, k, sealRoom, ^uint64(0), wire.Heartbeat{Next: 1}); !errors.Is(err, errCounterExhausted) || pkt != nil {
+	if pkt, err := sealHeartbeat(buf, new(nonceBuf), k, sealRoom, ^uint64(0), wire.Heartbeat{Next: 1}); !errors.Is(err, errCounterExhausted) || pkt != nil {
 		t.Errorf("sealHeartbeat(counter 2^64-1) = %x, %v, want nil, %v", pkt, err, errCounterExhausted)
 	}
 	// The counter before it is the last one used, and its nonce is its own.
@@ -243,7 +243,8 @@ func TestSealCounterExhausted(t *testing.T) {
 	if err != nil || h.Counter != ^uint64(0)-1 {
 		t.Errorf("last counter = %d, %v, want %d", h.Counter, err, ^uint64(0)-1)
 	}
-	if n0, nl := nonce(0), nonce(^uint64(0)-1); n0 == nl {
+	var b0, bl nonceBuf
+	if n0, nl := nonce(&b0, 0), nonce(&bl, ^uint64(0)-1); bytes.Equal(n0, nl) {
 		t.Errorf("nonce(0) = nonce(2^64-2) = %x", n0)
 	}
 }
@@ -251,7 +252,7 @@ func TestSealCounterExhausted(t *testing.T) {
 func TestSealShardReusesBuffer(t *testing.T) {
 	k := newTestEpochKey(t, 1)
 	buf := make([]byte, 0, wire.MaxPacket)
-	pkt, err := sealShard(buf, k, sealRoom, 1, wire.ShardInfo{Block: 1, K: 1, Sent: 1}, testShard(300))
+	pkt, err := sealShard(buf, new(nonceBuf), k, sealRoom, 1, wire.ShardInfo{Block: 1, K: 1, Sent: 1}, testShard(300))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -448,7 +449,7 @@ func TestSignVerifyBatch(t *testing.T) {
 			if want := len(body) + wire.SigLen; len(b) != want {
 				t.Errorf("signed batch of %d bytes, want %d", len(b), want)
 			}
-			bt, err := verifyBatch(host.Pub, batchOpts(sealRoom), b, make([]wire.Record, 0, 1))
+			bt, err := verifyBatch(host.Pub, batchOpts(sealRoom), b, make([]wire.Record, 0, 1), nil)
 			if err != nil {
 				t.Fatalf("verifyBatch(signBatch(…)) = %v, want nil", err)
 			}
@@ -477,14 +478,14 @@ func TestVerifyBatchRejectsMemberForgery(t *testing.T) {
 	// A member holds the epoch key, so it can seal shards, but it signs
 	// batches with its own key while the receiver checks the host's.
 	forged := mustSignBatch(t, member, sealRoom, 1, sealRecords(host))
-	if _, err := verifyBatch(host.Pub, batchOpts(sealRoom), forged, nil); !errors.Is(err, ErrBadSignature) {
+	if _, err := verifyBatch(host.Pub, batchOpts(sealRoom), forged, nil, nil); !errors.Is(err, ErrBadSignature) {
 		t.Errorf("verifyBatch(signed by a member) = %v, want %v", err, ErrBadSignature)
 	}
 	// And the host's signature does not carry over to another batch.
 	b := mustSignBatch(t, host, sealRoom, 1, sealRecords(host))
 	other := mustSignBatch(t, host, sealRoom, 2, sealRecords(host))
 	spliced := append(bytes.Clone(other[:len(other)-wire.SigLen]), b[len(b)-wire.SigLen:]...)
-	if _, err := verifyBatch(host.Pub, batchOpts(sealRoom), spliced, nil); !errors.Is(err, ErrBadSignature) {
+	if _, err := verifyBatch(host.Pub, batchOpts(sealRoom), spliced, nil, nil); !errors.Is(err, ErrBadSignature) {
 		t.Errorf("verifyBatch(signature of another batch) = %v, want %v", err, ErrBadSignature)
 	}
 }
@@ -492,13 +493,13 @@ func TestVerifyBatchRejectsMemberForgery(t *testing.T) {
 func TestVerifyBatchRejectsOtherRoom(t *testing.T) {
 	host := newTestIdentity(t)
 	b := mustSignBatch(t, host, sealRoom, 1, sealRecords(host))
-	if _, err := verifyBatch(host.Pub, batchOpts(otherRoom), b, nil); !errors.Is(err, ErrBadSignature) {
+	if _, err := verifyBatch(host.Pub, batchOpts(otherRoom), b, nil, nil); !errors.Is(err, ErrBadSignature) {
 		t.Errorf("verifyBatch(room A's batch in room B) = %v, want %v", err, ErrBadSignature)
 	}
-	if _, err := verifyBatch(host.Pub, &ed25519.Options{}, b, nil); !errors.Is(err, ErrBadSignature) {
+	if _, err := verifyBatch(host.Pub, &ed25519.Options{}, b, nil, nil); !errors.Is(err, ErrBadSignature) {
 		t.Errorf("verifyBatch(plain Ed25519, no context) = %v, want %v", err, ErrBadSignature)
 	}
-	if _, err := verifyBatch(host.Pub, batchOpts(sealRoom), b, nil); err != nil {
+	if _, err := verifyBatch(host.Pub, batchOpts(sealRoom), b, nil, nil); err != nil {
 		t.Errorf("verifyBatch(in its room) = %v, want nil", err)
 	}
 }
@@ -512,7 +513,7 @@ func TestVerifyBatchRejectsEveryFlip(t *testing.T) {
 		for _, x := range []byte{0x01, 0xff} {
 			m := bytes.Clone(b)
 			m[i] ^= x
-			if bt, err := verifyBatch(host.Pub, opts, m, recs); err == nil {
+			if bt, err := verifyBatch(host.Pub, opts, m, recs, nil); err == nil {
 				t.Errorf("verifyBatch(byte %d ^ %#x) = nil, want an error", i, x)
 			} else {
 				recs = bt.Records[:0]
@@ -521,7 +522,7 @@ func TestVerifyBatchRejectsEveryFlip(t *testing.T) {
 	}
 	// Cut or extended, it fails too.
 	for _, m := range [][]byte{b[:len(b)-1], append(bytes.Clone(b), 0), b[:wire.SigLen]} {
-		if _, err := verifyBatch(host.Pub, opts, m, nil); err == nil {
+		if _, err := verifyBatch(host.Pub, opts, m, nil, nil); err == nil {
 			t.Errorf("verifyBatch(%d of %d bytes) = nil, want an error", len(m), len(b))
 		}
 	}
@@ -533,12 +534,13 @@ func BenchmarkSealShard(b *testing.B) {
 	k := newTestEpochKey(b, 1)
 	shard := testShard(300)
 	buf := make([]byte, 0, wire.MaxPacket)
+	var nb nonceBuf
 	b.SetBytes(int64(len(shard)))
 	b.ReportAllocs()
 	var counter uint64
 	for b.Loop() {
 		counter++
-		if _, err := sealShard(buf, k, sealRoom, counter, benchShardInfo(), shard); err != nil {
+		if _, err := sealShard(buf, &nb, k, sealRoom, counter, benchShardInfo(), shard); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -553,10 +555,11 @@ func BenchmarkOpenSealed(b *testing.B) {
 		b.Fatal(err)
 	}
 	scratch := make([]byte, 0, wire.MaxPacket)
+	var nb nonceBuf
 	b.SetBytes(int64(len(shard)))
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := openSealed(scratch, k, h, pkt, wire.ShardHeaderLen); err != nil {
+		if _, err := openSealed(scratch, &nb, k, h, pkt, wire.ShardHeaderLen); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -590,7 +593,7 @@ func BenchmarkVerifyBatch(b *testing.B) {
 	b.SetBytes(200)
 	b.ReportAllocs()
 	for b.Loop() {
-		bt, err := verifyBatch(host.Pub, opts, batch, recs)
+		bt, err := verifyBatch(host.Pub, opts, batch, recs, nil)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -18,7 +18,10 @@ import (
 const (
 	// FlushDelay is the longest a line waits for others to share its
 	// block: short enough that nobody notices, long enough that a burst
-	// costs one signature and one block.
+	// costs one signature and one block. A line that finds the room quiet
+	// (no block sent for FlushDelay, nothing pending) does not wait: it
+	// goes out at once, and the lines that follow it within FlushDelay
+	// share the next block.
 	FlushDelay = 5 * time.Millisecond
 	// flushBytes flushes a block early once it holds this much.
 	flushBytes = 16 * wire.ShardData
@@ -77,7 +80,10 @@ type Sequencer struct {
 	reserved   uint64 // sequence numbers below this are reserved on disk
 	pending    []wire.Record
 	pendingLen int
-	flushTimer *time.Timer
+	flushTimer *time.Timer // made once, re-armed: not an allocation per block
+	flushArmed bool
+	lastFlush  time.Time // when the last block went out
+	now        func() time.Time
 	block      uint64 // the newest block of this epoch
 	blocks     [sentBlocks]*sentBlock
 	repairs    map[uint64]int // block → shards asked for, within repairWindow
@@ -93,6 +99,7 @@ type Sequencer struct {
 	logged     chan struct{}                     // closed when the pending batch is logged
 	banned     map[[wire.KeyIDLen]byte]time.Time // zero time: until restart
 	buf        []byte
+	nonce      nonceBuf
 	closed     bool
 }
 
@@ -132,6 +139,7 @@ func newSequencer(h *Host, name string, id [wire.RoomIDLen]byte, store Store) *S
 		next:     start,
 		reserved: start,
 		repairs:  make(map[uint64]int),
+		now:      time.Now,
 		banned:   make(map[[wire.KeyIDLen]byte]time.Time),
 		members:  make(map[[wire.KeyIDLen]byte]*hostSession),
 		buf:      make([]byte, 0, wire.MaxPacket),
@@ -227,13 +235,19 @@ func (s *Sequencer) Say(text string) (uint64, error) {
 	if err == nil && len(s.members) > 0 {
 		s.watches = addWatch(s.watches, seq)
 	}
-	logged := s.logged
+	var logged chan struct{}
+	if err == nil && len(s.pending) > 0 {
+		if s.logged == nil {
+			s.logged = make(chan struct{})
+		}
+		logged = s.logged
+	}
 	s.mu.Unlock()
 	if err != nil {
 		return 0, err
 	}
 	// Accepted means logged: a crash after this loses nothing. (A line
-	// that filled its batch was logged already, and logged is nil.)
+	// whose batch went out at once was logged already, and logged is nil.)
 	if logged != nil {
 		<-logged
 	}
@@ -285,15 +299,21 @@ func (s *Sequencer) submitLocked(rec wire.Record) (uint64, error) {
 	s.next++
 	s.pending = append(s.pending, rec)
 	s.pendingLen += size
-	if s.logged == nil {
-		s.logged = make(chan struct{})
-	}
 	s.host.cfg.Deliver(Delivery{Room: s.ref, Seq: seq, Record: rec})
 	switch {
 	case s.pendingLen >= flushBytes:
 		s.flushLocked()
-	case s.flushTimer == nil:
-		s.flushTimer = time.AfterFunc(FlushDelay, s.flush)
+	case len(s.pending) == 1 && s.now().Sub(s.lastFlush) >= FlushDelay:
+		// A quiet room: nothing else is pending and no block went out
+		// lately, so waiting would only delay this line.
+		s.flushLocked()
+	case !s.flushArmed:
+		s.flushArmed = true
+		if s.flushTimer == nil {
+			s.flushTimer = time.AfterFunc(FlushDelay, s.flush)
+		} else {
+			s.flushTimer.Reset(FlushDelay)
+		}
 	}
 	return seq, nil
 }
@@ -301,7 +321,7 @@ func (s *Sequencer) submitLocked(rec wire.Record) (uint64, error) {
 func (s *Sequencer) flush() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.flushTimer = nil
+	s.flushArmed = false
 	s.flushLocked()
 }
 
@@ -310,40 +330,49 @@ func (s *Sequencer) flush() {
 // members report calls for. Members that multicast does not reach get the
 // batch over their sessions.
 func (s *Sequencer) flushLocked() {
-	if s.flushTimer != nil {
+	if s.flushArmed {
+		// A timer that fired already and waits for the lock finds
+		// nothing pending, or flushes a newer batch a little early.
 		s.flushTimer.Stop()
-		s.flushTimer = nil
+		s.flushArmed = false
 	}
 	if len(s.pending) == 0 {
 		return
 	}
+	s.lastFlush = s.now()
 	first := s.next - uint64(len(s.pending))
 	recs := s.pending
 	s.pending, s.pendingLen = s.pending[:0], 0
 	// Whatever happens below, the lines are answered: the senders learn
 	// their place once the batch is in the log, not before.
 	defer s.answerLocked()
-	log := s.host.log.With("room", s.ref)
+	// The batch is not reused: the store and members' session queues may
+	// keep it.
 	batch, err := signBatch(nil, s.host.cfg.Identity, s.opts, first, recs)
 	if err != nil {
-		log.Error("cannot sign batch; its lines are lost", "first", first, "err", err)
+		s.host.log.Error("cannot sign batch; its lines are lost", "room", s.ref, "first", first, "err", err)
 		return
 	}
 	if err := s.store.Append(first, len(recs), batch); err != nil {
-		log.Error("cannot log batch", "first", first, "err", err)
+		s.host.log.Error("cannot log batch", "room", s.ref, "first", first, "err", err)
 	}
 	for _, m := range s.members {
 		if m.streaming {
 			m.catchUp(first, s.next)
 		}
 	}
-	shards, k, err := encodeBlock(batch)
+	// The block falling out of the repair window lends its memory.
+	sb := s.blocks[(s.block+1)%sentBlocks]
+	if sb == nil {
+		sb = new(sentBlock)
+	}
+	shards, k, err := encodeBlockTo(sb.shards, batch)
 	if err != nil {
-		log.Error("cannot encode block", "first", first, "err", err)
+		s.host.log.Error("cannot encode block", "room", s.ref, "first", first, "err", err)
 		return
 	}
 	s.block++
-	sb := &sentBlock{no: s.block, k: k, shards: shards}
+	*sb = sentBlock{no: s.block, k: k, shards: shards}
 	sb.sent = k + proactiveParity(k, s.loss)
 	// Once the parity is spent, repairs send the data shards again.
 	sb.next = sb.sent % len(shards)
@@ -369,7 +398,7 @@ func (s *Sequencer) answerLocked() {
 
 func (s *Sequencer) sendShardLocked(sb *sentBlock, i int) {
 	s.counter++
-	pkt, err := sealShard(s.buf, s.key, s.id, s.counter, wire.ShardInfo{
+	pkt, err := sealShard(s.buf, &s.nonce, s.key, s.id, s.counter, wire.ShardInfo{
 		Block: sb.no, Index: uint8(i), K: uint8(sb.k), Sent: uint8(sb.sent),
 	}, sb.shards[i])
 	if err != nil {
@@ -406,7 +435,7 @@ func (s *Sequencer) tick(now time.Time) {
 		return
 	}
 	s.counter++
-	pkt, err := sealHeartbeat(s.buf, s.key, s.id, s.counter, wire.Heartbeat{Next: s.next - uint64(len(s.pending)), LastBlock: s.block})
+	pkt, err := sealHeartbeat(s.buf, &s.nonce, s.key, s.id, s.counter, wire.Heartbeat{Next: s.next - uint64(len(s.pending)), LastBlock: s.block})
 	if err != nil {
 		s.host.log.Warn("heartbeat", "room", s.ref, "err", err)
 		return

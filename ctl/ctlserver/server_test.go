@@ -495,7 +495,7 @@ func TestNoGoroutinesOutliveServe(t *testing.T) {
 			}
 		}
 	}
-	leaktest.Check(t, "meshd/ctl/ctlserver.", "meshd/ctl/ctltest.", "net/http.(*conn).serve")
+	leaktest.Check(t, "meshd/ctl/ctlserver.", "meshd/ctl/ctltest.", "meshd/ctl/ctlserver/httpd.")
 	if _, err := os.Stat(srv.Socket); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("socket file after Serve returned: %v, want it removed", err)
 	}

@@ -6,9 +6,11 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"io"
 	"math/big"
 	"net"
+	"runtime"
 	"testing"
 	"time"
 )
@@ -128,4 +130,54 @@ func BenchmarkWrite24KTLS(b *testing.B) {
 	c, s := tlsPair(b, ccfg, scfg)
 	defer s.Close()
 	benchWrite(b, c, s)
+}
+
+// heapInUse is the live heap after a full collection.
+func heapInUse() uint64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
+}
+
+// benchSessionMemory keeps b.N sessions open, each having carried one
+// msg, and reports the live heap per session (both ends), which is what
+// a host with many quiet members pays. Run with -benchtime=200x: the
+// per-op time means nothing here.
+func benchSessionMemory(b *testing.B, msg []byte, open func() (w io.Writer, r io.Reader, keep any)) {
+	var keep []any
+	before := heapInUse()
+	for range b.N {
+		w, r, k := open()
+		go w.Write(msg)
+		if _, err := io.ReadFull(r, make([]byte, len(msg))); err != nil {
+			b.Fatal(err)
+		}
+		keep = append(keep, k)
+	}
+	b.ReportMetric(float64(heapInUse()-before)/float64(b.N), "heap-B/session")
+	runtime.KeepAlive(keep)
+}
+
+func noiseOpener(b *testing.B) func() (io.Writer, io.Reader, any) {
+	return func() (io.Writer, io.Reader, any) {
+		s := newSession(b, pipe)
+		return s.a, s.b, s
+	}
+}
+
+func tlsOpener(b *testing.B) func() (io.Writer, io.Reader, any) {
+	ccfg, scfg := tlsConfigs(b)
+	return func() (io.Writer, io.Reader, any) {
+		c, s := tlsPair(b, ccfg, scfg)
+		return c, s, [2]*tls.Conn{c, s}
+	}
+}
+
+func BenchmarkSessionMemory(b *testing.B) {
+	for _, size := range []int{40, 24 << 10} {
+		msg := make([]byte, size)
+		b.Run(fmt.Sprintf("noise/%dB", size), func(b *testing.B) { benchSessionMemory(b, msg, noiseOpener(b)) })
+		b.Run(fmt.Sprintf("tls/%dB", size), func(b *testing.B) { benchSessionMemory(b, msg, tlsOpener(b)) })
+	}
 }

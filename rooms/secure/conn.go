@@ -24,6 +24,11 @@ import (
 //
 // One goroutine may Read while another Writes; Close may be called from
 // any goroutine and does not wait for either.
+//
+// An idle session holds only smallBuf bytes: a host keeps hundreds of
+// sessions on a router with 64 MB, most of them carrying a few small
+// frames a second. Records that do not fit borrow a full-size buffer from
+// a pool for as long as they are being read or written.
 type Conn struct {
 	raw      net.Conn
 	peer     ed25519.PublicKey
@@ -33,17 +38,24 @@ type Conn struct {
 
 	rmu   sync.Mutex
 	rx    *noise.CipherState
-	in    []byte // raw bytes received: in[start:end] not yet used
-	start int
+	small [smallBuf]byte
+	in    []byte // small, or a pooled buffer holding one large record
+	start int    // in[start:end]: received, not yet opened
 	end   int
 	plain []byte // opened, not yet read: a window of in
 	rerr  error  // sticky: a record failed or the stream broke mid-record
 
 	wmu  sync.Mutex
 	tx   *noise.CipherState
-	out  []byte
 	werr error // sticky: a record may have been half written
 }
+
+// smallBuf holds a session's ordinary traffic (acks, says, a batch of a
+// few lines) without a pooled buffer.
+const smallBuf = 1024
+
+// large holds one whole record, sealed or being sealed.
+var large = sync.Pool{New: func() any { return new([hdrLen + maxSealed]byte) }}
 
 func newConn(raw net.Conn, tx, rx *noise.CipherState, peer ed25519.PublicKey, binding []byte, tampered func()) *Conn {
 	return &Conn{
@@ -79,6 +91,12 @@ func (c *Conn) Read(p []byte) (int, error) {
 	}
 	n := copy(p, c.plain)
 	c.plain = c.plain[n:]
+	if len(c.plain) == 0 && len(c.in) > smallBuf {
+		// A large buffer is read only to its record's end, so nothing
+		// after the record is in it.
+		large.Put((*[hdrLen + maxSealed]byte)(c.in))
+		c.in, c.start, c.end = c.small[:], 0, 0
+	}
 	return n, nil
 }
 
@@ -86,35 +104,43 @@ func (c *Conn) Read(p []byte) (int, error) {
 // needed.
 func (c *Conn) readRecord() error {
 	if c.in == nil {
-		c.in = make([]byte, hdrLen+maxSealed)
+		c.in = c.small[:]
 	}
 	for {
+		limit := len(c.in)
 		if c.end-c.start >= hdrLen {
 			hdr := c.in[c.start : c.start+hdrLen]
 			n := int(binary.BigEndian.Uint16(hdr))
 			if n < tagLen || n > maxSealed {
 				return c.fail(fmt.Errorf("%w: record length %d", ErrTampered, n))
 			}
-			if c.end-c.start >= hdrLen+n {
-				body := c.in[c.start+hdrLen : c.start+hdrLen+n]
+			need := hdrLen + n
+			if c.end-c.start >= need {
+				body := c.in[c.start+hdrLen : c.start+need]
 				pt, err := c.rx.Decrypt(body[:0], hdr, body)
 				if err != nil {
 					return c.fail(fmt.Errorf("%w: %w", ErrTampered, err))
 				}
-				c.start += hdrLen + n
+				c.start += need
 				c.plain = pt
 				return nil
 			}
+			if need > len(c.in)-c.start {
+				c.compact(need)
+			}
+			if len(c.in) > smallBuf {
+				limit = c.start + need
+			}
+		} else if c.start > 0 && c.start == c.end {
+			c.start, c.end = 0, 0
+		} else if c.start > 0 && len(c.in)-c.end < hdrLen {
+			c.compact(0)
 		}
-		if c.start > 0 {
-			c.end = copy(c.in, c.in[c.start:c.end])
-			c.start = 0
-		}
-		m, err := c.raw.Read(c.in[c.end:])
+		m, err := c.raw.Read(c.in[c.end:limit])
 		c.end += m
 		if err != nil && m == 0 {
 			if errors.Is(err, io.EOF) {
-				if c.end > 0 {
+				if c.end > c.start {
 					err = io.ErrUnexpectedEOF
 				}
 				c.rerr = err
@@ -122,6 +148,18 @@ func (c *Conn) readRecord() error {
 			return err
 		}
 	}
+}
+
+// compact moves the unopened bytes to the front of the buffer, into a
+// large one if a record of need bytes will not fit the small one.
+func (c *Conn) compact(need int) {
+	dst := c.in
+	if need > len(c.small) && len(c.in) == len(c.small) {
+		dst = large.Get().(*[hdrLen + maxSealed]byte)[:]
+	}
+	c.end = copy(dst, c.in[c.start:c.end])
+	c.start = 0
+	c.in = dst
 }
 
 // fail ends the session over a record that did not authenticate.
@@ -142,13 +180,12 @@ func (c *Conn) Write(p []byte) (int, error) {
 	if c.werr != nil {
 		return 0, c.werr
 	}
-	if c.out == nil {
-		c.out = make([]byte, 0, hdrLen+maxSealed)
-	}
+	buf := large.Get().(*[hdrLen + maxSealed]byte)
+	defer large.Put(buf)
 	done := 0
 	for done < len(p) {
 		chunk := p[done:min(len(p), done+MaxRecord)]
-		b := binary.BigEndian.AppendUint16(c.out[:0], uint16(len(chunk)+tagLen))
+		b := binary.BigEndian.AppendUint16(buf[:0], uint16(len(chunk)+tagLen))
 		b, err := c.tx.Encrypt(b, b[:hdrLen], chunk)
 		if err != nil {
 			c.werr = fmt.Errorf("session: %w", err)

@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"io"
+	mrand "math/rand/v2"
 	"net"
 	"os"
 	"sync"
@@ -537,5 +538,53 @@ func TestDHMatchesNoise25519(t *testing.T) {
 	a, _ := d.GenerateKeypair(rand.Reader)
 	if _, err := d.DH(a.Private, make([]byte, 32)); !errors.Is(err, ErrHandshake) {
 		t.Errorf("DH with the zero point: err = %v, want ErrHandshake", err)
+	}
+}
+
+// chunkConn returns what it holds in reads of random sizes, as TCP may.
+type chunkConn struct {
+	bufConn
+	max int
+}
+
+func (c *chunkConn) Read(p []byte) (int, error) {
+	n := 1 + mrand.IntN(c.max)
+	return c.r.Read(p[:min(len(p), n)])
+}
+
+// Records of every size around the small buffer's edge, arriving in
+// pieces of any size, read back whole; afterwards the session holds only
+// its small buffer.
+func TestRecordBuffering(t *testing.T) {
+	sizes := []int{1, smallBuf - hdrLen - tagLen - 1, smallBuf - hdrLen - tagLen, smallBuf - hdrLen - tagLen + 1, 3, 5000, MaxRecord, 2, MaxRecord + 1, 7}
+	for _, chunk := range []int{1, 7, 1000, 40000} {
+		s := newSession(t, pipe)
+		var msgs []string
+		var want []byte
+		for i, n := range sizes {
+			m := bytes.Repeat([]byte{byte('a' + i)}, n)
+			msgs = append(msgs, string(m))
+			want = append(want, m...)
+		}
+		stream := cat(records(t, s, msgs...)...)
+		s.b.raw = &chunkConn{bufConn: bufConn{r: bytes.NewReader(stream)}, max: chunk}
+		got := make([]byte, 0, len(want))
+		buf := make([]byte, 3000)
+		for {
+			n, err := s.b.Read(buf[:1+mrand.IntN(len(buf))])
+			got = append(got, buf[:n]...)
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				t.Fatalf("chunks of up to %d: %v", chunk, err)
+			}
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("chunks of up to %d: read %d bytes, not the %d written", chunk, len(got), len(want))
+		}
+		if len(s.b.in) != smallBuf {
+			t.Errorf("chunks of up to %d: an idle session holds a %d-byte buffer", chunk, len(s.b.in))
+		}
 	}
 }

@@ -218,6 +218,13 @@ func AppendBatchBody(b []byte, first uint64, recs []Record) ([]byte, error) {
 // ParseBatch decodes a batch. Records are appended to recs[:0] so a
 // receive loop can reuse one slice.
 func ParseBatch(b []byte, recs []Record) (Batch, error) {
+	return ParseBatchNicks(b, recs, nil)
+}
+
+// ParseBatchNicks is ParseBatch making each record's nick with nick (nil:
+// a new string each), so that a receiver can hand out the strings of the
+// few nicks a room has, rather than allocate one per record.
+func ParseBatchNicks(b []byte, recs []Record, nick func([]byte) string) (Batch, error) {
 	var bt Batch
 	if len(b) > MaxBatch {
 		return bt, fmt.Errorf("batch: %w", ErrTooLong)
@@ -234,7 +241,11 @@ func ParseBatch(b []byte, recs []Record) (Batch, error) {
 		var rec Record
 		rec.Kind = r.u8()
 		copy(rec.KeyID[:], r.take(KeyIDLen))
-		rec.Nick = r.str8(MaxNick)
+		if nick != nil {
+			rec.Nick = nick(r.bytes8(MaxNick))
+		} else {
+			rec.Nick = string(r.bytes8(MaxNick))
+		}
 		rec.Text = string(r.bytes16(MaxText))
 		if rec.Kind == 0 {
 			r.fail(ErrInvalid)

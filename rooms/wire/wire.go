@@ -120,12 +120,17 @@ func (r *reader) u64() uint64 {
 
 // str8 reads a string with a one-byte length prefix, at most max bytes.
 func (r *reader) str8(max int) string {
+	return string(r.bytes8(max))
+}
+
+// bytes8 reads bytes with a one-byte length prefix, at most max bytes.
+func (r *reader) bytes8(max int) []byte {
 	n := int(r.u8())
 	if n > max {
 		r.fail(ErrTooLong)
-		return ""
+		return nil
 	}
-	return string(r.take(n))
+	return r.take(n)
 }
 
 // bytes16 reads bytes with a two-byte length prefix, at most max bytes.

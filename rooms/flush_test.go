@@ -1,0 +1,121 @@
+package rooms
+
+import (
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"meshd/rooms/wire"
+)
+
+// blockSink keeps the block number of every shard a Sequencer sends and
+// signals each send.
+type blockSink struct {
+	mu     sync.Mutex
+	blocks []uint64
+	sent   chan struct{}
+}
+
+func (s *blockSink) WriteTo(b []byte, _ netip.AddrPort) error {
+	si, err := wire.ParseShardInfo(b)
+	if err != nil {
+		return nil // a heartbeat
+	}
+	s.mu.Lock()
+	s.blocks = append(s.blocks, si.Block)
+	s.mu.Unlock()
+	select {
+	case s.sent <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+func (s *blockSink) sentBlocks() []uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]uint64(nil), s.blocks...)
+}
+
+// TestLoneLineIsNotHeldBack: a line that finds the room quiet is sent
+// before Say returns, with no flush timer armed, while the lines of a
+// burst that follows it wait for the timer and share one block. The
+// Sequencer's clock is the test's, so "quiet" does not depend on how fast
+// this machine runs the test.
+func TestLoneLineIsNotHeldBack(t *testing.T) {
+	sink := &blockSink{sent: make(chan struct{}, 1)}
+	s := newPathHost(t, sink)
+	clock := time.Unix(1_000_000, 0)
+	s.mu.Lock()
+	s.now = func() time.Time { return clock }
+	s.mu.Unlock()
+
+	state := func() (armed bool, pending int) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.flushArmed, len(s.pending)
+	}
+
+	// say submits a line holding the Sequencer's lock, as Say does, and
+	// reports the blocks sent by the time it returns: with the lock held
+	// the flush timer cannot have sent anything, so those went out at
+	// once.
+	say := func(text string) []uint64 {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if _, err := s.submitLocked(wire.Record{Kind: wire.KindMessage, KeyID: s.keyID, Nick: "host", Text: text}); err != nil {
+			t.Fatal(err)
+		}
+		return sink.sentBlocks()
+	}
+
+	if got := say("alone"); len(got) != 1 || got[0] != 1 {
+		t.Fatalf("a lone line: shards of blocks %v sent at once, want one of block 1", got)
+	}
+	if armed, pending := state(); armed || pending != 0 {
+		t.Fatalf("after a lone line: flush timer armed %v, %d lines pending; want nothing waiting", armed, pending)
+	}
+	<-sink.sent // the lone line's
+
+	// A burst at the same instant: the room just sent a block, so these
+	// wait for the timer (held under the lock, the timer cannot send
+	// them before the test looks).
+	for _, text := range []string{"burst 1", "burst 2", "burst 3"} {
+		if got := say(text); len(got) != 1 {
+			t.Fatalf("during a burst, shards of blocks %v were sent, want only block 1's", got)
+		}
+	}
+	if armed, pending := state(); !armed || pending != 3 {
+		t.Fatalf("during a burst: flush timer armed %v, %d lines pending; want armed, 3", armed, pending)
+	}
+	select {
+	case <-sink.sent:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the flush timer never sent the burst")
+	}
+	if got := sink.sentBlocks(); len(got) != 2 || got[1] != 2 {
+		t.Fatalf("after the flush timer, shards of blocks %v were sent, want block 1's, then one of block 2 (the burst's 3 lines in 1 shard)", got)
+	}
+	if armed, pending := state(); armed || pending != 0 {
+		t.Fatalf("after the flush timer: armed %v, %d lines pending; want nothing waiting", armed, pending)
+	}
+
+	// Once the room has been quiet for FlushDelay, a line goes at once
+	// again, and Say returns with it logged.
+	s.mu.Lock()
+	clock = clock.Add(FlushDelay)
+	s.mu.Unlock()
+	if got := say("later"); len(got) != 3 || got[2] != 3 {
+		t.Fatalf("after a quiet FlushDelay, shards of blocks %v were sent, want a third block at once", got)
+	}
+	s.mu.Lock()
+	clock = clock.Add(FlushDelay)
+	s.mu.Unlock()
+	if _, err := s.Say("and later"); err != nil {
+		t.Fatal(err)
+	}
+	if got := sink.sentBlocks(); len(got) != 4 || got[3] != 4 {
+		t.Fatalf("after Say in a quiet room, shards of blocks %v were sent, want a fourth block", got)
+	}
+}

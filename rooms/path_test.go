@@ -1,0 +1,257 @@
+package rooms
+
+import (
+	"bytes"
+	"fmt"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"meshd/rooms/wire"
+)
+
+// The per-packet path, host and member, measured without sockets or
+// sessions: a Sequencer multicasting into a pktSink, and a Member fed
+// those packets as the daemon's data loop would feed them.
+
+// pktSink keeps what a Sequencer multicasts.
+type pktSink struct{ pkts [][]byte }
+
+func (s *pktSink) WriteTo(b []byte, _ netip.AddrPort) error {
+	s.pkts = append(s.pkts, bytes.Clone(b))
+	return nil
+}
+
+// countSink counts what a Sequencer multicasts and keeps nothing, so
+// that a benchmark of the host measures the host.
+type countSink struct{ n int }
+
+func (s *countSink) WriteTo([]byte, netip.AddrPort) error {
+	s.n++
+	return nil
+}
+
+// nullStore is a Store that keeps nothing, for the same reason.
+type nullStore struct{ next uint64 }
+
+func (s *nullStore) Append(first uint64, count int, _ []byte) error {
+	s.next = first + uint64(count)
+	return nil
+}
+func (s *nullStore) Read(uint64, func(uint64, int, []byte) bool) {}
+func (s *nullStore) Oldest() uint64                              { return 0 }
+func (s *nullStore) Next() uint64                                { return s.next }
+func (s *nullStore) Start() uint64                               { return max(s.next, 1) }
+func (s *nullStore) Reserve(uint64) error                        { return nil }
+func (s *nullStore) Close() error                                { return nil }
+
+// newPathHost returns a hosted room with no members whose packets go to
+// sender.
+func newPathHost(tb testing.TB, sender PacketSender) *Sequencer {
+	tb.Helper()
+	h := NewHost(HostConfig{
+		Identity:   newTestIdentity(tb),
+		Boot:       1,
+		Sender:     sender,
+		DataGroups: testPrefix,
+		DataPort:   7703,
+		Nick:       "host",
+		Lifetime:   30 * time.Second,
+		Addrs:      func() []netip.AddrPort { return nil },
+		Deliver:    func(Delivery) {},
+		Stats:      new(Stats),
+		Logger:     discard,
+		OpenStore: func(string, [wire.RoomIDLen]byte) (Store, error) {
+			return new(nullStore), nil
+		},
+	})
+	s, err := h.Open("bench")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(h.Close)
+	return s
+}
+
+// newPathMember returns a member of s's room, holding its key as a
+// Welcome would give it, with no session: its acks and NACKs go nowhere.
+func newPathMember(tb testing.TB, s *Sequencer) *Member {
+	tb.Helper()
+	s.mu.Lock()
+	w := &wire.Welcome{Room: s.id, Epoch: s.key.epoch, Key: s.key.key, Next: s.next, Block: s.block, Group: s.group}
+	s.mu.Unlock()
+	kn := Known{Announce: wire.Announce{Room: s.name}}
+	copy(kn.HostKey[:], s.host.cfg.Identity.Pub)
+	m := newMember(MemberConfig{
+		Identity:  newTestIdentity(tb),
+		Stats:     new(Stats),
+		Logger:    discard,
+		Deliver:   func(Delivery) {},
+		JoinData:  func(netip.Addr) error { return nil },
+		LeaveData: func(netip.Addr) {},
+		Sender:    new(countSink),
+		Path:      PathMulticast,
+	}, kn, "bench", 0)
+	if err := m.welcome(nil, w); err != nil {
+		tb.Fatal(err)
+	}
+	// Never run, so Close would wait for it; stopping its timers is all
+	// there is to close.
+	tb.Cleanup(func() {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		m.closed = true
+		m.rx.stopTimers()
+	})
+	return m
+}
+
+var pathLine = strings.Repeat("m", 200)
+
+// makeBlocks has s send n blocks of lines 200-byte lines each, with the
+// proactive parity that loss calls for, and returns each block's packets.
+func makeBlocks(tb testing.TB, s *Sequencer, sink *pktSink, n, lines int, loss float64) [][][]byte {
+	tb.Helper()
+	blocks := make([][][]byte, n)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := range blocks {
+		s.loss = loss
+		for range lines {
+			if _, err := s.submitLocked(wire.Record{Kind: wire.KindMessage, KeyID: s.keyID, Nick: "ann", Text: pathLine}); err != nil {
+				tb.Fatal(err)
+			}
+		}
+		s.flushLocked()
+		blocks[i], sink.pkts = sink.pkts, nil
+	}
+	return blocks
+}
+
+// pathFeed feeds a member blocks, one per call, starting over (with the
+// member's receive state reset to the first block) once all were fed.
+type pathFeed struct {
+	m      *Member
+	blocks [][][]byte
+	next   uint64 // the sequence number of the first block's first line
+	block0 uint64 // the block before the first
+	i      int
+	lost   int // data shards of each block withheld (repaired from parity)
+}
+
+func newPathFeed(tb testing.TB, lines, blocks, lost int, loss float64) *pathFeed {
+	sink := new(pktSink)
+	s := newPathHost(tb, sink)
+	m := newPathMember(tb, s)
+	f := &pathFeed{m: m, next: s.next, block0: s.block, lost: lost}
+	f.blocks = makeBlocks(tb, s, sink, blocks, lines, loss)
+	return f
+}
+
+// restart makes the member expect the first block again.
+func (f *pathFeed) restart() {
+	f.m.mu.Lock()
+	f.m.rx.reset(f.next, f.block0, time.Now())
+	f.m.mu.Unlock()
+	f.i = 0
+}
+
+// one feeds the next block; it reports false when all have been fed.
+func (f *pathFeed) one() bool {
+	if f.i == len(f.blocks) {
+		return false
+	}
+	for _, p := range f.blocks[f.i][f.lost:] {
+		f.m.HandlePacket(p)
+	}
+	f.i++
+	return true
+}
+
+// BenchmarkMemberReceive is a member's whole receive path per block of
+// lines 200-byte lines: open each shard, rebuild the block, verify the
+// host's signature, deliver in order (to a Deliver that does nothing).
+// ns/line is what a line costs a member.
+func BenchmarkMemberReceive(b *testing.B) {
+	for _, tt := range []struct {
+		lines, lost int
+		loss        float64
+	}{
+		{1, 0, 0}, {8, 0, 0}, {32, 0, 0},
+		// At 5 % loss the host sends proactive parity, and the first
+		// data shard is lost: the block is rebuilt from parity.
+		{1, 1, 0.05}, {32, 1, 0.05},
+	} {
+		name := fmt.Sprintf("lines=%d", tt.lines)
+		if tt.lost > 0 {
+			name += "/repaired"
+		}
+		b.Run(name, func(b *testing.B) {
+			f := newPathFeed(b, tt.lines, 128, tt.lost, tt.loss)
+			b.SetBytes(int64(tt.lines * len(pathLine)))
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				if !f.one() {
+					b.StopTimer()
+					f.restart()
+					b.StartTimer()
+					f.one()
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*tt.lines), "ns/line")
+		})
+	}
+}
+
+// BenchmarkSequencer is the host's path per block of lines 200-byte lines:
+// sequence each line, then sign, log (to a store that keeps nothing),
+// encode and seal the block and hand its packets to the socket.
+func BenchmarkSequencer(b *testing.B) {
+	for _, lines := range []int{1, 8, 32} {
+		b.Run(fmt.Sprintf("lines=%d", lines), func(b *testing.B) {
+			s := newPathHost(b, new(countSink))
+			rec := wire.Record{Kind: wire.KindMessage, KeyID: s.keyID, Nick: "ann", Text: pathLine}
+			b.SetBytes(int64(lines * len(pathLine)))
+			b.ReportAllocs()
+			for b.Loop() {
+				s.mu.Lock()
+				for range lines {
+					if _, err := s.submitLocked(rec); err != nil {
+						b.Fatal(err)
+					}
+				}
+				s.flushLocked()
+				s.mu.Unlock()
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*lines), "ns/line")
+		})
+	}
+}
+
+// TestReceiveAllocs: a block that arrives whole costs a member one
+// allocation per line (its text, which the member hands on) and the one
+// inside Ed25519's verification, however many shards and lines it has:
+// nothing per packet. A block rebuilt from parity adds reedsolomon's few
+// of its own.
+func TestReceiveAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates on its own account")
+	}
+	for _, lines := range []int{1, 8, 32} {
+		f := newPathFeed(t, lines, 120, 0, 0)
+		f.one() // the first block sizes the scratch space
+		got := testing.AllocsPerRun(100, func() {
+			if !f.one() {
+				t.Fatal("out of blocks")
+			}
+		})
+		if want := float64(lines + 1); got > want {
+			t.Errorf("%d lines a block: %v allocations per block, want at most %v", lines, got, want)
+		}
+		if d := f.m.cfg.Stats.DataDelivered.Load(); d != int64(102*lines) {
+			t.Errorf("%d lines a block: %d lines delivered, want %d", lines, d, 102*lines)
+		}
+	}
+}
