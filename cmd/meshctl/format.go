@@ -143,6 +143,7 @@ var statGroups = []struct {
 	prefixes []string
 }{
 	{"Room announcements (discovery)", []string{"announce_", "discovery_"}},
+	{"Searches, answers and relays", []string{"search", "quer", "answer", "relay"}},
 	{"Room data", []string{"data_"}},
 	{"Loss repair (NACKs, repairs, FEC blocks)", []string{"nack", "repairs_", "blocks_"}},
 	{"Sessions and paths", []string{"sessions_", "stream_"}},
