@@ -75,6 +75,7 @@ type benchResult struct {
 	linkPerPayload float64
 	hostRSS        int // KiB
 	memberRSSMax   int // KiB
+	switched       int // members that moved to their session during a multicast run
 	problems       []string
 }
 
@@ -286,6 +287,16 @@ func runBench(t *testing.T, c benchCase, path string) benchResult {
 		res.memberRSSMax = max(res.memberRSSMax, rssKiB(t, m.cmd.Process.Pid))
 	}
 
+	// A member that left multicast for its session during a multicast
+	// run (auto path: multicast too lossy or silent) makes the run part
+	// TCP; the table must say so.
+	if path == "multicast" {
+		for _, m := range members {
+			if st, err := m.client().Status(ctx); err == nil && st.Counters["stream_switches"] > 0 {
+				res.switched++
+			}
+		}
+	}
 	var lat []time.Duration
 	for _, v := range views {
 		v.mu.Lock()
@@ -565,8 +576,12 @@ func linkBytes(t *testing.T, h *host) int64 {
 }
 
 func formatBenchRow(r *benchResult) string {
+	path := r.path
+	if r.switched > 0 {
+		path = fmt.Sprintf("%s (%d fell back to tcp)", path, r.switched)
+	}
 	return fmt.Sprintf("| %s | %s | %d | %d %% | %s | %s | %d | %.0f | %.2f s | %s / %s / %s | %.0f | %.1f (max %.1f) | %.2f | %.1f / %.1f |",
-		r.name, r.path, r.members, r.loss, capString(r.capMbit), rateString(r.rate), r.accepted, r.delivered(), r.elapsed.Seconds(),
+		r.name, path, r.members, r.loss, capString(r.capMbit), rateString(r.rate), r.accepted, r.delivered(), r.elapsed.Seconds(),
 		ms(r.p50), ms(r.p99), ms(r.pmax), r.hostCPU, r.memberCPU, r.memberCPUMax, r.linkPerPayload,
 		float64(r.hostRSS)/1024, float64(r.memberRSSMax)/1024)
 }
