@@ -97,6 +97,8 @@ const (
 	// member has yet to read them: a Fetch for them within it is answered
 	// by what is already on its way.
 	inFlight = time.Second
+	// idleBuffer is the most a session's writer keeps while it waits.
+	idleBuffer = 4 << 10
 )
 
 // Host is the set of rooms this daemon hosts, and the server that members
@@ -446,10 +448,12 @@ func (m *hostSession) writeLoop() {
 				m.close()
 				return
 			}
-			if cap(buf) > 4*catchUpChunk {
-				buf = nil // a burst of queued frames: let it go
-			}
 			continue
+		}
+		// Idle: a catch-up's buffer is let go, since a room's hundreds
+		// of quiet sessions would otherwise each keep one.
+		if cap(buf) > idleBuffer {
+			buf = nil
 		}
 		select {
 		case <-m.wake:

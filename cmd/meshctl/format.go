@@ -143,10 +143,12 @@ var statGroups = []struct {
 	prefixes []string
 }{
 	{"Room announcements (discovery)", []string{"announce_", "discovery_"}},
+	{"Searches, answers and relays", []string{"search", "quer", "answer", "relay"}},
 	{"Room data", []string{"data_"}},
 	{"Loss repair (NACKs, repairs, FEC blocks)", []string{"nack", "repairs_", "blocks_"}},
 	{"Sessions and paths", []string{"sessions_", "stream_"}},
 	{"Packets", []string{"packets_", "send_"}},
+	{"Control API", []string{"ctl_"}},
 }
 
 // printStats shows the counters for people: grouped, each with a few

@@ -4,12 +4,13 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"os/user"
 	"slices"
 	"strconv"
 	"sync"
+
+	"meshd/ctl/ctlserver/httpd"
 )
 
 // Peer is the process at the other end of a control connection, as the
@@ -87,7 +88,7 @@ func (p Policy) Allowed(peer Peer, method, path string) bool {
 // ReadOnly reports whether a request only reads what any local user may
 // see: GET /v0/status and GET /v0/metrics.
 func ReadOnly(method, path string) bool {
-	return method == http.MethodGet && (path == "/v0/status" || path == "/v0/metrics")
+	return method == "GET" && (path == "/v0/status" || path == "/v0/metrics")
 }
 
 // denied is the message of the 403 answer to a peer that is not an
@@ -137,7 +138,7 @@ func (a *access) isOperator() bool {
 	return a.operator
 }
 
-// connContext returns http.Server.ConnContext for pol: it asks the kernel
+// connContext returns httpd.Server.ConnContext for pol: it asks the kernel
 // who is at the other end of each connection.
 func connContext(pol Policy) func(context.Context, net.Conn) context.Context {
 	return func(ctx context.Context, c net.Conn) context.Context {
@@ -158,16 +159,16 @@ func connContext(pol Policy) func(context.Context, net.Conn) context.Context {
 // make it. A request that did not come through Serve (ServeHTTP used
 // directly, as in a handler test) carries no peer and is not checked: the
 // server it is embedded in is then responsible for access.
-func checkAccess(w http.ResponseWriter, r *http.Request) bool {
+func checkAccess(w httpd.ResponseWriter, r *httpd.Request) bool {
 	a, ok := r.Context().Value(accessKey{}).(*access)
 	if !ok || ReadOnly(r.Method, r.URL.Path) || a.isOperator() {
 		return true
 	}
 	if !a.known {
-		writeError(w, http.StatusForbidden, fmt.Sprintf("permission denied: %s %s: meshd cannot tell who is connecting, so only GET /v0/status and GET /v0/metrics are allowed", r.Method, r.URL.Path))
+		writeError(w, httpd.StatusForbidden, fmt.Sprintf("permission denied: %s %s: meshd cannot tell who is connecting, so only GET /v0/status and GET /v0/metrics are allowed", r.Method, r.URL.Path))
 		return false
 	}
-	writeError(w, http.StatusForbidden, a.policy.denied(a.peer, r.Method, r.URL.Path))
+	writeError(w, httpd.StatusForbidden, a.policy.denied(a.peer, r.Method, r.URL.Path))
 	return false
 }
 
@@ -231,8 +232,8 @@ func (c *limitConn) Close() error {
 	return err
 }
 
-// CloseWrite lets http.Server half-close the connection, as it does for
-// the underlying *net.UnixConn.
+// CloseWrite lets httpd.Server half-close the connection before closing
+// it, as it does for the underlying *net.UnixConn.
 func (c *limitConn) CloseWrite() error {
 	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
 		return cw.CloseWrite()

@@ -4,12 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
+	"net"
 	"net/http"
-	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"meshd/ctl"
+	"meshd/ctl/ctlserver/httpd"
 )
 
 func TestPolicy(t *testing.T) {
@@ -90,14 +93,52 @@ func TestAccessCheckInHandler(t *testing.T) {
 	pol := Policy{OwnUID: 500, Group: "meshd", GID: 900,
 		UserGroups: func(uint32) ([]string, error) { return nil, errors.New("no") }}
 	s := New(fakeBackend{}, "v", nil)
-	do := func(a *access, method, path string) *httptest.ResponseRecorder {
-		req := httptest.NewRequest(method, "http://meshd.sock"+path, strings.NewReader(`{"name":"x"}`))
-		if a != nil {
-			req = req.WithContext(context.WithValue(req.Context(), accessKey{}, a))
+	type result struct {
+		Code int
+		Body string
+	}
+	// do serves one request through httpd with a as the connection's
+	// access, as connContext would have set it.
+	do := func(a *access, method, path string) result {
+		t.Helper()
+		ln, err := net.Listen("unix", filepath.Join(t.TempDir(), "s"))
+		if err != nil {
+			t.Fatal(err)
 		}
-		w := httptest.NewRecorder()
-		s.ServeHTTP(w, req)
-		return w
+		ctx, cancel := context.WithCancel(context.Background())
+		hs := &httpd.Server{Handler: s, ConnContext: func(ctx context.Context, _ net.Conn) context.Context {
+			if a == nil {
+				return ctx
+			}
+			return context.WithValue(ctx, accessKey{}, a)
+		}}
+		done := make(chan error, 1)
+		go func() { done <- hs.Serve(ctx, ln) }()
+		defer func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Serve: %v", err)
+			}
+		}()
+		tr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", ln.Addr().String())
+		}}
+		defer tr.CloseIdleConnections()
+		req, err := http.NewRequest(method, "http://meshd.sock"+path, strings.NewReader(`{"name":"x"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := tr.RoundTrip(req)
+		if err != nil {
+			t.Fatalf("%s %s: %v", method, path, err)
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return result{resp.StatusCode, string(b)}
 	}
 	stranger := &access{policy: pol, peer: Peer{UID: 4242, GID: 4242}, known: true}
 	for _, path := range []string{"/v0/status", "/v0/metrics"} {
@@ -107,7 +148,7 @@ func TestAccessCheckInHandler(t *testing.T) {
 	}
 	w := do(stranger, "POST", "/v0/rooms/host")
 	var e ctl.Error
-	if err := json.Unmarshal(w.Body.Bytes(), &e); err != nil || w.Code != http.StatusForbidden {
+	if err := json.Unmarshal([]byte(w.Body), &e); err != nil || w.Code != http.StatusForbidden {
 		t.Fatalf("stranger POST /v0/rooms/host = %d %s, want 403 JSON", w.Code, w.Body)
 	}
 	const want = `permission denied: POST /v0/rooms/host needs root or membership of group "meshd"; ask an operator to add you (usermod -aG meshd `
@@ -120,7 +161,7 @@ func TestAccessCheckInHandler(t *testing.T) {
 		}
 	}
 	unknown := &access{policy: pol}
-	if w := do(unknown, "POST", "/v0/rooms/host"); w.Code != http.StatusForbidden || !strings.Contains(w.Body.String(), "cannot tell who") {
+	if w := do(unknown, "POST", "/v0/rooms/host"); w.Code != http.StatusForbidden || !strings.Contains(w.Body, "cannot tell who") {
 		t.Errorf("unknown peer POST = %d %s, want 403", w.Code, w.Body)
 	}
 	if w := do(unknown, "GET", "/v0/status"); w.Code != http.StatusOK {

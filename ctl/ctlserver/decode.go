@@ -5,20 +5,22 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"reflect"
 	"strings"
+
+	"meshd/ctl/ctlserver/httpd"
 )
 
 // MaxBodyBytes caps a request body. The largest legitimate body is a say
 // whose text the rooms layer limits far below this, so anything bigger is
-// a mistake or an attack and is refused before it is buffered.
+// a mistake or an attack and is refused (413) from its Content-Length,
+// before it is read.
 const MaxBodyBytes = 64 << 10
 
-// decodeBody reads the request body (already capped by Server.api) as
+// decodeBody reads the request body (capped by the server's limits) as
 // exactly one JSON value into v, refusing unknown fields so that a
 // misspelt field fails loudly instead of being ignored.
-func decodeBody(r *http.Request, v any) error { return decodeJSON(r.Body, v) }
+func decodeBody(r *httpd.Request, v any) error { return decodeJSON(r.Body, v) }
 
 // decodeJSON is decodeBody without the HTTP plumbing, so it can be fuzzed.
 // Its errors are *Error with a message that names the problem.
@@ -43,15 +45,11 @@ func bodyError(err error) error {
 	var (
 		syntax  *json.SyntaxError
 		typ     *json.UnmarshalTypeError
-		tooBig  *http.MaxBytesError
 		badBody = func(format string, a ...any) error {
 			return BadRequest(fmt.Errorf(format, a...))
 		}
 	)
 	switch {
-	case errors.As(err, &tooBig):
-		return &Error{Code: http.StatusRequestEntityTooLarge,
-			Err: fmt.Errorf("request body is larger than the limit of %d bytes", tooBig.Limit)}
 	case errors.Is(err, io.EOF):
 		return badBody("request body is empty: send a JSON object, see docs/API.md")
 	case errors.Is(err, io.ErrUnexpectedEOF):

@@ -1,6 +1,6 @@
 package ctlserver
 
-import "net/http"
+import "meshd/ctl/ctlserver/httpd"
 
 // Error is an error with the HTTP status it should be answered with. A
 // Backend wraps its errors with NotFound, BadRequest, Conflict or
@@ -18,16 +18,16 @@ func (e *Error) Error() string { return e.Err.Error() }
 func (e *Error) Unwrap() error { return e.Err }
 
 // NotFound marks err as 404: the room (or member) named does not exist.
-func NotFound(err error) error { return &Error{Code: http.StatusNotFound, Err: err} }
+func NotFound(err error) error { return &Error{Code: httpd.StatusNotFound, Err: err} }
 
 // BadRequest marks err as 400: the request can never succeed as written.
-func BadRequest(err error) error { return &Error{Code: http.StatusBadRequest, Err: err} }
+func BadRequest(err error) error { return &Error{Code: httpd.StatusBadRequest, Err: err} }
 
 // Conflict marks err as 409: the request clashes with the current state,
 // such as hosting a room already hosted or saying into a room not joined.
-func Conflict(err error) error { return &Error{Code: http.StatusConflict, Err: err} }
+func Conflict(err error) error { return &Error{Code: httpd.StatusConflict, Err: err} }
 
 // Unavailable marks err as 503: the daemon cannot serve the request right
 // now (starting, shutting down, no link to the room's host); a retry later
 // may succeed.
-func Unavailable(err error) error { return &Error{Code: http.StatusServiceUnavailable, Err: err} }
+func Unavailable(err error) error { return &Error{Code: httpd.StatusServiceUnavailable, Err: err} }

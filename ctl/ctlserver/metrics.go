@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"maps"
-	"net/http"
 	"runtime"
 	"slices"
 	"strconv"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"meshd/ctl"
+	"meshd/ctl/ctlserver/httpd"
 )
 
 // MetricsContentType is the Content-Type of GET /v0/metrics: Prometheus's
@@ -43,12 +43,12 @@ func (c *memCache) read() ctl.Memory {
 	return c.last
 }
 
-func (s *Server) metrics(w http.ResponseWriter, r *http.Request) {
-	b := writeMetrics(s.b.Status(), s.mem.read())
+func (s *Server) metrics(w httpd.ResponseWriter, r *httpd.Request) {
+	b := writeMetrics(s.fullStatus(), s.mem.read())
 	w.Header().Set("Content-Type", MetricsContentType)
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
-	w.WriteHeader(http.StatusOK)
+	w.WriteHeader(httpd.StatusOK)
 	_, _ = w.Write(b) // a failed write means the scraper left
 }
 

@@ -3,11 +3,12 @@ package ctlserver
 import (
 	"bytes"
 	"fmt"
-	"net/http"
 	"runtime/pprof"
 	"strconv"
 	"sync"
 	"time"
+
+	"meshd/ctl/ctlserver/httpd"
 )
 
 // Bounds of a CPU profile taken through the API.
@@ -27,7 +28,7 @@ var cpuProfile sync.Mutex
 // daemon's process, so these are the daemon's. Only operators may take
 // them (the access policy allows nothing else under /v0/debug/): a
 // profile shows what the daemon is doing and costs it CPU while it runs.
-func (s *Server) pprofProfile(w http.ResponseWriter, r *http.Request) {
+func (s *Server) pprofProfile(w httpd.ResponseWriter, r *httpd.Request) {
 	name := r.PathValue("profile")
 	q := r.URL.Query()
 	if name == "profile" {
@@ -36,14 +37,14 @@ func (s *Server) pprofProfile(w http.ResponseWriter, r *http.Request) {
 	}
 	p := pprof.Lookup(name)
 	if p == nil {
-		writeError(w, http.StatusNotFound, fmt.Sprintf("no profile %q: use profile (CPU), heap, allocs, goroutine, mutex, block or threadcreate", name))
+		writeError(w, httpd.StatusNotFound, fmt.Sprintf("no profile %q: use profile (CPU), heap, allocs, goroutine, mutex, block or threadcreate", name))
 		return
 	}
 	debug := 0
 	if v := q.Get("debug"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 0 || n > 2 {
-			writeError(w, http.StatusBadRequest, fmt.Sprintf("debug=%q: use 0 (binary, for go tool pprof), 1 or 2 (text)", v))
+			writeError(w, httpd.StatusBadRequest, fmt.Sprintf("debug=%q: use 0 (binary, for go tool pprof), 1 or 2 (text)", v))
 			return
 		}
 		debug = n
@@ -52,24 +53,24 @@ func (s *Server) pprofProfile(w http.ResponseWriter, r *http.Request) {
 	// answer and not half a profile.
 	var buf bytes.Buffer
 	if err := p.WriteTo(&buf, debug); err != nil {
-		writeError(w, http.StatusInternalServerError, fmt.Sprintf("profile %s: %v", name, err))
+		writeError(w, httpd.StatusInternalServerError, fmt.Sprintf("profile %s: %v", name, err))
 		return
 	}
 	writeProfile(w, name, debug, buf.Bytes())
 }
 
-func (s *Server) cpuProfile(w http.ResponseWriter, r *http.Request) {
+func (s *Server) cpuProfile(w httpd.ResponseWriter, r *httpd.Request) {
 	d := defaultProfileTime
 	if v := r.URL.Query().Get("seconds"); v != "" {
 		n, err := strconv.ParseFloat(v, 64)
 		if err != nil || n <= 0 || time.Duration(n*float64(time.Second)) > maxProfileTime {
-			writeError(w, http.StatusBadRequest, fmt.Sprintf("seconds=%q: want a number of seconds above 0, at most %v", v, maxProfileTime))
+			writeError(w, httpd.StatusBadRequest, fmt.Sprintf("seconds=%q: want a number of seconds above 0, at most %v", v, maxProfileTime))
 			return
 		}
 		d = time.Duration(n * float64(time.Second))
 	}
 	if !cpuProfile.TryLock() {
-		writeError(w, http.StatusConflict, "a CPU profile is already being taken; try again when it is done")
+		writeError(w, httpd.StatusConflict, "a CPU profile is already being taken; try again when it is done")
 		return
 	}
 	defer cpuProfile.Unlock()
@@ -77,7 +78,7 @@ func (s *Server) cpuProfile(w http.ResponseWriter, r *http.Request) {
 	if err := pprof.StartCPUProfile(&buf); err != nil {
 		// Something else in the process profiles the CPU (a test run with
 		// -cpuprofile, say).
-		writeError(w, http.StatusConflict, fmt.Sprintf("cannot start a CPU profile: %v", err))
+		writeError(w, httpd.StatusConflict, fmt.Sprintf("cannot start a CPU profile: %v", err))
 		return
 	}
 	t := time.NewTimer(d)
@@ -94,7 +95,7 @@ func (s *Server) cpuProfile(w http.ResponseWriter, r *http.Request) {
 	writeProfile(w, "profile", 0, buf.Bytes())
 }
 
-func writeProfile(w http.ResponseWriter, name string, debug int, b []byte) {
+func writeProfile(w httpd.ResponseWriter, name string, debug int, b []byte) {
 	h := w.Header()
 	h.Set("Cache-Control", "no-store")
 	h.Set("Content-Length", strconv.Itoa(len(b)))
@@ -104,6 +105,6 @@ func writeProfile(w http.ResponseWriter, name string, debug int, b []byte) {
 		h.Set("Content-Type", "application/octet-stream")
 		h.Set("Content-Disposition", fmt.Sprintf("attachment; filename=%q", name+".pprof"))
 	}
-	w.WriteHeader(http.StatusOK)
+	w.WriteHeader(httpd.StatusOK)
 	_, _ = w.Write(b) // a failed write means the client left
 }

@@ -2,7 +2,8 @@
 // Unix socket: HTTP/1.1 with JSON bodies under /v0/, and a
 // newline-delimited JSON event stream. It knows nothing of rooms or
 // transports; the daemon plugs in through Backend. It must import no meshd
-// package except meshd/ctl, so that the API can be tested on its own.
+// package except meshd/ctl and its own HTTP server, meshd/ctl/ctlserver/httpd,
+// so that the API can be tested on its own.
 package ctlserver
 
 import (
@@ -11,14 +12,16 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
-	"net/http"
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"meshd/ctl"
+	"meshd/ctl/ctlserver/httpd"
 )
 
 // Backend is what the control API drives. The daemon implements it; its
@@ -55,15 +58,16 @@ type Backend interface {
 const (
 	// maxSayWait bounds how long a say may wait for receipts.
 	maxSayWait = 5 * time.Minute
-	// readHeaderTimeout bounds how long a connection may dawdle before its
-	// request headers are in, so a stuck client cannot pin a goroutine.
-	readHeaderTimeout = 10 * time.Second
+	// readTimeout bounds how long a connection may dawdle before its
+	// request is in, so a stuck client cannot pin a goroutine.
+	readTimeout = 10 * time.Second
 	// idleTimeout closes keep-alive connections nobody uses, so that they
 	// do not hold one of the maxConns slots: a front end that makes a new
 	// client per request leaves one behind each time.
 	idleTimeout = 2 * time.Second
-	// maxHeaderBytes is far above anything meshctl or curl sends.
-	maxHeaderBytes = 16 << 10
+	// writeTimeout cuts off a client that stops reading a response, e.g.
+	// an event follower that is stuck: each write gets this long.
+	writeTimeout = 10 * time.Second
 	// shutdownTimeout bounds how long Serve waits for requests to finish
 	// once its context is done before it closes their connections.
 	shutdownTimeout = 5 * time.Second
@@ -74,8 +78,11 @@ type Server struct {
 	b       Backend
 	version string
 	log     *slog.Logger
-	mux     *http.ServeMux
+	mux     httpd.Mux
 	mem     memCache
+	// refused counts requests the HTTP layer refused before any handler
+	// (malformed, over a limit); panics counts handlers that panicked.
+	refused, panics atomic.Int64
 	// endpoints lists "METHOD /path" for error messages that tell a caller
 	// what exists.
 	endpoints []string
@@ -87,10 +94,10 @@ func New(b Backend, version string, logger *slog.Logger) *Server {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{b: b, version: version, log: logger, mux: http.NewServeMux()}
+	s := &Server{b: b, version: version, log: logger}
 	routes := []struct {
 		method, path string
-		h            http.HandlerFunc
+		h            httpd.HandlerFunc
 	}{
 		{"GET", "/v0/status", s.api(s.status)},
 		{"GET", "/v0/rooms", s.api(s.rooms)},
@@ -108,34 +115,24 @@ func New(b Backend, version string, logger *slog.Logger) *Server {
 		{"GET", "/v0/metrics", s.metrics},
 		{"GET", "/v0/debug/pprof/{profile}", s.pprofProfile},
 	}
-	allowed := make(map[string][]string)
 	for _, rt := range routes {
-		s.mux.HandleFunc(rt.method+" "+rt.path, rt.h)
-		allowed[rt.path] = append(allowed[rt.path], rt.method)
+		s.mux.Handle(rt.method, rt.path, rt.h)
 		s.endpoints = append(s.endpoints, rt.method+" "+rt.path)
 	}
-	// A pattern without a method is less specific than the same path with
-	// one, so these catch only the wrong methods; registering them lets us
-	// answer 405 in JSON rather than ServeMux's plain text.
-	for path, methods := range allowed {
-		s.mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Set("Allow", strings.Join(methods, ", "))
-			writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("%s is not allowed on %s: use %s",
-				r.Method, r.URL.Path, strings.Join(methods, " or ")))
-		})
+	s.mux.MethodNotAllowed = func(w httpd.ResponseWriter, r *httpd.Request, allow []string) {
+		writeError(w, httpd.StatusMethodNotAllowed, fmt.Sprintf("%s is not allowed on %s: use %s",
+			r.Method, r.URL.Path, strings.Join(allow, " or ")))
 	}
-	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, fmt.Sprintf("no endpoint %s %s: the control API is under /%s/ and has %s",
+	s.mux.NotFound = httpd.HandlerFunc(func(w httpd.ResponseWriter, r *httpd.Request) {
+		writeError(w, httpd.StatusNotFound, fmt.Sprintf("no endpoint %s %s: the control API is under /%s/ and has %s",
 			r.Method, r.URL.Path, ctl.APIVersion, strings.Join(s.endpoints, ", ")))
 	})
 	return s
 }
 
-// ServeHTTP implements http.Handler.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	h := w.Header()
-	h.Set(ctl.VersionHeader, s.version)
-	h.Set("X-Content-Type-Options", "nosniff")
+// ServeHTTP implements httpd.Handler.
+func (s *Server) ServeHTTP(w httpd.ResponseWriter, r *httpd.Request) {
+	s.stamp(w)
 	// Browsers cannot open Unix sockets, but a page could reach the socket
 	// through a local proxy or a forwarded port. Browsers always send
 	// Origin (or at least Referer) on such requests and local programs
@@ -143,7 +140,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_, origin := r.Header["Origin"]
 	_, referer := r.Header["Referer"]
 	if origin || referer {
-		writeError(w, http.StatusForbidden,
+		writeError(w, httpd.StatusForbidden,
 			"requests from web pages are refused: the control socket is for local programs such as meshctl")
 		return
 	}
@@ -167,76 +164,84 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	if pl, ok := ln.(*policyListener); ok {
 		pol = pl.policy
 	}
-	ln = newLimitListener(ln, maxConns)
-	// Request contexts derive from reqCtx, so cancelling it ends event
-	// streams, which http.Server.Shutdown would otherwise wait for forever.
-	reqCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	hs := &http.Server{
-		Handler:           s,
-		ReadHeaderTimeout: readHeaderTimeout,
-		IdleTimeout:       idleTimeout,
-		MaxHeaderBytes:    maxHeaderBytes,
-		BaseContext:       func(net.Listener) context.Context { return reqCtx },
-		ConnContext:       connContext(pol),
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	hs := &httpd.Server{
+		Handler: s,
+		Limits: httpd.Limits{
+			HeadBytes: httpd.DefaultLimits.HeadBytes,
+			Headers:   httpd.DefaultLimits.Headers,
+			BodyBytes: MaxBodyBytes,
+		},
+		ReadTimeout:     readTimeout,
+		IdleTimeout:     idleTimeout,
+		WriteTimeout:    writeTimeout,
+		ShutdownTimeout: shutdownTimeout,
+		ConnContext:     connContext(pol),
+		Error: func(w httpd.ResponseWriter, r *httpd.Request, code int, msg string) {
+			// httpd answers by itself only requests it refused (r is nil)
+			// and requests whose handler panicked.
+			if r == nil {
+				s.refused.Add(1)
+			} else if code == httpd.StatusInternalServerError {
+				s.panics.Add(1)
+			}
+			s.stamp(w)
+			writeError(w, code, msg)
+		},
+		Log: s.log,
 	}
-	served := make(chan error, 1)
-	go func() { served <- hs.Serve(ln) }()
+	if err := hs.Serve(ctx, newLimitListener(ln, maxConns)); err != nil {
+		return fmt.Errorf("ctlserver: %w", err)
+	}
+	return nil
+}
 
-	var serveErr error
-	select {
-	case <-ctx.Done():
-	case serveErr = <-served:
-		served = nil
-	}
-	cancel()
-	shutCtx, stop := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
-	defer stop()
-	if err := hs.Shutdown(shutCtx); err != nil {
-		s.log.Warn("control API did not shut down in time; closing connections", "err", err)
-		// Close does not wait for handlers, but with reqCtx cancelled and
-		// their connections gone they return promptly.
-		hs.Close()
-	}
-	if served != nil {
-		serveErr = <-served
-	}
-	if errors.Is(serveErr, http.ErrServerClosed) {
-		return nil
-	}
-	return fmt.Errorf("ctlserver: serve %s: %w", ln.Addr(), serveErr)
+// stamp sets the headers every response carries.
+func (s *Server) stamp(w httpd.ResponseWriter) {
+	h := w.Header()
+	h.Set(ctl.VersionHeader, s.version)
+	h.Set("X-Content-Type-Options", "nosniff")
 }
 
 // apiFunc handles a request whose answer is one JSON value; a nil value
 // means 204 No Content.
-type apiFunc func(r *http.Request) (any, error)
+type apiFunc func(r *httpd.Request) (any, error)
 
-func (s *Server) api(f apiFunc) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
+func (s *Server) api(f apiFunc) httpd.HandlerFunc {
+	return func(w httpd.ResponseWriter, r *httpd.Request) {
 		v, err := f(r)
 		if err != nil {
 			s.writeBackendError(w, r, err)
 			return
 		}
 		if v == nil {
-			w.WriteHeader(http.StatusNoContent)
+			w.WriteHeader(httpd.StatusNoContent)
 			return
 		}
-		writeJSON(w, http.StatusOK, v)
+		writeJSON(w, httpd.StatusOK, v)
 	}
 }
 
-func (s *Server) status(*http.Request) (any, error) {
+// fullStatus is the backend's status with the control server's own
+// counters added.
+func (s *Server) fullStatus() ctl.Status {
 	st := s.b.Status()
+	c := make(map[string]int64, len(st.Counters)+2)
+	maps.Copy(c, st.Counters)
+	c["ctl_requests_refused"] = s.refused.Load()
+	c["ctl_handler_panics"] = s.panics.Load()
+	st.Counters = c
+	return st
+}
+
+func (s *Server) status(*httpd.Request) (any, error) {
+	st := s.fullStatus()
 	// The server runs in the daemon's process, so its memory is ours.
 	mem := s.mem.read()
 	st.Memory = &mem
 	return st, nil
 }
 
-func (s *Server) rooms(*http.Request) (any, error) {
+func (s *Server) rooms(*httpd.Request) (any, error) {
 	rooms := s.b.Rooms()
 	if rooms == nil {
 		rooms = []ctl.Room{} // clients should not have to tell null from empty
@@ -244,7 +249,7 @@ func (s *Server) rooms(*http.Request) (any, error) {
 	return rooms, nil
 }
 
-func (s *Server) host(r *http.Request) (any, error) {
+func (s *Server) host(r *httpd.Request) (any, error) {
 	var req ctl.HostRequest
 	if err := decodeBody(r, &req); err != nil {
 		return nil, err
@@ -255,7 +260,7 @@ func (s *Server) host(r *http.Request) (any, error) {
 	return s.b.Host(r.Context(), req.Name)
 }
 
-func (s *Server) join(r *http.Request) (any, error) {
+func (s *Server) join(r *httpd.Request) (any, error) {
 	var req ctl.JoinRequest
 	if err := decodeBody(r, &req); err != nil {
 		return nil, err
@@ -266,11 +271,11 @@ func (s *Server) join(r *http.Request) (any, error) {
 	return s.b.Join(r.Context(), req.Room, req.Nick)
 }
 
-func (s *Server) leave(r *http.Request) (any, error) {
+func (s *Server) leave(r *httpd.Request) (any, error) {
 	return nil, s.b.Leave(r.Context(), r.PathValue("room"))
 }
 
-func (s *Server) kick(r *http.Request) (any, error) {
+func (s *Server) kick(r *httpd.Request) (any, error) {
 	var req ctl.KickRequest
 	if err := decodeBody(r, &req); err != nil {
 		return nil, err
@@ -281,7 +286,7 @@ func (s *Server) kick(r *http.Request) (any, error) {
 	return nil, s.b.Kick(r.Context(), r.PathValue("room"), req)
 }
 
-func (s *Server) say(r *http.Request) (any, error) {
+func (s *Server) say(r *httpd.Request) (any, error) {
 	var req ctl.SayRequest
 	if err := decodeBody(r, &req); err != nil {
 		return nil, err
@@ -295,7 +300,7 @@ func (s *Server) say(r *http.Request) (any, error) {
 	return s.b.Say(r.Context(), r.PathValue("room"), req)
 }
 
-func (s *Server) who(r *http.Request) (any, error) {
+func (s *Server) who(r *httpd.Request) (any, error) {
 	who, err := s.b.Who(r.PathValue("room"))
 	if err != nil {
 		return nil, err
@@ -309,7 +314,7 @@ func (s *Server) who(r *http.Request) (any, error) {
 // maxSearchTTL is the highest IP TTL there is.
 const maxSearchTTL = 255
 
-func (s *Server) search(r *http.Request) (any, error) {
+func (s *Server) search(r *httpd.Request) (any, error) {
 	var req ctl.SearchRequest
 	if err := decodeBody(r, &req); err != nil {
 		return nil, err
@@ -330,7 +335,7 @@ func (s *Server) search(r *http.Request) (any, error) {
 	return res, nil
 }
 
-func (s *Server) peers(*http.Request) (any, error) {
+func (s *Server) peers(*httpd.Request) (any, error) {
 	p := s.b.Peers()
 	if p == nil {
 		p = []string{}
@@ -338,7 +343,7 @@ func (s *Server) peers(*http.Request) (any, error) {
 	return ctl.Peers{Peers: p}, nil
 }
 
-func (s *Server) addPeer(r *http.Request) (any, error) {
+func (s *Server) addPeer(r *httpd.Request) (any, error) {
 	var req ctl.PeerRequest
 	if err := decodeBody(r, &req); err != nil {
 		return nil, err
@@ -349,20 +354,20 @@ func (s *Server) addPeer(r *http.Request) (any, error) {
 	return nil, s.b.AddPeer(req.Addr)
 }
 
-func (s *Server) removePeer(r *http.Request) (any, error) {
+func (s *Server) removePeer(r *httpd.Request) (any, error) {
 	return nil, s.b.RemovePeer(r.PathValue("addr"))
 }
 
 // events streams ctl.Events as newline-delimited JSON, flushing each line
 // so a follower sees it at once.
-func (s *Server) events(w http.ResponseWriter, r *http.Request) {
+func (s *Server) events(w httpd.ResponseWriter, r *httpd.Request) {
 	q := r.URL.Query()
 	room := q.Get("room")
 	var since uint64
 	if v := q.Get("since"); v != "" {
 		n, err := strconv.ParseUint(v, 10, 64)
 		if err != nil {
-			writeError(w, http.StatusBadRequest, fmt.Sprintf("since=%q is not a sequence number: use a whole number such as since=41", v))
+			writeError(w, httpd.StatusBadRequest, fmt.Sprintf("since=%q is not a sequence number: use a whole number such as since=41", v))
 			return
 		}
 		since = n
@@ -371,7 +376,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	if v := q.Get("initial"); v != "" {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
-			writeError(w, http.StatusBadRequest, fmt.Sprintf("initial=%q is not a boolean: use initial=1 or initial=0", v))
+			writeError(w, httpd.StatusBadRequest, fmt.Sprintf("initial=%q is not a boolean: use initial=1 or initial=0", v))
 			return
 		}
 		initial = b
@@ -385,15 +390,14 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(http.StatusOK)
-	rc := http.NewResponseController(w)
+	w.WriteHeader(httpd.StatusOK)
 	enc := json.NewEncoder(w)
 	send := func(ev ctl.Event) bool {
 		if err := enc.Encode(ev); err != nil {
 			s.log.Debug("event stream write failed", "room", room, "err", err)
 			return false
 		}
-		if err := rc.Flush(); err != nil {
+		if err := w.Flush(); err != nil {
 			s.log.Debug("event stream flush failed", "room", room, "err", err)
 			return false
 		}
@@ -401,7 +405,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	}
 	// Flush the headers now, so the client knows it is subscribed even if
 	// nothing happens for a while.
-	if err := rc.Flush(); err != nil {
+	if err := w.Flush(); err != nil {
 		s.log.Debug("event stream flush failed", "room", room, "err", err)
 		return
 	}
@@ -450,7 +454,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 					more = false
 				}
 			}
-			if err := rc.Flush(); err != nil {
+			if err := w.Flush(); err != nil {
 				s.log.Debug("event stream flush failed", "room", room, "err", err)
 				return
 			}
@@ -460,8 +464,8 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 
 // writeBackendError answers with the status err carries and logs what a
 // person debugging the daemon needs.
-func (s *Server) writeBackendError(w http.ResponseWriter, r *http.Request, err error) {
-	code, msg := http.StatusInternalServerError, err.Error()
+func (s *Server) writeBackendError(w httpd.ResponseWriter, r *httpd.Request, err error) {
+	code, msg := httpd.StatusInternalServerError, err.Error()
 	var e *Error
 	switch {
 	case errors.As(err, &e):
@@ -469,7 +473,7 @@ func (s *Server) writeBackendError(w http.ResponseWriter, r *http.Request, err e
 	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
 		// The client left or the daemon is stopping; either way the
 		// backend did not fail.
-		code, msg = http.StatusServiceUnavailable, "request cancelled: meshd is shutting down"
+		code, msg = httpd.StatusServiceUnavailable, "request cancelled: meshd is shutting down"
 	}
 	level := slog.LevelDebug
 	if code >= 500 {
@@ -479,11 +483,11 @@ func (s *Server) writeBackendError(w http.ResponseWriter, r *http.Request, err e
 	writeError(w, code, msg)
 }
 
-func writeError(w http.ResponseWriter, code int, msg string) {
+func writeError(w httpd.ResponseWriter, code int, msg string) {
 	writeJSON(w, code, ctl.Error{Error: msg})
 }
 
-func writeJSON(w http.ResponseWriter, code int, v any) {
+func writeJSON(w httpd.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	// The status is already out; a failed write means the client left.

@@ -12,22 +12,23 @@ import (
 // (directly or not). A package missing here fails the test, so a new
 // package has to take its place in the layering on purpose.
 var allowed = map[string][]string{
-	"meshd/cmd/meshctl":       {"meshd/ctl"},
-	"meshd/cmd/meshd":         {"meshd/daemon", "meshd/ctl", "meshd/ctl/ctlserver", "meshd/mcast", "meshd/rooms", "meshd/rooms/secure", "meshd/rooms/wire", "meshd/rooms/roomlog", "meshd/fec"},
-	"meshd/daemon":            {"meshd/ctl", "meshd/ctl/ctlserver", "meshd/mcast", "meshd/rooms", "meshd/rooms/secure", "meshd/rooms/wire", "meshd/rooms/roomlog", "meshd/fec"},
-	"meshd/ctl":               {},
-	"meshd/ctl/ctlserver":     {"meshd/ctl"},
-	"meshd/ctl/ctltest":       {"meshd/ctl", "meshd/ctl/ctlserver"},
-	"meshd/rooms":             {"meshd/rooms/secure", "meshd/rooms/wire", "meshd/fec"},
-	"meshd/rooms/secure":      {},
-	"meshd/rooms/roomlog":     {},
-	"meshd/rooms/wire":        {},
-	"meshd/mcast":             {},
-	"meshd/mcast/memnet":      {},
-	"meshd/fec":               {},
-	"meshd/e2e":               {},
-	"meshd/internal/leaktest": {},
-	"meshd/internal/deptest":  {},
+	"meshd/cmd/meshctl":         {"meshd/ctl"},
+	"meshd/cmd/meshd":           {"meshd/daemon", "meshd/ctl", "meshd/ctl/ctlserver", "meshd/ctl/ctlserver/httpd", "meshd/mcast", "meshd/rooms", "meshd/rooms/secure", "meshd/rooms/wire", "meshd/rooms/roomlog", "meshd/fec"},
+	"meshd/daemon":              {"meshd/ctl", "meshd/ctl/ctlserver", "meshd/ctl/ctlserver/httpd", "meshd/mcast", "meshd/rooms", "meshd/rooms/secure", "meshd/rooms/wire", "meshd/rooms/roomlog", "meshd/fec"},
+	"meshd/ctl":                 {},
+	"meshd/ctl/ctlserver":       {"meshd/ctl", "meshd/ctl/ctlserver/httpd"},
+	"meshd/ctl/ctlserver/httpd": {},
+	"meshd/ctl/ctltest":         {"meshd/ctl", "meshd/ctl/ctlserver", "meshd/ctl/ctlserver/httpd"},
+	"meshd/rooms":               {"meshd/rooms/secure", "meshd/rooms/wire", "meshd/fec"},
+	"meshd/rooms/secure":        {},
+	"meshd/rooms/roomlog":       {},
+	"meshd/rooms/wire":          {},
+	"meshd/mcast":               {},
+	"meshd/mcast/memnet":        {},
+	"meshd/fec":                 {},
+	"meshd/e2e":                 {},
+	"meshd/internal/leaktest":   {},
+	"meshd/internal/deptest":    {},
 }
 
 func TestLayering(t *testing.T) {
@@ -60,11 +61,15 @@ func TestLayering(t *testing.T) {
 // TLS, X.509 and HTTP/2 (about half of meshctl's size), which a client of
 // a Unix socket never uses; ctl speaks the little HTTP it needs itself.
 // Sessions use Noise (rooms/secure), not TLS: crypto/tls and crypto/x509
-// are about 2 MB of meshd (docs/BENCHMARKS.md, "Router builds").
+// are about 2 MB of meshd (docs/BENCHMARKS.md, "Router builds"). meshd
+// needs none of the three: its control API is served by
+// ctl/ctlserver/httpd.
 var heavy = map[string][]string{
-	"meshd/cmd/meshctl":  {"net/http", "crypto/tls", "crypto/x509"},
-	"meshd/rooms":        {"net/http", "crypto/tls", "crypto/x509"},
-	"meshd/rooms/secure": {"net/http", "crypto/tls", "crypto/x509"},
+	"meshd/cmd/meshctl":   {"net/http", "crypto/tls", "crypto/x509"},
+	"meshd/cmd/meshd":     {"net/http", "crypto/tls", "crypto/x509"},
+	"meshd/ctl/ctlserver": {"net/http", "crypto/tls", "crypto/x509"},
+	"meshd/rooms":         {"net/http", "crypto/tls", "crypto/x509"},
+	"meshd/rooms/secure":  {"net/http", "crypto/tls", "crypto/x509"},
 }
 
 func TestNoHeavyDeps(t *testing.T) {
