@@ -227,7 +227,7 @@ func crowd() error {
 				// the door: try again.
 				for try := 0; ; try++ {
 					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-					m, err := rooms.Join(ctx, cfg, kn, fmt.Sprintf("m%d", i), 0)
+					m, err := rooms.Join(ctx, cfg, kn, fmt.Sprintf("m%d", i), 0, rooms.Credential{})
 					cancel()
 					if err == nil {
 						mu.Lock()

@@ -209,7 +209,7 @@ func runBench(t *testing.T, c benchCase, path string) benchResult {
 			rs, err := m.client().Rooms(ctx)
 			return err == nil && findRoom(rs, "general") != nil
 		})
-		if _, err := m.client().Join(ctx, "general", m.name); err != nil {
+		if _, err := m.client().Join(ctx, ctl.JoinRequest{Room: "general", Nick: m.name}); err != nil {
 			t.Fatalf("%s: join: %v", m.name, err)
 		}
 		views[i] = followBench(ctx, t, m)
