@@ -253,6 +253,8 @@ var counterHelp = map[string]string{
 	"sessions_tampered":    "session records that failed authentication (session closed)",
 	"packets_sent":         "packets sent",
 	"send_errors":          "packets that failed to send",
+	"ctl_requests_refused": "control API requests refused as malformed or over a limit",
+	"ctl_handler_panics":   "control API requests that made meshd fail (a bug; see the log)",
 }
 
 // CounterHelp returns a short explanation of the counter called name, or

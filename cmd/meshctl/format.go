@@ -148,6 +148,7 @@ var statGroups = []struct {
 	{"Loss repair (NACKs, repairs, FEC blocks)", []string{"nack", "repairs_", "blocks_"}},
 	{"Sessions and paths", []string{"sessions_", "stream_"}},
 	{"Packets", []string{"packets_", "send_"}},
+	{"Control API", []string{"ctl_"}},
 }
 
 // printStats shows the counters for people: grouped, each with a few

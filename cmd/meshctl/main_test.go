@@ -91,7 +91,7 @@ func TestCommands(t *testing.T) {
 		t.Errorf("rooms --json: exit %d, %d rooms (%v), stdout %q", r.code, len(rooms), err, r.stdout)
 	}
 	r = meshctl(ctx, "", sock, "status")
-	for _, want := range []string{"meshd test-1, up 1m30s (boot 3)\n", "\nrooms        1 hosted, 1 joined, 2 known\ncounters:\n", "  packets_in   10\n"} {
+	for _, want := range []string{"meshd test-1, up 1m30s (boot 3)\n", "\nrooms        1 hosted, 1 joined, 2 known\ncounters:\n", "  packets_in            10\n", "  ctl_requests_refused  0\n"} {
 		if r.code != 0 || !strings.Contains(r.stdout, want) {
 			t.Errorf("status: exit %d, stdout %q; want it to contain %q", r.code, r.stdout, want)
 		}

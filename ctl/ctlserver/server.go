@@ -12,10 +12,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"meshd/ctl"
@@ -78,6 +80,9 @@ type Server struct {
 	log     *slog.Logger
 	mux     httpd.Mux
 	mem     memCache
+	// refused counts requests the HTTP layer refused before any handler
+	// (malformed, over a limit); panics counts handlers that panicked.
+	refused, panics atomic.Int64
 	// endpoints lists "METHOD /path" for error messages that tell a caller
 	// what exists.
 	endpoints []string
@@ -171,7 +176,14 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		WriteTimeout:    writeTimeout,
 		ShutdownTimeout: shutdownTimeout,
 		ConnContext:     connContext(pol),
-		Error: func(w httpd.ResponseWriter, _ *httpd.Request, code int, msg string) {
+		Error: func(w httpd.ResponseWriter, r *httpd.Request, code int, msg string) {
+			// httpd answers by itself only requests it refused (r is nil)
+			// and requests whose handler panicked.
+			if r == nil {
+				s.refused.Add(1)
+			} else if code == httpd.StatusInternalServerError {
+				s.panics.Add(1)
+			}
 			s.stamp(w)
 			writeError(w, code, msg)
 		},
@@ -209,8 +221,20 @@ func (s *Server) api(f apiFunc) httpd.HandlerFunc {
 	}
 }
 
-func (s *Server) status(*httpd.Request) (any, error) {
+// fullStatus is the backend's status with the control server's own
+// counters added.
+func (s *Server) fullStatus() ctl.Status {
 	st := s.b.Status()
+	c := make(map[string]int64, len(st.Counters)+2)
+	maps.Copy(c, st.Counters)
+	c["ctl_requests_refused"] = s.refused.Load()
+	c["ctl_handler_panics"] = s.panics.Load()
+	st.Counters = c
+	return st
+}
+
+func (s *Server) status(*httpd.Request) (any, error) {
+	st := s.fullStatus()
 	// The server runs in the daemon's process, so its memory is ours.
 	mem := s.mem.read()
 	st.Memory = &mem

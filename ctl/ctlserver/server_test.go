@@ -1,6 +1,7 @@
 package ctlserver_test
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -522,5 +523,41 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// panicky is a backend with a bug.
+type panicky struct{ *ctltest.Backend }
+
+func (panicky) Who(string) (ctl.Who, error) { panic("bug in Who") }
+
+func TestRefusalsAndPanicsCounted(t *testing.T) {
+	srv := ctltest.Start(t, panicky{ctltest.NewBackend()})
+	c, err := net.Dial("unix", srv.Socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := io.WriteString(c, "GET /v0/status HTTP/1.1\r\nHost: x\r\nBad Header: y\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 400 || resp.Header.Get(ctl.VersionHeader) != ctltest.Version {
+		t.Errorf("malformed header: %d, version %q; want 400 with the version header", resp.StatusCode, resp.Header.Get(ctl.VersionHeader))
+	}
+	r := doRaw(t, rawClient(t, srv.Socket), "GET", "/v0/rooms/general/who", "", nil)
+	if msg := errorMessage(t, r); r.status != 500 || !strings.Contains(msg, "internal error") {
+		t.Errorf("panicking handler: %d %q, want a 500 JSON error", r.status, msg)
+	}
+	st, err := srv.Client.Status(context.Background())
+	if err != nil {
+		t.Fatalf("Status after a panic: %v", err)
+	}
+	if st.Counters["ctl_requests_refused"] != 1 || st.Counters["ctl_handler_panics"] != 1 {
+		t.Errorf("counters %v, want one refusal and one panic", st.Counters)
 	}
 }
