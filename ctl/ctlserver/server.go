@@ -31,9 +31,14 @@ import (
 type Backend interface {
 	Status() ctl.Status
 	Rooms() []ctl.Room
-	Host(ctx context.Context, name string) (ctl.Room, error)
-	// Join joins a room; room is "name" or "name@fingerprint".
-	Join(ctx context.Context, room, nick string) (ctl.Room, error)
+	Host(ctx context.Context, req ctl.HostRequest) (ctl.Room, error)
+	// Join joins a room; req.Room is "name" or "name@fingerprint".
+	Join(ctx context.Context, req ctl.JoinRequest) (ctl.Room, error)
+	// Invite issues an invite to an invite-only room this daemon hosts.
+	Invite(ctx context.Context, room string, req ctl.InviteRequest) (ctl.Invite, error)
+	// Mute makes this daemon, a room's host, refuse (or, with mute
+	// false, accept again) the lines of the member called nick.
+	Mute(ctx context.Context, room, nick string, mute bool) error
 	Leave(ctx context.Context, room string) error
 	// Kick removes a member from a room this daemon hosts.
 	Kick(ctx context.Context, room string, req ctl.KickRequest) error
@@ -106,6 +111,9 @@ func New(b Backend, version string, logger *slog.Logger) *Server {
 		{"POST", "/v0/rooms/{room}/leave", s.api(s.leave)},
 		{"POST", "/v0/rooms/{room}/say", s.api(s.say)},
 		{"POST", "/v0/rooms/{room}/kick", s.api(s.kick)},
+		{"POST", "/v0/rooms/{room}/invite", s.api(s.invite)},
+		{"POST", "/v0/rooms/{room}/mute", s.api(s.mute(true))},
+		{"POST", "/v0/rooms/{room}/unmute", s.api(s.mute(false))},
 		{"GET", "/v0/rooms/{room}/who", s.api(s.who)},
 		{"POST", "/v0/search", s.api(s.search)},
 		{"GET", "/v0/peers", s.api(s.peers)},
@@ -257,7 +265,12 @@ func (s *Server) host(r *httpd.Request) (any, error) {
 	if req.Name == "" {
 		return nil, BadRequest(errors.New(`field "name" is required: the name of the room to host`))
 	}
-	return s.b.Host(r.Context(), req.Name)
+	switch req.Access {
+	case "", ctl.AccessOpen, ctl.AccessInvite, ctl.AccessPassphrase:
+	default:
+		return nil, BadRequest(fmt.Errorf(`field "access" is %q; use "open", "invite" or "passphrase"`, req.Access))
+	}
+	return s.b.Host(r.Context(), req)
 }
 
 func (s *Server) join(r *httpd.Request) (any, error) {
@@ -268,7 +281,31 @@ func (s *Server) join(r *httpd.Request) (any, error) {
 	if req.Room == "" {
 		return nil, BadRequest(errors.New(`field "room" is required: "name" or "name@fingerprint"`))
 	}
-	return s.b.Join(r.Context(), req.Room, req.Nick)
+	return s.b.Join(r.Context(), req)
+}
+
+func (s *Server) invite(r *httpd.Request) (any, error) {
+	var req ctl.InviteRequest
+	if err := decodeBody(r, &req); err != nil {
+		return nil, err
+	}
+	if req.Uses < 0 || req.Expires < 0 {
+		return nil, BadRequest(errors.New(`fields "uses" and "expires" must not be negative`))
+	}
+	return s.b.Invite(r.Context(), r.PathValue("room"), req)
+}
+
+func (s *Server) mute(mute bool) apiFunc {
+	return func(r *httpd.Request) (any, error) {
+		var req ctl.MuteRequest
+		if err := decodeBody(r, &req); err != nil {
+			return nil, err
+		}
+		if req.Nick == "" {
+			return nil, BadRequest(errors.New(`field "nick" is required and must not be empty`))
+		}
+		return nil, s.b.Mute(r.Context(), r.PathValue("room"), req.Nick, mute)
+	}
 }
 
 func (s *Server) leave(r *httpd.Request) (any, error) {

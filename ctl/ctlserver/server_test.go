@@ -91,7 +91,7 @@ func TestRoundTrip(t *testing.T) {
 		t.Errorf("Status = %+v, want the fake's status", st)
 	}
 
-	hosted, err := c.Host(ctx, "general")
+	hosted, err := c.Host(ctx, ctl.HostRequest{Name: "general"})
 	if err != nil {
 		t.Fatalf("Host: %v", err)
 	}
@@ -99,7 +99,7 @@ func TestRoundTrip(t *testing.T) {
 		t.Errorf("Host = %+v, want hosted and joined general@%s", hosted, ctltest.Fingerprint)
 	}
 
-	joined, err := c.Join(ctx, "lobby", "alice")
+	joined, err := c.Join(ctx, ctl.JoinRequest{Room: "lobby", Nick: "alice"})
 	if err != nil {
 		t.Fatalf("Join: %v", err)
 	}
@@ -147,7 +147,7 @@ func TestRoomRefEscaping(t *testing.T) {
 	srv := ctltest.Start(t, ctltest.NewBackend())
 	ctx := context.Background()
 	const name = "a b/c?d#e%f"
-	if _, err := srv.Client.Host(ctx, name); err != nil {
+	if _, err := srv.Client.Host(ctx, ctl.HostRequest{Name: name}); err != nil {
 		t.Fatalf("Host: %v", err)
 	}
 	res, err := srv.Client.Say(ctx, name, ctl.SayRequest{Text: "hi"})
@@ -164,7 +164,7 @@ func TestErrorMapping(t *testing.T) {
 	srv := ctltest.Start(t, b)
 	c := srv.Client
 	ctx := context.Background()
-	if _, err := c.Host(ctx, "general"); err != nil {
+	if _, err := c.Host(ctx, ctl.HostRequest{Name: "general"}); err != nil {
 		t.Fatal(err)
 	}
 	b.AddRoom(ctl.Room{Name: "twin", Fingerprint: "11111111"})
@@ -179,11 +179,11 @@ func TestErrorMapping(t *testing.T) {
 		wantStatus int
 		wantMsg    string
 	}{
-		{"unknown room", func() error { _, err := c.Join(ctx, "nope", ""); return err },
+		{"unknown room", func() error { _, err := c.Join(ctx, ctl.JoinRequest{Room: "nope"}); return err },
 			404, `room "nope" is not known: run "meshctl rooms" to see the rooms on this network`},
-		{"ambiguous room", func() error { _, err := c.Join(ctx, "twin", ""); return err },
+		{"ambiguous room", func() error { _, err := c.Join(ctx, ctl.JoinRequest{Room: "twin"}); return err },
 			400, `room name "twin" is ambiguous: use one of twin@11111111, twin@22222222`},
-		{"host twice", func() error { _, err := c.Host(ctx, "general"); return err },
+		{"host twice", func() error { _, err := c.Host(ctx, ctl.HostRequest{Name: "general"}); return err },
 			409, "room general@abcd1234 is already hosted here"},
 		{"say unjoined", func() error { _, err := c.Say(ctx, "quiet", ctl.SayRequest{Text: "hi"}); return err },
 			409, `not a member of quiet@33333333: join it first with "meshctl join quiet@33333333"`},
@@ -191,7 +191,7 @@ func TestErrorMapping(t *testing.T) {
 			503, "no link to the host of general yet: try again in a few seconds"},
 		{"internal", func() error { return c.Leave(ctx, "general") },
 			500, "disk on fire"},
-		{"empty name", func() error { _, err := c.Host(ctx, ""); return err },
+		{"empty name", func() error { _, err := c.Host(ctx, ctl.HostRequest{Name: ""}); return err },
 			400, `field "name" is required: the name of the room to host`},
 		{"empty text", func() error { _, err := c.Say(ctx, "general", ctl.SayRequest{Text: ""}); return err },
 			400, `field "text" is required and must not be empty`},
@@ -219,7 +219,7 @@ func TestRawRequests(t *testing.T) {
 	b := ctltest.NewBackend()
 	srv := ctltest.Start(t, b)
 	hc := rawClient(t, srv.Socket)
-	if _, err := srv.Client.Host(context.Background(), "general"); err != nil {
+	if _, err := srv.Client.Host(context.Background(), ctl.HostRequest{Name: "general"}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -320,7 +320,7 @@ func TestEventStream(t *testing.T) {
 	srv := ctltest.Start(t, b)
 	c := srv.Client
 	ctx := context.Background()
-	if _, err := c.Host(ctx, "general"); err != nil {
+	if _, err := c.Host(ctx, ctl.HostRequest{Name: "general"}); err != nil {
 		t.Fatal(err)
 	}
 	for _, text := range []string{"one", "two"} {
@@ -411,7 +411,7 @@ func TestEventStreamEndsOnShutdown(t *testing.T) {
 func TestEventStreamOverflow(t *testing.T) {
 	b := ctltest.NewBackend()
 	srv := ctltest.Start(t, b)
-	if _, err := srv.Client.Host(context.Background(), "general"); err != nil {
+	if _, err := srv.Client.Host(context.Background(), ctl.HostRequest{Name: "general"}); err != nil {
 		t.Fatal(err)
 	}
 	s, err := srv.Client.Events(context.Background(), "general", 0, false)
@@ -464,7 +464,7 @@ func TestNoGoroutinesOutliveServe(t *testing.T) {
 	b := ctltest.NewBackend()
 	srv := ctltest.Start(t, b)
 	ctx := context.Background()
-	if _, err := srv.Client.Host(ctx, "general"); err != nil {
+	if _, err := srv.Client.Host(ctx, ctl.HostRequest{Name: "general"}); err != nil {
 		t.Fatal(err)
 	}
 	var streams []*ctl.EventStream
