@@ -60,6 +60,9 @@ type Room struct {
 	Expires     time.Time `json:"expires,omitzero"`   // when the announcement lapses
 	State       string    `json:"state,omitempty"`    // for joined rooms: "connected" or "disconnected" (reconnecting)
 	Path        string    `json:"path,omitempty"`     // for joined rooms: "multicast" or "tcp", how the room reaches this daemon
+	// Access is who the room admits, as announced: "invite" or
+	// "passphrase"; empty for open rooms.
+	Access string `json:"access,omitempty"`
 	// KeyChanged marks a room announced under a name this daemon pinned to
 	// another host key when it first joined it: possibly an impostor. It
 	// is listed, never joined by its bare name.
@@ -108,15 +111,62 @@ type Who struct {
 	Members []Member `json:"members"`
 }
 
+// Room access values (HostRequest.Access, Room.Access).
+const (
+	AccessOpen       = "open"
+	AccessInvite     = "invite"
+	AccessPassphrase = "passphrase"
+)
+
 // HostRequest is the body of POST /v0/rooms/host.
 type HostRequest struct {
 	Name string `json:"name"`
+	// Access is who the room admits: "open" (the default), "invite" or
+	// "passphrase".
+	Access string `json:"access,omitempty"`
+	// Allow lists the members an invite-only room admits without an
+	// invite: their hex keys or fingerprints.
+	Allow []string `json:"allow,omitempty"`
+	// Passphrase is a passphrase room's passphrase.
+	Passphrase string `json:"passphrase,omitempty"`
 }
 
 // JoinRequest is the body of POST /v0/rooms/join.
 type JoinRequest struct {
 	Room string `json:"room"` // name or name@fingerprint
 	Nick string `json:"nick,omitempty"`
+	// Invite is an invite token for an invite-only room: the part after
+	// the '/' of what "meshctl invite" printed.
+	Invite string `json:"invite,omitempty"`
+	// Passphrase is a passphrase room's passphrase. The daemon keeps only
+	// a key derived from it, bound to the room, to rejoin after a restart.
+	Passphrase string `json:"passphrase,omitempty"`
+}
+
+// InviteRequest is the body of POST /v0/rooms/{room}/invite, on the host
+// of an invite-only room.
+type InviteRequest struct {
+	// Uses is how many members the invite admits: 1 (the default) to 1000.
+	Uses int `json:"uses,omitempty"`
+	// Expires is how long the invite lasts: 24h (the default) to 366 days.
+	Expires Duration `json:"expires,omitempty"`
+}
+
+// Invite answers POST /v0/rooms/{room}/invite.
+type Invite struct {
+	// Invite is what a member joins with: name@fingerprint/TOKEN. The host
+	// keeps only the token's hash.
+	Invite  string    `json:"invite"`
+	Room    string    `json:"room"` // name@fingerprint
+	Uses    int       `json:"uses"`
+	Expires time.Time `json:"expires"`
+}
+
+// MuteRequest is the body of POST /v0/rooms/{room}/mute and /unmute, on
+// the room's host: a muted member's lines are refused, with an error back
+// to it, while it still receives the room.
+type MuteRequest struct {
+	Nick string `json:"nick"`
 }
 
 // KickRequest is the body of POST /v0/rooms/{room}/kick, on the room's
@@ -251,8 +301,12 @@ var counterHelp = map[string]string{
 	"stream_switches":      "memberships changing path (multicast or tcp)",
 	"sessions_refused":     "join sessions refused",
 	"sessions_tampered":    "session records that failed authentication (session closed)",
+	"access_denied":        "joins refused by a room's access: not invited, bad invite, wrong or missing passphrase",
+	"says_muted":           "lines refused because the host muted their member",
 	"packets_sent":         "packets sent",
 	"send_errors":          "packets that failed to send",
+	"ctl_requests_refused": "control API requests refused as malformed or over a limit",
+	"ctl_handler_panics":   "control API requests that made meshd fail (a bug; see the log)",
 }
 
 // CounterHelp returns a short explanation of the counter called name, or

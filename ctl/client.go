@@ -149,19 +149,36 @@ func (c *Client) Rooms(ctx context.Context) ([]Room, error) {
 	return rooms, err
 }
 
-// Host starts hosting a room called name.
-func (c *Client) Host(ctx context.Context, name string) (Room, error) {
+// Host starts hosting the room req names, admitting whom req says.
+func (c *Client) Host(ctx context.Context, req HostRequest) (Room, error) {
 	var r Room
-	err := c.call(ctx, "POST", "/"+APIVersion+"/rooms/host", HostRequest{Name: name}, &r)
+	err := c.call(ctx, "POST", "/"+APIVersion+"/rooms/host", req, &r)
 	return r, err
 }
 
-// Join joins room ("name" or "name@fingerprint") as nick; an empty nick
-// means the daemon's default.
-func (c *Client) Join(ctx context.Context, room, nick string) (Room, error) {
+// Join joins req.Room ("name" or "name@fingerprint") as req.Nick; an empty
+// nick means the daemon's default.
+func (c *Client) Join(ctx context.Context, req JoinRequest) (Room, error) {
 	var r Room
-	err := c.call(ctx, "POST", "/"+APIVersion+"/rooms/join", JoinRequest{Room: room, Nick: nick}, &r)
+	err := c.call(ctx, "POST", "/"+APIVersion+"/rooms/join", req, &r)
 	return r, err
+}
+
+// Invite issues an invite to room, which this daemon hosts invite-only.
+func (c *Client) Invite(ctx context.Context, room string, req InviteRequest) (Invite, error) {
+	var inv Invite
+	err := c.call(ctx, "POST", roomPath(room, "invite"), req, &inv)
+	return inv, err
+}
+
+// Mute makes the host of room, this daemon, refuse nick's lines (or, with
+// mute false, accept them again).
+func (c *Client) Mute(ctx context.Context, room, nick string, mute bool) error {
+	action := "mute"
+	if !mute {
+		action = "unmute"
+	}
+	return c.call(ctx, "POST", roomPath(room, action), MuteRequest{Nick: nick}, nil)
 }
 
 // Leave leaves room.

@@ -85,7 +85,7 @@ func (s *rawServer) requests() []string {
 func TestClientRequestFormat(t *testing.T) {
 	srv := startRaw(t, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 31\r\n\r\n"+`{"name":"general","ref":"g@ab"}`, true)
 	c := &ctl.Client{Socket: srv.socket}
-	r, err := c.Host(context.Background(), "general")
+	r, err := c.Host(context.Background(), ctl.HostRequest{Name: "general"})
 	if err != nil {
 		t.Fatalf("Host: %v", err)
 	}

@@ -35,7 +35,7 @@ func (b backend) Status() ctl.Status {
 		Version:     Version,
 		PublicKey:   hex.EncodeToString(d.ident.Pub),
 		Fingerprint: d.ident.Fingerprint(),
-		Nick:        d.cfg.Nick,
+		Nick:        d.running().Nick,
 		Boot:        d.boot,
 		Uptime:      ctl.Duration(time.Since(d.start).Round(time.Second)),
 		Socket:      d.cfg.Socket,
@@ -49,6 +49,21 @@ func (b backend) Status() ctl.Status {
 	}
 }
 
+// accessName is a room's access as the API shows it: empty for open rooms.
+func accessName(a rooms.Access) string {
+	if a == rooms.AccessOpen {
+		return ""
+	}
+	return a.String()
+}
+
+// hostedInfo describes a room this daemon hosts.
+func (d *Daemon) hostedInfo(s *rooms.Sequencer) ctl.Room {
+	r := ctl.Room{Name: s.Name(), Ref: s.Ref(), HostKey: hex.EncodeToString(d.ident.Pub), Fingerprint: d.ident.Fingerprint(), Group: s.Group().String(), Access: accessName(s.Access())}
+	d.decorate(&r)
+	return r
+}
+
 // roomInfo describes a room the directory knows.
 func (d *Daemon) roomInfo(kn rooms.Known) ctl.Room {
 	r := ctl.Room{
@@ -59,6 +74,7 @@ func (d *Daemon) roomInfo(kn rooms.Known) ctl.Room {
 		Group:       kn.Group.String(),
 		Serial:      kn.Serial,
 		Expires:     kn.Expires,
+		Access:      accessName(rooms.Access(kn.Access)),
 		KeyChanged:  kn.KeyChanged,
 	}
 	for _, a := range kn.Addrs {
@@ -80,8 +96,7 @@ func (b backend) Rooms() []ctl.Room {
 	// Hosted and joined rooms are listed even between announcements.
 	for _, s := range d.host.Rooms() {
 		if !seen[s.Ref()] {
-			r := ctl.Room{Name: s.Name(), Ref: s.Ref(), HostKey: hex.EncodeToString(d.ident.Pub), Fingerprint: d.ident.Fingerprint(), Group: s.Group().String()}
-			d.decorate(&r)
+			r := d.hostedInfo(s)
 			seen[r.Ref] = true
 			out = append(out, r)
 		}
@@ -101,7 +116,7 @@ func (d *Daemon) decorate(r *ctl.Room) {
 	name, _ := rooms.SplitRef(r.Ref)
 	if s := d.host.Room(name); s != nil && s.Ref() == r.Ref {
 		r.Hosted = true
-		r.Nick = d.cfg.Nick
+		r.Nick = d.host.Nick()
 		r.Members = len(s.Members())
 		r.LastSeq = s.LastSeq()
 		return
@@ -163,9 +178,17 @@ func (d *Daemon) local(ref string) (*rooms.Sequencer, *rooms.Member, error) {
 	return nil, nil, ctlserver.NotFound(fmt.Errorf("room %q is not known: no host on this network announces it (see \"meshctl rooms\")", ref))
 }
 
-func (b backend) Host(ctx context.Context, name string) (ctl.Room, error) {
+func (b backend) Host(ctx context.Context, req ctl.HostRequest) (ctl.Room, error) {
 	d := b.d
-	s, err := d.hostRoom(name)
+	acc := rooms.RoomAccess{Allow: req.Allow, Passphrase: []byte(req.Passphrase)}
+	if req.Access != "" {
+		a, err := rooms.ParseAccess(req.Access)
+		if err != nil {
+			return ctl.Room{}, ctlserver.BadRequest(err)
+		}
+		acc.Mode = a
+	}
+	s, err := d.hostRoom(req.Name, acc)
 	switch {
 	case errors.Is(err, rooms.ErrAlreadyHosted):
 		return ctl.Room{}, ctlserver.Conflict(fmt.Errorf("you already host %s", s.Ref()))
@@ -173,15 +196,14 @@ func (b backend) Host(ctx context.Context, name string) (ctl.Room, error) {
 		return ctl.Room{}, ctlserver.BadRequest(err)
 	}
 	d.announce()
-	r := ctl.Room{Name: s.Name(), Ref: s.Ref(), HostKey: hex.EncodeToString(d.ident.Pub), Fingerprint: d.ident.Fingerprint(), Group: s.Group().String()}
-	d.decorate(&r)
-	return r, nil
+	return d.hostedInfo(s), nil
 }
 
-func (b backend) Join(ctx context.Context, ref, nick string) (ctl.Room, error) {
+func (b backend) Join(ctx context.Context, req ctl.JoinRequest) (ctl.Room, error) {
 	d := b.d
+	ref, nick := req.Room, req.Nick
 	if nick == "" {
-		nick = d.cfg.Nick
+		nick = d.running().Nick
 	}
 	kn, err := d.dir.Resolve(ref)
 	if errors.Is(err, rooms.ErrUnknownRoom) {
@@ -208,7 +230,17 @@ func (b backend) Join(ctx context.Context, ref, nick string) (ctl.Room, error) {
 	if d.memberByRef(kn.Ref()) != nil {
 		return ctl.Room{}, ctlserver.Conflict(fmt.Errorf("you are already in %s", kn.Ref()))
 	}
-	m, err := rooms.Join(ctx, d.memberConfig(), kn, nick, 0)
+	var cred rooms.Credential
+	if req.Invite != "" {
+		if cred.Token, err = rooms.ParseToken(req.Invite); err != nil {
+			return ctl.Room{}, ctlserver.BadRequest(err)
+		}
+	}
+	if req.Passphrase != "" {
+		key := rooms.PassphraseKey(kn.Key(), kn.Room, []byte(req.Passphrase))
+		cred.Key = &key
+	}
+	m, err := rooms.Join(ctx, d.memberConfig(), kn, nick, 0, cred)
 	switch {
 	case errors.Is(err, rooms.ErrRefused):
 		return ctl.Room{}, ctlserver.Conflict(err)
@@ -315,9 +347,7 @@ func (b backend) Who(ref string) (ctl.Who, error) {
 		hostID  [wire.KeyIDLen]byte
 	)
 	if s != nil {
-		room := ctl.Room{Name: s.Name(), Ref: s.Ref(), HostKey: hex.EncodeToString(d.ident.Pub), Fingerprint: d.ident.Fingerprint(), Group: s.Group().String()}
-		d.decorate(&room)
-		w := ctl.Who{Room: room}
+		w := ctl.Who{Room: d.hostedInfo(s)}
 		for _, ms := range s.Members() {
 			w.Members = append(w.Members, ctl.Member{
 				Nick:        ms.Nick,
@@ -380,7 +410,7 @@ func (d *Daemon) memberConfig() rooms.MemberConfig {
 		LeaveData: d.leaveData,
 		Sender:    d.data,
 		Resolve:   d.dir.Resolve,
-		Path:      d.cfg.Member.Path,
+		Path:      d.running().Member.Path,
 	}
 }
 
@@ -404,6 +434,48 @@ func (b backend) Kick(ctx context.Context, ref string, req ctl.KickRequest) erro
 		return ctlserver.Conflict(fmt.Errorf("only the host of %s can remove its members; you are a member", m.Ref()))
 	}
 	if err := s.Kick(req.Nick, req.Ban); err != nil {
+		if errors.Is(err, rooms.ErrNoSuchMember) {
+			return ctlserver.NotFound(err)
+		}
+		return err
+	}
+	return nil
+}
+
+func (b backend) Invite(ctx context.Context, ref string, req ctl.InviteRequest) (ctl.Invite, error) {
+	s, m, err := b.d.local(ref)
+	if err != nil {
+		return ctl.Invite{}, err
+	}
+	if s == nil {
+		return ctl.Invite{}, ctlserver.Conflict(fmt.Errorf("only the host of %s can invite; ask it for an invite", m.Ref()))
+	}
+	uses, ttl := req.Uses, time.Duration(req.Expires)
+	if uses == 0 {
+		uses = rooms.DefaultInviteUses
+	}
+	if ttl == 0 {
+		ttl = rooms.DefaultInviteTTL
+	}
+	inv, expires, err := s.Invite(uses, ttl)
+	switch {
+	case errors.Is(err, rooms.ErrAccess):
+		return ctl.Invite{}, ctlserver.BadRequest(err)
+	case err != nil:
+		return ctl.Invite{}, err
+	}
+	return ctl.Invite{Invite: inv, Room: s.Ref(), Uses: uses, Expires: expires.UTC().Round(time.Second)}, nil
+}
+
+func (b backend) Mute(ctx context.Context, ref, nick string, mute bool) error {
+	s, m, err := b.d.local(ref)
+	if err != nil {
+		return err
+	}
+	if s == nil {
+		return ctlserver.Conflict(fmt.Errorf("only the host of %s can mute its members; you are a member", m.Ref()))
+	}
+	if err := s.Mute(nick, mute); err != nil {
 		if errors.Is(err, rooms.ErrNoSuchMember) {
 			return ctlserver.NotFound(err)
 		}

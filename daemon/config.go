@@ -73,6 +73,14 @@ type MemberConfig struct {
 // Room is a room this daemon hosts from start.
 type Room struct {
 	Name string `toml:"name"`
+	// Access is who the room admits: "open" (or ""), "invite" or
+	// "passphrase".
+	Access string `toml:"access"`
+	// Allow lists the members an invite-only room admits without an
+	// invite: hex keys or fingerprints.
+	Allow []string `toml:"allow"`
+	// PassphraseFile holds a passphrase room's passphrase.
+	PassphraseFile string `toml:"passphrase_file"`
 }
 
 // Duration is a time.Duration written in TOML as a string such as "5s".
@@ -409,8 +417,85 @@ func (c Config) problems() []Problem {
 		} else if j := slices.IndexFunc(c.Rooms[:i], func(o Room) bool { return o.Name == r.Name }); j >= 0 {
 			d.add(key, "%q duplicates room[%d]", r.Name, j)
 		}
+		r.problems(&d, fmt.Sprintf("room[%d]", i))
 	}
 	return d.problems
+}
+
+// problems adds what is wrong with the access of room r, whose key is
+// key, to d.
+func (r Room) problems(d *decoder, key string) {
+	access := rooms.AccessOpen
+	if r.Access != "" {
+		a, err := rooms.ParseAccess(r.Access)
+		if err != nil {
+			d.add(key+".access", "%v", err)
+			return
+		}
+		access = a
+	}
+	if len(r.Allow) > 0 && access != rooms.AccessInvite {
+		d.add(key+".allow", "lists members, but the room is %s; set access = \"invite\" or remove allow", access)
+	}
+	for i, e := range r.Allow {
+		if err := rooms.ValidateAllow(e); err != nil {
+			d.add(fmt.Sprintf("%s.allow[%d]", key, i), "%v", err)
+		}
+	}
+	switch {
+	case access == rooms.AccessPassphrase && r.PassphraseFile == "":
+		d.add(key+".passphrase_file", "missing; a passphrase room needs the file that holds its passphrase")
+	case access != rooms.AccessPassphrase && r.PassphraseFile != "":
+		d.add(key+".passphrase_file", "is set, but the room is %s; set access = \"passphrase\" or remove passphrase_file", access)
+	case r.PassphraseFile != "" && !filepath.IsAbs(r.PassphraseFile):
+		d.add(key+".passphrase_file", "%q is not an absolute path", r.PassphraseFile)
+	}
+}
+
+// maxPassphrase bounds a passphrase file: a passphrase is a line.
+const maxPassphrase = 1024
+
+// RoomAccess reads the access of room r, whose configuration is valid,
+// with its passphrase file if it has one.
+func (r Room) RoomAccess() (rooms.RoomAccess, error) {
+	a := rooms.RoomAccess{Allow: r.Allow}
+	if r.Access != "" {
+		var err error
+		if a.Mode, err = rooms.ParseAccess(r.Access); err != nil {
+			return a, err
+		}
+	}
+	if r.PassphraseFile != "" {
+		p, err := ReadPassphrase(r.PassphraseFile)
+		if err != nil {
+			return a, err
+		}
+		a.Passphrase = p
+	}
+	return a, a.Validate()
+}
+
+// ReadPassphrase reads a passphrase from the file at path: its first line,
+// without the line ending.
+func ReadPassphrase(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("passphrase: %w", err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxPassphrase+1))
+	if err != nil {
+		return nil, fmt.Errorf("passphrase: %w", err)
+	}
+	if len(b) > maxPassphrase {
+		return nil, fmt.Errorf("passphrase: %s is longer than %d bytes; a passphrase is one line", path, maxPassphrase)
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	line = strings.TrimSuffix(line, "\r")
+	if line == "" {
+		return nil, fmt.Errorf("passphrase: %s holds no passphrase on its first line", path)
+	}
+	return []byte(line), nil
 }
 
 // checkPeer reports why p cannot be a static peer.

@@ -81,7 +81,11 @@ func TestLoadFull(t *testing.T) {
 			HistoryDir: "/var/lib/meshd/history",
 		},
 		Member: MemberConfig{Path: "tcp"},
-		Rooms:  []Room{{Name: "general"}, {Name: "ops"}},
+		Rooms: []Room{
+			{Name: "general"},
+			{Name: "ops", Access: "invite", Allow: []string{"abcdefgh", "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"}},
+			{Name: "secret", Access: "passphrase", PassphraseFile: "/etc/meshd/secret.pass"},
+		},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Load(full.toml) =\n%+v\nwant\n%+v", got, want)
@@ -305,6 +309,44 @@ name = "general"
 `,
 			want: `meshd.toml:7: room[1].name: room name "a@b" contains '@'; use letters, digits and punctuation other than '@' and '/'
 meshd.toml:10: room[2].name: "general" duplicates room[0]`,
+		},
+		{
+			name: "room access",
+			src: `version = 1
+
+[[room]]
+name = "a"
+access = "closed"
+
+[[room]]
+name = "b"
+allow = ["abcdefgh"]
+
+[[room]]
+name = "c"
+access = "invite"
+allow = ["not-a-key"]
+
+[[room]]
+name = "d"
+access = "passphrase"
+
+[[room]]
+name = "e"
+access = "invite"
+passphrase_file = "/etc/p"
+
+[[room]]
+name = "f"
+access = "passphrase"
+passphrase_file = "p"
+`,
+			want: `meshd.toml:5: room[0].access: "closed" is not a room access; use open, invite or passphrase
+meshd.toml:9: room[1].allow: lists members, but the room is open; set access = "invite" or remove allow
+meshd.toml:14: room[2].allow[0]: "not-a-key" is neither a member's key (64 hex digits, as "meshctl status" shows it) nor its 8-letter fingerprint
+meshd.toml:16: room[3].passphrase_file: missing; a passphrase room needs the file that holds its passphrase
+meshd.toml:23: room[4].passphrase_file: is set, but the room is invite; set access = "passphrase" or remove passphrase_file
+meshd.toml:28: room[5].passphrase_file: "p" is not an absolute path`,
 		},
 		{
 			name: "several problems in line order",

@@ -97,7 +97,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	defer d.closeSockets()
 	for _, r := range d.cfg.Rooms {
-		if _, err := d.hostRoom(r.Name); err != nil {
+		acc, err := r.RoomAccess()
+		if err == nil {
+			_, err = d.hostRoom(r.Name, acc)
+		}
+		if err != nil {
 			return fmt.Errorf("%s: room %q: %w", d.cfg.Path, r.Name, err)
 		}
 	}
@@ -448,8 +452,8 @@ func (d *Daemon) leaveAll() {
 
 // hostRoom starts hosting a room, and listens on its data group, where
 // members multicast their NACKs.
-func (d *Daemon) hostRoom(name string) (*rooms.Sequencer, error) {
-	s, err := d.host.Open(name)
+func (d *Daemon) hostRoom(name string, access rooms.RoomAccess) (*rooms.Sequencer, error) {
+	s, err := d.host.Open(name, access)
 	if err != nil {
 		return s, err
 	}

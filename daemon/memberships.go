@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -24,6 +25,10 @@ type membership struct {
 	Ref  string `json:"ref"`
 	Nick string `json:"nick"`
 	Next uint64 `json:"next"` // the first sequence number not yet delivered
+	// PassphraseKey, for a passphrase room, is the key derived from its
+	// passphrase and bound to the room (rooms.PassphraseKey), in hex: what
+	// a rejoin proves, without the passphrase being kept.
+	PassphraseKey string `json:"passphrase_key,omitempty"`
 }
 
 func (d *Daemon) membershipsPath() string { return filepath.Join(d.cfg.StateDir, membershipsFile) }
@@ -35,7 +40,11 @@ func (d *Daemon) membershipsPath() string { return filepath.Join(d.cfg.StateDir,
 func (d *Daemon) saveMemberships() {
 	var ms []membership
 	for _, m := range d.memberList() {
-		ms = append(ms, membership{Ref: m.Ref(), Nick: m.Nick(), Next: m.LastSeq() + 1})
+		mb := membership{Ref: m.Ref(), Nick: m.Nick(), Next: m.LastSeq() + 1}
+		if k := m.PassphraseKey(); k != nil {
+			mb.PassphraseKey = hex.EncodeToString(k[:])
+		}
+		ms = append(ms, mb)
 	}
 	slices.SortFunc(ms, func(a, b membership) int { return strings.Compare(a.Ref, b.Ref) })
 	d.mu.Lock()
@@ -80,11 +89,21 @@ func (d *Daemon) loadMemberships() ([]membership, error) {
 // only when ctx ends or the host refuses.
 func (d *Daemon) rejoin(ctx context.Context, ms membership) {
 	log := d.log.With("room", ms.Ref)
+	var cred rooms.Credential
+	if ms.PassphraseKey != "" {
+		b, err := hex.DecodeString(ms.PassphraseKey)
+		if err != nil || len(b) != 32 {
+			log.Warn("cannot rejoin room: its saved passphrase key is damaged; join it again with the passphrase")
+			return
+		}
+		key := [32]byte(b)
+		cred.Key = &key
+	}
 	t := time.NewTicker(500 * time.Millisecond)
 	defer t.Stop()
 	for {
 		if kn, err := d.dir.Resolve(ms.Ref); err == nil {
-			m, err := rooms.Join(ctx, d.memberConfig(), kn, ms.Nick, ms.Next)
+			m, err := rooms.Join(ctx, d.memberConfig(), kn, ms.Nick, ms.Next, cred)
 			switch {
 			case err == nil:
 				if !d.addMember(m) {

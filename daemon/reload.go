@@ -16,18 +16,22 @@ import (
 
 // liveKeys are the keys Reload applies to a running daemon; every other
 // changed key is reported as needing a restart. Moving a key here needs
-// every reader of it to go through Daemon.running instead of d.cfg.
+// every reader of it to go through Daemon.running instead of d.cfg, or to
+// be told by apply.
 //
 // log_level is applied by the caller: the daemon logs through the logger
 // it was given, whose level cmd/meshd keeps in a slog.LevelVar.
 //
-// Not yet live, because their readers hold the start-up value: nick and
-// member.path (backend.go reads d.cfg; hosted rooms keep rooms.HostConfig's
-// nick) and discovery.room_lifetime (rooms.HostConfig, which announcements
-// are built from).
+// nick applies to the hosting user's lines in hosted rooms and to later
+// joins; memberships keep the nick they joined with. member.path moves
+// every membership within a second. room_lifetime goes out with the next
+// announcement.
 var liveKeys = map[string]bool{
 	"log_level":                   true,
+	"nick":                        true,
+	"member.path":                 true,
 	"discovery.announce_interval": true,
+	"discovery.room_lifetime":     true,
 	"discovery.peers":             true, // Reload hands them to rooms.Discovery
 }
 
@@ -71,12 +75,13 @@ func (d *Daemon) announceInterval() time.Duration {
 }
 
 // Reload applies newCfg, a configuration from Load, to the running daemon
-// as far as it can without a restart: log_level (for the caller to set;
-// see liveKeys), discovery.announce_interval, and rooms added to the
-// [[room]] list, which start being hosted. It returns a line for each
+// as far as it can without a restart: the keys in liveKeys (log_level is
+// for the caller to set), and rooms added to the [[room]] list, which
+// start being hosted. It returns a line for each
 // change applied and for each change that needs a restart (with the old and
 // new values), in key order. Rooms removed from the list stay hosted and
-// are reported as needing a restart.
+// are reported as needing a restart, as are changes to the access of a
+// hosted room.
 //
 // An error means nothing was applied: newCfg is not valid, or Run has not
 // started the daemon yet.
@@ -94,15 +99,20 @@ func (d *Daemon) Reload(newCfg Config) (applied, needRestart []string, err error
 	}
 
 	live, applied, needRestart := diffConfig(old, newCfg)
+	d.apply(old, live)
 
 	// Rooms, outside the lock, which the timers need on every tick:
 	// opening a room reads its history from disk.
-	added, removed := diffRooms(old.Rooms, newCfg.Rooms)
+	added, removed, changed := diffRooms(old.Rooms, newCfg.Rooms)
 	live.Rooms = slices.Clone(old.Rooms)
 	hosted := false
-	for _, name := range added {
-		key := fmt.Sprintf("room %q added", name)
-		s, err := d.hostRoom(name)
+	for _, r := range added {
+		key := fmt.Sprintf("room %q added", r.Name)
+		acc, err := r.RoomAccess()
+		var s *rooms.Sequencer
+		if err == nil {
+			s, err = d.hostRoom(r.Name, acc)
+		}
 		switch {
 		case errors.Is(err, rooms.ErrAlreadyHosted):
 			applied = append(applied, fmt.Sprintf("%s; already hosted as %s", key, s.Ref()))
@@ -113,7 +123,7 @@ func (d *Daemon) Reload(newCfg Config) (applied, needRestart []string, err error
 			applied = append(applied, fmt.Sprintf("%s; now hosted as %s", key, s.Ref()))
 			hosted = true
 		}
-		live.Rooms = append(live.Rooms, Room{Name: name})
+		live.Rooms = append(live.Rooms, r)
 	}
 	if hosted {
 		// List the new rooms now rather than at the next interval.
@@ -121,6 +131,9 @@ func (d *Daemon) Reload(newCfg Config) (applied, needRestart []string, err error
 	}
 	for _, name := range removed {
 		needRestart = append(needRestart, fmt.Sprintf("room %q removed; it stays hosted", name))
+	}
+	for _, name := range changed {
+		needRestart = append(needRestart, fmt.Sprintf("room %q access changed; it keeps its old access until a restart", name))
 	}
 
 	if !equalValues(reflect.ValueOf(old.Discovery.Peers), reflect.ValueOf(live.Discovery.Peers)) {
@@ -135,6 +148,22 @@ func (d *Daemon) Reload(newCfg Config) (applied, needRestart []string, err error
 	d.reload.cfg = &live
 	d.reload.mu.Unlock()
 	return applied, needRestart, nil
+}
+
+// apply tells the parts of the daemon that hold a live key of their own
+// that it changed from old to live.
+func (d *Daemon) apply(old, live Config) {
+	if live.Nick != old.Nick {
+		d.host.SetNick(live.Nick)
+	}
+	if live.Discovery.Lifetime != old.Discovery.Lifetime {
+		d.host.SetLifetime(time.Duration(live.Discovery.Lifetime))
+	}
+	if live.Member.Path != old.Member.Path {
+		for _, m := range d.memberList() {
+			m.SetPath(live.Member.Path)
+		}
+	}
 }
 
 // diffConfig compares the running configuration old with next, both valid,
@@ -153,13 +182,8 @@ func diffConfig(old, next Config) (live Config, applied, restart []string) {
 			restart = append(restart, line)
 			return
 		}
-		// Announcements carry room_lifetime, which is not live: a longer
-		// interval must keep within the running lifetime, or rooms would
-		// lapse between announcements.
-		if key == "discovery.announce_interval" && 2*next.Discovery.Interval > old.Discovery.Lifetime {
-			restart = append(restart, fmt.Sprintf("%s, which is more than half the running discovery.room_lifetime (%s)", line, old.Discovery.Lifetime))
-			return
-		}
+		// announce_interval and room_lifetime are both live and next is
+		// valid, so the lifetime still spans two announcements.
 		lv.Set(nv)
 		applied = append(applied, line)
 	})
@@ -227,21 +251,38 @@ func formatValue(v reflect.Value) string {
 	}
 }
 
-// diffRooms returns the names of the rooms in next but not in old, and in
-// old but not in next, each in list order.
-func diffRooms(old, next []Room) (added, removed []string) {
-	in := func(list []Room, name string) bool {
-		return slices.ContainsFunc(list, func(r Room) bool { return r.Name == name })
+// diffRooms returns the rooms in next but not in old, the names of those
+// in old but not in next, and of those in both whose access differs, each
+// in list order.
+func diffRooms(old, next []Room) (added []Room, removed, changed []string) {
+	find := func(list []Room, name string) int {
+		return slices.IndexFunc(list, func(r Room) bool { return r.Name == name })
 	}
 	for _, r := range next {
-		if !in(old, r.Name) {
-			added = append(added, r.Name)
+		i := find(old, r.Name)
+		switch {
+		case i < 0:
+			added = append(added, r)
+		case !reflect.DeepEqual(normalAccess(old[i]), normalAccess(r)):
+			changed = append(changed, r.Name)
 		}
 	}
 	for _, r := range old {
-		if !in(next, r.Name) {
+		if find(next, r.Name) < 0 {
 			removed = append(removed, r.Name)
 		}
 	}
-	return added, removed
+	return added, removed, changed
+}
+
+// normalAccess returns r with "" access spelt "open" and an empty allow
+// list as nil, so that equal settings compare equal.
+func normalAccess(r Room) Room {
+	if r.Access == "" {
+		r.Access = "open"
+	}
+	if len(r.Allow) == 0 {
+		r.Allow = nil
+	}
+	return r
 }

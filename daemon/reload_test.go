@@ -54,20 +54,20 @@ func TestDiffConfig(t *testing.T) {
 			applied: []string{"discovery.announce_interval changed (5s → 15s)"},
 		},
 		{
-			name: "announce_interval beyond the running lifetime",
+			name: "announce_interval with a longer lifetime",
 			change: func(c *Config) {
 				c.Discovery.Interval = Duration(20 * time.Second)
 				c.Discovery.Lifetime = Duration(time.Minute)
 			},
-			restart: []string{
-				"discovery.announce_interval changed (5s → 20s), which is more than half the running discovery.room_lifetime (30s)",
+			applied: []string{
+				"discovery.announce_interval changed (5s → 20s)",
 				"discovery.room_lifetime changed (30s → 1m0s)",
 			},
 		},
 		{
 			name:    "room_lifetime",
 			change:  func(c *Config) { c.Discovery.Lifetime = Duration(time.Minute) },
-			restart: []string{"discovery.room_lifetime changed (30s → 1m0s)"},
+			applied: []string{"discovery.room_lifetime changed (30s → 1m0s)"},
 		},
 		{
 			name:    "discovery.group",
@@ -92,12 +92,12 @@ func TestDiffConfig(t *testing.T) {
 		{
 			name:    "nick",
 			change:  func(c *Config) { c.Nick = "bob" },
-			restart: []string{`nick changed ("alice" → "bob")`},
+			applied: []string{`nick changed ("alice" → "bob")`},
 		},
 		{
 			name:    "member.path",
 			change:  func(c *Config) { c.Member.Path = "tcp" },
-			restart: []string{`member.path changed ("auto" → "tcp")`},
+			applied: []string{`member.path changed ("auto" → "tcp")`},
 		},
 		{
 			name:    "ttl",
@@ -186,7 +186,7 @@ func TestDiffConfig(t *testing.T) {
 			if len(again) != 0 || len(rest) != len(tt.restart) {
 				t.Errorf("diff of the result against next: applied %q, restart %q; want none, %d", again, rest, len(tt.restart))
 			}
-			if live.Discovery.Lifetime != old.Discovery.Lifetime || live.Nick != old.Nick || !slices.Equal(live.Rooms, old.Rooms) {
+			if live.StateDir != old.StateDir || live.Host.DataPort != old.Host.DataPort || live.Discovery.Group != old.Discovery.Group || !reflect.DeepEqual(live.Rooms, old.Rooms) {
 				t.Errorf("diffConfig applied a key that is not live: %+v", live)
 			}
 		})
@@ -228,21 +228,32 @@ func TestDiffRooms(t *testing.T) {
 		}
 		return out
 	}
+	names := func(rs []Room) []string {
+		var out []string
+		for _, r := range rs {
+			out = append(out, r.Name)
+		}
+		return out
+	}
+	invite := []Room{{Name: "a", Access: "invite", Allow: []string{"abcdefgh"}}}
 	tests := []struct {
-		old, next      []Room
-		added, removed []string
+		old, next               []Room
+		added, removed, changed []string
 	}{
-		{nil, nil, nil, nil},
-		{rs("a"), rs("a"), nil, nil},
-		{nil, rs("a", "b"), []string{"a", "b"}, nil},
-		{rs("a", "b"), nil, nil, []string{"a", "b"}},
-		{rs("a", "b"), rs("b", "c"), []string{"c"}, []string{"a"}},
-		{rs("a", "b"), rs("b", "a"), nil, nil},
+		{nil, nil, nil, nil, nil},
+		{rs("a"), rs("a"), nil, nil, nil},
+		{nil, rs("a", "b"), []string{"a", "b"}, nil, nil},
+		{rs("a", "b"), nil, nil, []string{"a", "b"}, nil},
+		{rs("a", "b"), rs("b", "c"), []string{"c"}, []string{"a"}, nil},
+		{rs("a", "b"), rs("b", "a"), nil, nil, nil},
+		{rs("a"), []Room{{Name: "a", Access: "open", Allow: []string{}}}, nil, nil, nil},
+		{rs("a"), invite, nil, nil, []string{"a"}},
+		{invite, []Room{{Name: "a", Access: "invite"}}, nil, nil, []string{"a"}},
 	}
 	for _, tt := range tests {
-		added, removed := diffRooms(tt.old, tt.next)
-		if !slices.Equal(added, tt.added) || !slices.Equal(removed, tt.removed) {
-			t.Errorf("diffRooms(%v, %v) = %q, %q; want %q, %q", tt.old, tt.next, added, removed, tt.added, tt.removed)
+		added, removed, changed := diffRooms(tt.old, tt.next)
+		if !slices.Equal(names(added), tt.added) || !slices.Equal(removed, tt.removed) || !slices.Equal(changed, tt.changed) {
+			t.Errorf("diffRooms(%v, %v) = %q, %q, %q; want %q, %q, %q", tt.old, tt.next, names(added), removed, changed, tt.added, tt.removed, tt.changed)
 		}
 	}
 }
@@ -305,8 +316,9 @@ func TestReloadInterval(t *testing.T) {
 	}
 }
 
-// TestReloadHostsRooms runs a daemon and adds a room to its file.
-func TestReloadHostsRooms(t *testing.T) {
+// testDaemonConfig is a configuration for a daemon run by a test: its
+// files in a temporary directory, its sockets on ports of its own.
+func testDaemonConfig(t *testing.T) Config {
 	dir := t.TempDir()
 	cfg := reloadBase()
 	cfg.StateDir = filepath.Join(dir, "state")
@@ -317,6 +329,14 @@ func TestReloadHostsRooms(t *testing.T) {
 	cfg.Discovery.Lifetime = Duration(2 * time.Hour)
 	cfg.Host.DataPort = port + 1
 	cfg.Host.Listen = netip.MustParseAddrPort("127.0.0.1:0")
+	return cfg
+}
+
+// runDaemon runs a daemon of cfg until the test ends, and returns once
+// it has started, as a first Reload tells: then Reload may change it. It
+// skips the test where the daemon cannot run (no multicast route).
+func runDaemon(t *testing.T, cfg Config) *Daemon {
+	t.Helper()
 	d, err := New(cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
@@ -324,24 +344,22 @@ func TestReloadHostsRooms(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- d.Run(ctx) }()
-	defer func() {
+	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Error(err)
 		}
-	}()
-
-	next := cfg
-	next.Rooms = []Room{{Name: "news"}}
-	var applied, restart []string
+	})
 	for deadline := time.Now().Add(10 * time.Second); ; {
-		applied, restart, err = d.Reload(next)
-		if !errors.Is(err, errNotStarted) {
-			break
+		if _, _, err := d.Reload(cfg); !errors.Is(err, errNotStarted) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			return d
 		}
 		select {
 		case err := <-done:
-			done <- nil // for the deferred stop
+			done <- nil // for the cleanup
 			t.Skipf("daemon cannot run here: %v", err)
 		case <-time.After(10 * time.Millisecond):
 		}
@@ -349,6 +367,15 @@ func TestReloadHostsRooms(t *testing.T) {
 			t.Fatal("daemon did not start")
 		}
 	}
+}
+
+// TestReloadHostsRooms runs a daemon and adds a room to its file.
+func TestReloadHostsRooms(t *testing.T) {
+	cfg := testDaemonConfig(t)
+	d := runDaemon(t, cfg)
+	next := cfg
+	next.Rooms = []Room{{Name: "news"}}
+	applied, restart, err := d.Reload(next)
 	if err != nil {
 		t.Fatal(err)
 	}

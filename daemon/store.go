@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -23,9 +24,10 @@ const bootIDFile = "/proc/sys/kernel/random/boot_id"
 // the boot it was made in.
 type roomStore struct {
 	*roomlog.Log
-	resPath string
-	bootID  []byte
-	start   uint64
+	resPath    string
+	accessPath string // the room's invites and the keys they admitted
+	bootID     []byte
+	start      uint64
 }
 
 var _ rooms.Store = (*roomStore)(nil)
@@ -52,7 +54,11 @@ func (d *Daemon) openStore(name string, id [wire.RoomIDLen]byte) (rooms.Store, e
 	if err != nil {
 		return nil, fmt.Errorf("history: %w", err)
 	}
-	s := &roomStore{Log: log, resPath: filepath.Join(d.cfg.StateDir, "rooms", idHex+".seq")}
+	s := &roomStore{
+		Log:        log,
+		resPath:    filepath.Join(d.cfg.StateDir, "rooms", idHex+".seq"),
+		accessPath: filepath.Join(d.cfg.StateDir, "rooms", idHex+".access"),
+	}
 	if b, err := os.ReadFile(bootIDFile); err == nil {
 		s.bootID = bytes.TrimSpace(b)
 	}
@@ -92,4 +98,36 @@ func readReservation(path string) (hw uint64, bootID []byte, err error) {
 		return 0, nil, fmt.Errorf("sequence reservation %s is damaged (%d bytes); remove it only together with the room's history, or sequence numbers may be reused", path, len(b))
 	}
 	return binary.BigEndian.Uint64(b), bytes.TrimSpace(b[8:]), nil
+}
+
+// maxAccessFile bounds what LoadAccess reads: a room's invites and admitted
+// keys fill well under 2 MiB at their caps.
+const maxAccessFile = 4 << 20
+
+// LoadAccess implements rooms.Store.
+func (s *roomStore) LoadAccess() ([]byte, error) {
+	f, err := os.Open(s.accessPath)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read invites: %w", err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxAccessFile+1))
+	if err != nil {
+		return nil, fmt.Errorf("read invites: %w", err)
+	}
+	if len(b) > maxAccessFile {
+		return nil, fmt.Errorf("invites file %s is larger than %d bytes; it is damaged", s.accessPath, maxAccessFile)
+	}
+	return b, nil
+}
+
+// SaveAccess implements rooms.Store: an atomic write, mode 0600.
+func (s *roomStore) SaveAccess(b []byte) error {
+	if err := os.MkdirAll(filepath.Dir(s.accessPath), 0o700); err != nil {
+		return err
+	}
+	return writeFileAtomic(s.accessPath, b)
 }

@@ -209,7 +209,7 @@ func runBench(t *testing.T, c benchCase, path string) benchResult {
 			rs, err := m.client().Rooms(ctx)
 			return err == nil && findRoom(rs, "general") != nil
 		})
-		if _, err := m.client().Join(ctx, "general", m.name); err != nil {
+		if _, err := m.client().Join(ctx, ctl.JoinRequest{Room: "general", Nick: m.name}); err != nil {
 			t.Fatalf("%s: join: %v", m.name, err)
 		}
 		views[i] = followBench(ctx, t, m)
@@ -330,7 +330,7 @@ func profileRun(t *testing.T, name string, hosts ...*host) func() {
 	for _, h := range hosts {
 		path := filepath.Join(dir, name+"-"+h.name+".pprof")
 		wg.Go(func() {
-			if err := saveProfile(h.socket, secs, path); err != nil {
+			if err := saveProfile(h.socket, "profile?seconds="+secs, path); err != nil {
 				t.Errorf("profile of %s: %v", h.name, err)
 			}
 		})
@@ -338,12 +338,14 @@ func profileRun(t *testing.T, name string, hosts ...*host) func() {
 	return wg.Wait
 }
 
-func saveProfile(socket, secs, path string) error {
+// saveProfile saves GET /v0/debug/pprof/{profile} of the daemon at
+// socket to path.
+func saveProfile(socket, profile, path string) error {
 	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		var d net.Dialer
 		return d.DialContext(ctx, "unix", socket)
 	}}}
-	resp, err := hc.Get("http://" + ctl.Host + "/v0/debug/pprof/profile?seconds=" + secs)
+	resp, err := hc.Get("http://" + ctl.Host + "/v0/debug/pprof/" + profile)
 	if err != nil {
 		return err
 	}

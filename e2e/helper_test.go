@@ -28,6 +28,8 @@ func runHelper(name string) int {
 		err = sniff()
 	case "flood":
 		err = flood()
+	case "crowd":
+		err = crowd()
 	case "send":
 		err = send()
 	case "qflood":

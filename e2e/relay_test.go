@@ -1,13 +1,17 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -102,21 +106,17 @@ func TestRelayChat(t *testing.T) {
 }
 
 // TestPeersChat: with no multicast across the router and no relays, static
-// peers carry discovery by unicast: a host's configured peer lists its
-// room, and a member that adds the host as a peer at run time finds the
-// room by searching; both join and chat with the host.
+// peers carry discovery by unicast. A member that adds the host as a peer
+// at run time finds the room by searching; a member the host's config
+// names as a peer, once the host reloads its config, lists the room from
+// its announcements. Both join and chat with the host.
 func TestPeersChat(t *testing.T) {
 	requireE2E(t)
 	tp := newChain(t, 1)
 	h, m, m2 := tp.addHost(0, "h"), tp.addHost(1, "m"), tp.addHost(1, "m2")
 	m.start("")
 	m2.start("")
-	h.start(fmt.Sprintf("peers = [%q]\n[[room]]\nname = \"general\"\n", netip.AddrPortFrom(m2.addr, 7701)))
-
-	eventually(t, 10*time.Second, "m2 to list general from its peer", func() bool { return listed(m2, "general") })
-	if listed(m, "general") {
-		t.Error("m lists general with no peer and no multicast route to its host")
-	}
+	h.start("peers = []\n[[room]]\nname = \"general\"\n")
 
 	peer := netip.AddrPortFrom(h.addr, 7701).String()
 	m.mustCtl("peer", "add", peer)
@@ -125,11 +125,28 @@ func TestPeersChat(t *testing.T) {
 	}
 	// join searches for a room it does not know: by unicast, to the peer.
 	m.mustCtl("join", "general")
-	m2.mustCtl("join", "general")
-	chat(t, "general", h, m, m2)
 	if c := counters(h); c["answers_sent"] == 0 {
 		t.Errorf("h answered no query, counters %v", c)
 	}
+	// h has announced for as long as m took to find it: none of it
+	// crossed the router.
+	if listed(m2, "general") {
+		t.Fatal("m2 lists general with no peer and no multicast route to its host")
+	}
+
+	cfgPath := filepath.Join(h.dir, "meshd.toml")
+	cfg, err := os.ReadFile(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg = bytes.Replace(cfg, []byte("peers = []"), fmt.Appendf(nil, "peers = [%q]", netip.AddrPortFrom(m2.addr, 7701)), 1)
+	if err := os.WriteFile(cfgPath, cfg, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h.cmd.Process.Signal(syscall.SIGHUP)
+	eventually(t, 10*time.Second, "m2 to list general from its peer", func() bool { return listed(m2, "general") })
+	m2.mustCtl("join", "general")
+	chat(t, "general", h, m, m2)
 
 	m.mustCtl("peer", "remove", peer)
 	if out := m.mustCtl("peer", "list"); strings.Contains(out, peer) {
@@ -262,4 +279,22 @@ func TestRelayLoop(t *testing.T) {
 	if n := sum("relay_hop_limit"); n != 0 {
 		t.Errorf("the relays stopped %d announcements at the hop limit: duplicates went round the loop", n)
 	}
+}
+
+// TestRelayNewLink: a relay listening on every interface picks up a link
+// that comes up while it runs, and relays announcements onto it.
+func TestRelayNewLink(t *testing.T) {
+	requireE2E(t)
+	tp := newTopology(t, 2, []int{0})
+	r := tp.routers[0]
+	h, m := tp.addHost(0, "h"), tp.addHost(1, "m")
+	r.interfaces = "[]" // every up multicast interface
+	r.start("relay = true")
+	m.start("")
+	h.start("[[room]]\nname = \"general\"\n")
+	eventually(t, 10*time.Second, "r to list general", func() bool { return listed(r.host, "general") })
+
+	r.attach(tp.lans[1])
+	// Interfaces are rescanned every 5 s.
+	eventually(t, 15*time.Second, "m to list general through r's new link", func() bool { return listed(m, "general") })
 }

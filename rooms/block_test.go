@@ -159,10 +159,10 @@ func TestParityFor(t *testing.T) {
 }
 
 func TestProactiveParity(t *testing.T) {
-	const residual = 1e-3
 	losses := []float64{0, 0.001, 0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1}
 	for k := 1; k <= wire.MaxShards/2; k++ {
 		limit := parityFor(k)
+		residual := residualFor(k)
 		if got := proactiveParity(k, 0); got != 0 {
 			t.Errorf("proactiveParity(%d, 0) = %d, want 0", k, got)
 		}
@@ -192,6 +192,8 @@ func TestProactiveParity(t *testing.T) {
 		}
 	}
 
+	// A lone line keeps the strict residual: at 10 % loss, 2 parity.
+	const residual = 1e-3
 	p := proactiveParity(1, 0.1)
 	if p < 2 {
 		t.Errorf("proactiveParity(1, 0.1) = %d, want ≥ 2", p)
@@ -201,6 +203,11 @@ func TestProactiveParity(t *testing.T) {
 	}
 	if got := blockLossProb(1, p, 0.1); got <= residual {
 		t.Errorf("blockLossProb(1, %d, 0.1) = %v, want > %v: one parity shard fewer would do", p, got, residual)
+	}
+	// A busy room's blocks are looser: at 5 % loss, 10 data shards get
+	// 2 parity, not the 4 a 1e-3 residual would take.
+	if got := proactiveParity(10, 0.05); got != 2 {
+		t.Errorf("proactiveParity(10, 0.05) = %d, want 2", got)
 	}
 	// High loss asks for all the parity there is.
 	if got := proactiveParity(20, 0.9); got != parityFor(20) {

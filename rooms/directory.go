@@ -56,7 +56,8 @@ type Directory struct {
 
 	mu           sync.Mutex
 	rooms        map[roomKey]*Known
-	pins         map[string][ed25519.PublicKeySize]byte // room name → the host key first joined
+	byName       map[string][][ed25519.PublicKeySize]byte // the host keys of the rooms of each name, for Match
+	pins         map[string][ed25519.PublicKeySize]byte   // room name → the host key first joined
 	verifyBudget bucket
 }
 
@@ -77,6 +78,7 @@ func NewDirectory(stats *Stats, onChange func(DirectoryEvent)) *Directory {
 		stats:        stats,
 		onChange:     onChange,
 		rooms:        make(map[roomKey]*Known),
+		byName:       make(map[string][][ed25519.PublicKeySize]byte),
 		pins:         make(map[string][ed25519.PublicKeySize]byte),
 		verifyBudget: bucket{rate: verifyRate, burst: verifyBurst},
 	}
@@ -149,6 +151,9 @@ func (d *Directory) HandleAnnounce(b []byte, now time.Time) error {
 	if !ok && len(d.rooms) >= MaxDirectory {
 		evicted = d.evictLocked()
 	}
+	if !ok {
+		d.byName[k.name] = append(d.byName[k.name], k.q)
+	}
 	d.rooms[k] = kn
 	snapshot := *kn
 	d.mu.Unlock()
@@ -178,8 +183,18 @@ func (d *Directory) evictLocked() *Known {
 			victim = kn
 		}
 	}
-	delete(d.rooms, roomKey{q: victim.HostKey, name: victim.Room})
+	d.deleteLocked(roomKey{q: victim.HostKey, name: victim.Room})
 	return victim
+}
+
+func (d *Directory) deleteLocked(k roomKey) {
+	delete(d.rooms, k)
+	keys := slices.DeleteFunc(d.byName[k.name], func(q [ed25519.PublicKeySize]byte) bool { return q == k.q })
+	if len(keys) == 0 {
+		delete(d.byName, k.name)
+	} else {
+		d.byName[k.name] = keys
+	}
 }
 
 func (d *Directory) notify(ev DirectoryEvent) {
@@ -195,7 +210,7 @@ func (d *Directory) Expire(now time.Time) {
 	for k, kn := range d.rooms {
 		if !now.Before(kn.Expires) {
 			gone = append(gone, *kn)
-			delete(d.rooms, k)
+			d.deleteLocked(k)
 		}
 	}
 	d.mu.Unlock()
@@ -234,8 +249,8 @@ func (d *Directory) Match(name string, key *[ed25519.PublicKeySize]byte, now tim
 		return []Known{*kn}
 	}
 	var out []Known
-	for k, kn := range d.rooms {
-		if k.name == name && now.Before(kn.Expires) {
+	for _, q := range d.byName[name] {
+		if kn := d.rooms[roomKey{q: q, name: name}]; now.Before(kn.Expires) {
 			out = append(out, *kn)
 		}
 	}

@@ -387,3 +387,35 @@ func TestPins(t *testing.T) {
 		t.Error("Pinned does not return the new pin")
 	}
 }
+
+func TestMatch(t *testing.T) {
+	d, _, _ := newTestDirectory()
+	for i := range 3 {
+		a := testAnnounce("ops", 1)
+		a.Lifetime = uint16(10 * (i + 1))
+		handle(t, d, signTestAnnounce(t, seededIdentity(uint64(i)), a), dirNow)
+	}
+	handle(t, d, signTestAnnounce(t, seededIdentity(9), testAnnounce("other", 1)), dirNow)
+	if got := len(d.Match("ops", nil, dirNow)); got != 3 {
+		t.Fatalf("Match(ops) = %d rooms, want 3", got)
+	}
+	// Lapsed but not yet expired: not an answer.
+	if got := len(d.Match("ops", nil, dirNow.Add(15*time.Second))); got != 2 {
+		t.Fatalf("Match(ops) after 15 s = %d rooms, want 2", got)
+	}
+	d.Expire(dirNow.Add(25 * time.Second))
+	k := [32]byte(seededIdentity(2).Pub)
+	if got := d.Match("ops", nil, dirNow.Add(25*time.Second)); len(got) != 1 || got[0].HostKey != k {
+		t.Fatalf("Match(ops) after expiry = %d rooms, want only the third", len(got))
+	}
+	if got := d.Match("ops", &k, dirNow); len(got) != 1 {
+		t.Fatalf("Match(ops, key) = %d rooms", len(got))
+	}
+	if got := d.Match("none", nil, dirNow); len(got) != 0 {
+		t.Fatalf("Match(none) = %d rooms", len(got))
+	}
+	d.Expire(dirNow.Add(time.Hour))
+	if len(d.byName) != 0 {
+		t.Fatalf("name index holds %d names after everything expired", len(d.byName))
+	}
+}

@@ -2,6 +2,7 @@ package rooms
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -9,6 +10,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"meshd/rooms/secure"
@@ -74,6 +76,12 @@ type Store interface {
 	Start() uint64
 	// Reserve records, durably, that numbers below hw may be assigned.
 	Reserve(hw uint64) error
+	// LoadAccess returns what SaveAccess saved last, nil if nothing.
+	LoadAccess() ([]byte, error)
+	// SaveAccess replaces, durably and atomically, the room's invites
+	// and the keys they admitted. It is called at each invite issued or
+	// redeemed and at each kick.
+	SaveAccess(b []byte) error
 	Close() error
 }
 
@@ -97,6 +105,8 @@ const (
 	// member has yet to read them: a Fetch for them within it is answered
 	// by what is already on its way.
 	inFlight = time.Second
+	// idleBuffer is the most a session's writer keeps while it waits.
+	idleBuffer = 4 << 10
 )
 
 // Host is the set of rooms this daemon hosts, and the server that members
@@ -106,6 +116,10 @@ type Host struct {
 	log *slog.Logger
 
 	joins *sourceLimiter
+	// The running nick and announcement lifetime, which a reload of the
+	// configuration changes (cfg holds the start-up values).
+	nick     atomic.Pointer[string]
+	lifetime atomic.Int64
 
 	mu    sync.Mutex
 	rooms map[string]*Sequencer
@@ -113,22 +127,41 @@ type Host struct {
 
 // NewHost returns a Host with no rooms.
 func NewHost(cfg HostConfig) *Host {
-	return &Host{
+	h := &Host{
 		cfg:   cfg,
 		log:   cfg.Logger,
 		joins: newSourceLimiter(joinRate, joinBurst, joinSources),
 		rooms: make(map[string]*Sequencer),
 	}
+	h.SetNick(cfg.Nick)
+	h.SetLifetime(cfg.Lifetime)
+	return h
 }
+
+// SetNick changes the hosting user's nick in every hosted room: its lines
+// carry the new nick from now on, and members that join afterwards see it
+// in the member list. Members already in a room see it on their user's
+// lines; their lists keep the old one until they rejoin.
+func (h *Host) SetNick(nick string) { h.nick.Store(&nick) }
+
+// Nick returns the hosting user's nick.
+func (h *Host) Nick() string { return *h.nick.Load() }
+
+// SetLifetime changes how long announcements keep the hosted rooms
+// listed, from the next announcement on.
+func (h *Host) SetLifetime(d time.Duration) { h.lifetime.Store(int64(d)) }
 
 // ErrAlreadyHosted means the daemon already hosts a room of that name.
 var ErrAlreadyHosted = errors.New("already hosted")
 
-// Open starts hosting room name, continuing its sequence if its store
-// holds one.
-func (h *Host) Open(name string) (*Sequencer, error) {
+// Open starts hosting room name, admitting whom access says, and
+// continuing its sequence if its store holds one.
+func (h *Host) Open(name string, access RoomAccess) (*Sequencer, error) {
 	if err := ValidateName(name); err != nil {
 		return nil, err
+	}
+	if err := access.Validate(); err != nil {
+		return nil, fmt.Errorf("room %s: %w", name, err)
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -140,13 +173,31 @@ func (h *Host) Open(name string) (*Sequencer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("room %s: %w", name, err)
 	}
-	s := newSequencer(h, name, id, store)
-	if err := s.rekeyLocked(); err != nil {
+	s, err := h.newRoom(name, id, store, access)
+	if err != nil {
 		store.Close()
-		return nil, err
+		return nil, fmt.Errorf("room %s: %w", name, err)
 	}
 	h.rooms[name] = s
-	h.log.Info("hosting room", "room", s.ref, "group", s.group, "next", s.next)
+	h.log.Info("hosting room", "room", s.ref, "group", s.group, "next", s.next, "access", access.Mode)
+	return s, nil
+}
+
+// newRoom sets up a room on its open store: its access, with the invites
+// the store kept, and its first epoch key.
+func (h *Host) newRoom(name string, id [wire.RoomIDLen]byte, store Store, access RoomAccess) (*Sequencer, error) {
+	stored, err := store.LoadAccess()
+	if err != nil {
+		return nil, err
+	}
+	acc, err := newAccessState(h.cfg.Identity.Pub, name, access, stored)
+	if err != nil {
+		return nil, err
+	}
+	s := newSequencer(h, name, id, store, acc)
+	if err := s.rekeyLocked(); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -274,6 +325,7 @@ func (h *Host) serveSession(ctx context.Context, raw net.Conn) {
 		nackLimit: bucket{rate: nackRate, burst: nackBurst},
 		sayLimit:  bucket{rate: h.cfg.MemberRate, burst: 2 * h.cfg.MemberRate},
 		conn:      conn,
+		pub:       pub,
 		keyID:     KeyID(pub),
 		fp:        Fingerprint(pub),
 		nick:      hello.Nick,
@@ -281,7 +333,7 @@ func (h *Host) serveSession(ctx context.Context, raw net.Conn) {
 		wake:      make(chan struct{}, 1),
 		gone:      make(chan struct{}),
 	}
-	if err := s.admit(sess, hello.Resume); err != nil {
+	if err := s.admit(sess, hello.Resume, hello.Cred, conn.ChannelBinding()); err != nil {
 		h.refuse(conn, err.Error())
 		return
 	}
@@ -325,6 +377,7 @@ type hostSession struct {
 
 	seq   *Sequencer
 	conn  *secure.Conn // Close does not wait for a stuck write
+	pub   ed25519.PublicKey
 	keyID [wire.KeyIDLen]byte
 	fp    string
 	nick  string
@@ -446,10 +499,12 @@ func (m *hostSession) writeLoop() {
 				m.close()
 				return
 			}
-			if cap(buf) > 4*catchUpChunk {
-				buf = nil // a burst of queued frames: let it go
-			}
 			continue
+		}
+		// Idle: a catch-up's buffer is let go, since a room's hundreds
+		// of quiet sessions would otherwise each keep one.
+		if cap(buf) > idleBuffer {
+			buf = nil
 		}
 		select {
 		case <-m.wake:

@@ -75,8 +75,12 @@ type Member struct {
 	hostKey ed25519.PublicKey
 	nick    string
 	keyID   [wire.KeyIDLen]byte
-	cancel  context.CancelFunc
-	done    chan struct{}
+	// cred is shown at every join; its token only until the first
+	// succeeds. Set before run starts, read and changed only by the
+	// goroutine that connects.
+	cred   Credential
+	cancel context.CancelFunc
+	done   chan struct{}
 
 	wmu sync.Mutex // serialises frames written to the session
 
@@ -90,13 +94,14 @@ type Member struct {
 	sayID   uint32
 	waiters map[uint32]chan *wire.Said
 	closed  bool
+	path    string // PathAuto, PathMulticast or PathTCP
 	members map[[wire.KeyIDLen]byte]string
 	rx      receiver
 }
 
 // newMember returns a Member of kn, not yet connected, that resumes at
 // sequence number resume (0: wherever the host says).
-func newMember(cfg MemberConfig, kn Known, nick string, resume uint64) *Member {
+func newMember(cfg MemberConfig, kn Known, nick string, resume uint64, cred Credential) *Member {
 	if cfg.Path == "" {
 		cfg.Path = PathAuto
 	}
@@ -107,6 +112,8 @@ func newMember(cfg MemberConfig, kn Known, nick string, resume uint64) *Member {
 		hostKey: slices.Clone(kn.Key()),
 		nick:    nick,
 		keyID:   KeyID(cfg.Identity.Pub),
+		cred:    cred,
+		path:    cfg.Path,
 		done:    make(chan struct{}),
 		waiters: make(map[uint32]chan *wire.Said),
 		rx:      newReceiver(),
@@ -119,14 +126,15 @@ func newMember(cfg MemberConfig, kn Known, nick string, resume uint64) *Member {
 // ErrRefused means the host turned the join down; the error says why.
 var ErrRefused = errors.New("join refused")
 
-// Join joins room kn as nick. It returns once the host has admitted the
-// member, or with the reason it could not; afterwards the member keeps its
-// session, reconnecting when it drops, until Close.
-func Join(ctx context.Context, cfg MemberConfig, kn Known, nick string, resume uint64) (*Member, error) {
+// Join joins room kn as nick, showing cred if the room is not open. It
+// returns once the host has admitted the member, or with the reason it
+// could not; afterwards the member keeps its session, reconnecting when it
+// drops, until Close.
+func Join(ctx context.Context, cfg MemberConfig, kn Known, nick string, resume uint64, cred Credential) (*Member, error) {
 	if err := ValidateNick(nick); err != nil {
 		return nil, err
 	}
-	m := newMember(cfg, kn, nick, resume)
+	m := newMember(cfg, kn, nick, resume, cred)
 	conn, w, err := m.connect(ctx, kn, resume)
 	if err != nil {
 		return nil, err
@@ -135,6 +143,9 @@ func Join(ctx context.Context, cfg MemberConfig, kn Known, nick string, resume u
 		conn.Close()
 		return nil, err
 	}
+	// The host has put the key on the room's allowlist: the token is
+	// spent.
+	m.cred.Token = nil
 	runCtx, cancel := context.WithCancel(context.Background())
 	m.cancel = cancel
 	go m.run(runCtx, conn)
@@ -243,7 +254,7 @@ func (m *Member) hello(ctx context.Context, raw net.Conn, resume uint64) (*secur
 	if err != nil {
 		return nil, nil, fmt.Errorf("join %s: %w", m.ref, hostKeyErr(err))
 	}
-	b, err := wire.AppendFrame(nil, &wire.Hello{Room: m.name, Nick: m.nick, Resume: resume})
+	b, err := wire.AppendFrame(nil, &wire.Hello{Room: m.name, Nick: m.nick, Resume: resume, Cred: m.credential(conn)})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -262,6 +273,23 @@ func (m *Member) hello(ctx context.Context, raw net.Conn, resume uint64) (*secur
 	}
 	return nil, nil, fmt.Errorf("join %s: unexpected frame %T from host", m.ref, f)
 }
+
+// credential returns what the Hello on conn shows the host: the invite
+// token, or the proof of the passphrase bound to this session, or nothing.
+func (m *Member) credential(conn *secure.Conn) []byte {
+	switch {
+	case m.cred.Token != nil:
+		return m.cred.Token
+	case m.cred.Key != nil:
+		return joinProof(*m.cred.Key, conn.ChannelBinding(), m.cfg.Identity.Pub)
+	}
+	return nil
+}
+
+// PassphraseKey returns the key this member proves a passphrase room's
+// passphrase with, nil for other rooms, so that the daemon can rejoin
+// after a restart.
+func (m *Member) PassphraseKey() *[32]byte { return m.cred.Key }
 
 // welcome takes the room's key and position from the host.
 func (m *Member) welcome(conn *secure.Conn, w *wire.Welcome) error {
@@ -533,6 +561,14 @@ func (m *Member) Path() string {
 		return PathTCP
 	}
 	return PathMulticast
+}
+
+// SetPath changes how the room reaches this member (PathAuto,
+// PathMulticast or PathTCP); the member moves within a second.
+func (m *Member) SetPath(path string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.path = path
 }
 
 // Close leaves the room: the session ends, and the host sequences the

@@ -44,6 +44,8 @@ func (s *nullStore) Oldest() uint64                              { return 0 }
 func (s *nullStore) Next() uint64                                { return s.next }
 func (s *nullStore) Start() uint64                               { return max(s.next, 1) }
 func (s *nullStore) Reserve(uint64) error                        { return nil }
+func (s *nullStore) LoadAccess() ([]byte, error)                 { return nil, nil }
+func (s *nullStore) SaveAccess([]byte) error                     { return nil }
 func (s *nullStore) Close() error                                { return nil }
 
 // newPathHost returns a hosted room with no members whose packets go to
@@ -66,7 +68,7 @@ func newPathHost(tb testing.TB, sender PacketSender) *Sequencer {
 			return new(nullStore), nil
 		},
 	})
-	s, err := h.Open("bench")
+	s, err := h.Open("bench", RoomAccess{})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -92,7 +94,7 @@ func newPathMember(tb testing.TB, s *Sequencer) *Member {
 		LeaveData: func(netip.Addr) {},
 		Sender:    new(countSink),
 		Path:      PathMulticast,
-	}, kn, "bench", 0)
+	}, kn, "bench", 0, Credential{})
 	if err := m.welcome(nil, w); err != nil {
 		tb.Fatal(err)
 	}

@@ -572,7 +572,7 @@ func (m *Member) repair() {
 		p.nackAt = now.Add(nackRetry)
 	}
 	var nack []byte
-	if len(entries) > 0 && !rx.streaming && m.cfg.Path != PathTCP {
+	if len(entries) > 0 && !rx.streaming && m.path != PathTCP {
 		rx.nack.KeyID, rx.nack.Entries = m.keyID, entries
 		body, err := wire.AppendNackBody(nil, &rx.nack)
 		if err == nil {
@@ -676,7 +676,10 @@ func (m *Member) ack() {
 func (m *Member) keepalive(ctx context.Context, conn *secure.Conn) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
-	if m.cfg.Path == PathTCP {
+	m.mu.Lock()
+	tcp := m.path == PathTCP
+	m.mu.Unlock()
+	if tcp {
 		m.setStream(conn, true)
 	}
 	for {
@@ -694,7 +697,12 @@ func (m *Member) keepalive(ctx context.Context, conn *secure.Conn) {
 			silent := now.Sub(rx.lastMcast) > silentAfter
 			cur := rx.streaming
 			want := cur
-			if m.cfg.Path == PathAuto {
+			switch m.path {
+			case PathTCP:
+				want = true
+			case PathMulticast:
+				want = false
+			case PathAuto:
 				switch {
 				case !rx.streaming && (silent || rx.loss > lossyAbove):
 					want = true

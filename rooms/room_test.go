@@ -110,6 +110,8 @@ type memStore struct {
 	batches  []storedBatch
 	reserved uint64
 	start    uint64 // where the room resumes, if not after the log
+	access   []byte // what SaveAccess saved
+	saves    int
 }
 
 type storedBatch struct {
@@ -171,6 +173,20 @@ func (s *memStore) Reserve(hw uint64) error {
 	return nil
 }
 
+func (s *memStore) LoadAccess() ([]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.access, nil
+}
+
+func (s *memStore) SaveAccess(b []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.access = append([]byte(nil), b...)
+	s.saves++
+	return nil
+}
+
 func (s *memStore) Close() error { return nil }
 
 // newTestRoomHistory makes a room whose host keeps history batches for
@@ -182,6 +198,12 @@ func newTestRoomHistory(t *testing.T, n *memnet.Network, name string, history in
 
 // newTestRoomStore makes a room whose host resumes from store.
 func newTestRoomStore(t *testing.T, n *memnet.Network, name string, store *memStore) *testRoom {
+	t.Helper()
+	return newTestRoomAccess(t, n, name, store, RoomAccess{})
+}
+
+// newTestRoomAccess makes a room that admits whom access says.
+func newTestRoomAccess(t *testing.T, n *memnet.Network, name string, store *memStore, access RoomAccess) *testRoom {
 	t.Helper()
 	// Registered first, so it runs after every other cleanup: once the
 	// host and members are closed, none of their goroutines (all run
@@ -211,7 +233,7 @@ func newTestRoomStore(t *testing.T, n *memnet.Network, name string, store *memSt
 			return tr.store, nil
 		},
 	})
-	if tr.seq, err = tr.host.Open(name); err != nil {
+	if tr.seq, err = tr.host.Open(name, access); err != nil {
 		t.Fatal(err)
 	}
 	// The host hears NACKs on the room's group, as the daemon's data
@@ -295,6 +317,11 @@ func (tr *testRoom) join(addr, nick string, kn Known) (*testMember, error) {
 
 // joinFrom joins as a member returning to the room at sequence resume.
 func (tr *testRoom) joinFrom(addr, nick string, kn Known, resume uint64) (*testMember, error) {
+	return tr.joinAs(addr, nick, kn, resume, newTestIdentity(tr.t), Credential{})
+}
+
+// joinAs joins as the member with identity id, showing cred.
+func (tr *testRoom) joinAs(addr, nick string, kn Known, resume uint64, id *Identity, cred Credential) (*testMember, error) {
 	conn := tr.net.Listen(netip.MustParseAddr(addr), 7703)
 	tm := &testMember{rec: newRecorder(), stats: new(Stats)}
 	var (
@@ -319,7 +346,7 @@ func (tr *testRoom) joinFrom(addr, nick string, kn Known, resume uint64) (*testM
 		}
 	}()
 	cfg := MemberConfig{
-		Identity: newTestIdentity(tr.t),
+		Identity: id,
 		Stats:    tm.stats,
 		Logger:   discard,
 		Deliver:  tm.rec.deliver,
@@ -330,7 +357,7 @@ func (tr *testRoom) joinFrom(addr, nick string, kn Known, resume uint64) (*testM
 		Dial:     tr.dial,
 	}
 	var err error
-	tm.m, err = Join(context.Background(), cfg, kn, nick, resume)
+	tm.m, err = Join(context.Background(), cfg, kn, nick, resume, cred)
 	if err != nil {
 		conn.Close()
 		<-readDone

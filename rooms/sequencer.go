@@ -3,6 +3,7 @@ package rooms
 import (
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -98,6 +99,8 @@ type Sequencer struct {
 	unanswered []answer
 	logged     chan struct{}                     // closed when the pending batch is logged
 	banned     map[[wire.KeyIDLen]byte]time.Time // zero time: until restart
+	access     *accessState
+	muted      map[[wire.KeyIDLen]byte]bool // members whose lines the host refuses
 	buf        []byte
 	nonce      nonceBuf
 	closed     bool
@@ -118,7 +121,7 @@ type sentBlock struct {
 	next   int      // the next shard a repair sends
 }
 
-func newSequencer(h *Host, name string, id [wire.RoomIDLen]byte, store Store) *Sequencer {
+func newSequencer(h *Host, name string, id [wire.RoomIDLen]byte, store Store, access *accessState) *Sequencer {
 	start := max(store.Start(), 1)
 	holeFrom := store.Next()
 	if holeFrom == 0 || holeFrom > start {
@@ -141,6 +144,8 @@ func newSequencer(h *Host, name string, id [wire.RoomIDLen]byte, store Store) *S
 		repairs:  make(map[uint64]int),
 		now:      time.Now,
 		banned:   make(map[[wire.KeyIDLen]byte]time.Time),
+		access:   access,
+		muted:    make(map[[wire.KeyIDLen]byte]bool),
 		members:  make(map[[wire.KeyIDLen]byte]*hostSession),
 		buf:      make([]byte, 0, wire.MaxPacket),
 	}
@@ -204,7 +209,8 @@ var ErrNoSuchMember = errors.New("no such member")
 // Kick removes the member called nick: its session ends, its part is
 // sequenced, the room's key rotates so that it can read nothing said
 // afterwards, and it may not rejoin for a while, or, with ban, until the
-// host restarts.
+// host restarts. Its key leaves the room's allowlist: to come back to an
+// invite-only room it needs a new invite.
 func (s *Sequencer) Kick(nick string, ban bool) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -217,9 +223,72 @@ func (s *Sequencer) Kick(nick string, ban bool) error {
 			until = time.Now().Add(kickBan)
 		}
 		s.banned[m.keyID] = until
+		if s.access.allowed(m.pub) {
+			s.access.forget(m.pub)
+			if err := s.saveAccessLocked(); err != nil {
+				s.host.log.Warn("cannot save the room's allowlist; the kicked key is back on it after a restart", "room", s.ref, "err", err)
+			}
+		}
 		s.dropLocked(m)
 		s.rotateLocked()
 		s.host.log.Info("member removed", "room", s.ref, "nick", nick, "ban", ban)
+		return nil
+	}
+	return fmt.Errorf("%w called %q in room %s (see \"meshctl who %s\")", ErrNoSuchMember, nick, s.ref, s.name)
+}
+
+// Access returns who the room admits.
+func (s *Sequencer) Access() Access {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.access.mode
+}
+
+// Invite issues a token that admits uses members to the room, which must
+// be invite-only, until ttl from now; each member it admits is put on the
+// allowlist. It returns the invite as members' daemons take it,
+// name@fingerprint/TOKEN.
+func (s *Sequencer) Invite(uses int, ttl time.Duration) (invite string, expires time.Time, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := time.Now()
+	token, err := s.access.issue(s.ref, uses, ttl, now)
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	if err := s.saveAccessLocked(); err != nil {
+		// An invite the host would forget at a restart is not issued.
+		delete(s.access.invites, sha256.Sum256(token))
+		return "", time.Time{}, fmt.Errorf("room %s: save invite: %w", s.ref, err)
+	}
+	s.host.log.Info("invite issued", "room", s.ref, "uses", uses, "expires", now.Add(ttl))
+	return s.ref + "/" + FormatToken(token), now.Add(ttl), nil
+}
+
+func (s *Sequencer) saveAccessLocked() error {
+	b, err := s.access.encode()
+	if err != nil {
+		return err
+	}
+	return s.store.SaveAccess(b)
+}
+
+// Mute makes the host refuse the lines of the member called nick, with an
+// error back to it, until Unmute; the member still receives the room, and
+// stays muted if it rejoins.
+func (s *Sequencer) Mute(nick string, mute bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, m := range s.members {
+		if m.nick != nick {
+			continue
+		}
+		if mute {
+			s.muted[m.keyID] = true
+		} else {
+			delete(s.muted, m.keyID)
+		}
+		s.host.log.Info("member muted", "room", s.ref, "nick", nick, "muted", mute)
 		return nil
 	}
 	return fmt.Errorf("%w called %q in room %s (see \"meshctl who %s\")", ErrNoSuchMember, nick, s.ref, s.name)
@@ -231,7 +300,7 @@ func (s *Sequencer) Say(text string) (uint64, error) {
 		return 0, err
 	}
 	s.mu.Lock()
-	seq, err := s.submitLocked(wire.Record{Kind: wire.KindMessage, KeyID: s.keyID, Nick: s.host.cfg.Nick, Text: text})
+	seq, err := s.submitLocked(wire.Record{Kind: wire.KindMessage, KeyID: s.keyID, Nick: s.host.Nick(), Text: text})
 	if err == nil && len(s.members) > 0 {
 		s.watches = addWatch(s.watches, seq)
 	}
@@ -527,10 +596,11 @@ func (s *Sequencer) announcement(addrs []netip.AddrPort) ([]byte, error) {
 	}
 	a := wire.Announce{
 		Serial:   s.serial,
-		Lifetime: uint16(s.host.cfg.Lifetime / time.Second),
+		Lifetime: uint16(time.Duration(s.host.lifetime.Load()) / time.Second),
 		Group:    s.group,
 		Room:     s.name,
 		Addrs:    addrs,
+		Access:   uint8(s.access.mode),
 	}
 	s.mu.Unlock()
 	return SignAnnounce(s.host.cfg.Identity, &a)
@@ -549,7 +619,7 @@ func (s *Sequencer) Members() []MemberState {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := make([]MemberState, 0, 1+len(s.members))
-	out = append(out, MemberState{MemberInfo: wire.MemberInfo{KeyID: s.keyID, Nick: s.host.cfg.Nick}, Host: true, Acked: s.next - 1})
+	out = append(out, MemberState{MemberInfo: wire.MemberInfo{KeyID: s.keyID, Nick: s.host.Nick()}, Host: true, Acked: s.next - 1})
 	for _, m := range s.members {
 		path := PathMulticast
 		if m.streaming {
@@ -562,7 +632,7 @@ func (s *Sequencer) Members() []MemberState {
 }
 
 func (s *Sequencer) memberInfosLocked() []wire.MemberInfo {
-	out := []wire.MemberInfo{{KeyID: s.keyID, Nick: s.host.cfg.Nick}}
+	out := []wire.MemberInfo{{KeyID: s.keyID, Nick: s.host.Nick()}}
 	for _, m := range s.members {
 		out = append(out, wire.MemberInfo{KeyID: m.keyID, Nick: m.nick})
 	}
@@ -586,9 +656,10 @@ func (s *Sequencer) receiptLocked(seq uint64) (seen, of int) {
 	return seen, 1 + len(s.members)
 }
 
-// admit welcomes a member, sequences its join and queues, over its
-// session, everything from where it asked to resume.
-func (s *Sequencer) admit(m *hostSession, resume uint64) error {
+// admit welcomes a member that the room's access admits with cred on a
+// session whose channel binding is binding, sequences its join and
+// queues, over its session, everything from where it asked to resume.
+func (s *Sequencer) admit(m *hostSession, resume uint64, cred, binding []byte) error {
 	if err := ValidateNick(m.nick); err != nil {
 		return err
 	}
@@ -606,12 +677,17 @@ func (s *Sequencer) admit(m *hostSession, resume uint64) error {
 		}
 		delete(s.banned, m.keyID)
 	}
+	redeem, err := s.access.check(s.ref, m.pub, cred, binding, time.Now())
+	if err != nil {
+		s.host.cfg.Stats.AccessDenied.Add(1)
+		return err
+	}
 	if old, ok := s.members[m.keyID]; ok {
 		// The same key joining again is a member that restarted before
 		// its old session timed out: the new session replaces it.
 		s.dropLocked(old)
 	}
-	if m.nick == s.host.cfg.Nick {
+	if m.nick == s.host.Nick() {
 		return fmt.Errorf("nick %q is already used in room %s; join with another nick", m.nick, s.ref)
 	}
 	for _, o := range s.members {
@@ -640,6 +716,13 @@ func (s *Sequencer) admit(m *hostSession, resume uint64) error {
 	if _, err := s.submitLocked(wire.Record{Kind: wire.KindJoin, KeyID: m.keyID, Nick: m.nick}); err != nil {
 		delete(s.members, m.keyID)
 		return err
+	}
+	if redeem != nil {
+		s.access.redeem(*redeem, m.pub)
+		if err := s.saveAccessLocked(); err != nil {
+			s.host.log.Warn("cannot save the room's allowlist; the member needs its invite again after a restart", "room", s.ref, "err", err)
+		}
+		s.host.log.Info("invite redeemed", "room", s.ref, "nick", m.nick, "member", m.fp)
 	}
 	// The resumed history and the join travel over the session: the
 	// member joins the data group only now, and its first lines must not
@@ -760,6 +843,11 @@ func (s *Sequencer) memberSay(m *hostSession, f *wire.Say) {
 	refuse := func(err error) { m.send(&wire.Said{ID: f.ID, Error: err.Error()}) }
 	if s.members[m.keyID] != m {
 		refuse(errors.New("not a member of the room"))
+		return
+	}
+	if s.muted[m.keyID] {
+		s.host.cfg.Stats.SaysMuted.Add(1)
+		refuse(fmt.Errorf("the host of room %s has muted you: your lines are not sent, though you still receive the room", s.ref))
 		return
 	}
 	if rate := s.host.cfg.MemberRate; rate > 0 && !m.sayLimit.allow(time.Now()) {

@@ -54,6 +54,8 @@ type Stats struct {
 	JoinsLimited    atomic.Int64 // join connections over their source's rate
 	Rekeys          atomic.Int64 // epoch keys this daemon's hosted rooms rotated
 	SaysLimited     atomic.Int64 // lines refused: their member said more than host.member_rate
+	SaysMuted       atomic.Int64 // lines refused: the host muted their member
+	AccessDenied    atomic.Int64 // joins refused by a room's access: not invited, bad invite, wrong or missing passphrase
 	SessionsRefused atomic.Int64
 	// SessionsTampered counts session records that failed authentication
 	// (forged, replayed, reordered or cut); each ended its session.
@@ -113,6 +115,8 @@ func (s *Stats) Snapshot() map[string]int64 {
 		"packets_sent":         s.PacketsSent.Load(),
 		"send_errors":          s.SendErrors.Load(),
 		"sessions_tampered":    s.SessionsTampered.Load(),
+		"says_muted":           s.SaysMuted.Load(),
+		"access_denied":        s.AccessDenied.Load(),
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 
@@ -49,29 +50,91 @@ func (c *cli) rooms(ctx context.Context, args []string) error {
 }
 
 func (c *cli) host(ctx context.Context, args []string) error {
-	pos, err := c.parse(c.flagSet("host"), args, 1, 1)
+	fs := c.flagSet("host")
+	invite := fs.Bool("invite", false, "admit only members with an invite (meshctl invite)")
+	passFile := fs.String("passphrase-file", "", "admit only members who know the passphrase on this file's first line; - reads standard input")
+	pos, err := c.parse(fs, args, 1, 1)
 	if err != nil {
 		return err
 	}
-	room, err := c.client.Host(ctx, pos[0])
+	req := ctl.HostRequest{Name: pos[0]}
+	switch {
+	case *invite && *passFile != "":
+		return usageErrorf("a room is invite-only or has a passphrase, not both")
+	case *invite:
+		req.Access = ctl.AccessInvite
+	case *passFile != "":
+		req.Access = ctl.AccessPassphrase
+		if req.Passphrase, err = c.readPassphrase(*passFile); err != nil {
+			return err
+		}
+	}
+	room, err := c.client.Host(ctx, req)
 	if err != nil {
 		return err
 	}
 	if c.json {
 		return c.printJSON(room)
 	}
-	_, err = fmt.Fprintf(c.stdout, "hosting %s\n", clean(room.Ref))
+	what := ""
+	switch req.Access {
+	case ctl.AccessInvite:
+		what = fmt.Sprintf(", invite-only: \"meshctl invite %s\" makes invites", clean(room.Name))
+	case ctl.AccessPassphrase:
+		what = ", for those who know the passphrase"
+	}
+	_, err = fmt.Fprintf(c.stdout, "hosting %s%s\n", clean(room.Ref), what)
 	return err
+}
+
+// maxPassphrase bounds a passphrase: it is one line.
+const maxPassphrase = 1024
+
+// readPassphrase returns the first line of the file at path, or of
+// standard input for "-". Passphrases come from files, not arguments,
+// which other users can read in the process list.
+func (c *cli) readPassphrase(path string) (string, error) {
+	var r io.Reader = c.stdin
+	if path != "-" {
+		f, err := os.Open(path)
+		if err != nil {
+			return "", fmt.Errorf("passphrase: %w", err)
+		}
+		defer f.Close()
+		r = f
+	}
+	b, err := io.ReadAll(io.LimitReader(r, maxPassphrase+1))
+	if err != nil {
+		return "", fmt.Errorf("passphrase: %w", err)
+	}
+	if len(b) > maxPassphrase {
+		return "", fmt.Errorf("passphrase: longer than %d bytes; a passphrase is one line", maxPassphrase)
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	line = strings.TrimSuffix(line, "\r")
+	if line == "" {
+		return "", usageErrorf("passphrase: the first line of %s is empty", path)
+	}
+	return line, nil
 }
 
 func (c *cli) join(ctx context.Context, args []string) error {
 	fs := c.flagSet("join")
 	nick := fs.String("nick", "", "nick to use in the room (default: the daemon's nick)")
+	passFile := fs.String("passphrase-file", "", "the room's passphrase is on this file's first line; - reads standard input")
 	pos, err := c.parse(fs, args, 1, 1)
 	if err != nil {
 		return err
 	}
-	room, err := c.client.Join(ctx, pos[0], *nick)
+	// An invite is name@fingerprint/TOKEN: room names have no '/'.
+	ref, token, _ := strings.Cut(pos[0], "/")
+	req := ctl.JoinRequest{Room: ref, Nick: *nick, Invite: token}
+	if *passFile != "" {
+		if req.Passphrase, err = c.readPassphrase(*passFile); err != nil {
+			return err
+		}
+	}
+	room, err := c.client.Join(ctx, req)
 	if err != nil {
 		return err
 	}
@@ -142,6 +205,53 @@ func (c *cli) kick(ctx context.Context, args []string) error {
 		what = "banned"
 	}
 	_, err = fmt.Fprintf(c.stdout, "%s %s from %s; the room key rotated\n", what, clean(pos[1]), clean(pos[0]))
+	return err
+}
+
+func (c *cli) invite(ctx context.Context, args []string) error {
+	fs := c.flagSet("invite")
+	uses := fs.Int("uses", 1, "how many members the invite admits, 1 to 1000")
+	expires := fs.Duration("expires", 24*time.Hour, "how long the invite lasts, up to 8784h (366 days)")
+	pos, err := c.parse(fs, args, 1, 1)
+	if err != nil {
+		return err
+	}
+	inv, err := c.client.Invite(ctx, pos[0], ctl.InviteRequest{Uses: *uses, Expires: ctl.Duration(*expires)})
+	if err != nil {
+		return err
+	}
+	if c.json {
+		return c.printJSON(inv)
+	}
+	// The invite alone on standard output, for scripts; how to use it on
+	// standard error.
+	if _, err := fmt.Fprintln(c.stdout, clean(inv.Invite)); err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(c.stderr, "admits %d %s until %s; the guest runs: meshctl join %s\n",
+		inv.Uses, plural(inv.Uses, "member", "members"), inv.Expires.UTC().Format("2006-01-02 15:04 UTC"), clean(inv.Invite))
+	return err
+}
+
+func (c *cli) mute(ctx context.Context, args []string) error   { return c.setMute(ctx, args, true) }
+func (c *cli) unmute(ctx context.Context, args []string) error { return c.setMute(ctx, args, false) }
+
+func (c *cli) setMute(ctx context.Context, args []string, mute bool) error {
+	pos, err := c.parse(c.flagSet(c.cmd.name), args, 2, 2)
+	if err != nil {
+		return err
+	}
+	if err := c.client.Mute(ctx, pos[0], pos[1], mute); err != nil {
+		return err
+	}
+	if c.json {
+		return nil // the API answers 204: there is nothing to print
+	}
+	what := "muted %s in %s: the host refuses their lines; they still receive the room\n"
+	if !mute {
+		what = "unmuted %s in %s\n"
+	}
+	_, err = fmt.Fprintf(c.stdout, what, clean(pos[1]), clean(pos[0]))
 	return err
 }
 

@@ -50,7 +50,7 @@ func printRooms(w io.Writer, rooms []ctl.Room, now time.Time) error {
 	}
 	rooms = slices.SortedFunc(slices.Values(rooms), func(a, b ctl.Room) int { return strings.Compare(a.Ref, b.Ref) })
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ROOM\tHERE\tMEMBERS\tADDRESSES\tEXPIRES")
+	fmt.Fprintln(tw, "ROOM\tACCESS\tHERE\tMEMBERS\tADDRESSES\tEXPIRES")
 	for _, r := range rooms {
 		var here []string
 		if r.KeyChanged {
@@ -71,8 +71,12 @@ func printRooms(w io.Writer, rooms []ctl.Room, now time.Time) error {
 				here = append(here, "(via tcp)")
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n",
-			clean(r.Ref), orDash(strings.Join(here, " ")), orDash(count(r.Members)),
+		access := ctl.AccessOpen
+		if r.Access != "" {
+			access = clean(r.Access)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n",
+			clean(r.Ref), access, orDash(strings.Join(here, " ")), orDash(count(r.Members)),
 			orDash(clean(strings.Join(r.Addrs, ","))), expiry(r.Expires, now))
 	}
 	return tw.Flush()
@@ -143,10 +147,12 @@ var statGroups = []struct {
 	prefixes []string
 }{
 	{"Room announcements (discovery)", []string{"announce_", "discovery_"}},
+	{"Searches, answers and relays", []string{"search", "quer", "answer", "relay"}},
 	{"Room data", []string{"data_"}},
 	{"Loss repair (NACKs, repairs, FEC blocks)", []string{"nack", "repairs_", "blocks_"}},
 	{"Sessions and paths", []string{"sessions_", "stream_"}},
 	{"Packets", []string{"packets_", "send_"}},
+	{"Control API", []string{"ctl_"}},
 }
 
 // printStats shows the counters for people: grouped, each with a few

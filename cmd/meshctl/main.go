@@ -55,11 +55,14 @@ type command struct {
 
 var commands = []command{
 	{"rooms", "[--search ROOM [--max-ttl N]]", "list the rooms this daemon knows: hosted, joined and announced;\n\t--search asks the mesh for ROOM (TTL 1, 2, 4, ... up to N) and lists what answered", (*cli).rooms},
-	{"host", "ROOM", "host a new room called ROOM on this daemon", (*cli).host},
-	{"join", "ROOM [-nick NICK]", "join ROOM (a name, or name@fingerprint when the name is shared);\n\ta room not announced here is searched for first", (*cli).join},
+	{"host", "ROOM [-invite | -passphrase-file FILE]", "host a new room called ROOM on this daemon: open to anyone, or invite-only,\n\tor for those who know the passphrase on FILE's first line (- reads standard input)", (*cli).host},
+	{"join", "ROOM [-nick NICK] [-passphrase-file FILE]", "join ROOM (a name, or name@fingerprint when the name is shared); a room not\n\tannounced here is searched for first; an invite-only room takes the invite,\n\tname@fingerprint/TOKEN, and a passphrase room the passphrase on FILE's first line", (*cli).join},
 	{"peer", "add ADDR:PORT | list | remove ADDR:PORT", "change the static peers that announcements and searches also go to by unicast;\n\tpeers added here last until meshd restarts", (*cli).peer},
 	{"leave", "ROOM", "leave ROOM", (*cli).leave},
+	{"invite", "ROOM [-uses N] [-expires DURATION]", "print an invite to ROOM, which this daemon hosts invite-only, good for N joins\n\t(default 1, at most 1000) within DURATION (default 24h, at most 8784h)", (*cli).invite},
 	{"kick", "ROOM NICK [-ban]", "remove NICK from ROOM, which this daemon hosts; the room's key rotates", (*cli).kick},
+	{"mute", "ROOM NICK", "refuse NICK's lines in ROOM, which this daemon hosts; NICK still receives the room", (*cli).mute},
+	{"unmute", "ROOM NICK", "accept NICK's lines in ROOM again", (*cli).unmute},
 	{"say", "ROOM TEXT... | say ROOM - [-wait 5s]", "send TEXT to ROOM; with -, send standard input; -wait reports how many members got it", (*cli).say},
 	{"who", "ROOM", "list ROOM's members", (*cli).who},
 	{"tail", "ROOM [-since SEQ] [-n]", "print ROOM's recent messages, then follow new ones until interrupted;\n\t-since SEQ shows only messages after SEQ, -n exits instead of following", (*cli).tail},

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -91,7 +93,7 @@ func TestCommands(t *testing.T) {
 		t.Errorf("rooms --json: exit %d, %d rooms (%v), stdout %q", r.code, len(rooms), err, r.stdout)
 	}
 	r = meshctl(ctx, "", sock, "status")
-	for _, want := range []string{"meshd test-1, up 1m30s (boot 3)\n", "\nrooms        1 hosted, 1 joined, 2 known\ncounters:\n", "  packets_in   10\n"} {
+	for _, want := range []string{"meshd test-1, up 1m30s (boot 3)\n", "\nrooms        1 hosted, 1 joined, 2 known\ncounters:\n", "  packets_in            10\n", "  ctl_requests_refused  0\n"} {
 		if r.code != 0 || !strings.Contains(r.stdout, want) {
 			t.Errorf("status: exit %d, stdout %q; want it to contain %q", r.code, r.stdout, want)
 		}
@@ -104,8 +106,8 @@ func TestSearchAndPeers(t *testing.T) {
 	ctx := context.Background()
 	check(t, meshctl(ctx, "", sock, "rooms", "--search", "far", "--max-ttl", "8"), 0,
 		"found far with TTL 1 in 40ms\n"+
-			"ROOM          HERE  MEMBERS  ADDRESSES      EXPIRES\n"+
-			"far@feedbeef  -     -        10.3.0.2:7702  -\n")
+			"ROOM          ACCESS  HERE  MEMBERS  ADDRESSES      EXPIRES\n"+
+			"far@feedbeef  open    -     -        10.3.0.2:7702  -\n")
 	r := meshctl(ctx, "", sock, "rooms", "--search", "nowhere")
 	if r.code != 1 || !strings.Contains(r.stderr, `room "nowhere": no answer to a search up to TTL 32`) {
 		t.Errorf("search for a missing room: exit %d, stderr %q", r.code, r.stderr)
@@ -143,7 +145,9 @@ func TestErrors(t *testing.T) {
 	}{
 		{"no command", "", []string{sock}, 2, "usage: meshctl"},
 		{"unknown command", "", []string{sock, "frobnicate"}, 2, "meshctl: unknown command \"frobnicate\"\nRun \"meshctl help\" for usage.\n"},
-		{"missing room", "", []string{sock, "host"}, 2, "meshctl: usage: meshctl host ROOM\n"},
+		{"missing room", "", []string{sock, "host"}, 2, "meshctl: usage: meshctl host ROOM [-invite | -passphrase-file FILE]\n"},
+		{"invite and passphrase", "", []string{sock, "host", "x", "-invite", "-passphrase-file", "-"}, 2, "meshctl: a room is invite-only or has a passphrase, not both\n"},
+		{"empty passphrase", "\n", []string{sock, "join", "general", "-passphrase-file", "-"}, 2, "meshctl: passphrase: the first line of - is empty\n"},
 		{"extra args", "", []string{sock, "leave", "a", "b"}, 2, "meshctl: usage: meshctl leave ROOM\n"},
 		{"bad flag", "", []string{sock, "rooms", "-x"}, 2, "meshctl: flag provided but not defined: -x\n"},
 		{"bad since", "", []string{sock, "tail", "general", "-since", "soon"}, 2, "meshctl: invalid value \"soon\" for flag -since"},
@@ -179,7 +183,7 @@ func TestHelp(t *testing.T) {
 		}
 	}
 	r := meshctl(context.Background(), "", "join", "-h")
-	if r.code != 0 || !strings.HasPrefix(r.stdout, "usage: meshctl join ROOM [-nick NICK]\n") {
+	if r.code != 0 || !strings.HasPrefix(r.stdout, "usage: meshctl join ROOM [-nick NICK] [-passphrase-file FILE]\n") {
 		t.Errorf("join -h: exit %d, stdout %q", r.code, r.stdout)
 	}
 }
@@ -245,10 +249,52 @@ func TestTailOverflow(t *testing.T) {
 	}
 }
 
+// TestPrivateRooms drives host -invite, invite, join with an invite and
+// a passphrase, and mute against the fake backend.
+func TestPrivateRooms(t *testing.T) {
+	b, sock := start(t)
+	ctx := context.Background()
+	check(t, meshctl(ctx, "", sock, "host", "club", "-invite"), 0,
+		"hosting club@abcd1234, invite-only: \"meshctl invite club\" makes invites\n")
+	r := meshctl(ctx, "", sock, "invite", "club", "-uses", "3", "-expires", "1h")
+	if r.code != 0 || r.stdout != "club@abcd1234/TOKEN\n" || !strings.HasPrefix(r.stderr, "admits 3 members until 2030-01-01 01:00 UTC") {
+		t.Errorf("invite: %+v", r)
+	}
+	pass := filepath.Join(t.TempDir(), "pass")
+	if err := os.WriteFile(pass, []byte("open sesame\nsecond line\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	meshctl(ctx, "", sock, "join", "club@abcd1234/TOKEN", "-nick", "ann")
+	meshctl(ctx, "", sock, "join", "club", "-passphrase-file", pass)
+	meshctl(ctx, "from stdin\n", sock, "join", "club", "-passphrase-file", "-")
+	want := []ctl.JoinRequest{
+		{Room: "club@abcd1234", Nick: "ann", Invite: "TOKEN"},
+		{Room: "club", Passphrase: "open sesame"},
+		{Room: "club", Passphrase: "from stdin"},
+	}
+	if got := b.Joins(); !slices.Equal(got, want) {
+		t.Errorf("join requests = %+v, want %+v", got, want)
+	}
+	// The fake's hosted room has one member to mute: its host.
+	nick := ctltest.Nick
+	check(t, meshctl(ctx, "", sock, "mute", "club", nick), 0, "muted "+nick+" in club: the host refuses their lines; they still receive the room\n")
+	if !b.Muted("club@abcd1234", nick) {
+		t.Error("not muted")
+	}
+	check(t, meshctl(ctx, "", sock, "unmute", "club", nick), 0, "unmuted "+nick+" in club\n")
+	if b.Muted("club@abcd1234", nick) {
+		t.Error("still muted")
+	}
+	r = meshctl(ctx, "", sock, "mute", "club", "nobody")
+	if r.code != 1 || !strings.Contains(r.stderr, "no member called") {
+		t.Errorf("mute of nobody: %+v", r)
+	}
+}
+
 func TestPrintRooms(t *testing.T) {
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	rooms := []ctl.Room{
-		{Ref: "lobby@feedbeef", Members: 2, Addrs: []string{"192.0.2.7:7701", "[2001:db8::7]:7701"}, Expires: now.Add(90 * time.Second)},
+		{Ref: "lobby@feedbeef", Access: "invite", Members: 2, Addrs: []string{"192.0.2.7:7701", "[2001:db8::7]:7701"}, Expires: now.Add(90 * time.Second)},
 		{Ref: "general@abcd1234", Hosted: true, Joined: true, Members: 1, Addrs: []string{"192.0.2.1:7701"}},
 		{Ref: "quiet@33333333", Joined: true, State: "connecting", Expires: now.Add(-time.Second)},
 		{Ref: "quiet@44444444", KeyChanged: true, Expires: now.Add(time.Minute)},
@@ -258,11 +304,11 @@ func TestPrintRooms(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := "" +
-		"ROOM              HERE                 MEMBERS  ADDRESSES                          EXPIRES\n" +
-		"general@abcd1234  host joined          1        192.0.2.1:7701                     -\n" +
-		"lobby@feedbeef    -                    2        192.0.2.7:7701,[2001:db8::7]:7701  in 1m30s\n" +
-		"quiet@33333333    joined (connecting)  -        -                                  expired\n" +
-		"quiet@44444444    KEY CHANGED          -        -                                  in 1m0s\n"
+		"ROOM              ACCESS  HERE                 MEMBERS  ADDRESSES                          EXPIRES\n" +
+		"general@abcd1234  open    host joined          1        192.0.2.1:7701                     -\n" +
+		"lobby@feedbeef    invite  -                    2        192.0.2.7:7701,[2001:db8::7]:7701  in 1m30s\n" +
+		"quiet@33333333    open    joined (connecting)  -        -                                  expired\n" +
+		"quiet@44444444    open    KEY CHANGED          -        -                                  in 1m0s\n"
 	if out.String() != want {
 		t.Errorf("printRooms =\n%s\nwant\n%s", out.String(), want)
 	}

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"meshd/ctl"
 	"meshd/ctl/ctltest"
 )
 
@@ -15,7 +16,7 @@ import (
 func TestCurrentUserAllowed(t *testing.T) {
 	srv := ctltest.Start(t, ctltest.NewBackend())
 	ctx := context.Background()
-	if _, err := srv.Client.Host(ctx, "general"); err != nil {
+	if _, err := srv.Client.Host(ctx, ctl.HostRequest{Name: "general"}); err != nil {
 		t.Fatalf("Host as the daemon's own user: %v", err)
 	}
 	if _, err := srv.Client.Rooms(ctx); err != nil {

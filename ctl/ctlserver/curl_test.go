@@ -51,7 +51,7 @@ func TestCurl(t *testing.T) {
 	curlPath(t)
 	b := ctltest.NewBackend()
 	srv := ctltest.Start(t, b)
-	if _, err := srv.Client.Host(context.Background(), "general"); err != nil {
+	if _, err := srv.Client.Host(context.Background(), ctl.HostRequest{Name: "general"}); err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()

@@ -44,7 +44,7 @@ func (c *memCache) read() ctl.Memory {
 }
 
 func (s *Server) metrics(w httpd.ResponseWriter, r *httpd.Request) {
-	b := writeMetrics(s.b.Status(), s.mem.read())
+	b := writeMetrics(s.fullStatus(), s.mem.read())
 	w.Header().Set("Content-Type", MetricsContentType)
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Content-Length", strconv.Itoa(len(b)))

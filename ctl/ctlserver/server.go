@@ -12,10 +12,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"meshd/ctl"
@@ -29,9 +31,14 @@ import (
 type Backend interface {
 	Status() ctl.Status
 	Rooms() []ctl.Room
-	Host(ctx context.Context, name string) (ctl.Room, error)
-	// Join joins a room; room is "name" or "name@fingerprint".
-	Join(ctx context.Context, room, nick string) (ctl.Room, error)
+	Host(ctx context.Context, req ctl.HostRequest) (ctl.Room, error)
+	// Join joins a room; req.Room is "name" or "name@fingerprint".
+	Join(ctx context.Context, req ctl.JoinRequest) (ctl.Room, error)
+	// Invite issues an invite to an invite-only room this daemon hosts.
+	Invite(ctx context.Context, room string, req ctl.InviteRequest) (ctl.Invite, error)
+	// Mute makes this daemon, a room's host, refuse (or, with mute
+	// false, accept again) the lines of the member called nick.
+	Mute(ctx context.Context, room, nick string, mute bool) error
 	Leave(ctx context.Context, room string) error
 	// Kick removes a member from a room this daemon hosts.
 	Kick(ctx context.Context, room string, req ctl.KickRequest) error
@@ -78,6 +85,9 @@ type Server struct {
 	log     *slog.Logger
 	mux     httpd.Mux
 	mem     memCache
+	// refused counts requests the HTTP layer refused before any handler
+	// (malformed, over a limit); panics counts handlers that panicked.
+	refused, panics atomic.Int64
 	// endpoints lists "METHOD /path" for error messages that tell a caller
 	// what exists.
 	endpoints []string
@@ -101,6 +111,9 @@ func New(b Backend, version string, logger *slog.Logger) *Server {
 		{"POST", "/v0/rooms/{room}/leave", s.api(s.leave)},
 		{"POST", "/v0/rooms/{room}/say", s.api(s.say)},
 		{"POST", "/v0/rooms/{room}/kick", s.api(s.kick)},
+		{"POST", "/v0/rooms/{room}/invite", s.api(s.invite)},
+		{"POST", "/v0/rooms/{room}/mute", s.api(s.mute(true))},
+		{"POST", "/v0/rooms/{room}/unmute", s.api(s.mute(false))},
 		{"GET", "/v0/rooms/{room}/who", s.api(s.who)},
 		{"POST", "/v0/search", s.api(s.search)},
 		{"GET", "/v0/peers", s.api(s.peers)},
@@ -171,7 +184,14 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		WriteTimeout:    writeTimeout,
 		ShutdownTimeout: shutdownTimeout,
 		ConnContext:     connContext(pol),
-		Error: func(w httpd.ResponseWriter, _ *httpd.Request, code int, msg string) {
+		Error: func(w httpd.ResponseWriter, r *httpd.Request, code int, msg string) {
+			// httpd answers by itself only requests it refused (r is nil)
+			// and requests whose handler panicked.
+			if r == nil {
+				s.refused.Add(1)
+			} else if code == httpd.StatusInternalServerError {
+				s.panics.Add(1)
+			}
 			s.stamp(w)
 			writeError(w, code, msg)
 		},
@@ -209,8 +229,20 @@ func (s *Server) api(f apiFunc) httpd.HandlerFunc {
 	}
 }
 
-func (s *Server) status(*httpd.Request) (any, error) {
+// fullStatus is the backend's status with the control server's own
+// counters added.
+func (s *Server) fullStatus() ctl.Status {
 	st := s.b.Status()
+	c := make(map[string]int64, len(st.Counters)+2)
+	maps.Copy(c, st.Counters)
+	c["ctl_requests_refused"] = s.refused.Load()
+	c["ctl_handler_panics"] = s.panics.Load()
+	st.Counters = c
+	return st
+}
+
+func (s *Server) status(*httpd.Request) (any, error) {
+	st := s.fullStatus()
 	// The server runs in the daemon's process, so its memory is ours.
 	mem := s.mem.read()
 	st.Memory = &mem
@@ -233,7 +265,12 @@ func (s *Server) host(r *httpd.Request) (any, error) {
 	if req.Name == "" {
 		return nil, BadRequest(errors.New(`field "name" is required: the name of the room to host`))
 	}
-	return s.b.Host(r.Context(), req.Name)
+	switch req.Access {
+	case "", ctl.AccessOpen, ctl.AccessInvite, ctl.AccessPassphrase:
+	default:
+		return nil, BadRequest(fmt.Errorf(`field "access" is %q; use "open", "invite" or "passphrase"`, req.Access))
+	}
+	return s.b.Host(r.Context(), req)
 }
 
 func (s *Server) join(r *httpd.Request) (any, error) {
@@ -244,7 +281,31 @@ func (s *Server) join(r *httpd.Request) (any, error) {
 	if req.Room == "" {
 		return nil, BadRequest(errors.New(`field "room" is required: "name" or "name@fingerprint"`))
 	}
-	return s.b.Join(r.Context(), req.Room, req.Nick)
+	return s.b.Join(r.Context(), req)
+}
+
+func (s *Server) invite(r *httpd.Request) (any, error) {
+	var req ctl.InviteRequest
+	if err := decodeBody(r, &req); err != nil {
+		return nil, err
+	}
+	if req.Uses < 0 || req.Expires < 0 {
+		return nil, BadRequest(errors.New(`fields "uses" and "expires" must not be negative`))
+	}
+	return s.b.Invite(r.Context(), r.PathValue("room"), req)
+}
+
+func (s *Server) mute(mute bool) apiFunc {
+	return func(r *httpd.Request) (any, error) {
+		var req ctl.MuteRequest
+		if err := decodeBody(r, &req); err != nil {
+			return nil, err
+		}
+		if req.Nick == "" {
+			return nil, BadRequest(errors.New(`field "nick" is required and must not be empty`))
+		}
+		return nil, s.b.Mute(r.Context(), r.PathValue("room"), req.Nick, mute)
+	}
 }
 
 func (s *Server) leave(r *httpd.Request) (any, error) {

@@ -1,6 +1,7 @@
 package ctlserver_test
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -90,7 +91,7 @@ func TestRoundTrip(t *testing.T) {
 		t.Errorf("Status = %+v, want the fake's status", st)
 	}
 
-	hosted, err := c.Host(ctx, "general")
+	hosted, err := c.Host(ctx, ctl.HostRequest{Name: "general"})
 	if err != nil {
 		t.Fatalf("Host: %v", err)
 	}
@@ -98,7 +99,7 @@ func TestRoundTrip(t *testing.T) {
 		t.Errorf("Host = %+v, want hosted and joined general@%s", hosted, ctltest.Fingerprint)
 	}
 
-	joined, err := c.Join(ctx, "lobby", "alice")
+	joined, err := c.Join(ctx, ctl.JoinRequest{Room: "lobby", Nick: "alice"})
 	if err != nil {
 		t.Fatalf("Join: %v", err)
 	}
@@ -146,7 +147,7 @@ func TestRoomRefEscaping(t *testing.T) {
 	srv := ctltest.Start(t, ctltest.NewBackend())
 	ctx := context.Background()
 	const name = "a b/c?d#e%f"
-	if _, err := srv.Client.Host(ctx, name); err != nil {
+	if _, err := srv.Client.Host(ctx, ctl.HostRequest{Name: name}); err != nil {
 		t.Fatalf("Host: %v", err)
 	}
 	res, err := srv.Client.Say(ctx, name, ctl.SayRequest{Text: "hi"})
@@ -163,7 +164,7 @@ func TestErrorMapping(t *testing.T) {
 	srv := ctltest.Start(t, b)
 	c := srv.Client
 	ctx := context.Background()
-	if _, err := c.Host(ctx, "general"); err != nil {
+	if _, err := c.Host(ctx, ctl.HostRequest{Name: "general"}); err != nil {
 		t.Fatal(err)
 	}
 	b.AddRoom(ctl.Room{Name: "twin", Fingerprint: "11111111"})
@@ -178,11 +179,11 @@ func TestErrorMapping(t *testing.T) {
 		wantStatus int
 		wantMsg    string
 	}{
-		{"unknown room", func() error { _, err := c.Join(ctx, "nope", ""); return err },
+		{"unknown room", func() error { _, err := c.Join(ctx, ctl.JoinRequest{Room: "nope"}); return err },
 			404, `room "nope" is not known: run "meshctl rooms" to see the rooms on this network`},
-		{"ambiguous room", func() error { _, err := c.Join(ctx, "twin", ""); return err },
+		{"ambiguous room", func() error { _, err := c.Join(ctx, ctl.JoinRequest{Room: "twin"}); return err },
 			400, `room name "twin" is ambiguous: use one of twin@11111111, twin@22222222`},
-		{"host twice", func() error { _, err := c.Host(ctx, "general"); return err },
+		{"host twice", func() error { _, err := c.Host(ctx, ctl.HostRequest{Name: "general"}); return err },
 			409, "room general@abcd1234 is already hosted here"},
 		{"say unjoined", func() error { _, err := c.Say(ctx, "quiet", ctl.SayRequest{Text: "hi"}); return err },
 			409, `not a member of quiet@33333333: join it first with "meshctl join quiet@33333333"`},
@@ -190,7 +191,7 @@ func TestErrorMapping(t *testing.T) {
 			503, "no link to the host of general yet: try again in a few seconds"},
 		{"internal", func() error { return c.Leave(ctx, "general") },
 			500, "disk on fire"},
-		{"empty name", func() error { _, err := c.Host(ctx, ""); return err },
+		{"empty name", func() error { _, err := c.Host(ctx, ctl.HostRequest{Name: ""}); return err },
 			400, `field "name" is required: the name of the room to host`},
 		{"empty text", func() error { _, err := c.Say(ctx, "general", ctl.SayRequest{Text: ""}); return err },
 			400, `field "text" is required and must not be empty`},
@@ -218,7 +219,7 @@ func TestRawRequests(t *testing.T) {
 	b := ctltest.NewBackend()
 	srv := ctltest.Start(t, b)
 	hc := rawClient(t, srv.Socket)
-	if _, err := srv.Client.Host(context.Background(), "general"); err != nil {
+	if _, err := srv.Client.Host(context.Background(), ctl.HostRequest{Name: "general"}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -319,7 +320,7 @@ func TestEventStream(t *testing.T) {
 	srv := ctltest.Start(t, b)
 	c := srv.Client
 	ctx := context.Background()
-	if _, err := c.Host(ctx, "general"); err != nil {
+	if _, err := c.Host(ctx, ctl.HostRequest{Name: "general"}); err != nil {
 		t.Fatal(err)
 	}
 	for _, text := range []string{"one", "two"} {
@@ -410,7 +411,7 @@ func TestEventStreamEndsOnShutdown(t *testing.T) {
 func TestEventStreamOverflow(t *testing.T) {
 	b := ctltest.NewBackend()
 	srv := ctltest.Start(t, b)
-	if _, err := srv.Client.Host(context.Background(), "general"); err != nil {
+	if _, err := srv.Client.Host(context.Background(), ctl.HostRequest{Name: "general"}); err != nil {
 		t.Fatal(err)
 	}
 	s, err := srv.Client.Events(context.Background(), "general", 0, false)
@@ -463,7 +464,7 @@ func TestNoGoroutinesOutliveServe(t *testing.T) {
 	b := ctltest.NewBackend()
 	srv := ctltest.Start(t, b)
 	ctx := context.Background()
-	if _, err := srv.Client.Host(ctx, "general"); err != nil {
+	if _, err := srv.Client.Host(ctx, ctl.HostRequest{Name: "general"}); err != nil {
 		t.Fatal(err)
 	}
 	var streams []*ctl.EventStream
@@ -522,5 +523,41 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// panicky is a backend with a bug.
+type panicky struct{ *ctltest.Backend }
+
+func (panicky) Who(string) (ctl.Who, error) { panic("bug in Who") }
+
+func TestRefusalsAndPanicsCounted(t *testing.T) {
+	srv := ctltest.Start(t, panicky{ctltest.NewBackend()})
+	c, err := net.Dial("unix", srv.Socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := io.WriteString(c, "GET /v0/status HTTP/1.1\r\nHost: x\r\nBad Header: y\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 400 || resp.Header.Get(ctl.VersionHeader) != ctltest.Version {
+		t.Errorf("malformed header: %d, version %q; want 400 with the version header", resp.StatusCode, resp.Header.Get(ctl.VersionHeader))
+	}
+	r := doRaw(t, rawClient(t, srv.Socket), "GET", "/v0/rooms/general/who", "", nil)
+	if msg := errorMessage(t, r); r.status != 500 || !strings.Contains(msg, "internal error") {
+		t.Errorf("panicking handler: %d %q, want a 500 JSON error", r.status, msg)
+	}
+	st, err := srv.Client.Status(context.Background())
+	if err != nil {
+		t.Fatalf("Status after a panic: %v", err)
+	}
+	if st.Counters["ctl_requests_refused"] != 1 || st.Counters["ctl_handler_panics"] != 1 {
+		t.Errorf("counters %v, want one refusal and one panic", st.Counters)
 	}
 }

@@ -46,6 +46,8 @@ type Backend struct {
 	history map[string][]ctl.Event
 	subs    map[*subscriber]struct{}
 	errs    map[string]error
+	joins   []ctl.JoinRequest
+	muted   map[string]bool // "ref nick"
 	peers   []string
 }
 
@@ -72,7 +74,22 @@ func NewBackend() *Backend {
 		members: make(map[string][]ctl.Member),
 		history: make(map[string][]ctl.Event),
 		subs:    make(map[*subscriber]struct{}),
+		muted:   make(map[string]bool),
 	}
+}
+
+// Joins returns the join requests made so far.
+func (b *Backend) Joins() []ctl.JoinRequest {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]ctl.JoinRequest(nil), b.joins...)
+}
+
+// Muted reports whether nick is muted in the room ref.
+func (b *Backend) Muted(ref, nick string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.muted[ref+" "+nick]
 }
 
 // SetError makes every later call of the named method ("Host", "Join",
@@ -213,7 +230,8 @@ func (b *Backend) Rooms() []ctl.Room {
 }
 
 // Host implements ctlserver.Backend.
-func (b *Backend) Host(_ context.Context, name string) (ctl.Room, error) {
+func (b *Backend) Host(_ context.Context, req ctl.HostRequest) (ctl.Room, error) {
+	name := req.Name
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if err := b.failLocked("Host"); err != nil {
@@ -237,15 +255,20 @@ func (b *Backend) Host(_ context.Context, name string) (ctl.Room, error) {
 		Members:     1,
 		State:       "connected",
 	}
+	if req.Access != ctl.AccessOpen {
+		r.Access = req.Access
+	}
 	b.rooms = append(b.rooms, r)
 	b.members[ref] = []ctl.Member{{Nick: r.Nick, Fingerprint: Fingerprint, Host: true, Path: "multicast"}}
 	return *r, nil
 }
 
 // Join implements ctlserver.Backend.
-func (b *Backend) Join(_ context.Context, room, nick string) (ctl.Room, error) {
+func (b *Backend) Join(_ context.Context, req ctl.JoinRequest) (ctl.Room, error) {
+	room, nick := req.Room, req.Nick
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	b.joins = append(b.joins, req)
 	if err := b.failLocked("Join"); err != nil {
 		return ctl.Room{}, err
 	}
@@ -266,7 +289,55 @@ func (b *Backend) Join(_ context.Context, room, nick string) (ctl.Room, error) {
 	return *r, nil
 }
 
-// Leave implements ctlserver.Backend.
+// Invite implements ctlserver.Backend: an invite-only room this backend
+// hosts gets the invite ROOM/TOKEN.
+func (b *Backend) Invite(_ context.Context, room string, req ctl.InviteRequest) (ctl.Invite, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := b.failLocked("Invite"); err != nil {
+		return ctl.Invite{}, err
+	}
+	r, err := b.lookupLocked(room)
+	if err != nil {
+		return ctl.Invite{}, err
+	}
+	if !r.Hosted || r.Access != ctl.AccessInvite {
+		return ctl.Invite{}, ctlserver.Conflict(fmt.Errorf("%s is not an invite-only room hosted here", r.Ref))
+	}
+	uses, ttl := max(req.Uses, 1), time.Duration(req.Expires)
+	if ttl == 0 {
+		ttl = 24 * time.Hour
+	}
+	return ctl.Invite{Invite: r.Ref + "/TOKEN", Room: r.Ref, Uses: uses, Expires: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC).Add(ttl)}, nil
+}
+
+// Mute implements ctlserver.Backend.
+func (b *Backend) Mute(_ context.Context, room, nick string, mute bool) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := b.failLocked("Mute"); err != nil {
+		return err
+	}
+	r, err := b.lookupLocked(room)
+	if err != nil {
+		return err
+	}
+	if !r.Hosted {
+		return ctlserver.Conflict(fmt.Errorf("only the host of %s can mute", r.Ref))
+	}
+	for _, m := range b.members[r.Ref] {
+		if m.Nick == nick {
+			if mute {
+				b.muted[r.Ref+" "+nick] = true
+			} else {
+				delete(b.muted, r.Ref+" "+nick)
+			}
+			return nil
+		}
+	}
+	return ctlserver.NotFound(fmt.Errorf("no member called %q in %s", nick, r.Ref))
+}
+
 // Search implements ctlserver.Backend: it finds the rooms added with
 // AddRoom by name, at TTL 1.
 func (b *Backend) Search(_ context.Context, req ctl.SearchRequest) (ctl.SearchResult, error) {
@@ -344,6 +415,7 @@ func (b *Backend) Kick(_ context.Context, room string, req ctl.KickRequest) erro
 	return ctlserver.NotFound(fmt.Errorf("no member called %q in %s", req.Nick, r.Ref))
 }
 
+// Leave implements ctlserver.Backend.
 func (b *Backend) Leave(_ context.Context, room string) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()

@@ -9,6 +9,14 @@ import (
 // SigLen is the length of an Ed25519 signature.
 const SigLen = ed25519.SignatureSize
 
+// Room access, as announced. ONLY APPEND.
+const (
+	AccessOpen       = 0 // anyone may join
+	AccessInvite     = 1 // keys on the host's allowlist, and holders of an invite token
+	AccessPassphrase = 2 // members who prove they know the room's passphrase
+	MaxAccess        = AccessPassphrase
+)
+
 // Announce is a host's announcement of one room. Its signature covers every
 // byte before it; ParseAnnounce keeps the slice that was signed so the
 // verifier checks the exact bytes received.
@@ -21,6 +29,7 @@ const SigLen = ed25519.SignatureSize
 //	..  room name R                                uint8 length, ≤ MaxRoomName bytes
 //	..  join address count                         uint8, 1..MaxAddrs
 //	..  join addresses S                           addr each
+//	..  access                                     uint8: AccessOpen, AccessInvite or AccessPassphrase
 //	..  Ed25519ctx signature by Q                  64 bytes
 //
 // An addr is a family byte (4 or 6), the 4- or 16-byte address and a uint16
@@ -32,7 +41,11 @@ type Announce struct {
 	Group    netip.AddrPort
 	Room     string
 	Addrs    []netip.AddrPort
-	Sig      [SigLen]byte
+	// Access says who the host admits, so that a member can tell its
+	// user what a join needs before trying. The host decides at the join;
+	// the byte is signed so that nobody else can change what is shown.
+	Access uint8
+	Sig    [SigLen]byte
 
 	// Signed is the part of the packet the signature covers. Set by
 	// ParseAnnounce; AppendAnnounceBody returns it for signing.
@@ -50,6 +63,9 @@ func AppendAnnounceBody(b []byte, a *Announce) ([]byte, error) {
 	if err := checkAddrPort(a.Group); err != nil {
 		return b, err
 	}
+	if a.Access > MaxAccess {
+		return b, fmt.Errorf("%w: access %d", ErrInvalid, a.Access)
+	}
 	for _, ap := range a.Addrs {
 		if err := checkAddrPort(ap); err != nil {
 			return b, err
@@ -65,7 +81,7 @@ func AppendAnnounceBody(b []byte, a *Announce) ([]byte, error) {
 	for _, ap := range a.Addrs {
 		b = appendAddrPort(b, ap)
 	}
-	return b, nil
+	return append(b, a.Access), nil
 }
 
 // ParseAnnounce decodes an announcement packet. It checks the format, not
@@ -98,6 +114,10 @@ func ParseAnnounce(b []byte) (Announce, error) {
 		for range n {
 			a.Addrs = append(a.Addrs, r.addrPort())
 		}
+	}
+	a.Access = r.u8()
+	if r.err == nil && a.Access > MaxAccess {
+		r.fail(ErrInvalid)
 	}
 	if err := r.done(); err != nil {
 		return Announce{}, fmt.Errorf("announcement: %w", err)

@@ -12,8 +12,9 @@ import (
 const QueryLen = 128
 
 // MaxAnnounceLen is the longest announcement the encoder can produce: the
-// longest room name, MaxAddrs IPv6 join addresses and an IPv6 group.
-const MaxAnnounceLen = HeaderLen + 8 + ed25519.PublicKeySize + 2 + 19 + 1 + MaxRoomName + 1 + MaxAddrs*19 + SigLen
+// longest room name, MaxAddrs IPv6 join addresses, an IPv6 group and the
+// access byte.
+const MaxAnnounceLen = HeaderLen + 8 + ed25519.PublicKeySize + 2 + 19 + 1 + MaxRoomName + 1 + MaxAddrs*19 + 1 + SigLen
 
 // MaxHops bounds the hop count a relayed announcement may carry.
 const MaxHops = 32

@@ -33,11 +33,17 @@ const (
 //	room   uint8 length, ≤ MaxRoomName
 //	nick   uint8 length, ≤ MaxNick
 //	resume uint64: the next sequence number the member wants, 0 for "from now"
+//	cred   uint8 length, ≤ MaxCred: what the room's access asks for, or empty
+//	       (an invite token, or a passphrase proof bound to the session)
 type Hello struct {
 	Room   string
 	Nick   string
 	Resume uint64
+	Cred   []byte
 }
+
+// MaxCred bounds a Hello's credential: a token or a MAC is far shorter.
+const MaxCred = 64
 
 // Welcome admits a member.
 //
@@ -148,13 +154,15 @@ func AppendFrame(b []byte, f Frame) ([]byte, error) {
 	var err error
 	switch f := f.(type) {
 	case *Hello:
-		if len(f.Room) > MaxRoomName || len(f.Nick) > MaxNick {
+		if len(f.Room) > MaxRoomName || len(f.Nick) > MaxNick || len(f.Cred) > MaxCred {
 			return b[:start], fmt.Errorf("hello: %w", ErrTooLong)
 		}
 		b = append(b, FrameHello)
 		b = appendStr8(b, f.Room)
 		b = appendStr8(b, f.Nick)
 		b = appendU64(b, f.Resume)
+		b = append(b, byte(len(f.Cred)))
+		b = append(b, f.Cred...)
 	case *Welcome:
 		if len(f.Members) > MaxMembers {
 			return b[:start], fmt.Errorf("welcome: %w: %d members", ErrTooLong, len(f.Members))
@@ -253,6 +261,11 @@ func ParseFrame(b []byte) (Frame, error) {
 	case FrameHello:
 		h := &Hello{Room: r.str8(MaxRoomName), Nick: r.str8(MaxNick)}
 		h.Resume = r.u64()
+		if n := int(r.u8()); n > MaxCred {
+			r.fail(ErrTooLong)
+		} else if n > 0 {
+			h.Cred = append([]byte(nil), r.take(n)...)
+		}
 		f = h
 	case FrameWelcome:
 		w := &Welcome{}

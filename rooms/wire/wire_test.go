@@ -84,9 +84,10 @@ func reencodeFrame(f wire.Frame) ([]byte, error) {
 // package documentation, independently of the encoder, so that tests can
 // make packets the encoder refuses to.
 type rawAnnounce struct {
-	room  []byte
-	addrs [][]byte // each an encoded addr
-	group []byte
+	access byte
+	room   []byte
+	addrs  [][]byte // each an encoded addr
+	group  []byte
 }
 
 func v4addr(a [4]byte, port uint16) []byte {
@@ -114,6 +115,7 @@ func (r rawAnnounce) bytes() []byte {
 	for _, a := range r.addrs {
 		b = append(b, a...)
 	}
+	b = append(b, r.access)
 	return append(b, fakeSig...)
 }
 
@@ -133,6 +135,7 @@ func TestAnnounceRoundTrip(t *testing.T) {
 	maxed.Lifetime = ^uint16(0)
 	maxed.Room = strings.Repeat("r", wire.MaxRoomName)
 	maxed.Addrs = addrs(wire.MaxAddrs)
+	maxed.Access = wire.MaxAccess
 	one := sampleAnnounce()
 	one.Serial = 0
 	one.Lifetime = 0
@@ -253,6 +256,8 @@ func TestParseAnnounceBounds(t *testing.T) {
 		{"addrs at max", rawAnnounce{room: []byte("r"), addrs: rawAddrs(wire.MaxAddrs)}, nil},
 		{"addrs over max", rawAnnounce{room: []byte("r"), addrs: rawAddrs(wire.MaxAddrs + 1)}, wire.ErrInvalid},
 		{"no addrs", rawAnnounce{room: []byte("r")}, wire.ErrInvalid},
+		{"access at max", rawAnnounce{room: []byte("r"), addrs: rawAddrs(1), access: wire.MaxAccess}, nil},
+		{"access over max", rawAnnounce{room: []byte("r"), addrs: rawAddrs(1), access: wire.MaxAccess + 1}, wire.ErrInvalid},
 		{"v6 addr", rawAnnounce{room: []byte("r"), addrs: [][]byte{v6addr([16]byte{0xfd, 15: 1}, 1)}}, nil},
 		{"v4-in-v6 addr", rawAnnounce{room: []byte("r"), addrs: [][]byte{v6addr(mapped, 1)}}, wire.ErrInvalid},
 		{"v4-in-v6 group", rawAnnounce{room: []byte("r"), addrs: rawAddrs(1), group: v6addr(mapped, 1)}, wire.ErrInvalid},
@@ -1117,7 +1122,8 @@ func sampleFrames() []wire.Frame {
 	return []wire.Frame{
 		&wire.Hello{Room: "lobby", Nick: "ann", Resume: 17},
 		&wire.Hello{},
-		&wire.Hello{Room: strings.Repeat("r", wire.MaxRoomName), Nick: strings.Repeat("n", wire.MaxNick), Resume: ^uint64(0)},
+		&wire.Hello{Room: strings.Repeat("r", wire.MaxRoomName), Nick: strings.Repeat("n", wire.MaxNick), Resume: ^uint64(0), Cred: bytes.Repeat([]byte{0xc7}, wire.MaxCred)},
+		&wire.Hello{Room: "lobby", Nick: "ann", Cred: []byte("token")},
 		sampleWelcome(),
 		v6,
 		&wire.Refuse{Reason: "room is full"},
@@ -1150,7 +1156,7 @@ func frameEqual(a, b wire.Frame) bool {
 	switch a := a.(type) {
 	case *wire.Hello:
 		b, ok := b.(*wire.Hello)
-		return ok && *a == *b
+		return ok && a.Room == b.Room && a.Nick == b.Nick && a.Resume == b.Resume && bytes.Equal(a.Cred, b.Cred)
 	case *wire.Welcome:
 		b, ok := b.(*wire.Welcome)
 		return ok && a.Room == b.Room && a.Epoch == b.Epoch && a.Key == b.Key && a.Next == b.Next &&
@@ -1323,6 +1329,7 @@ func TestAppendFrameBounds(t *testing.T) {
 	}{
 		{"hello room", &wire.Hello{Room: strings.Repeat("r", wire.MaxRoomName+1)}, wire.ErrTooLong},
 		{"hello nick", &wire.Hello{Nick: strings.Repeat("n", wire.MaxNick+1)}, wire.ErrTooLong},
+		{"hello cred", &wire.Hello{Cred: make([]byte, wire.MaxCred+1)}, wire.ErrTooLong},
 		{"welcome members", tooMany, wire.ErrTooLong},
 		{"welcome nick", overNick, wire.ErrTooLong},
 		{"welcome group", noGroup, wire.ErrInvalid},
@@ -1393,10 +1400,12 @@ func TestParseFrameBounds(t *testing.T) {
 		{"rekey short", rawFrame(wire.FrameRekey, u(8), make([]byte, 31)), wire.ErrShort},
 		{"rekey trailing", rawFrame(wire.FrameRekey, u(8), make([]byte, 33)), wire.ErrTrailing},
 		{"retired packet type", rawFrame(7, u(40)), wire.ErrType},
-		{"hello at max", rawFrame(wire.FrameHello, str8(wire.MaxRoomName), str8(wire.MaxNick), u(8)), nil},
-		{"hello room over max", rawFrame(wire.FrameHello, str8(wire.MaxRoomName+1), str8(1), u(8)), wire.ErrTooLong},
-		{"hello nick over max", rawFrame(wire.FrameHello, str8(1), str8(wire.MaxNick+1), u(8)), wire.ErrTooLong},
-		{"hello trailing", rawFrame(wire.FrameHello, str8(1), str8(1), u(9)), wire.ErrTrailing},
+		{"hello at max", rawFrame(wire.FrameHello, str8(wire.MaxRoomName), str8(wire.MaxNick), u(8), str8(wire.MaxCred)), nil},
+		{"hello room over max", rawFrame(wire.FrameHello, str8(wire.MaxRoomName+1), str8(1), u(8), str8(0)), wire.ErrTooLong},
+		{"hello nick over max", rawFrame(wire.FrameHello, str8(1), str8(wire.MaxNick+1), u(8), str8(0)), wire.ErrTooLong},
+		{"hello cred over max", rawFrame(wire.FrameHello, str8(1), str8(1), u(8), str8(wire.MaxCred+1)), wire.ErrTooLong},
+		{"hello without cred", rawFrame(wire.FrameHello, str8(1), str8(1), u(8)), wire.ErrShort},
+		{"hello trailing", rawFrame(wire.FrameHello, str8(1), str8(1), u(8), str8(1), u(1)), wire.ErrTrailing},
 		{"welcome members at max", rawWelcome(group, maxMembers...), nil},
 		{"welcome members over max", rawWelcome(group, overMembers...), wire.ErrTooLong},
 		{"welcome nick at max", rawWelcome(group, wire.MaxNick), nil},

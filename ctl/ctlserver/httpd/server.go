@@ -21,6 +21,7 @@ import (
 	"os"
 	"runtime/debug"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -113,12 +114,30 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	var wg sync.WaitGroup
 	accepted := make(chan error, 1)
 	go func() {
+		var backoff time.Duration
 		for {
 			nc, err := ln.Accept()
 			if err != nil {
-				accepted <- err
-				return
+				if !retryable(err) {
+					accepted <- err
+					return
+				}
+				// Out of file descriptors or memory, or a client that
+				// gave up before we took it: wait, then try again,
+				// rather than end the control API.
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				st.log.Warn("control API accept failed; retrying", "err", err, "in", backoff)
+				t := time.NewTimer(backoff)
+				select {
+				case <-t.C:
+					continue
+				case <-ctx.Done():
+					t.Stop()
+					accepted <- nil
+					return
+				}
 			}
+			backoff = 0
 			c := st.newConn(nc)
 			if c == nil {
 				nc.Close()
@@ -140,6 +159,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	case acceptErr = <-accepted:
 		ln.Close()
 	}
+	if ctx.Err() != nil {
+		acceptErr = nil // the accept failed because Serve closed ln
+	}
 	st.stop()
 	cancel()
 	done := make(chan struct{})
@@ -160,6 +182,17 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		return fmt.Errorf("httpd: accept on %s: %w", ln.Addr(), acceptErr)
 	}
 	return nil
+}
+
+// retryable reports whether an Accept error is a passing shortage rather
+// than the end of the listener.
+func retryable(err error) bool {
+	for _, e := range []error{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM, syscall.ECONNABORTED} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
 
 func or(d, def time.Duration) time.Duration {

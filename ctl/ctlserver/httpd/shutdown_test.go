@@ -6,6 +6,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -92,5 +95,42 @@ func TestServeReturnsAcceptError(t *testing.T) {
 	err = (&httpd.Server{Handler: httpd.HandlerFunc(echo)}).Serve(context.Background(), ln)
 	if !errors.Is(err, net.ErrClosed) {
 		t.Errorf("Serve on a closed listener = %v, want net.ErrClosed", err)
+	}
+}
+
+// flakyListener fails its first Accepts as a process out of file
+// descriptors does.
+type flakyListener struct {
+	net.Listener
+	fails int
+}
+
+func (l *flakyListener) Accept() (net.Conn, error) {
+	if l.fails > 0 {
+		l.fails--
+		return nil, &net.OpError{Op: "accept", Net: "unix", Err: os.NewSyscallError("accept4", syscall.EMFILE)}
+	}
+	return l.Listener.Accept()
+}
+
+func TestAcceptRetriesShortages(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "s")
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- (&httpd.Server{Handler: httpd.HandlerFunc(echo)}).Serve(ctx, &flakyListener{Listener: ln, fails: 3})
+	}()
+	rc := (&testServer{path: path}).dial(t)
+	rc.send(get)
+	if r := rc.read("GET"); r.StatusCode != 200 {
+		t.Errorf("after EMFILE: %d, want the request served", r.StatusCode)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Serve: %v", err)
 	}
 }
