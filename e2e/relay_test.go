@@ -156,9 +156,11 @@ func TestPeersChat(t *testing.T) {
 
 // TestRelayForgeries: a relay passes on only what verifies and is fresh.
 // Injected next to the host: an older announcement replayed after a newer
-// one, and an announcement with the real host's key and another's
-// signature. The relay drops and counts both; the member behind it sees
-// neither.
+// one, an announcement with the real host's key and another's signature,
+// and a valid announcement of the member's room under another key. The
+// relay drops and counts the first two, which the member behind it never
+// sees; the member, which pinned the room's key when it joined, lists the
+// third apart, flagged.
 func TestRelayForgeries(t *testing.T) {
 	requireE2E(t)
 	tp := newChain(t, 1)
@@ -168,6 +170,7 @@ func TestRelayForgeries(t *testing.T) {
 	r.start("relay = true")
 	h.start("[[room]]\nname = \"general\"\n")
 	eventually(t, 10*time.Second, "m to list general through the relay", func() bool { return listed(m, "general") })
+	m.mustCtl("join", "general")
 	var hst ctl.Status
 	h.ctlJSON(&hst, "status")
 
@@ -201,10 +204,11 @@ func TestRelayForgeries(t *testing.T) {
 		t.Fatal(err)
 	}
 	copy(forged[wire.HeaderLen+8:], q)
+	impostor := announce("general", 1)
 
 	before := counters(r.host)
 	var pkts []string
-	for _, p := range [][]byte{newer, older, forged} {
+	for _, p := range [][]byte{newer, older, forged, impostor} {
 		pkts = append(pkts, hex.EncodeToString(p))
 	}
 	inj := x.helper(context.Background(), "send", "MESHD_SEND_TO="+hst.Discovery,
@@ -216,9 +220,15 @@ func TestRelayForgeries(t *testing.T) {
 		after := counters(r.host)
 		return after["announce_stale"] > before["announce_stale"] && after["announce_bad_sig"] > before["announce_bad_sig"]
 	})
-	// What the relay accepted, it passed on: the newer announcement.
-	eventually(t, 10*time.Second, "m to list the replayed room", func() bool { return listed(m, "replayed") })
+	// What the relay accepted, it passed on: the newer announcement and
+	// the impostor's.
+	eventually(t, 10*time.Second, "m to list the replayed room and the impostor's general", func() bool {
+		return listed(m, "replayed") && listed(m, "general@"+k.Fingerprint())
+	})
 	mc := counters(m)
+	if mc["announce_key_changed"] == 0 {
+		t.Error("m did not count the pinned room's key change")
+	}
 	for _, c := range []string{"announce_stale", "announce_bad_sig"} {
 		if mc[c] != 0 {
 			t.Errorf("m counted %s %d: the relay passed on what it should have dropped", c, mc[c])
@@ -226,13 +236,27 @@ func TestRelayForgeries(t *testing.T) {
 	}
 	var rs []ctl.Room
 	m.ctlJSON(&rs, "rooms")
-	for _, r := range rs {
+	var real, fake *ctl.Room
+	for i, r := range rs {
 		switch {
+		case r.Name == "general" && r.HostKey == hst.PublicKey:
+			real = &rs[i]
+		case r.Name == "general":
+			fake = &rs[i]
 		case r.Name == "forged":
 			t.Errorf("m lists the forged room %s", r.Ref)
 		case r.Name == "replayed" && r.Serial != 10:
 			t.Errorf("m lists the replayed room at serial %d, want 10", r.Serial)
 		}
+	}
+	if real == nil || !real.Joined || real.KeyChanged {
+		t.Errorf("m's general of the real host = %+v, want joined and not flagged", real)
+	}
+	if fake == nil || fake.Joined || !fake.KeyChanged {
+		t.Errorf("m's general of another key = %+v, want listed, not joined, flagged", fake)
+	}
+	if out := m.mustCtl("rooms"); !strings.Contains(out, "KEY CHANGED") {
+		t.Errorf("meshctl rooms shows no KEY CHANGED marker:\n%s", out)
 	}
 }
 

@@ -561,3 +561,53 @@ func TestRefusalsAndPanicsCounted(t *testing.T) {
 		t.Errorf("counters %v, want one refusal and one panic", st.Counters)
 	}
 }
+
+// TestConnectionLimit holds every connection slot with an event stream and
+// checks that one more request waits until a stream ends (docs/API.md: at
+// most 64 connections are served at once).
+func TestConnectionLimit(t *testing.T) {
+	const maxConns = 64
+	srv := ctltest.Start(t, ctltest.NewBackend())
+	var streams []*ctl.EventStream
+	for range maxConns {
+		s, err := srv.Client.Events(context.Background(), "", 0, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		if ev := nextEvent(t, s); ev.Kind != ctl.EventSnapshotEnd {
+			t.Fatalf("first event %+v, want snapshot_end", ev)
+		}
+		streams = append(streams, s)
+	}
+	c, err := net.Dial("unix", srv.Socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := io.WriteString(c, "GET /v0/status HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	answered := make(chan error, 1)
+	go func() {
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err == nil {
+			resp.Body.Close()
+		}
+		answered <- err
+	}()
+	select {
+	case err := <-answered:
+		t.Fatalf("a request beyond the limit was answered (%v) while %d streams were open", err, maxConns)
+	case <-time.After(200 * time.Millisecond):
+	}
+	streams[0].Close()
+	select {
+	case err := <-answered:
+		if err != nil {
+			t.Errorf("request after a slot freed: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the waiting request was not served after a stream ended")
+	}
+}
