@@ -34,6 +34,8 @@ func runHelper(name string) int {
 		err = send()
 	case "qflood":
 		err = queryFlood()
+	case "nackstorm":
+		err = nackStorm()
 	default:
 		err = fmt.Errorf("unknown helper %q", name)
 	}

@@ -34,6 +34,7 @@ type view struct {
 	name   string
 	mu     sync.Mutex
 	bySeq  map[uint64]ctl.Event
+	at     map[uint64]time.Time // when each sequence number first arrived
 	last   uint64
 	gaps   []ctl.Event
 	errors []string // order violations within one stream
@@ -41,7 +42,7 @@ type view struct {
 }
 
 func (h *host) view(ctx context.Context, room string) *view {
-	v := &view{t: h.t, name: h.name, bySeq: make(map[uint64]ctl.Event), wake: make(chan struct{}, 1)}
+	v := &view{t: h.t, name: h.name, bySeq: make(map[uint64]ctl.Event), at: make(map[uint64]time.Time), wake: make(chan struct{}, 1)}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -94,6 +95,9 @@ func (v *view) follow(ctx context.Context, c *ctl.Client, room string) {
 			prev = ev.Seq
 			if old, ok := v.bySeq[ev.Seq]; ok && (old.Text != ev.Text || old.Nick != ev.Nick) {
 				v.errors = append(v.errors, fmt.Sprintf("seq %d delivered as %q by %s, then as %q by %s", ev.Seq, old.Text, old.Nick, ev.Text, ev.Nick))
+			}
+			if _, ok := v.at[ev.Seq]; !ok {
+				v.at[ev.Seq] = time.Now()
 			}
 			v.bySeq[ev.Seq] = ev
 			v.last = max(v.last, ev.Seq)
