@@ -41,7 +41,7 @@ func BenchmarkHandshake(b *testing.B) {
 	}
 }
 
-func tlsCert(b *testing.B) tls.Certificate {
+func tlsCert(b testing.TB) tls.Certificate {
 	pub, key, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		b.Fatal(err)
@@ -60,7 +60,7 @@ func tlsCert(b *testing.B) tls.Certificate {
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
 
-func tlsConfigs(b *testing.B) (client, server *tls.Config) {
+func tlsConfigs(b testing.TB) (client, server *tls.Config) {
 	server = &tls.Config{
 		MinVersion:   tls.VersionTLS13,
 		Certificates: []tls.Certificate{tlsCert(b)},

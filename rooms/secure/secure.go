@@ -230,6 +230,13 @@ func interruptible(ctx context.Context, raw net.Conn, run func() error) error {
 	return err
 }
 
+// tlsHandshake, then major version 3, opens the ClientHello that a member
+// from before Noise sessions sends: too long for a handshake message, but
+// worth telling apart from garbage in the host's log, since daemons on a
+// mesh are upgraded one at a time. (Such a host closes the connection on
+// message 1 without a word, so the member sees only EOF.)
+const tlsHandshake = 0x16
+
 // Handshake messages travel as a 2-byte big-endian length and the message.
 func writeMsg(w io.Writer, msg []byte) error {
 	b := make([]byte, hdrLen, hdrLen+len(msg))
@@ -244,6 +251,9 @@ func readMsg(r io.Reader) ([]byte, error) {
 	var hdr [hdrLen]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
 		return nil, fmt.Errorf("session handshake: %w", err)
+	}
+	if hdr[0] == tlsHandshake && hdr[1] == 3 {
+		return nil, fmt.Errorf("%w: the peer speaks TLS, as meshd did before its sessions used Noise; both ends need a meshd with Noise sessions", ErrHandshake)
 	}
 	n := int(binary.BigEndian.Uint16(hdr[:]))
 	if n == 0 || n > maxHandshakeMsg {

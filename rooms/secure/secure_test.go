@@ -5,11 +5,13 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/tls"
 	"errors"
 	"io"
 	mrand "math/rand/v2"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -466,6 +468,25 @@ func TestHandshakeGarbage(t *testing.T) {
 			t.Errorf("host read past one message's bound on %x", in)
 		}
 	}
+}
+
+// A member from before Noise sessions, which opens with a TLS
+// ClientHello, is told apart from garbage.
+func TestOldTLSMember(t *testing.T) {
+	ccfg, _ := tlsConfigs(t)
+	host, _ := newStatic(t)
+	craw, sraw := tcpPair(t)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tls.Client(craw, ccfg).Handshake()
+	}()
+	_, err := Server(context.Background(), sraw, Config{Static: host})
+	if !errors.Is(err, ErrHandshake) || !strings.Contains(err.Error(), "speaks TLS") {
+		t.Errorf("host against an old member: err = %v, want it to say the member speaks TLS", err)
+	}
+	sraw.Close()
+	<-done
 }
 
 // The session carries frames whose writer and reader are different

@@ -11,12 +11,10 @@ const (
 	StatusForbidden                   = 403
 	StatusNotFound                    = 404
 	StatusMethodNotAllowed            = 405
-	StatusRequestTimeout              = 408
 	StatusConflict                    = 409
 	StatusLengthRequired              = 411
 	StatusContentTooLarge             = 413
 	StatusExpectationFailed           = 417
-	StatusTooManyRequests             = 429
 	StatusRequestHeaderFieldsTooLarge = 431
 	StatusInternalServerError         = 500
 	StatusNotImplemented              = 501
@@ -33,12 +31,10 @@ var statusText = map[int]string{
 	StatusForbidden:                   "Forbidden",
 	StatusNotFound:                    "Not Found",
 	StatusMethodNotAllowed:            "Method Not Allowed",
-	StatusRequestTimeout:              "Request Timeout",
 	StatusConflict:                    "Conflict",
 	StatusLengthRequired:              "Length Required",
 	StatusContentTooLarge:             "Content Too Large",
 	StatusExpectationFailed:           "Expectation Failed",
-	StatusTooManyRequests:             "Too Many Requests",
 	StatusRequestHeaderFieldsTooLarge: "Request Header Fields Too Large",
 	StatusInternalServerError:         "Internal Server Error",
 	StatusNotImplemented:              "Not Implemented",
