@@ -38,14 +38,10 @@ func coderFor(k int) (*fec.Coder, error) {
 	return c, nil
 }
 
-// encodeBlock cuts a signed batch into data shards of wire.ShardData
+// encodeBlockTo cuts a signed batch into data shards of wire.ShardData
 // bytes and adds parity: k data shards, then parityFor(k) parity shards.
-func encodeBlock(batch []byte) (shards [][]byte, k int, err error) {
-	return encodeBlockTo(nil, batch)
-}
-
-// encodeBlockTo is encodeBlock reusing the shards of dst, typically an
-// older block's, where their capacity allows.
+// It reuses the shards of dst, typically an older block's, where their
+// capacity allows.
 func encodeBlockTo(dst [][]byte, batch []byte) (shards [][]byte, k int, err error) {
 	k = (len(batch) + wire.ShardData - 1) / wire.ShardData
 	c, err := coderFor(k)

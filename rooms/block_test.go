@@ -26,9 +26,9 @@ var blockSizes = []int{1, 200, wire.ShardData, wire.ShardData + 1, wire.MaxText 
 
 func mustEncodeBlock(t testing.TB, batch []byte) ([][]byte, int) {
 	t.Helper()
-	shards, k, err := encodeBlock(batch)
+	shards, k, err := encodeBlockTo(nil, batch)
 	if err != nil {
-		t.Fatalf("encodeBlock(%d bytes) = %v, want nil", len(batch), err)
+		t.Fatalf("encodeBlockTo(%d bytes) = %v, want nil", len(batch), err)
 	}
 	return shards, k
 }
@@ -47,18 +47,18 @@ func TestBlockRoundTrip(t *testing.T) {
 		batch := testBatch(n, uint64(n))
 		shards, k := mustEncodeBlock(t, batch)
 		if want := (n + wire.ShardData - 1) / wire.ShardData; k != want {
-			t.Errorf("encodeBlock(%d bytes): k = %d, want %d", n, k, want)
+			t.Errorf("encodeBlockTo(%d bytes): k = %d, want %d", n, k, want)
 		}
 		if want := k + parityFor(k); len(shards) != want {
-			t.Errorf("encodeBlock(%d bytes) = %d shards, want %d", n, len(shards), want)
+			t.Errorf("encodeBlockTo(%d bytes) = %d shards, want %d", n, len(shards), want)
 		}
 		for i, s := range shards {
 			if len(s) != len(shards[0]) || len(s) > wire.ShardData+2 {
-				t.Errorf("encodeBlock(%d bytes): shard %d of %d bytes, shard 0 of %d, bound %d", n, i, len(s), len(shards[0]), wire.ShardData+2)
+				t.Errorf("encodeBlockTo(%d bytes): shard %d of %d bytes, shard 0 of %d, bound %d", n, i, len(s), len(shards[0]), wire.ShardData+2)
 			}
 		}
 		if pkt := wire.ShardHeaderLen + len(shards[0]) + wire.TagLen; pkt > wire.MaxPacket {
-			t.Errorf("encodeBlock(%d bytes): a shard packet would be %d bytes, over MaxPacket", n, pkt)
+			t.Errorf("encodeBlockTo(%d bytes): a shard packet would be %d bytes, over MaxPacket", n, pkt)
 		}
 		got, err := decodeBlock(slices.Clone(shards), k, nil)
 		if err != nil || !bytes.Equal(got, batch) {
@@ -124,12 +124,12 @@ func TestBlockSurvivesLoss(t *testing.T) {
 }
 
 func TestBlockBounds(t *testing.T) {
-	if shards, k, err := encodeBlock(nil); err == nil {
-		t.Errorf("encodeBlock(empty) = %d shards, k %d, nil, want an error", len(shards), k)
+	if shards, k, err := encodeBlockTo(nil, nil); err == nil {
+		t.Errorf("encodeBlockTo(empty) = %d shards, k %d, nil, want an error", len(shards), k)
 	}
 	// The largest batch fits in the largest block the coders allow.
 	if _, k := mustEncodeBlock(t, testBatch(wire.MaxBatch, 3)); k > wire.MaxShards/2 {
-		t.Errorf("encodeBlock(MaxBatch) = k %d, over %d", k, wire.MaxShards/2)
+		t.Errorf("encodeBlockTo(MaxBatch) = k %d, over %d", k, wire.MaxShards/2)
 	}
 	for _, k := range []int{0, -1, wire.MaxShards/2 + 1, wire.MaxShards} {
 		if _, err := decodeBlock(make([][]byte, 2), k, nil); !errors.Is(err, wire.ErrInvalid) {
@@ -241,7 +241,7 @@ func benchBlock(b *testing.B, n int) {
 		b.SetBytes(int64(n))
 		b.ReportAllocs()
 		for b.Loop() {
-			if _, _, err := encodeBlock(batch); err != nil {
+			if _, _, err := encodeBlockTo(nil, batch); err != nil {
 				b.Fatal(err)
 			}
 		}
