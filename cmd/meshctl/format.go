@@ -151,6 +151,7 @@ var statGroups = []struct {
 	{"Room data", []string{"data_"}},
 	{"Loss repair (NACKs, repairs, FEC blocks)", []string{"nack", "repairs_", "blocks_"}},
 	{"Sessions and paths", []string{"sessions_", "stream_"}},
+	{"Access and moderation (joins, lines, keys)", []string{"access_", "joins_", "says_", "rekeys"}},
 	{"Packets", []string{"packets_", "send_"}},
 	{"Control API", []string{"ctl_"}},
 }
