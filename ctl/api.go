@@ -103,6 +103,9 @@ type Member struct {
 	// Acked is the sequence number up to which the member holds every
 	// line, as the host knows it (only the host's daemon reports it).
 	Acked uint64 `json:"acked,omitempty"`
+	// Muted says the host refuses the member's lines (only the host's
+	// daemon reports it).
+	Muted bool `json:"muted,omitempty"`
 }
 
 // Who answers GET /v0/rooms/{room}/who.

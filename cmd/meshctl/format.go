@@ -94,6 +94,9 @@ func printWho(w io.Writer, who ctl.Who) error {
 		if m.Host {
 			role = "host"
 		}
+		if m.Muted {
+			role += " (muted)"
+		}
 		// Only the host knows how far each member has got.
 		holds := "-"
 		if m.Acked > 0 {
