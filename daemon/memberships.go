@@ -85,8 +85,17 @@ func (d *Daemon) loadMemberships() ([]membership, error) {
 }
 
 // rejoin joins a saved membership again once its room is announced,
-// resuming after the last line delivered before the restart. It gives up
-// only when ctx ends or the host refuses.
+// resuming after the last line delivered before the restart. A room
+// beyond the reach of announcements is searched for, 2 s after the start
+// and every 10 s after that. It gives up only when ctx ends or the host
+// refuses.
+// A rejoin waits rejoinFirstSearch for the room's announcement before it
+// searches, then searches every rejoinSearchEvery.
+const (
+	rejoinFirstSearch = 2 * time.Second
+	rejoinSearchEvery = 10 * time.Second
+)
+
 func (d *Daemon) rejoin(ctx context.Context, ms membership) {
 	log := d.log.With("room", ms.Ref)
 	var cred rooms.Credential
@@ -101,8 +110,16 @@ func (d *Daemon) rejoin(ctx context.Context, ms membership) {
 	}
 	t := time.NewTicker(500 * time.Millisecond)
 	defer t.Stop()
+	nextSearch := time.Now().Add(rejoinFirstSearch)
 	for {
-		if kn, err := d.dir.Resolve(ms.Ref); err == nil {
+		kn, err := d.dir.Resolve(ms.Ref)
+		if errors.Is(err, rooms.ErrUnknownRoom) && !time.Now().Before(nextSearch) {
+			if _, serr := d.search(ctx, ms.Ref, 0); serr == nil {
+				kn, err = d.dir.Resolve(ms.Ref)
+			}
+			nextSearch = time.Now().Add(rejoinSearchEvery)
+		}
+		if err == nil {
 			m, err := rooms.Join(ctx, d.memberConfig(), kn, ms.Nick, ms.Next, cred)
 			switch {
 			case err == nil:

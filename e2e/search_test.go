@@ -60,6 +60,16 @@ func TestSearchOnOneLink(t *testing.T) {
 		t.Fatalf("alice's last event %+v, want carol's line", last)
 	}
 
+	// Restarted, carol rejoins by searching: she hears no announcement.
+	carol.stop()
+	carol.start("")
+	eventually(t, 15*time.Second, "carol to rejoin after a restart", func() bool {
+		var rooms []ctl.Room
+		carol.ctlJSON(&rooms, "rooms")
+		r := findRoom(rooms, "hidden")
+		return r != nil && r.Joined && r.State == "connected"
+	})
+
 	var st ctl.Status
 	alice.ctlJSON(&st, "status")
 	if st.Counters["answers_sent"] < 2 || st.Counters["queries_received"] < 4 {
@@ -69,8 +79,8 @@ func TestSearchOnOneLink(t *testing.T) {
 		t.Errorf("alice sent %d answer bytes for %d query bytes", st.Counters["answer_bytes_sent"], st.Counters["query_bytes_received"])
 	}
 	carol.ctlJSON(&st, "status")
-	if st.Counters["searches"] != 1 {
-		t.Errorf("carol searched %d times, want 1", st.Counters["searches"])
+	if st.Counters["searches"] < 1 {
+		t.Errorf("carol searched %d times since her restart, want at least 1", st.Counters["searches"])
 	}
 }
 
