@@ -164,19 +164,52 @@ func TestPrivateRoomsHosted(t *testing.T) {
 	if len(restart) != 1 || !strings.Contains(restart[0], `room "late" added but cannot be hosted (passphrase: open`) {
 		t.Errorf("restart = %q, want the late room's missing passphrase file", restart)
 	}
-	// Changing a hosted room's access needs a restart.
+	// A hosted room's access changes live, for joins from then on, and is
+	// announced under a new serial.
+	serial := func(name string) uint64 {
+		for _, pkt := range d.host.Announcements() {
+			if a, err := wire.ParseAnnounce(pkt); err == nil && a.Room == name {
+				return a.Serial
+			}
+		}
+		t.Fatalf("%s is not announced", name)
+		return 0
+	}
+	before := serial("ops")
 	next = cfg
 	next.Rooms = slices.Clone(cfg.Rooms)
 	next.Rooms[0].Access = "invite"
-	_, restart, err = d.Reload(next)
+	next.Rooms[2].PassphraseFile = filepath.Join(t.TempDir(), "none")
+	applied, restart, err := d.Reload(next)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := []string{`room "ops" access changed; it keeps its old access until a restart`}; !slices.Equal(restart, want) {
-		t.Errorf("restart = %q, want %q", restart, want)
+	if want := []string{`room "ops" access changed; now invite, for joins from now on`}; !slices.Equal(applied, want) {
+		t.Errorf("applied = %q, want %q", applied, want)
 	}
-	if got := d.host.Room("ops").Access(); got != rooms.AccessOpen {
-		t.Errorf("ops access = %v after the reload, want open", got)
+	if len(restart) != 1 || !strings.Contains(restart[0], `room "vault" access changed but cannot be applied (passphrase: open`) {
+		t.Errorf("restart = %q, want the vault's missing passphrase file", restart)
+	}
+	if got := d.host.Room("ops").Access(); got != rooms.AccessInvite {
+		t.Errorf("ops access = %v after the reload, want invite", got)
+	}
+	if got := d.host.Room("vault").Access(); got != rooms.AccessPassphrase {
+		t.Errorf("vault access = %v after a failed reload, want passphrase", got)
+	}
+	if after := serial("ops"); after <= before {
+		t.Errorf("ops announced under serial %d after its access changed, %d before; want a higher one", after, before)
+	}
+	// A new allowlist keeps the invites issued before.
+	next.Rooms[1].Allow = nil
+	next.Rooms[2].PassphraseFile = pass
+	if _, _, err := d.Reload(next); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Invite(ctx, "crew", ctl.InviteRequest{}); err != nil {
+		t.Errorf("invite after a reload: %v", err)
+	}
+	if saved, err := os.ReadFile(path); err != nil || strings.Count(string(saved), `"sha256"`) != 2 {
+		t.Errorf("%s after a reload and a second invite: %v\n%s; want both invites", path, err, saved)
 	}
 }
 

@@ -80,8 +80,8 @@ func (d *Daemon) announceInterval() time.Duration {
 // start being hosted. It returns a line for each
 // change applied and for each change that needs a restart (with the old and
 // new values), in key order. Rooms removed from the list stay hosted and
-// are reported as needing a restart, as are changes to the access of a
-// hosted room.
+// are reported as needing a restart. A changed access of a room in the
+// list applies to joins from then on.
 //
 // An error means nothing was applied: newCfg is not valid, or Run has not
 // started the daemon yet.
@@ -105,7 +105,7 @@ func (d *Daemon) Reload(newCfg Config) (applied, needRestart []string, err error
 	// opening a room reads its history from disk.
 	added, removed, changed := diffRooms(old.Rooms, newCfg.Rooms)
 	live.Rooms = slices.Clone(old.Rooms)
-	hosted := false
+	announce := false
 	for _, r := range added {
 		key := fmt.Sprintf("room %q added", r.Name)
 		acc, err := r.RoomAccess()
@@ -121,19 +121,35 @@ func (d *Daemon) Reload(newCfg Config) (applied, needRestart []string, err error
 			continue
 		default:
 			applied = append(applied, fmt.Sprintf("%s; now hosted as %s", key, s.Ref()))
-			hosted = true
+			announce = true
 		}
 		live.Rooms = append(live.Rooms, r)
-	}
-	if hosted {
-		// List the new rooms now rather than at the next interval.
-		d.announce()
 	}
 	for _, name := range removed {
 		needRestart = append(needRestart, fmt.Sprintf("room %q removed; it stays hosted", name))
 	}
-	for _, name := range changed {
-		needRestart = append(needRestart, fmt.Sprintf("room %q access changed; it keeps its old access until a restart", name))
+	for _, r := range changed {
+		key := fmt.Sprintf("room %q access changed", r.Name)
+		acc, err := r.RoomAccess()
+		s := d.host.Room(r.Name)
+		if err == nil && s == nil {
+			err = errors.New("it is not hosted")
+		}
+		if err == nil {
+			err = s.SetAccess(acc)
+		}
+		if err != nil {
+			needRestart = append(needRestart, fmt.Sprintf("%s but cannot be applied (%v); it keeps its old access", key, err))
+			continue
+		}
+		applied = append(applied, fmt.Sprintf("%s; now %s, for joins from now on", key, acc.Mode))
+		live.Rooms[slices.IndexFunc(live.Rooms, func(o Room) bool { return o.Name == r.Name })] = r
+		announce = true
+	}
+	if announce {
+		// List new rooms, and new access, now rather than at the next
+		// interval.
+		d.announce()
 	}
 
 	if !equalValues(reflect.ValueOf(old.Discovery.Peers), reflect.ValueOf(live.Discovery.Peers)) {
@@ -252,9 +268,9 @@ func formatValue(v reflect.Value) string {
 }
 
 // diffRooms returns the rooms in next but not in old, the names of those
-// in old but not in next, and of those in both whose access differs, each
-// in list order.
-func diffRooms(old, next []Room) (added []Room, removed, changed []string) {
+// in old but not in next, and the rooms in both whose access differs (as
+// next has them), each in list order.
+func diffRooms(old, next []Room) (added []Room, removed []string, changed []Room) {
 	find := func(list []Room, name string) int {
 		return slices.IndexFunc(list, func(r Room) bool { return r.Name == name })
 	}
@@ -264,7 +280,7 @@ func diffRooms(old, next []Room) (added []Room, removed, changed []string) {
 		case i < 0:
 			added = append(added, r)
 		case !reflect.DeepEqual(normalAccess(old[i]), normalAccess(r)):
-			changed = append(changed, r.Name)
+			changed = append(changed, r)
 		}
 	}
 	for _, r := range old {

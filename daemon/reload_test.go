@@ -252,8 +252,8 @@ func TestDiffRooms(t *testing.T) {
 	}
 	for _, tt := range tests {
 		added, removed, changed := diffRooms(tt.old, tt.next)
-		if !slices.Equal(names(added), tt.added) || !slices.Equal(removed, tt.removed) || !slices.Equal(changed, tt.changed) {
-			t.Errorf("diffRooms(%v, %v) = %q, %q, %q; want %q, %q, %q", tt.old, tt.next, names(added), removed, changed, tt.added, tt.removed, tt.changed)
+		if !slices.Equal(names(added), tt.added) || !slices.Equal(removed, tt.removed) || !slices.Equal(names(changed), tt.changed) {
+			t.Errorf("diffRooms(%v, %v) = %q, %q, %q; want %q, %q, %q", tt.old, tt.next, names(added), removed, names(changed), tt.added, tt.removed, tt.changed)
 		}
 	}
 }

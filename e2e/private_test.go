@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -34,7 +35,9 @@ passphrase_file = "` + passFile + `"
 // holder of an invite once, which keeps it admitted across a host restart;
 // a passphrase room admits the member with the right passphrase file and
 // refuses a wrong one; the host mutes a member, who still receives the
-// room. (A kicked member decrypting nothing afterwards is TestKick.)
+// room; and a reload of the host's file opens the invite-only room, which
+// its announcement then says. (A kicked member decrypting nothing
+// afterwards is TestKick.)
 func TestPrivateRooms(t *testing.T) {
 	requireE2E(t)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -158,6 +161,22 @@ func TestPrivateRooms(t *testing.T) {
 	}
 	h.mustCtl("unmute", "crew", "guest")
 	guest.mustCtl("say", "crew", "thanks")
+
+	// The host opens crew by a reload of its file: the stranger sees the
+	// new access announced and joins.
+	cfgPath := filepath.Join(h.dir, "meshd.toml")
+	cfg, err := os.ReadFile(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, cfgPath, strings.Replace(string(cfg), `access = "invite"`, `access = "open"`, 1))
+	h.cmd.Process.Signal(syscall.SIGHUP)
+	eventually(t, 10*time.Second, "the stranger to see crew open", func() bool {
+		rs, err := stranger.client().Rooms(ctx)
+		r := findRoom(rs, "crew")
+		return err == nil && r != nil && r.Access == ""
+	})
+	stranger.mustCtl("join", "crew")
 }
 
 // expectRefused runs meshctl on h and checks that it fails with want in

@@ -227,9 +227,9 @@ func (h *host) sysctl(setting string) {
 // so that a sender's TTL bounds how many routers its packets cross.
 //
 // The kernel does the forwarding, but not through its multicast routing
-// table: the kernels this suite runs on (CI's among them) are built without
-// CONFIG_IP_MROUTE, so a multicast routing daemon such as smcroute cannot
-// install routes there. Instead an nftables ingress hook on each interface
+// table: the development machines' kernels (and so perhaps CI's) are built
+// without CONFIG_IP_MROUTE, so a multicast routing daemon such as smcroute
+// cannot install routes there. Instead an nftables ingress hook on each interface
 // decrements the TTL and duplicates the packet onto the other interfaces.
 // Routers are in a line or tree in the tests that use this: it does no
 // reverse-path check, so a loop of routers would circulate each packet

@@ -312,3 +312,46 @@ func TestMute(t *testing.T) {
 		t.Errorf("say after unmute: %v", err)
 	}
 }
+
+func TestSetAccess(t *testing.T) {
+	n := memnet.New(26)
+	tr := newTestRoomAccess(t, n, "private", &memStore{}, RoomAccess{Mode: AccessInvite})
+	invite, _, err := tr.seq.Invite(1, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	guestID := newTestIdentity(t)
+	guest, err := tr.joinAs("10.0.0.2", "guest", tr.kn, 0, guestID, Credential{Token: tokenOf(t, invite)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.seq.SetAccess(RoomAccess{Mode: AccessOpen, Passphrase: []byte("x")}); err == nil {
+		t.Fatal("SetAccess accepted an open room with a passphrase")
+	}
+	if got := tr.seq.Access(); got != AccessInvite {
+		t.Fatalf("access after a refused change = %v, want invite", got)
+	}
+	// Open: anyone joins; the guest stays.
+	if err := tr.seq.SetAccess(RoomAccess{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tr.join("10.0.0.3", "walkin", tr.kn); err != nil {
+		t.Errorf("join of an open room: %v", err)
+	}
+	if guest.m.State() != StateConnected {
+		t.Errorf("the guest is %s after the change, want connected", guest.m.State())
+	}
+	// Invite-only again: the guest's redeemed key still counts, a
+	// stranger does not.
+	if err := tr.seq.SetAccess(RoomAccess{Mode: AccessInvite}); err != nil {
+		t.Fatal(err)
+	}
+	guest.m.Close()
+	waitUntil(t, "the guest's part", func() bool { return len(tr.seq.Members()) == 2 })
+	if _, err := tr.joinAs("10.0.0.4", "guest", tr.kn, 0, guestID, Credential{}); err != nil {
+		t.Errorf("the guest's return: %v", err)
+	}
+	if _, err := tr.join("10.0.0.5", "stranger", tr.kn); !errors.Is(err, ErrRefused) {
+		t.Errorf("stranger's join = %v, want refused", err)
+	}
+}

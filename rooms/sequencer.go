@@ -265,6 +265,27 @@ func (s *Sequencer) Invite(uses int, ttl time.Duration) (invite string, expires 
 	return s.ref + "/" + FormatToken(token), now.Add(ttl), nil
 }
 
+// SetAccess changes whom the room admits, for joins from now on: members
+// already in stay (kick those who should not). Invites issued and the keys
+// they admitted are kept, and count again whenever the room is
+// invite-only. A changed access is announced under a new serial.
+func (s *Sequencer) SetAccess(cfg RoomAccess) error {
+	acc, err := newAccessState(s.host.cfg.Identity.Pub, s.name, cfg, nil)
+	if err != nil {
+		return fmt.Errorf("room %s: %w", s.ref, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if acc.mode != s.access.mode {
+		// Announcements that differ must not share a serial.
+		s.serial++
+	}
+	acc.admitted, acc.invites = s.access.admitted, s.access.invites
+	s.access = acc
+	s.host.log.Info("room access changed", "room", s.ref, "access", acc.mode)
+	return nil
+}
+
 func (s *Sequencer) saveAccessLocked() error {
 	b, err := s.access.encode()
 	if err != nil {

@@ -60,11 +60,16 @@ func FuzzDecodeRequest(f *testing.F) {
 		`{"text":"hello \u00e9\n"}`,
 		`{"text":"a"}{"text":"b"}`,
 		`{"text":1e999}`,
+		`{"name":"crew","access":"invite","allow":["abcdefgh"]}`,
+		`{"room":"crew@abcd1234","invite":"k5rkd6e4rsb3p2mw2cwzapkeoq","passphrase":"p"}`,
+		`{"uses":3,"expires":"2h"}`,
+		`{"uses":-1,"expires":"forever"}`,
+		`{"nick":"mallory"}`,
 	} {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		for _, v := range []any{new(ctl.HostRequest), new(ctl.JoinRequest), new(ctl.SayRequest)} {
+		for _, v := range []any{new(ctl.HostRequest), new(ctl.JoinRequest), new(ctl.SayRequest), new(ctl.InviteRequest), new(ctl.MuteRequest)} {
 			err := decodeJSON(bytes.NewReader(body), v)
 			if err != nil {
 				var e *Error
