@@ -103,6 +103,9 @@ type Member struct {
 	// Acked is the sequence number up to which the member holds every
 	// line, as the host knows it (only the host's daemon reports it).
 	Acked uint64 `json:"acked,omitempty"`
+	// Muted says the host refuses the member's lines (only the host's
+	// daemon reports it).
+	Muted bool `json:"muted,omitempty"`
 }
 
 // Who answers GET /v0/rooms/{room}/who.
@@ -303,6 +306,9 @@ var counterHelp = map[string]string{
 	"sessions_tampered":    "session records that failed authentication (session closed)",
 	"access_denied":        "joins refused by a room's access: not invited, bad invite, wrong or missing passphrase",
 	"says_muted":           "lines refused because the host muted their member",
+	"says_limited":         "lines refused: their member said more than host.member_rate",
+	"joins_limited":        "join connections over their source address's rate, closed",
+	"rekeys":               "room keys rotated as host: a member left or was kicked, or a key's budget ran out",
 	"packets_sent":         "packets sent",
 	"send_errors":          "packets that failed to send",
 	"ctl_requests_refused": "control API requests refused as malformed or over a limit",

@@ -355,6 +355,7 @@ func (b backend) Who(ref string) (ctl.Who, error) {
 				Host:        ms.Host,
 				Path:        ms.Path,
 				Acked:       ms.Acked,
+				Muted:       ms.Muted,
 			})
 		}
 		return w, nil

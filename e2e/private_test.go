@@ -144,6 +144,9 @@ func TestPrivateRooms(t *testing.T) {
 	// receives the room, and unmuted it speaks again.
 	guestTail := guest.tail("crew")
 	h.mustCtl("mute", "crew", "guest")
+	if out := h.mustCtl("who", "crew"); !strings.Contains(out, "member (muted)") {
+		t.Errorf("who on the host does not show the guest muted:\n%s", out)
+	}
 	_, err = guest.ctl("say", "crew", "can anyone hear me")
 	if err == nil || !strings.Contains(err.Error(), "the host of room "+crew+" has muted you") {
 		t.Errorf("muted say: %v, want a refusal saying the guest is muted", err)

@@ -293,6 +293,11 @@ func TestMute(t *testing.T) {
 	if err := tr.seq.Mute("bob", true); err != nil {
 		t.Fatal(err)
 	}
+	for _, ms := range tr.seq.Members() {
+		if ms.Muted != (ms.Nick == "bob") {
+			t.Errorf("member %s: muted %v", ms.Nick, ms.Muted)
+		}
+	}
 	if _, err := bob.m.Say(ctx, "can you hear me"); err == nil || !strings.Contains(err.Error(), "has muted you") {
 		t.Errorf("muted say = %v, want a refusal saying bob is muted", err)
 	}

@@ -636,6 +636,7 @@ type MemberState struct {
 	Host  bool
 	Path  string // "multicast" or "tcp"; "" for the host
 	Acked uint64 // everything up to here has reached the member
+	Muted bool   // the host refuses the member's lines
 }
 
 // Members returns the room's participants, the host first.
@@ -649,7 +650,7 @@ func (s *Sequencer) Members() []MemberState {
 		if m.streaming {
 			path = PathTCP
 		}
-		out = append(out, MemberState{MemberInfo: wire.MemberInfo{KeyID: m.keyID, Nick: m.nick}, Path: path, Acked: m.acked})
+		out = append(out, MemberState{MemberInfo: wire.MemberInfo{KeyID: m.keyID, Nick: m.nick}, Path: path, Acked: m.acked, Muted: s.muted[m.keyID]})
 	}
 	slices.SortFunc(out[1:], func(a, b MemberState) int { return strings.Compare(a.Nick, b.Nick) })
 	return out

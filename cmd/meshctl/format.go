@@ -94,6 +94,9 @@ func printWho(w io.Writer, who ctl.Who) error {
 		if m.Host {
 			role = "host"
 		}
+		if m.Muted {
+			role += " (muted)"
+		}
 		// Only the host knows how far each member has got.
 		holds := "-"
 		if m.Acked > 0 {
@@ -151,6 +154,7 @@ var statGroups = []struct {
 	{"Room data", []string{"data_"}},
 	{"Loss repair (NACKs, repairs, FEC blocks)", []string{"nack", "repairs_", "blocks_"}},
 	{"Sessions and paths", []string{"sessions_", "stream_"}},
+	{"Access and moderation (joins, lines, keys)", []string{"access_", "joins_", "says_", "rekeys"}},
 	{"Packets", []string{"packets_", "send_"}},
 	{"Control API", []string{"ctl_"}},
 }

@@ -19,6 +19,7 @@ func TestPrintStats(t *testing.T) {
 			"announce_accepted": 3, "announce_bad_sig": 0, "data_delivered": 1200,
 			"nacks_sent": 4, "repairs_sent": 2, "blocks_repaired": 1,
 			"sessions_refused": 0, "packets_sent": 99, "brand_new": 5,
+			"access_denied": 2, "says_muted": 1,
 		},
 		Memory: &ctl.Memory{HeapBytes: 3 << 20, SysBytes: 12<<20 + 512<<10, Goroutines: 42},
 	}
@@ -45,6 +46,10 @@ Loss repair (NACKs, repairs, FEC blocks)
 
 Sessions and paths
   sessions_refused  0  join sessions refused
+
+Access and moderation (joins, lines, keys)
+  access_denied  2  joins refused by a room's access: not invited, bad invite, wrong or missing passphrase
+  says_muted     1  lines refused because the host muted their member
 
 Packets
   packets_sent  99  packets sent
