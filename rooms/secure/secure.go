@@ -155,7 +155,12 @@ func Client(ctx context.Context, raw net.Conn, cfg Config, hostKey ed25519.Publi
 		c = newConn(raw, tx, rx, pub, hs.ChannelBinding(), cfg.Tampered)
 		return nil
 	})
-	return c, err
+	if err != nil {
+		// A handshake cut short by ctx may have completed: the
+		// connection's deadline is being moved, so it is not usable.
+		return nil, err
+	}
+	return c, nil
 }
 
 // Server runs the host's side of the handshake over raw and returns the
@@ -200,7 +205,12 @@ func Server(ctx context.Context, raw net.Conn, cfg Config) (*Conn, error) {
 		c = newConn(raw, tx, rx, pub, hs.ChannelBinding(), cfg.Tampered)
 		return nil
 	})
-	return c, err
+	if err != nil {
+		// A handshake cut short by ctx may have completed: the
+		// connection's deadline is being moved, so it is not usable.
+		return nil, err
+	}
+	return c, nil
 }
 
 func newHandshake(st *Static, initiator bool) (*noise.HandshakeState, error) {
