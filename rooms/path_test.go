@@ -49,7 +49,7 @@ func (s *nullStore) SaveAccess([]byte) error                     { return nil }
 func (s *nullStore) Close() error                                { return nil }
 
 // newPathHost returns a hosted room with no members whose packets go to
-// sender.
+// sender, on a clock that stands still.
 func newPathHost(tb testing.TB, sender PacketSender) *Sequencer {
 	tb.Helper()
 	h := NewHost(HostConfig{
@@ -72,6 +72,12 @@ func newPathHost(tb testing.TB, sender PacketSender) *Sequencer {
 	if err != nil {
 		tb.Fatal(err)
 	}
+	// A clock that stands still: after the first block the room is never
+	// quiet, so a block holds exactly the lines the caller submits before
+	// it flushes, however slowly this machine runs them.
+	s.mu.Lock()
+	s.now = func() time.Time { return time.Unix(1_000_000, 0) }
+	s.mu.Unlock()
 	tb.Cleanup(h.Close)
 	return s
 }
@@ -255,5 +261,37 @@ func TestReceiveAllocs(t *testing.T) {
 		if d := f.m.cfg.Stats.DataDelivered.Load(); d != int64(102*lines) {
 			t.Errorf("%d lines a block: %d lines delivered, want %d", lines, d, 102*lines)
 		}
+	}
+}
+
+// TestFlushAllocs: once its ring of blocks kept for repair is full, the
+// host sends a block with a fixed handful of allocations, however many
+// lines it holds: the batch (kept by the log and members' sessions), three
+// inside Ed25519's signing, one inside reedsolomon's encoding.
+func TestFlushAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates on its own account")
+	}
+	s := newPathHost(t, new(countSink))
+	var per [3]float64
+	for i, lines := range []int{1, 8, 32} {
+		rec := wire.Record{Kind: wire.KindMessage, KeyID: s.keyID, Nick: "ann", Text: pathLine}
+		flush := func() {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			for range lines {
+				if _, err := s.submitLocked(rec); err != nil {
+					t.Fatal(err)
+				}
+			}
+			s.flushLocked()
+		}
+		for range sentBlocks {
+			flush() // fills the ring with blocks of this size
+		}
+		per[i] = testing.AllocsPerRun(100, flush)
+	}
+	if per[0] > 5 || per[1] > per[0] || per[2] > per[0] {
+		t.Errorf("allocations per block of 1, 8, 32 lines = %v, want at most 5, the same for all", per)
 	}
 }

@@ -432,13 +432,16 @@ func (s *Sequencer) flushLocked() {
 	s.lastFlush = s.now()
 	first := s.next - uint64(len(s.pending))
 	recs := s.pending
+	// The batch's exact size: its header (first, count), the records as
+	// submitLocked counted them, the signature.
+	size := 8 + 1 + s.pendingLen + wire.SigLen
 	s.pending, s.pendingLen = s.pending[:0], 0
 	// Whatever happens below, the lines are answered: the senders learn
 	// their place once the batch is in the log, not before.
 	defer s.answerLocked()
 	// The batch is not reused: the store and members' session queues may
 	// keep it.
-	batch, err := signBatch(nil, s.host.cfg.Identity, s.opts, first, recs)
+	batch, err := signBatch(make([]byte, 0, size), s.host.cfg.Identity, s.opts, first, recs)
 	if err != nil {
 		s.host.log.Error("cannot sign batch; its lines are lost", "room", s.ref, "first", first, "err", err)
 		return

@@ -150,6 +150,24 @@ func FuzzParseBatch(f *testing.F) {
 		if !bytes.Equal(re, b) {
 			t.Fatalf("re-encoding of %x = %x, want the same bytes", b, re)
 		}
+		// A receiver's interning of nicks changes nothing but where
+		// their strings come from.
+		nicks := map[string]string{}
+		interned, err := wire.ParseBatchNicks(b, nil, func(n []byte) string {
+			if s, ok := nicks[string(n)]; ok {
+				return s
+			}
+			nicks[string(n)] = string(n)
+			return string(n)
+		})
+		if err != nil || len(interned.Records) != len(bt.Records) {
+			t.Fatalf("ParseBatchNicks(%x) = %d records, %v; ParseBatch gave %d", b, len(interned.Records), err, len(bt.Records))
+		}
+		for i, r := range interned.Records {
+			if r != bt.Records[i] {
+				t.Fatalf("ParseBatchNicks record %d = %+v, ParseBatch's %+v", i, r, bt.Records[i])
+			}
+		}
 	})
 }
 
