@@ -3,8 +3,10 @@ package rooms
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -180,5 +182,49 @@ func TestCatchUpDeclaresWhatTheLogLost(t *testing.T) {
 		if _, ok := f.(*wire.BatchFrame); !ok {
 			t.Fatalf("then %T, want only batches", f)
 		}
+	}
+}
+
+// acks waits for the host's answer to rs's acks, then counts the Acks it
+// sends until it has been quiet for quiet.
+func (rs *rawSession) acks(t *testing.T, quiet time.Duration) int {
+	t.Helper()
+	n := 0
+	var buf []byte
+	for {
+		wait := quiet
+		if n == 0 {
+			wait = 10 * time.Second // the first answer, however loaded the machine
+		}
+		rs.conn.SetReadDeadline(time.Now().Add(wait))
+		f, b, err := wire.ReadFrame(rs.conn, buf)
+		buf = b
+		if n > 0 && errors.Is(err, os.ErrDeadlineExceeded) {
+			return n
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := f.(*wire.Ack); ok {
+			n++
+		}
+	}
+}
+
+// TestAckAnswersPaced: the host answers a member's acks at most once per
+// ackAnswerEvery, however many it sends, and answers again after that.
+func TestAckAnswersPaced(t *testing.T) {
+	tr := newTestRoom(t, memnet.New(7), "general")
+	rs := dialRaw(t, tr, "acker")
+	for range 20 {
+		rs.write(t, &wire.Ack{Seq: rs.welcome.Next})
+	}
+	if n := rs.acks(t, ackAnswerEvery/2); n != 1 {
+		t.Errorf("20 acks in a burst drew %d answers, want 1", n)
+	}
+	time.Sleep(ackAnswerEvery)
+	rs.write(t, &wire.Ack{Seq: rs.welcome.Next})
+	if n := rs.acks(t, ackAnswerEvery/2); n != 1 {
+		t.Errorf("an ack after %v drew %d answers, want 1", ackAnswerEvery, n)
 	}
 }
