@@ -429,21 +429,24 @@ func (s *Server) events(w httpd.ResponseWriter, r *httpd.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(httpd.StatusOK)
 	enc := json.NewEncoder(w)
-	send := func(ev ctl.Event) bool {
+	encode := func(ev ctl.Event) bool {
 		if err := enc.Encode(ev); err != nil {
 			s.log.Debug("event stream write failed", "room", room, "err", err)
 			return false
 		}
+		return true
+	}
+	flush := func() bool {
 		if err := w.Flush(); err != nil {
 			s.log.Debug("event stream flush failed", "room", room, "err", err)
 			return false
 		}
 		return true
 	}
+	send := func(ev ctl.Event) bool { return encode(ev) && flush() }
 	// Flush the headers now, so the client knows it is subscribed even if
 	// nothing happens for a while.
-	if err := w.Flush(); err != nil {
-		s.log.Debug("event stream flush failed", "room", room, "err", err)
+	if !flush() {
 		return
 	}
 	for _, ev := range snapshot {
@@ -456,43 +459,37 @@ func (s *Server) events(w httpd.ResponseWriter, r *httpd.Request) {
 	}
 	// Live events are flushed once per burst, not once per event: in a
 	// busy room a write per line would cost a system call each, while a
-	// burst that is already queued goes out in one.
-	overflow := func() {
-		if ctx.Err() == nil {
-			s.log.Info("event subscriber fell behind; ending its stream", "room", room)
-			send(ctl.Event{Kind: ctl.EventOverflow, Room: room})
+	// burst that is already queued goes out in one. A closed channel means
+	// the subscriber fell behind.
+	next := func(ev ctl.Event, ok bool) bool {
+		if !ok {
+			if ctx.Err() == nil {
+				s.log.Info("event subscriber fell behind; ending its stream", "room", room)
+				send(ctl.Event{Kind: ctl.EventOverflow, Room: room})
+			}
+			return false
 		}
+		return encode(ev)
 	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case ev, ok := <-live:
-			if !ok {
-				overflow()
-				return
-			}
-			if err := enc.Encode(ev); err != nil {
-				s.log.Debug("event stream write failed", "room", room, "err", err)
+			if !next(ev, ok) {
 				return
 			}
 			for more := true; more; {
 				select {
 				case ev, ok := <-live:
-					if !ok {
-						overflow()
-						return
-					}
-					if err := enc.Encode(ev); err != nil {
-						s.log.Debug("event stream write failed", "room", room, "err", err)
+					if !next(ev, ok) {
 						return
 					}
 				default:
 					more = false
 				}
 			}
-			if err := w.Flush(); err != nil {
-				s.log.Debug("event stream flush failed", "room", room, "err", err)
+			if !flush() {
 				return
 			}
 		}
