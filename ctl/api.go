@@ -298,6 +298,7 @@ var counterHelp = map[string]string{
 	"nack_malformed":       "NACKs that did not parse",
 	"nack_refused":         "NACKs from keys that are not members",
 	"nack_limited":         "NACKs over a member's rate",
+	"nack_replayed":        "NACKs replayed: seen before, or from a member's past session",
 	"repairs_sent":         "repair shards sent as host",
 	"blocks_decoded":       "blocks rebuilt from any k shards",
 	"blocks_repaired":      "blocks that needed parity to rebuild",

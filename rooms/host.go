@@ -322,7 +322,8 @@ func (h *Host) serveSession(ctx context.Context, raw net.Conn) {
 		return
 	}
 	sess := &hostSession{
-		nackLimit: bucket{rate: nackRate, burst: nackBurst},
+		nackSession: newNackSession(),
+		nackLimit:   bucket{rate: nackRate, burst: nackBurst},
 		sayLimit:  bucket{rate: h.cfg.MemberRate, burst: 2 * h.cfg.MemberRate},
 		conn:      conn,
 		pub:       pub,
@@ -373,7 +374,11 @@ type hostSession struct {
 	answered  time.Time // when the host last answered an ack
 	watches   []watch
 	nackLimit bucket
+	nackSeen  replayWindow // the counters of this session's NACKs accepted so far
 	sayLimit  bucket
+
+	// nackSession names this session in the member's NACKs (Welcome.Session).
+	nackSession uint64
 
 	seq   *Sequencer
 	conn  *secure.Conn // Close does not wait for a stuck write

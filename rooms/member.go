@@ -97,6 +97,9 @@ type Member struct {
 	path    string // PathAuto, PathMulticast or PathTCP
 	members map[[wire.KeyIDLen]byte]string
 	rx      receiver
+	// The session's id for NACKs, from its Welcome, and the number of the
+	// last NACK made in it: the host accepts each number once.
+	nackSession, nackCounter uint64
 }
 
 // newMember returns a Member of kn, not yet connected, that resumes at
@@ -323,6 +326,7 @@ func (m *Member) welcome(conn *secure.Conn, w *wire.Welcome) error {
 		clear(m.rx.pending)
 	}
 	m.conn, m.id, m.key, m.group = conn, w.Room, k, w.Group
+	m.nackSession, m.nackCounter = w.Session, 0
 	m.opts = batchOpts(w.Room)
 	m.rx.reset(w.Next, w.Block, time.Now())
 	m.members = make(map[[wire.KeyIDLen]byte]string, len(w.Members))

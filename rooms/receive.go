@@ -573,7 +573,8 @@ func (m *Member) repair() {
 	}
 	var nack []byte
 	if len(entries) > 0 && !rx.streaming && m.path != PathTCP {
-		rx.nack.KeyID, rx.nack.Entries = m.keyID, entries
+		m.nackCounter++
+		rx.nack.KeyID, rx.nack.Session, rx.nack.Counter, rx.nack.Entries = m.keyID, m.nackSession, m.nackCounter, entries
 		body, err := wire.AppendNackBody(nil, &rx.nack)
 		if err == nil {
 			nack, err = sealNack(nil, m.key, m.id, body)

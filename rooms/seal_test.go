@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"slices"
 	"strings"
@@ -273,6 +274,8 @@ func sampleNackBody(t testing.TB) (*wire.Nack, []byte) {
 	t.Helper()
 	n := &wire.Nack{
 		KeyID:   [wire.KeyIDLen]byte{1, 2, 3, 4, 5, 6, 7, 8},
+		Session: 0x1122334455667788,
+		Counter: 7,
 		Entries: []wire.NackEntry{{Block: 3, Missing: 1}, {Block: 4, Missing: wire.MissingAll}},
 	}
 	body, err := wire.AppendNackBody(nil, n)
@@ -316,7 +319,7 @@ func TestSealNackOpen(t *testing.T) {
 	if h.Room != sealRoom || h.Epoch != k.epoch {
 		t.Errorf("header = room %x epoch %d, want %x, %d", h.Room, h.Epoch, sealRoom, k.epoch)
 	}
-	if got.KeyID != want.KeyID || !slices.Equal(got.Entries, want.Entries) {
+	if got.KeyID != want.KeyID || got.Session != want.Session || got.Counter != want.Counter || !slices.Equal(got.Entries, want.Entries) {
 		t.Errorf("openNack = %+v, want %+v", got, *want)
 	}
 
@@ -598,5 +601,45 @@ func BenchmarkVerifyBatch(b *testing.B) {
 			b.Fatal(err)
 		}
 		recs = bt.Records
+	}
+}
+
+// TestNackVector pins the NACK test vector of docs/PROTOCOL.md (appendix):
+// sealNack's sealing with the fixed nonce 00 01 … 17 in place of a random
+// one.
+func TestNackVector(t *testing.T) {
+	var key [32]byte
+	for i := range key {
+		key[i] = 0x42
+	}
+	k, err := newEpochKey(1<<32, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := wire.AppendNackBody(nil, &wire.Nack{
+		KeyID:   [wire.KeyIDLen]byte{0x56, 0x47, 0x5a, 0xa7, 0x54, 0x63, 0x47, 0x4c},
+		Session: 0x0123456789abcdef,
+		Counter: 1,
+		Entries: []wire.NackEntry{{Block: 1, Missing: 1}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := wire.NackHeader{Room: [wire.RoomIDLen]byte{0xf8, 0x15, 0xee, 0xce, 0xf1, 0x4f, 0x5e, 0xc0}, Epoch: k.epoch}
+	for i := range h.Nonce {
+		h.Nonce[i] = byte(i)
+	}
+	b := wire.AppendNackHeader(nil, h)
+	pkt := k.nack.Seal(b, h.Nonce[:], body, b[:wire.NackHeaderLen])
+	const want = "4d440105f815eecef14f5ec00000000100000000" +
+		"000102030405060708090a0b0c0d0e0f1011121314151617" +
+		"2a545fd86f759b26557667c73d2268d0ecf551337144ba416bcf4437b5e04f3f95e2" + // sealed
+		"3e774b5279ab63e18e40fe3aacc6d853" // tag
+	if got := hex.EncodeToString(pkt); got != want {
+		t.Errorf("NACK vector (%d bytes) =\n%s\nbody %x\nwant\n%s", len(pkt), got, body, want)
+	}
+	var n wire.Nack
+	if _, err := openNackPacket(k, pkt, &n); err != nil {
+		t.Errorf("openNack(vector) = %v, want nil", err)
 	}
 }

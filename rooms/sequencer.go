@@ -538,8 +538,8 @@ func (s *Sequencer) tick(now time.Time) {
 
 // HandleNack takes a member's multicast NACK: the blocks it asks about
 // are repaired once the repair window closes, with fresh shards, as many
-// as the neediest member asked for. NACKs from non-members, and beyond a
-// member's rate, are dropped and counted.
+// as the neediest member asked for. NACKs from non-members, replayed ones,
+// and those beyond a member's rate are dropped and counted.
 func (s *Sequencer) HandleNack(pkt []byte) {
 	st := s.host.cfg.Stats
 	h, err := wire.ParseNackHeader(pkt)
@@ -565,6 +565,13 @@ func (s *Sequencer) HandleNack(pkt []byte) {
 	m := s.members[n.KeyID]
 	if m == nil {
 		st.NackRefused.Add(1)
+		return
+	}
+	// Replays are dropped before the rate limit, so that a copy of a
+	// member's NACK, which anyone on the link can send, does not use up the
+	// budget the member's own NACKs need.
+	if n.Session != m.nackSession || !m.nackSeen.accept(n.Counter) {
+		st.NackReplayed.Add(1)
 		return
 	}
 	if !m.nackLimit.allow(time.Now()) {
@@ -730,6 +737,7 @@ func (s *Sequencer) admit(m *hostSession, resume uint64, cred, binding []byte) e
 		Key:     s.key.key,
 		Next:    start,
 		Block:   s.block,
+		Session: m.nackSession,
 		Group:   s.group,
 		Members: s.memberInfosLocked(),
 	}

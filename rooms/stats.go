@@ -46,6 +46,7 @@ type Stats struct {
 	NackMalformed   atomic.Int64
 	NackRefused     atomic.Int64 // from keys that are not members
 	NackLimited     atomic.Int64 // over a member's rate
+	NackReplayed    atomic.Int64 // copies of a member's earlier NACKs, or from its past sessions
 	RepairsSent     atomic.Int64 // repair shards the host sent
 	BlocksDecoded   atomic.Int64 // blocks rebuilt from any k shards
 	BlocksRepaired  atomic.Int64 // blocks that needed parity to rebuild
@@ -104,6 +105,7 @@ func (s *Stats) Snapshot() map[string]int64 {
 		"nack_malformed":       s.NackMalformed.Load(),
 		"nack_refused":         s.NackRefused.Load(),
 		"nack_limited":         s.NackLimited.Load(),
+		"nack_replayed":        s.NackReplayed.Load(),
 		"repairs_sent":         s.RepairsSent.Load(),
 		"blocks_decoded":       s.BlocksDecoded.Load(),
 		"blocks_repaired":      s.BlocksRepaired.Load(),

@@ -94,6 +94,8 @@ func FuzzParseNack(f *testing.F) {
 	}
 	f.Add(body)
 	f.Add(rawNackBody(wire.MaxNackEntries, nackEntries(wire.MaxNackEntries)...))
+	f.Add(rawNackBodySC(0, 1, 1, wire.NackEntry{Block: 1, Missing: 1}))
+	f.Add(rawNackBodySC(1, 0, 1, wire.NackEntry{Block: 1, Missing: 1}))
 	var n wire.Nack // reused across inputs, as a receive loop does
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if h, err := wire.ParseNackHeader(b); err == nil {
@@ -109,6 +111,9 @@ func FuzzParseNack(f *testing.F) {
 		}
 		if len(n.Entries) == 0 || len(n.Entries) > wire.MaxNackEntries {
 			t.Fatalf("ParseNackBody(%x) = %d entries, out of bounds", b, len(n.Entries))
+		}
+		if n.Session == 0 || n.Counter == 0 {
+			t.Fatalf("ParseNackBody(%x) accepted session %d, counter %d", b, n.Session, n.Counter)
 		}
 		for _, e := range n.Entries {
 			if e.Block == 0 || e.Missing == 0 {

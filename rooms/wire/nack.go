@@ -31,10 +31,18 @@ const MissingAll = 0xff
 // The body, sealed under a key derived from the epoch key:
 //
 //	key id of the member   8 bytes
+//	session                uint64, nonzero: the member's session id, from its Welcome
+//	counter                uint64, nonzero: 1 for the session's first NACK, then one more per NACK
 //	entry count            uint8, 1..MaxNackEntries
 //	entries                block uint64, missing uint8 (shards it still needs, or MissingAll)
+//
+// Every member holds the NACK key, and anyone on the link can copy a NACK:
+// the session and counter let the host drop copies (replays), which would
+// otherwise use up the member's repair budget.
 type Nack struct {
 	KeyID   [KeyIDLen]byte
+	Session uint64
+	Counter uint64
 	Entries []NackEntry
 }
 
@@ -86,12 +94,17 @@ func AppendNackBody(b []byte, n *Nack) ([]byte, error) {
 	if len(n.Entries) == 0 || len(n.Entries) > MaxNackEntries {
 		return b, fmt.Errorf("nack: %w: %d entries", ErrInvalid, len(n.Entries))
 	}
+	if n.Session == 0 || n.Counter == 0 {
+		return b, fmt.Errorf("nack: %w: session %d, counter %d", ErrInvalid, n.Session, n.Counter)
+	}
 	for i, e := range n.Entries {
 		if e.Block == 0 || e.Missing == 0 {
 			return b, fmt.Errorf("nack: %w: entry %d asks for %d shards of block %d", ErrInvalid, i, e.Missing, e.Block)
 		}
 	}
 	b = append(b, n.KeyID[:]...)
+	b = appendU64(b, n.Session)
+	b = appendU64(b, n.Counter)
 	b = append(b, byte(len(n.Entries)))
 	for _, e := range n.Entries {
 		b = appendU64(b, e.Block)
@@ -104,6 +117,10 @@ func AppendNackBody(b []byte, n *Nack) ([]byte, error) {
 func ParseNackBody(b []byte, n *Nack) error {
 	r := reader{b: b}
 	copy(n.KeyID[:], r.take(KeyIDLen))
+	n.Session, n.Counter = r.u64(), r.u64()
+	if r.err == nil && (n.Session == 0 || n.Counter == 0) {
+		r.fail(ErrInvalid)
+	}
 	cnt := int(r.u8())
 	if r.err == nil && (cnt == 0 || cnt > MaxNackEntries) {
 		r.fail(ErrInvalid)

@@ -52,6 +52,7 @@ const MaxCred = 64
 //	epoch key  32 bytes
 //	next seq   uint64: the first sequence number the member will be sent
 //	block      uint64: the newest block number of the epoch
+//	session    uint64, nonzero: this session's id, which the member's NACKs carry
 //	data group addr
 //	members    uint16 count, ≤ MaxMembers, then each: key id (8 bytes), nick (uint8 length)
 type Welcome struct {
@@ -60,6 +61,7 @@ type Welcome struct {
 	Key     [32]byte
 	Next    uint64
 	Block   uint64 // the host's newest block: the member awaits the ones after it
+	Session uint64 // names the session in the member's NACKs, so replays of old ones are dropped
 	Group   netip.AddrPort
 	Members []MemberInfo
 }
@@ -170,12 +172,16 @@ func AppendFrame(b []byte, f Frame) ([]byte, error) {
 		if err = checkAddrPort(f.Group); err != nil {
 			return b[:start], err
 		}
+		if f.Session == 0 {
+			return b[:start], fmt.Errorf("welcome: %w: session 0", ErrInvalid)
+		}
 		b = append(b, FrameWelcome)
 		b = append(b, f.Room[:]...)
 		b = appendU64(b, f.Epoch)
 		b = append(b, f.Key[:]...)
 		b = appendU64(b, f.Next)
 		b = appendU64(b, f.Block)
+		b = appendU64(b, f.Session)
 		b = appendAddrPort(b, f.Group)
 		b = appendU16(b, uint16(len(f.Members)))
 		for _, m := range f.Members {
@@ -274,6 +280,9 @@ func ParseFrame(b []byte) (Frame, error) {
 		copy(w.Key[:], r.take(len(w.Key)))
 		w.Next = r.u64()
 		w.Block = r.u64()
+		if w.Session = r.u64(); r.err == nil && w.Session == 0 {
+			r.fail(ErrInvalid)
+		}
 		w.Group = r.addrPort()
 		n := int(r.u16())
 		if n > MaxMembers {

@@ -854,6 +854,8 @@ func TestBatchMalformed(t *testing.T) {
 func sampleNack() *wire.Nack {
 	return &wire.Nack{
 		KeyID:   [wire.KeyIDLen]byte{1, 2, 3, 4, 5, 6, 7, 8},
+		Session: 0x1122334455667788,
+		Counter: 9,
 		Entries: []wire.NackEntry{{Block: 3, Missing: 1}, {Block: 4, Missing: wire.MissingAll}},
 	}
 }
@@ -880,9 +882,9 @@ func TestNackBodyRoundTrip(t *testing.T) {
 		n    *wire.Nack
 	}{
 		{"sample", sampleNack()},
-		{"one entry", &wire.Nack{Entries: []wire.NackEntry{{Block: 1, Missing: 1}}}},
-		{"maxima", &wire.Nack{KeyID: [wire.KeyIDLen]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, Entries: []wire.NackEntry{{Block: ^uint64(0), Missing: 0xff}}}},
-		{"entries at max", &wire.Nack{KeyID: [wire.KeyIDLen]byte{7}, Entries: nackEntries(wire.MaxNackEntries)}},
+		{"one entry", &wire.Nack{Session: 1, Counter: 1, Entries: []wire.NackEntry{{Block: 1, Missing: 1}}}},
+		{"maxima", &wire.Nack{KeyID: [wire.KeyIDLen]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, Session: ^uint64(0), Counter: ^uint64(0), Entries: []wire.NackEntry{{Block: ^uint64(0), Missing: 0xff}}}},
+		{"entries at max", &wire.Nack{KeyID: [wire.KeyIDLen]byte{7}, Session: 2, Counter: 3, Entries: nackEntries(wire.MaxNackEntries)}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -895,14 +897,14 @@ func TestNackBodyRoundTrip(t *testing.T) {
 				t.Fatalf("AppendNackBody overwrote the prefix: %q", b[:2])
 			}
 			b = b[2:]
-			if want := wire.KeyIDLen + 1 + 9*len(tt.n.Entries); len(b) != want {
+			if want := wire.KeyIDLen + 8 + 8 + 1 + 9*len(tt.n.Entries); len(b) != want {
 				t.Errorf("body of %d bytes, want %d", len(b), want)
 			}
 			got := wire.Nack{Entries: make([]wire.NackEntry, 5, 8)} // stale entries to be overwritten
 			if err := wire.ParseNackBody(b, &got); err != nil {
 				t.Fatalf("ParseNackBody(%x) = %v, want nil", b, err)
 			}
-			if got.KeyID != tt.n.KeyID || !slices.Equal(got.Entries, tt.n.Entries) {
+			if got.KeyID != tt.n.KeyID || got.Session != tt.n.Session || got.Counter != tt.n.Counter || !slices.Equal(got.Entries, tt.n.Entries) {
 				t.Errorf("ParseNackBody = %+v, want %+v", got, *tt.n)
 			}
 			re, err := reencodeNackBody(&got)
@@ -916,9 +918,13 @@ func TestNackBodyRoundTrip(t *testing.T) {
 func TestNackBodyLayout(t *testing.T) {
 	got, err := wire.AppendNackBody(nil, &wire.Nack{
 		KeyID:   [wire.KeyIDLen]byte{1, 2, 3, 4, 5, 6, 7, 8},
+		Session: 0x2122232425262728,
+		Counter: 0x3132333435363738,
 		Entries: []wire.NackEntry{{Block: 0x1112131415161718, Missing: 3}, {Block: 2, Missing: wire.MissingAll}},
 	})
-	want := []byte{1, 2, 3, 4, 5, 6, 7, 8, 2,
+	want := []byte{1, 2, 3, 4, 5, 6, 7, 8,
+		0x21, 0x22, 0x23, 0x24, 0x25, 0x26, 0x27, 0x28,
+		0x31, 0x32, 0x33, 0x34, 0x35, 0x36, 0x37, 0x38, 2,
 		0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18, 3,
 		0, 0, 0, 0, 0, 0, 0, 2, 0xff}
 	if err != nil || !bytes.Equal(got, want) {
@@ -927,21 +933,25 @@ func TestNackBodyLayout(t *testing.T) {
 }
 
 func TestNackBodyEncodeBounds(t *testing.T) {
+	one := []wire.NackEntry{{Block: 1, Missing: 1}}
 	tests := []struct {
-		name    string
-		entries []wire.NackEntry
+		name             string
+		session, counter uint64
+		entries          []wire.NackEntry
 	}{
-		{"no entries", nil},
-		{"entries over max", nackEntries(wire.MaxNackEntries + 1)},
-		{"255 entries", nackEntries(255)},
-		{"256 entries", nackEntries(256)},
+		{"no entries", 1, 1, nil},
+		{"entries over max", 1, 1, nackEntries(wire.MaxNackEntries + 1)},
+		{"255 entries", 1, 1, nackEntries(255)},
+		{"256 entries", 1, 1, nackEntries(256)},
 		// What ParseNackBody rejects, the encoder refuses to write.
-		{"block zero", []wire.NackEntry{{Block: 1, Missing: 1}, {Block: 0, Missing: 1}}},
-		{"missing zero", []wire.NackEntry{{Block: 1, Missing: 0}}},
+		{"block zero", 1, 1, []wire.NackEntry{{Block: 1, Missing: 1}, {Block: 0, Missing: 1}}},
+		{"missing zero", 1, 1, []wire.NackEntry{{Block: 1, Missing: 0}}},
+		{"session zero", 0, 1, one},
+		{"counter zero", 1, 0, one},
 	}
 	for _, tt := range tests {
 		prefix := []byte("keep")
-		b, err := wire.AppendNackBody(prefix, &wire.Nack{Entries: tt.entries})
+		b, err := wire.AppendNackBody(prefix, &wire.Nack{Session: tt.session, Counter: tt.counter, Entries: tt.entries})
 		if !errors.Is(err, wire.ErrInvalid) {
 			t.Errorf("AppendNackBody(%s) = %v, want %v", tt.name, err, wire.ErrInvalid)
 		}
@@ -951,10 +961,18 @@ func TestNackBodyEncodeBounds(t *testing.T) {
 	}
 }
 
-// rawNackBody encodes a NACK body by hand: a zero key id, count, then
-// the entries.
+// rawNackBody encodes a NACK body by hand: a zero key id, session 1,
+// counter 1, count, then the entries.
 func rawNackBody(count int, entries ...wire.NackEntry) []byte {
-	b := append(make([]byte, wire.KeyIDLen), byte(count))
+	return rawNackBodySC(1, 1, count, entries...)
+}
+
+// rawNackBodySC is rawNackBody with the given session and counter.
+func rawNackBodySC(session, counter uint64, count int, entries ...wire.NackEntry) []byte {
+	b := make([]byte, wire.KeyIDLen)
+	b = binary.BigEndian.AppendUint64(b, session)
+	b = binary.BigEndian.AppendUint64(b, counter)
+	b = append(b, byte(count))
 	for _, e := range entries {
 		b = binary.BigEndian.AppendUint64(b, e.Block)
 		b = append(b, e.Missing)
@@ -980,7 +998,12 @@ func TestParseNackBodyBounds(t *testing.T) {
 		{"count over entries", rawNackBody(2, wire.NackEntry{Block: 1, Missing: 1}), wire.ErrShort},
 		{"count under entries", rawNackBody(1, wire.NackEntry{Block: 1, Missing: 1}, wire.NackEntry{Block: 2, Missing: 1}), wire.ErrTrailing},
 		{"trailing byte", append(rawNackBody(1, wire.NackEntry{Block: 1, Missing: 1}), 0), wire.ErrTrailing},
+		{"session zero", rawNackBodySC(0, 1, 1, wire.NackEntry{Block: 1, Missing: 1}), wire.ErrInvalid},
+		{"counter zero", rawNackBodySC(1, 0, 1, wire.NackEntry{Block: 1, Missing: 1}), wire.ErrInvalid},
+		{"counter at max", rawNackBodySC(^uint64(0), ^uint64(0), 1, wire.NackEntry{Block: 1, Missing: 1}), nil},
 		{"key id only", make([]byte, wire.KeyIDLen), wire.ErrShort},
+		{"no counter", make([]byte, wire.KeyIDLen+8), wire.ErrShort},
+		{"no count", rawNackBodySC(1, 1, 1)[:wire.KeyIDLen+16], wire.ErrShort},
 		{"empty", nil, wire.ErrShort},
 	}
 	for _, tt := range tests {
@@ -1109,6 +1132,7 @@ func sampleWelcome() *wire.Welcome {
 		Key:     [32]byte{31: 0x77},
 		Next:    12,
 		Block:   5,
+		Session: 0x0a0b0c0d0e0f1011,
 		Group:   ap("239.255.78.9:4243"),
 		Members: []wire.MemberInfo{{KeyID: [wire.KeyIDLen]byte{1}, Nick: "ann"}, {KeyID: [wire.KeyIDLen]byte{2}, Nick: "bob"}},
 	}
@@ -1160,7 +1184,7 @@ func frameEqual(a, b wire.Frame) bool {
 	case *wire.Welcome:
 		b, ok := b.(*wire.Welcome)
 		return ok && a.Room == b.Room && a.Epoch == b.Epoch && a.Key == b.Key && a.Next == b.Next &&
-			a.Block == b.Block && a.Group == b.Group && slices.Equal(a.Members, b.Members)
+			a.Block == b.Block && a.Session == b.Session && a.Group == b.Group && slices.Equal(a.Members, b.Members)
 	case *wire.Refuse:
 		b, ok := b.(*wire.Refuse)
 		return ok && *a == *b
@@ -1275,9 +1299,9 @@ func sampleBatch() []byte {
 }
 
 func TestFrameLayout(t *testing.T) {
-	welcome := []byte{0, 0, 0, 98, wire.FrameWelcome, 1, 2, 3, 4, 5, 6, 7, 8, 0, 0, 0, 1, 0, 0, 0, 1}
+	welcome := []byte{0, 0, 0, 106, wire.FrameWelcome, 1, 2, 3, 4, 5, 6, 7, 8, 0, 0, 0, 1, 0, 0, 0, 1}
 	welcome = append(welcome, make([]byte, 31)...)
-	welcome = append(welcome, 0x77, 0, 0, 0, 0, 0, 0, 0, 12, 0, 0, 0, 0, 0, 0, 0, 5, 4, 239, 255, 78, 9, 0x10, 0x93, 0, 2,
+	welcome = append(welcome, 0x77, 0, 0, 0, 0, 0, 0, 0, 12, 0, 0, 0, 0, 0, 0, 0, 5, 0x0a, 0x0b, 0x0c, 0x0d, 0x0e, 0x0f, 0x10, 0x11, 4, 239, 255, 78, 9, 0x10, 0x93, 0, 2,
 		1, 0, 0, 0, 0, 0, 0, 0, 3, 'a', 'n', 'n', 2, 0, 0, 0, 0, 0, 0, 0, 3, 'b', 'o', 'b')
 	tests := []struct {
 		f    wire.Frame
@@ -1321,6 +1345,8 @@ func TestAppendFrameBounds(t *testing.T) {
 	noGroup.Group = netip.AddrPort{}
 	tooMany := sampleWelcome()
 	tooMany.Members = members(wire.MaxMembers + 1)
+	noSession := sampleWelcome()
+	noSession.Session = 0
 	long := strings.Repeat("x", wire.MaxText+1)
 	tests := []struct {
 		name    string
@@ -1333,6 +1359,7 @@ func TestAppendFrameBounds(t *testing.T) {
 		{"welcome members", tooMany, wire.ErrTooLong},
 		{"welcome nick", overNick, wire.ErrTooLong},
 		{"welcome group", noGroup, wire.ErrInvalid},
+		{"welcome session zero", noSession, wire.ErrInvalid},
 		{"refuse", &wire.Refuse{Reason: long}, wire.ErrTooLong},
 		{"say", &wire.Say{Text: long}, wire.ErrTooLong},
 		{"said", &wire.Said{Error: long}, wire.ErrTooLong},
@@ -1376,7 +1403,11 @@ func bytes16(n int) []byte {
 func u(n int) []byte { return make([]byte, n) }
 
 func rawWelcome(group []byte, nicks ...int) []byte {
-	b := rawFrame(wire.FrameWelcome, u(wire.RoomIDLen), u(8), u(32), u(8), u(8), group, binary.BigEndian.AppendUint16(nil, uint16(len(nicks))))
+	return rawWelcomeSession(1, group, nicks...)
+}
+
+func rawWelcomeSession(session uint64, group []byte, nicks ...int) []byte {
+	b := rawFrame(wire.FrameWelcome, u(wire.RoomIDLen), u(8), u(32), u(8), u(8), binary.BigEndian.AppendUint64(nil, session), group, binary.BigEndian.AppendUint16(nil, uint16(len(nicks))))
 	for i, n := range nicks {
 		b = append(b, byte(i>>8), byte(i), 0, 0, 0, 0, 0, 0)
 		b = append(b, str8(n)...)
@@ -1413,6 +1444,7 @@ func TestParseFrameBounds(t *testing.T) {
 		{"welcome v6 group", rawWelcome(v6addr([16]byte{0xff, 0x15, 15: 1}, 1)), nil},
 		{"welcome v4-in-v6 group", rawWelcome(v6addr(netip.MustParseAddr("::ffff:239.0.0.1").As16(), 1)), wire.ErrInvalid},
 		{"welcome trailing", append(rawWelcome(group, 1), 0), wire.ErrTrailing},
+		{"welcome session zero", rawWelcomeSession(0, group, 1), wire.ErrInvalid},
 		{"refuse at max", rawFrame(wire.FrameRefuse, bytes16(wire.MaxText)), nil},
 		{"refuse over max", rawFrame(wire.FrameRefuse, bytes16(wire.MaxText+1)), wire.ErrTooLong},
 		{"refuse trailing", rawFrame(wire.FrameRefuse, bytes16(1), u(1)), wire.ErrTrailing},
@@ -1424,9 +1456,12 @@ func TestParseFrameBounds(t *testing.T) {
 		{"said trailing", rawFrame(wire.FrameSaid, u(4), u(8), bytes16(0), u(1)), wire.ErrTrailing},
 		{"fetch", rawFrame(wire.FrameFetch, u(10)), nil},
 		{"fetch trailing", rawFrame(wire.FrameFetch, u(11)), wire.ErrTrailing},
-		// The Welcome before Block was added: its group is read as the block,
-		// and what follows is no address.
-		{"welcome without block", rawFrame(wire.FrameWelcome, u(wire.RoomIDLen), u(8), u(32), u(8), group, u(2)), wire.ErrInvalid},
+		// The Welcome before Block was added: its group and member count
+		// are read as the block and too little is left for the session.
+		{"welcome without block", rawFrame(wire.FrameWelcome, u(wire.RoomIDLen), u(8), u(32), u(8), group, u(2)), wire.ErrShort},
+		// The Welcome before Session was added: its group and member count
+		// are read as the session, and what follows is no address.
+		{"welcome without session", rawFrame(wire.FrameWelcome, u(wire.RoomIDLen), u(8), u(32), u(8), u(8), group, u(2)), wire.ErrInvalid},
 		{"gone", rawFrame(wire.FrameGone, u(8), []byte{0, 0, 0, 0, 0, 0, 0, 1}), nil},
 		{"gone empty", rawFrame(wire.FrameGone, u(16)), wire.ErrInvalid},
 		{"gone backwards", rawFrame(wire.FrameGone, []byte{0, 0, 0, 0, 0, 0, 0, 9}, []byte{0, 0, 0, 0, 0, 0, 0, 3}), wire.ErrInvalid},
