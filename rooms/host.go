@@ -324,15 +324,15 @@ func (h *Host) serveSession(ctx context.Context, raw net.Conn) {
 	sess := &hostSession{
 		nackSession: newNackSession(),
 		nackLimit:   bucket{rate: nackRate, burst: nackBurst},
-		sayLimit:  bucket{rate: h.cfg.MemberRate, burst: 2 * h.cfg.MemberRate},
-		conn:      conn,
-		pub:       pub,
-		keyID:     KeyID(pub),
-		fp:        Fingerprint(pub),
-		nick:      hello.Nick,
-		seq:       s,
-		wake:      make(chan struct{}, 1),
-		gone:      make(chan struct{}),
+		sayLimit:    bucket{rate: h.cfg.MemberRate, burst: 2 * h.cfg.MemberRate},
+		conn:        conn,
+		pub:         pub,
+		keyID:       KeyID(pub),
+		fp:          Fingerprint(pub),
+		nick:        hello.Nick,
+		seq:         s,
+		wake:        make(chan struct{}, 1),
+		gone:        make(chan struct{}),
 	}
 	if err := s.admit(sess, hello.Resume, hello.Cred, conn.ChannelBinding()); err != nil {
 		h.refuse(conn, err.Error())

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"slices"
@@ -407,7 +408,10 @@ func TestNackRejectsOutsiders(t *testing.T) {
 func TestNackMalformedBody(t *testing.T) {
 	k := newTestEpochKey(t, 1)
 	// Sealed correctly, but a body no member would send: no entries.
-	pkt := mustSealNack(t, k, sealRoom, append(make([]byte, wire.KeyIDLen), 0))
+	body := make([]byte, wire.KeyIDLen, wire.KeyIDLen+17)
+	body = binary.BigEndian.AppendUint64(body, 1) // session
+	body = binary.BigEndian.AppendUint64(body, 1) // counter
+	pkt := mustSealNack(t, k, sealRoom, append(body, 0))
 	var n wire.Nack
 	if _, err := openNackPacket(k, pkt, &n); !errors.Is(err, wire.ErrInvalid) {
 		t.Errorf("openNack(no entries) = %v, want %v", err, wire.ErrInvalid)
