@@ -72,24 +72,32 @@ func roundTrip(ctx context.Context, socket, method, path string, payload []byte)
 	if err != nil {
 		return fail(err)
 	}
-	var r io.Reader
-	switch te := strings.ToLower(resp.Header["transfer-encoding"]); {
-	case te == "chunked":
-		r = &chunkedReader{r: br}
-	case te != "":
-		return fail(fmt.Errorf("unsupported transfer encoding %q", te))
-	case resp.Header["content-length"] != "":
-		n, err := strconv.ParseInt(resp.Header["content-length"], 10, 64)
-		if err != nil || n < 0 {
-			return fail(fmt.Errorf("bad Content-Length %q", resp.Header["content-length"]))
-		}
-		r = &exactReader{r: br, n: n}
-	default:
-		// No framing: the body ends with the connection.
-		r = br
+	r, err := framed(br, resp.Header)
+	if err != nil {
+		return fail(err)
 	}
 	resp.Body = &body{r: r, conn: conn, stop: stop, ctx: ctx}
 	return resp, nil
+}
+
+// framed returns a reader of the body that follows an answer's head in br,
+// as its headers frame it.
+func framed(br *bufio.Reader, header map[string]string) (io.Reader, error) {
+	switch te := strings.ToLower(header["transfer-encoding"]); {
+	case te == "chunked":
+		return &chunkedReader{r: br}, nil
+	case te != "":
+		return nil, fmt.Errorf("unsupported transfer encoding %q", te)
+	case header["content-length"] != "":
+		n, err := strconv.ParseInt(header["content-length"], 10, 64)
+		if err != nil || n < 0 {
+			return nil, fmt.Errorf("bad Content-Length %q", header["content-length"])
+		}
+		return &exactReader{r: br, n: n}, nil
+	default:
+		// No framing: the body ends with the connection.
+		return br, nil
+	}
 }
 
 // readHead reads the status line and headers of an answer, skipping
