@@ -39,7 +39,7 @@ func TestSearchOnOneLink(t *testing.T) {
 		t.Fatalf("search found %+v, want room hidden at TTL 2 (TTL-1 answers are dropped)", res)
 	}
 	// For docs/BENCHMARKS.md: one step of 300 ms ± 20 % and an answer
-	// delay of 20..200 ms.
+	// delay of 20..120 ms.
 	t.Logf("search on one link, found at TTL 2 in %s", time.Duration(res.Elapsed))
 	if _, err := bob.ctl("rooms", "--search", "nowhere", "--max-ttl", "2"); err == nil {
 		t.Fatal("a search for a room nobody hosts succeeded")

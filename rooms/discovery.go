@@ -29,10 +29,13 @@ const (
 
 // Answers wait a random answerMin..answerMax, shorter for answerers near
 // the querier, so that the nearest answer goes first and the others,
-// overhearing it, hold theirs back.
+// overhearing it, hold theirs back. answerMax stays well below the
+// shortest search step (240 ms), so that an answer, even from a loaded
+// daemon, comes back before the next step and the search reports the TTL
+// that reached the room, not the one after it.
 const (
 	answerMin = 20 * time.Millisecond
-	answerMax = 200 * time.Millisecond
+	answerMax = 120 * time.Millisecond
 	// answerGap is the least time between two answers for one room.
 	answerGap = time.Second
 	// answerFactor bounds the bytes of answers to this many times the bytes
@@ -598,7 +601,18 @@ func (x *Discovery) Search(ctx context.Context, spec SearchSpec) (SearchResult, 
 		}
 		x.mu.Unlock()
 	}()
+	prev := 0
 	for _, ttl := range SearchTTLs(maxTTL) {
+		// An answer that came as the last step's wait ended answers that
+		// step's query, which is the TTL that found the room.
+		if prev > 0 {
+			select {
+			case <-s.found:
+				return SearchResult{TTL: prev, Elapsed: x.clock.Now().Sub(start)}, nil
+			default:
+			}
+		}
+		prev = ttl
 		q := wire.Query{Nonce: rand.Uint64(), TTL: uint8(ttl), Room: name}
 		if key != nil {
 			q.HasKey, q.HostKey = true, *key
@@ -612,11 +626,6 @@ func (x *Discovery) Search(ctx context.Context, spec SearchSpec) (SearchResult, 
 		nonces = append(nonces, q.Nonce)
 		peers := slices.Clone(x.peers)
 		x.mu.Unlock()
-		select {
-		case <-s.found:
-			return SearchResult{TTL: ttl, Elapsed: x.clock.Now().Sub(start)}, nil
-		default:
-		}
 		x.multicast(pkt, ttl, 0)
 		for _, p := range peers {
 			x.unicast(pkt, p)

@@ -310,11 +310,13 @@ func TestAnswerAfterDelay(t *testing.T) {
 	r, ann := answeringRig(t)
 	r.x.HandlePacket(queryPacket(t, "r", 4, 1), querier)
 	r.x.HandlePacket(queryPacket(t, "other", 4, 2), querier)
-	// Rand 0.5 and a query that crossed no router: 20 + 180 × 0.25 ms.
-	if got := r.clock.pending(); !slices.Equal(got, []time.Duration{65 * time.Millisecond}) {
-		t.Fatalf("answer timers %v, want one of 65ms", got)
+	// Rand 0.5 and a query that crossed no router: a quarter of the way
+	// from answerMin to answerMax.
+	want := answerMin + (answerMax-answerMin)/4
+	if got := r.clock.pending(); !slices.Equal(got, []time.Duration{want}) {
+		t.Fatalf("answer timers %v, want one of %v", got, want)
 	}
-	r.clock.Advance(64 * time.Millisecond)
+	r.clock.Advance(want - time.Millisecond)
 	if got := r.out.take(); len(got) != 0 {
 		t.Fatalf("answered before the delay: %+v", got)
 	}
@@ -339,7 +341,7 @@ func TestAnswerAfterDelay(t *testing.T) {
 	far.TTL = 1 // sent with 8: crossed 7 routers
 	r.clock.Advance(time.Second)
 	r.x.HandlePacket(queryPacket(t, "r", 8, 4), far)
-	want := answerMin + time.Duration((7.0/8*0.5+0.25)*float64(answerMax-answerMin))
+	want = answerMin + time.Duration((7.0/8*0.5+0.25)*float64(answerMax-answerMin))
 	if got := r.clock.pending(); len(got) != 1 || got[0] != want {
 		t.Fatalf("timers %v, want one of %v", got, want)
 	}
