@@ -57,15 +57,19 @@ func TestLoneLineIsNotHeldBack(t *testing.T) {
 		return s.flushArmed, len(s.pending)
 	}
 
-	// say submits a line holding the Sequencer's lock, as Say does, and
+	// say submits lines holding the Sequencer's lock, as Say does, and
 	// reports the blocks sent by the time it returns: with the lock held
 	// the flush timer cannot have sent anything, so those went out at
-	// once.
-	say := func(text string) []uint64 {
+	// once. The lines of one call are one burst: the lock is not let go
+	// between them, since a test paused for FlushDelay in between would
+	// see the timer send the first.
+	say := func(texts ...string) []uint64 {
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		if _, err := s.submitLocked(wire.Record{Kind: wire.KindMessage, KeyID: s.keyID, Nick: "host", Text: text}); err != nil {
-			t.Fatal(err)
+		for _, text := range texts {
+			if _, err := s.submitLocked(wire.Record{Kind: wire.KindMessage, KeyID: s.keyID, Nick: "host", Text: text}); err != nil {
+				t.Fatal(err)
+			}
 		}
 		return sink.sentBlocks()
 	}
@@ -81,10 +85,8 @@ func TestLoneLineIsNotHeldBack(t *testing.T) {
 	// A burst at the same instant: the room just sent a block, so these
 	// wait for the timer (held under the lock, the timer cannot send
 	// them before the test looks).
-	for _, text := range []string{"burst 1", "burst 2", "burst 3"} {
-		if got := say(text); len(got) != 1 {
-			t.Fatalf("during a burst, shards of blocks %v were sent, want only block 1's", got)
-		}
+	if got := say("burst 1", "burst 2", "burst 3"); len(got) != 1 {
+		t.Fatalf("during a burst, shards of blocks %v were sent, want only block 1's", got)
 	}
 	if armed, pending := state(); !armed || pending != 3 {
 		t.Fatalf("during a burst: flush timer armed %v, %d lines pending; want armed, 3", armed, pending)
