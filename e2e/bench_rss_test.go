@@ -49,7 +49,13 @@ func TestBenchRSS(t *testing.T) {
 	for i := range nRooms {
 		cfg += fmt.Sprintf("\n[[room]]\nname = \"room%d\"\n", i)
 	}
-	hst.start(cfg)
+	// The daemon's memory_limit, for comparing limits; its default if
+	// unset.
+	top := ""
+	if v := os.Getenv("MESHD_BENCH_MEMORY_LIMIT"); v != "" {
+		top = fmt.Sprintf("memory_limit = %q\n", v)
+	}
+	hst.startTOML(top, cfg)
 	var srcs []string
 	for i := range sources {
 		a := netip.AddrFrom4([4]byte{10, 77, byte(l.subnet), byte(100 + i)})
@@ -72,7 +78,7 @@ func TestBenchRSS(t *testing.T) {
 		t.Fatalf("host lists %d rooms, want %d", len(spec), nRooms)
 	}
 	specJSON, _ := json.Marshal(spec)
-	before := rssKiB(t, hst.cmd.Process.Pid)
+	before, cpu := rssKiB(t, hst.cmd.Process.Pid), procCPU(t, hst.cmd.Process.Pid)
 	logMemory(t, "before the joins", hst)
 	if dir := os.Getenv("MESHD_BENCH_PPROF"); dir != "" {
 		if err := saveProfile(hst.socket, "heap", filepath.Join(dir, "rss-host-heap-idle.pprof")); err != nil {
@@ -137,7 +143,7 @@ func TestBenchRSS(t *testing.T) {
 			return true
 		})
 	}
-	after := rssKiB(t, hst.cmd.Process.Pid)
+	after, cpu := rssKiB(t, hst.cmd.Process.Pid), procCPU(t, hst.cmd.Process.Pid)-cpu
 	logMemory(t, "after", hst)
 	if dir := os.Getenv("MESHD_BENCH_PPROF"); dir != "" {
 		if err := saveProfile(hst.socket, "heap", filepath.Join(dir, "rss-host-heap.pprof")); err != nil {
@@ -148,8 +154,8 @@ func TestBenchRSS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("host of %d rooms x %d members (path tcp), %d lines each: RSS %.1f MiB before the joins, %.1f MiB after; Go heap %.1f MiB, from the OS %.1f MiB, %d goroutines",
-		nRooms, nMembers, lines, float64(before)/1024, float64(after)/1024,
+	t.Logf("host of %d rooms x %d members (path tcp), %d lines each: RSS %.1f MiB before the joins, %.1f MiB after; host CPU %v for the joins and lines; Go heap %.1f MiB, from the OS %.1f MiB, %d goroutines",
+		nRooms, nMembers, lines, float64(before)/1024, float64(after)/1024, cpu,
 		float64(st.Memory.HeapBytes)/(1<<20), float64(st.Memory.SysBytes)/(1<<20), st.Memory.Goroutines)
 }
 
