@@ -747,17 +747,25 @@ func (m *Member) pathRequestLocked(now time.Time) *wire.Stream {
 
 // requestStream asks the host to send the room over the session, or to
 // stop. Stopping takes effect at once; a start waits for the host's
-// answer (streamAnswer).
+// answer (streamAnswer). A start is marked as asked before it is written:
+// the answer may be read before the write returns.
 func (m *Member) requestStream(conn *secure.Conn, f *wire.Stream) {
+	if f.On {
+		m.mu.Lock()
+		m.rx.asked = true
+		m.mu.Unlock()
+	}
 	if err := m.write(conn, f); err != nil {
+		m.mu.Lock()
+		m.rx.asked = false
+		m.mu.Unlock()
+		return
+	}
+	if f.On {
 		return
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if f.On {
-		m.rx.asked = true
-		return
-	}
 	if m.rx.streaming {
 		m.rx.streaming = false
 		m.pathChangedLocked()
