@@ -249,6 +249,9 @@ func runBench(t *testing.T, c benchCase, path string) benchResult {
 		cpu0[i] = procCPU(t, p.cmd.Process.Pid)
 	}
 	link0 := linkBytes(t, hst)
+	countLink(hst)
+	shards0 := daemonCounters(ctx, t, []*host{hst}, shardKinds...)
+	nacks0 := daemonCounters(ctx, t, members, "nack_bytes_sent")
 
 	profiled := profileRun(t, c.name+"-"+path, hst, members[0])
 	start := time.Now()
@@ -282,6 +285,12 @@ func runBench(t *testing.T, c benchCase, path string) benchResult {
 		res.memberCPUMax = max(res.memberCPUMax, perMsg)
 	}
 	res.linkPerPayload = float64(linkBytes(t, hst)-link0) / float64(accepted*c.size)
+	shards := daemonCounters(ctx, t, []*host{hst}, shardKinds...)
+	for k, v := range shards0 {
+		shards[k] -= v
+	}
+	nacks := daemonCounters(ctx, t, members, "nack_bytes_sent")["nack_bytes_sent"] - nacks0["nack_bytes_sent"]
+	t.Logf("%s/%s: %s", c.name, path, linkBreakdown(linkCounts(t, hst), shards, nacks, int64(accepted*c.size)))
 	res.hostRSS = rssKiB(t, hst.cmd.Process.Pid)
 	for _, m := range members {
 		res.memberRSSMax = max(res.memberRSSMax, rssKiB(t, m.cmd.Process.Pid))

@@ -470,8 +470,14 @@ func (s *Sequencer) flushLocked() {
 	// Once the parity is spent, repairs send the data shards again.
 	sb.next = sb.sent % len(shards)
 	s.blocks[sb.no%sentBlocks] = sb
+	st := s.host.cfg.Stats
 	for i := range sb.sent {
-		s.sendShardLocked(sb, i)
+		n := int64(s.sendShardLocked(sb, i))
+		if i < k {
+			st.DataBytesSent.Add(n)
+		} else {
+			st.ParityBytesSent.Add(n)
+		}
 	}
 }
 
@@ -489,27 +495,32 @@ func (s *Sequencer) answerLocked() {
 	}
 }
 
-func (s *Sequencer) sendShardLocked(sb *sentBlock, i int) {
+// sendShardLocked seals and sends shard i of sb; it returns the bytes
+// sent, 0 if it sent nothing.
+func (s *Sequencer) sendShardLocked(sb *sentBlock, i int) int {
 	s.counter++
 	pkt, err := sealShard(s.buf, &s.nonce, s.key, s.id, s.counter, wire.ShardInfo{
 		Block: sb.no, Index: uint8(i), K: uint8(sb.k), Sent: uint8(sb.sent),
 	}, sb.shards[i])
 	if err != nil {
 		s.host.log.Error("cannot seal shard", "room", s.ref, "err", err)
-		return
+		return 0
 	}
-	s.sendLocked(pkt)
+	return s.sendLocked(pkt)
 }
 
-func (s *Sequencer) sendLocked(pkt []byte) {
+// sendLocked multicasts pkt to the room's group; it returns the bytes
+// sent, 0 on failure.
+func (s *Sequencer) sendLocked(pkt []byte) int {
 	s.lastSend = time.Now()
 	st := s.host.cfg.Stats
 	if err := s.host.cfg.Sender.WriteTo(pkt, s.group); err != nil {
 		st.SendErrors.Add(1)
 		s.host.log.Debug("multicast send failed", "room", s.ref, "err", err)
-		return
+		return 0
 	}
 	st.PacketsSent.Add(1)
+	return len(pkt)
 }
 
 // tick sends a heartbeat when the room has been silent for a Heartbeat,
@@ -533,7 +544,7 @@ func (s *Sequencer) tick(now time.Time) {
 		s.host.log.Warn("heartbeat", "room", s.ref, "err", err)
 		return
 	}
-	s.sendLocked(pkt)
+	s.host.cfg.Stats.HeartbeatBytesSent.Add(int64(s.sendLocked(pkt)))
 }
 
 // HandleNack takes a member's multicast NACK: the blocks it asks about
@@ -611,9 +622,10 @@ func (s *Sequencer) repair() {
 			continue
 		}
 		for range want {
-			s.sendShardLocked(sb, sb.next)
+			n := s.sendShardLocked(sb, sb.next)
 			sb.next = (sb.next + 1) % len(sb.shards)
 			s.host.cfg.Stats.RepairsSent.Add(1)
+			s.host.cfg.Stats.RepairBytesSent.Add(int64(n))
 		}
 	}
 }
