@@ -466,7 +466,7 @@ func (s *Sequencer) flushLocked() {
 	}
 	s.block++
 	*sb = sentBlock{no: s.block, k: k, shards: shards}
-	sb.sent = k + proactiveParity(k, s.loss)
+	sb.sent = k + proactiveParity(k, s.multicastMembersLocked(), s.loss)
 	// Once the parity is spent, repairs send the data shards again.
 	sb.next = sb.sent % len(shards)
 	s.blocks[sb.no%sentBlocks] = sb
@@ -479,6 +479,18 @@ func (s *Sequencer) flushLocked() {
 			st.ParityBytesSent.Add(n)
 		}
 	}
+}
+
+// multicastMembersLocked counts the members that multicast reaches: those
+// not on the stream.
+func (s *Sequencer) multicastMembersLocked() int {
+	n := 0
+	for _, m := range s.members {
+		if !m.streaming {
+			n++
+		}
+	}
+	return n
 }
 
 // answerLocked tells the senders of the batch just logged where their
