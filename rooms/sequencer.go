@@ -80,7 +80,8 @@ type Sequencer struct {
 	next       uint64 // the next sequence number to assign
 	reserved   uint64 // sequence numbers below this are reserved on disk
 	pending    []wire.Record
-	pendingLen int
+	pendingLen int         // the pending records' bytes in a batch body, sender table included
+	senders    []int       // the pending records that first name each of the batch's senders
 	flushTimer *time.Timer // made once, re-armed: not an allocation per block
 	flushArmed bool
 	lastFlush  time.Time // when the last block went out
@@ -382,13 +383,17 @@ func (s *Sequencer) submitLocked(rec wire.Record) (uint64, error) {
 		}
 		s.reserved = seq + reserveStep
 	}
-	size := 1 + wire.KeyIDLen + 1 + len(rec.Nick) + 2 + len(rec.Text)
-	if len(s.pending) == wire.MaxRecords || s.pendingLen+size > flushBytes {
+	newSender := s.newSenderLocked(&rec)
+	if len(s.pending) == wire.MaxRecords || s.pendingLen+wire.RecordLen(&rec, newSender) > flushBytes {
 		s.flushLocked()
+		newSender = true
 	}
 	s.next++
+	if newSender {
+		s.senders = append(s.senders, len(s.pending))
+	}
 	s.pending = append(s.pending, rec)
-	s.pendingLen += size
+	s.pendingLen += wire.RecordLen(&rec, newSender)
 	s.host.cfg.Deliver(Delivery{Room: s.ref, Seq: seq, Record: rec})
 	switch {
 	case s.pendingLen >= flushBytes:
@@ -406,6 +411,17 @@ func (s *Sequencer) submitLocked(rec wire.Record) (uint64, error) {
 		}
 	}
 	return seq, nil
+}
+
+// newSenderLocked reports whether rec's sender (key id and nick) is not
+// yet in the pending batch's sender table.
+func (s *Sequencer) newSenderLocked(rec *wire.Record) bool {
+	for _, i := range s.senders {
+		if p := &s.pending[i]; p.KeyID == rec.KeyID && p.Nick == rec.Nick {
+			return false
+		}
+	}
+	return true
 }
 
 func (s *Sequencer) flush() {
@@ -434,8 +450,8 @@ func (s *Sequencer) flushLocked() {
 	recs := s.pending
 	// The batch's exact size: its header (first, count), the records as
 	// submitLocked counted them, the signature.
-	size := 8 + 1 + s.pendingLen + wire.SigLen
-	s.pending, s.pendingLen = s.pending[:0], 0
+	size := wire.BatchHeaderLen + s.pendingLen + wire.SigLen
+	s.pending, s.pendingLen, s.senders = s.pending[:0], 0, s.senders[:0]
 	// Whatever happens below, the lines are answered: the senders learn
 	// their place once the batch is in the log, not before.
 	defer s.answerLocked()
