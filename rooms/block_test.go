@@ -296,3 +296,36 @@ func benchBlock(b *testing.B, n int) {
 
 func BenchmarkBlock200(b *testing.B) { benchBlock(b, 200) }
 func BenchmarkBlock16K(b *testing.B) { benchBlock(b, 16<<10) }
+
+// TestBlockParityFromMembersLoss: a busy block's proactive parity is sized
+// for the unluckiest of the members on multicast at their mean reported
+// loss, a lone line's for the worst loss any member reported; members on
+// the stream count for neither.
+func TestBlockParityFromMembersLoss(t *testing.T) {
+	s := newPathHost(t, new(countSink))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := range 15 {
+		s.members[[wire.KeyIDLen]byte{0xfe, byte(i)}] = &hostSession{loss: 0.04}
+	}
+	s.members[[wire.KeyIDLen]byte{0xfe, 15}] = &hostSession{loss: 0.2}
+	s.members[[wire.KeyIDLen]byte{0xfe, 16}] = &hostSession{loss: 0.9, streaming: true}
+	s.loss = 0.2
+	mean := (15*0.04 + 0.2) / 16
+	for _, lines := range []int{1, 50} {
+		for range lines {
+			if _, err := s.submitLocked(wire.Record{Kind: wire.KindMessage, KeyID: s.keyID, Nick: "ann", Text: pathLine}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		s.flushLocked()
+		sb := s.blocks[s.block%sentBlocks]
+		want := proactiveParity(sb.k, 16, mean)
+		if sb.k <= 2 {
+			want = proactiveParity(sb.k, 16, 0.2)
+		}
+		if sb.sent-sb.k != want {
+			t.Errorf("block of %d lines, k = %d: %d parity sent, want %d", lines, sb.k, sb.sent-sb.k, want)
+		}
+	}
+}

@@ -482,7 +482,12 @@ func (s *Sequencer) flushLocked() {
 	}
 	s.block++
 	*sb = sentBlock{no: s.block, k: k, shards: shards}
-	sb.sent = k + proactiveParity(k, s.multicastMembersLocked(), s.loss)
+	sb.sent = k
+	if members, mean := s.multicastLossLocked(); k <= 2 {
+		sb.sent += proactiveParity(k, members, s.loss)
+	} else {
+		sb.sent += proactiveParity(k, members, mean)
+	}
 	// Once the parity is spent, repairs send the data shards again.
 	sb.next = sb.sent % len(shards)
 	s.blocks[sb.no%sentBlocks] = sb
@@ -497,16 +502,24 @@ func (s *Sequencer) flushLocked() {
 	}
 }
 
-// multicastMembersLocked counts the members that multicast reaches: those
-// not on the stream.
-func (s *Sequencer) multicastMembersLocked() int {
-	n := 0
+// multicastLossLocked counts the members that multicast reaches (those
+// not on the stream) and averages the loss they last reported. A busy
+// block's parity is sized for the unluckiest of them at that loss; the
+// worst loss any member reported lately (s.loss) would count the bad luck
+// twice: once in which member reported it, once in the model of the
+// unluckiest member.
+func (s *Sequencer) multicastLossLocked() (members int, mean float64) {
+	var sum float64
 	for _, m := range s.members {
 		if !m.streaming {
-			n++
+			members++
+			sum += m.loss
 		}
 	}
-	return n
+	if members == 0 {
+		return 0, 0
+	}
+	return members, sum / float64(members)
 }
 
 // answerLocked tells the senders of the batch just logged where their
@@ -959,16 +972,14 @@ func (s *Sequencer) ack(m *hostSession, a *wire.Ack) {
 		m.answered = now
 		m.send(&wire.Ack{Seq: s.next - uint64(len(s.pending)) - 1})
 	}
+	if !m.streaming {
+		m.loss = float64(min(a.Loss, 1000)) / 1000
+		s.loss = max(s.loss, m.loss)
+	}
 	if s.members[m.keyID] != m || a.Seq <= m.acked {
-		if !m.streaming {
-			s.loss = max(s.loss, float64(min(a.Loss, 1000))/1000)
-		}
 		return
 	}
 	m.acked = min(a.Seq, s.next-1)
-	if !m.streaming {
-		s.loss = max(s.loss, float64(min(a.Loss, 1000))/1000)
-	}
 	for _, o := range s.members {
 		o.watches = s.updateWatchesLocked(o.watches, func(seq uint64, seen, of int) {
 			o.send(&wire.Seen{Seq: seq, Seen: uint16(seen), Of: uint16(of)})
