@@ -80,39 +80,46 @@ func decodeBlock(shards [][]byte, k int, buf []byte) ([]byte, error) {
 	return buf, nil
 }
 
-// proactiveParity is how many parity shards to send with a block of k data
-// shards at once, before anyone asks, when the room's members on
-// multicast each lose a share loss of shards (independently).
-//
-// A block of one or two shards is a quiet room's line, where a repair's
-// round trip is what a reader notices and parity is a packet or two: it
-// gets the fewest parity shards for which a member misses the block with
-// probability at most 1e-3.
-//
-// A bigger block is a busy room, where the bytes count. A repair is
-// multicast once for every member that lacks the block, so the host has to
-// send, one way or the other, as many shards beyond k as the unluckiest
-// member loses; sending them before anyone asks costs no more bytes, as
-// long as that member would have asked for them. So a busy block gets the
-// parity that the unluckiest of the members almost surely (probability
-// 0.9) loses anyway, and NACKs fetch the rest. (Parity for each member to
-// get the block with probability 0.98, which sent a block's parity before
-// the unlucky member's repairs, cost 32 % of the data at 5 % loss with 16
-// members, where this sends 11 % for blocks of 9 shards.)
+// Proactive parity: how many parity shards go with a block's data shards
+// at once, before anyone asks. What it leaves, NACKs fetch (§4.5).
+
+// loneLineParity is the proactive parity of a lone line in a quiet room
+// (a batch of one record, one or two shards), where a repair's round trip
+// is what a reader notices and parity is a packet or two: the fewest
+// parity shards for which a member that loses a share loss of shards
+// (independently) misses the block with probability at most 1e-3.
+func loneLineParity(k int, loss float64) int {
+	if loss <= 0 {
+		return 0
+	}
+	loss = min(loss, 0.9)
+	limit := parityFor(k)
+	for p := 0; p < limit; p++ {
+		if blockLossProb(k, k+p, loss) <= 1e-3 {
+			return p
+		}
+	}
+	return limit
+}
+
+// proactiveParity is the proactive parity of a busy room's block of k data
+// shards, when the room's members on multicast each lose a share loss of
+// shards (independently). Here the bytes count. A repair is multicast once
+// for every member that lacks the block, so the host has to send, one way
+// or the other, as many shards beyond k as the unluckiest member loses;
+// sending them before anyone asks costs no more bytes, as long as that
+// member would have asked for them. So a busy block gets the parity that
+// the unluckiest of the members almost surely (probability 0.9) loses
+// anyway, and NACKs fetch the rest. (Parity for each member to get the
+// block with probability 0.98, or 0.999 for blocks of one or two shards,
+// cost 32 % of the data at 5 % loss with 16 members in the benchmark
+// harness's capacity case; this sends 11 % for blocks of 9 shards.)
 func proactiveParity(k, members int, loss float64) int {
 	if loss <= 0 || members <= 0 {
 		return 0
 	}
 	loss = min(loss, 0.9)
 	limit := parityFor(k)
-	if k <= 2 {
-		for p := 0; p < limit; p++ {
-			if blockLossProb(k, k+p, loss) <= 1e-3 {
-				return p
-			}
-		}
-		return limit
-	}
 	for p := 1; p <= limit; p++ {
 		// The chance that every member loses fewer than p of k+p
 		// shards: that each gets at least k+1 of them.

@@ -187,7 +187,7 @@ func TestProactiveParity(t *testing.T) {
 				if got := proactiveParity(k, 0, loss); got != 0 {
 					t.Errorf("proactiveParity(%d, 0, %v) = %d, want 0: no member on multicast", k, loss, got)
 				}
-				if loss <= 0 || k <= 2 {
+				if loss <= 0 {
 					continue
 				}
 				eff := min(loss, 0.9)
@@ -212,17 +212,28 @@ func TestProactiveParity(t *testing.T) {
 		}
 	}
 
-	// A lone line keeps the strict residual: at 10 % loss, 2 parity, for
-	// one member as for many.
+	// A lone line keeps the strict residual: at 10 % loss, at least 2
+	// parity (0.1³ is 1e-3 only in exact arithmetic).
 	const residual = 1e-3
-	for _, members := range []int{1, 16} {
-		p := proactiveParity(1, members, 0.1)
-		if got := blockLossProb(1, 1+p, 0.1); got > residual {
-			t.Errorf("blockLossProb(1, %d, 0.1) = %v, want ≤ %v", 1+p, got, residual)
+	for k := 1; k <= 2; k++ {
+		prev := 0
+		for _, loss := range losses {
+			p := loneLineParity(k, loss)
+			if p < prev || p > parityFor(k) {
+				t.Errorf("loneLineParity(%d, %v) = %d, want %d..parityFor", k, loss, p, prev)
+			}
+			prev = p
+			eff := min(loss, 0.9)
+			if loss > 0 && p < parityFor(k) && blockLossProb(k, k+p, eff) > residual {
+				t.Errorf("loneLineParity(%d, %v) = %d, but a member misses the block with probability %v > %v", k, loss, p, blockLossProb(k, k+p, eff), residual)
+			}
+			if p > 0 && blockLossProb(k, k+p-1, eff) <= residual {
+				t.Errorf("loneLineParity(%d, %v) = %d, but %d would do", k, loss, p, p-1)
+			}
 		}
-		if got := blockLossProb(1, p, 0.1); got <= residual {
-			t.Errorf("blockLossProb(1, %d, 0.1) = %v, want > %v: one parity shard fewer would do", p, got, residual)
-		}
+	}
+	if got := loneLineParity(1, 0.1); got < 2 {
+		t.Errorf("loneLineParity(1, 0.1) = %d, want ≥ 2", got)
 	}
 	// A busy room's blocks: at 5 % loss, 16 members, 9 data shards get 1
 	// parity (the unluckiest member loses 2 of 11 with probability 0.82
@@ -321,8 +332,8 @@ func TestBlockParityFromMembersLoss(t *testing.T) {
 		s.flushLocked()
 		sb := s.blocks[s.block%sentBlocks]
 		want := proactiveParity(sb.k, 16, mean)
-		if sb.k <= 2 {
-			want = proactiveParity(sb.k, 16, 0.2)
+		if lines == 1 {
+			want = loneLineParity(sb.k, 0.2)
 		}
 		if sb.sent-sb.k != want {
 			t.Errorf("block of %d lines, k = %d: %d parity sent, want %d", lines, sb.k, sb.sent-sb.k, want)

@@ -482,11 +482,17 @@ func (s *Sequencer) flushLocked() {
 	}
 	s.block++
 	*sb = sentBlock{no: s.block, k: k, shards: shards}
-	sb.sent = k
-	if members, mean := s.multicastLossLocked(); k <= 2 {
-		sb.sent += proactiveParity(k, members, s.loss)
-	} else {
-		sb.sent += proactiveParity(k, members, mean)
+	// A lone line is a quiet room's (at 100 lines a second each line is
+	// its own batch): what a member misses costs its reader a repair's
+	// round trip. Anything more is a busy room's block.
+	members, mean := s.multicastLossLocked()
+	switch {
+	case members == 0:
+		sb.sent = k
+	case len(recs) == 1 && k <= 2:
+		sb.sent = k + loneLineParity(k, s.loss)
+	default:
+		sb.sent = k + proactiveParity(k, members, mean)
 	}
 	// Once the parity is spent, repairs send the data shards again.
 	sb.next = sb.sent % len(shards)
