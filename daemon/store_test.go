@@ -7,8 +7,17 @@ import (
 	"path/filepath"
 	"testing"
 
+	"meshd/rooms/roomlog"
 	"meshd/rooms/wire"
 )
+
+// TestLogHoldsAnyBatch: the log takes any batch a host may sign; a batch
+// it refused would go out unlogged, and no member could fetch it.
+func TestLogHoldsAnyBatch(t *testing.T) {
+	if roomlog.MaxBatch < wire.MaxBatch || roomlog.MaxCount < wire.MaxRecords {
+		t.Errorf("roomlog takes batches of %d bytes and %d records, wire allows %d and %d", roomlog.MaxBatch, roomlog.MaxCount, wire.MaxBatch, wire.MaxRecords)
+	}
+}
 
 // TestOpenStoreDropsOldFormatHistory: a room's log of v1 batches, which
 // no member could verify, is removed, and the room starts above its
