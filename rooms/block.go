@@ -112,8 +112,9 @@ func loneLineParity(k int, loss float64) int {
 // the unluckiest of the members almost surely (probability 0.9) loses
 // anyway, and NACKs fetch the rest. (Parity for each member to get the
 // block with probability 0.98, or 0.999 for blocks of one or two shards,
-// cost 32 % of the data at 5 % loss with 16 members in the benchmark
-// harness's capacity case; this sends 11 % for blocks of 9 shards.)
+// at the worst loss any member reported, cost 38 % of the data at 5 %
+// loss with 16 members in the benchmark harness's capacity case, where
+// this sends 20 %; docs/BENCHMARKS.md.)
 func proactiveParity(k, members int, loss float64) int {
 	if loss <= 0 || members <= 0 {
 		return 0
