@@ -114,7 +114,7 @@ func loneLineParity(k int, loss float64) int {
 // block with probability 0.98, or 0.999 for blocks of one or two shards,
 // at the worst loss any member reported, cost 38 % of the data at 5 %
 // loss with 16 members in the benchmark harness's capacity case, where
-// this sends 20 %; docs/BENCHMARKS.md.)
+// this sends 20 to 25 %; docs/BENCHMARKS.md.)
 func proactiveParity(k, members int, loss float64) int {
 	if loss <= 0 || members <= 0 {
 		return 0
