@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -33,6 +34,7 @@ type Config struct {
 	SocketGroup string       `toml:"socket_group"` // group allowed on the control socket
 	Nick        string       `toml:"nick"`         // default nick when joining
 	LogLevel    string       `toml:"log_level"`    // debug, info, warn or error
+	MemoryLimit ByteSize     `toml:"memory_limit"` // soft limit of the Go runtime's memory (GOMEMLIMIT); 0 means none
 	Discovery   Discovery    `toml:"discovery"`
 	Host        HostConfig   `toml:"host"`
 	Member      MemberConfig `toml:"member"`
@@ -104,6 +106,54 @@ func (d Duration) MarshalText() ([]byte, error) {
 // String returns d as time.Duration formats it, e.g. "1m30s".
 func (d Duration) String() string { return time.Duration(d).String() }
 
+// ByteSize is a number of bytes written in TOML as a string such as
+// "24MiB", in the syntax of the GOMEMLIMIT environment variable: an integer
+// with a unit of B, KiB, MiB, GiB or TiB (none means bytes). "off" is 0.
+type ByteSize int64
+
+var byteUnits = []struct {
+	suffix string
+	shift  uint
+}{{"TiB", 40}, {"GiB", 30}, {"MiB", 20}, {"KiB", 10}, {"B", 0}}
+
+// UnmarshalText implements [encoding.TextUnmarshaler].
+func (b *ByteSize) UnmarshalText(text []byte) error {
+	s := string(text)
+	if s == "off" {
+		*b = 0
+		return nil
+	}
+	shift := uint(0)
+	for _, u := range byteUnits {
+		if n, ok := strings.CutSuffix(s, u.suffix); ok {
+			s, shift = n, u.shift
+			break
+		}
+	}
+	n, err := strconv.ParseUint(s, 10, 63)
+	if err != nil || n > math.MaxInt64>>shift {
+		return fmt.Errorf("%q is not a size such as \"24MiB\"", text)
+	}
+	*b = ByteSize(n << shift)
+	return nil
+}
+
+// MarshalText implements [encoding.TextMarshaler].
+func (b ByteSize) MarshalText() ([]byte, error) { return []byte(b.String()), nil }
+
+// String returns b in the largest unit that divides it, "off" for 0.
+func (b ByteSize) String() string {
+	if b == 0 {
+		return "off"
+	}
+	for _, u := range byteUnits {
+		if b%(1<<u.shift) == 0 {
+			return strconv.FormatInt(int64(b>>u.shift), 10) + u.suffix
+		}
+	}
+	return strconv.FormatInt(int64(b), 10) + "B"
+}
+
 // maxFileSize bounds what Load reads. A meshd configuration is a few KiB, so
 // anything larger is the wrong file rather than a configuration.
 const maxFileSize = 1 << 20
@@ -131,6 +181,7 @@ func Default() Config {
 		SocketGroup: "meshd",
 		Nick:        defaultNick(),
 		LogLevel:    "info",
+		MemoryLimit: DefaultMemoryLimit,
 		Discovery: Discovery{
 			Group:     netip.MustParseAddrPort("239.255.77.1:7701"),
 			Interval:  Duration(5 * time.Second),
@@ -320,6 +371,9 @@ func (c Config) problems() []Problem {
 	}
 	if _, ok := logLevels[c.LogLevel]; !ok {
 		d.add("log_level", "%q is not a log level; use debug, info, warn or error", c.LogLevel)
+	}
+	if c.MemoryLimit != 0 && c.MemoryLimit < minMemoryLimit {
+		d.add("memory_limit", "%q is below the %s an idle meshd needs, where the garbage collector would run without pause; use at least %q, or \"off\"", c.MemoryLimit, minMemoryLimit, minMemoryLimit)
 	}
 
 	disc := c.Discovery
@@ -533,6 +587,7 @@ func (d *decoder) add(key, format string, args ...any) {
 // textForms describes the types decoded from strings, for messages.
 var textForms = map[reflect.Type]string{
 	reflect.TypeFor[Duration]():       `a duration such as "5s"`,
+	reflect.TypeFor[ByteSize]():       `a size such as "24MiB", or "off"`,
 	reflect.TypeFor[netip.Addr]():     `an IP address such as "192.0.2.1"`,
 	reflect.TypeFor[netip.AddrPort](): `an IP address and port such as "192.0.2.1:7702"`,
 	reflect.TypeFor[netip.Prefix]():   `an address prefix such as "239.255.78.0/24"`,

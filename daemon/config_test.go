@@ -59,6 +59,7 @@ func TestLoadFull(t *testing.T) {
 		SocketGroup: "wheel",
 		Nick:        "relay-7",
 		LogLevel:    "debug",
+		MemoryLimit: 48 << 20,
 		Discovery: Discovery{
 			Group:      netip.MustParseAddrPort("239.1.2.3:9001"),
 			Interval:   Duration(90 * time.Second),
@@ -295,6 +296,16 @@ meshd.toml:6: discovery.interfaces[1]: empty interface name
 meshd.toml:6: discovery.interfaces[2]: "bat0" duplicates discovery.interfaces[0]`,
 		},
 		{
+			name: "memory limit too low",
+			src:  "version = 1\nmemory_limit = \"4MiB\"\n",
+			want: `meshd.toml:2: memory_limit: "4MiB" is below the 8MiB an idle meshd needs, where the garbage collector would run without pause; use at least "8MiB", or "off"`,
+		},
+		{
+			name: "memory limit not a size",
+			src:  "version = 1\nmemory_limit = \"24MB\"\n",
+			want: `meshd.toml:2: memory_limit: "24MB" is not a size such as "24MiB", or "off"`,
+		},
+		{
 			name: "rooms",
 			src: `version = 1
 
@@ -498,6 +509,38 @@ func TestHistoryAndPathChecked(t *testing.T) {
 	} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Load = %v, want a problem containing %q", err, want)
+		}
+	}
+}
+
+// ByteSize reads GOMEMLIMIT's syntax and writes back what it read.
+func TestByteSize(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want ByteSize
+		out  string
+	}{
+		{"off", 0, "off"},
+		{"0", 0, "off"},
+		{"24MiB", 24 << 20, "24MiB"},
+		{"1536KiB", 1536 << 10, "1536KiB"},
+		{"2GiB", 2 << 30, "2GiB"},
+		{"1TiB", 1 << 40, "1TiB"},
+		{"1000", 1000, "1000B"},
+		{"1000B", 1000, "1000B"},
+	} {
+		var b ByteSize
+		if err := b.UnmarshalText([]byte(c.in)); err != nil || b != c.want {
+			t.Errorf("UnmarshalText(%q) = %d, %v; want %d", c.in, b, err, c.want)
+		}
+		if got := b.String(); got != c.out {
+			t.Errorf("%d.String() = %q, want %q", b, got, c.out)
+		}
+	}
+	for _, in := range []string{"", "MiB", "24MB", "-1", "1.5GiB", "24 MiB", "16777216TiB", "OFF"} {
+		var b ByteSize
+		if err := b.UnmarshalText([]byte(in)); err == nil {
+			t.Errorf("UnmarshalText(%q) = %d, want an error", in, b)
 		}
 	}
 }

@@ -20,7 +20,8 @@ import (
 // be told by apply.
 //
 // log_level is applied by the caller: the daemon logs through the logger
-// it was given, whose level cmd/meshd keeps in a slog.LevelVar.
+// it was given, whose level cmd/meshd keeps in a slog.LevelVar. So is
+// memory_limit, the process's (ApplyMemoryLimit).
 //
 // nick applies to the hosting user's lines in hosted rooms and to later
 // joins; memberships keep the nick they joined with. member.path moves
@@ -28,6 +29,7 @@ import (
 // announcement.
 var liveKeys = map[string]bool{
 	"log_level":                   true,
+	"memory_limit":                true,
 	"nick":                        true,
 	"member.path":                 true,
 	"discovery.announce_interval": true,

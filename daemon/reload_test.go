@@ -44,6 +44,11 @@ func TestDiffConfig(t *testing.T) {
 			applied: []string{`log_level changed ("info" → "debug")`},
 		},
 		{
+			name:    "memory_limit",
+			change:  func(c *Config) { c.MemoryLimit = 0 },
+			applied: []string{"memory_limit changed (24MiB → off)"},
+		},
+		{
 			name:    "shorter announce_interval",
 			change:  func(c *Config) { c.Discovery.Interval = Duration(2 * time.Second) },
 			applied: []string{"discovery.announce_interval changed (5s → 2s)"},

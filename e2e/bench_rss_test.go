@@ -49,7 +49,13 @@ func TestBenchRSS(t *testing.T) {
 	for i := range nRooms {
 		cfg += fmt.Sprintf("\n[[room]]\nname = \"room%d\"\n", i)
 	}
-	hst.start(cfg)
+	// The daemon's memory_limit, for comparing limits; its default if
+	// unset.
+	top := ""
+	if v := os.Getenv("MESHD_BENCH_MEMORY_LIMIT"); v != "" {
+		top = fmt.Sprintf("memory_limit = %q\n", v)
+	}
+	hst.startTOML(top, cfg)
 	var srcs []string
 	for i := range sources {
 		a := netip.AddrFrom4([4]byte{10, 77, byte(l.subnet), byte(100 + i)})
@@ -72,7 +78,13 @@ func TestBenchRSS(t *testing.T) {
 		t.Fatalf("host lists %d rooms, want %d", len(spec), nRooms)
 	}
 	specJSON, _ := json.Marshal(spec)
-	before := rssKiB(t, hst.cmd.Process.Pid)
+	before, cpu := rssKiB(t, hst.cmd.Process.Pid), procCPU(t, hst.cmd.Process.Pid)
+	logMemory(t, "before the joins", hst)
+	if dir := os.Getenv("MESHD_BENCH_PPROF"); dir != "" {
+		if err := saveProfile(hst.socket, "heap", filepath.Join(dir, "rss-host-heap-idle.pprof")); err != nil {
+			t.Error(err)
+		}
+	}
 
 	cmd := crowd.helper(ctx, "crowd", "MESHD_CROWD_ROOMS="+string(specJSON),
 		fmt.Sprintf("MESHD_CROWD_MEMBERS=%d", nMembers), "MESHD_CROWD_SOURCES="+strings.Join(srcs, ","))
@@ -131,7 +143,8 @@ func TestBenchRSS(t *testing.T) {
 			return true
 		})
 	}
-	after := rssKiB(t, hst.cmd.Process.Pid)
+	after, cpu := rssKiB(t, hst.cmd.Process.Pid), procCPU(t, hst.cmd.Process.Pid)-cpu
+	logMemory(t, "after", hst)
 	if dir := os.Getenv("MESHD_BENCH_PPROF"); dir != "" {
 		if err := saveProfile(hst.socket, "heap", filepath.Join(dir, "rss-host-heap.pprof")); err != nil {
 			t.Error(err)
@@ -141,9 +154,48 @@ func TestBenchRSS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("host of %d rooms x %d members (path tcp), %d lines each: RSS %.1f MiB before the joins, %.1f MiB after; Go heap %.1f MiB, from the OS %.1f MiB, %d goroutines",
-		nRooms, nMembers, lines, float64(before)/1024, float64(after)/1024,
+	t.Logf("host of %d rooms x %d members (path tcp), %d lines each: RSS %.1f MiB before the joins, %.1f MiB after; host CPU %v for the joins and lines; Go heap %.1f MiB, from the OS %.1f MiB, %d goroutines",
+		nRooms, nMembers, lines, float64(before)/1024, float64(after)/1024, cpu,
 		float64(st.Memory.HeapBytes)/(1<<20), float64(st.Memory.SysBytes)/(1<<20), st.Memory.Goroutines)
+}
+
+// logMemory logs where a daemon's memory is: its resident pages by kind
+// (anonymous: heap and stacks; file: the binary's text and data), and the
+// Go runtime's account of them (the MemStats that a heap profile's text
+// form ends with).
+func logMemory(t *testing.T, when string, h *host) {
+	t.Helper()
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", h.cmd.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var line []string
+	for _, l := range strings.Split(string(status), "\n") {
+		if k, v, ok := strings.Cut(l, ":"); ok && (k == "RssAnon" || k == "RssFile") {
+			line = append(line, k+" "+strings.Join(strings.Fields(v), " "))
+		}
+	}
+	dir := t.TempDir()
+	if err := saveProfile(h.socket, "heap?debug=1", filepath.Join(dir, "heap.txt")); err != nil {
+		t.Fatal(err)
+	}
+	txt, err := os.ReadFile(filepath.Join(dir, "heap.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bool{"HeapInuse": true, "HeapIdle": true, "HeapReleased": true, "Stack": true, "MSpan": true, "GCSys": true, "OtherSys": true, "Sys": true, "NextGC": true}
+	for _, l := range strings.Split(string(txt), "\n") {
+		k, v, ok := strings.Cut(strings.TrimPrefix(l, "# "), " = ")
+		if !ok || !want[k] {
+			continue
+		}
+		// "Stack = 1245184 / 1245184": in use, then obtained from the OS.
+		v, _, _ = strings.Cut(v, " ")
+		if n, err := strconv.ParseUint(v, 10, 64); err == nil {
+			line = append(line, fmt.Sprintf("%s %.2f MiB", k, float64(n)/(1<<20)))
+		}
+	}
+	t.Logf("memory %s: %s", when, strings.Join(line, ", "))
 }
 
 // rssRoom is what the crowd helper needs to join a room.

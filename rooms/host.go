@@ -105,8 +105,6 @@ const (
 	// member has yet to read them: a Fetch for them within it is answered
 	// by what is already on its way.
 	inFlight = time.Second
-	// idleBuffer is the most a session's writer keeps while it waits.
-	idleBuffer = 4 << 10
 )
 
 // Host is the set of rooms this daemon hosts, and the server that members
@@ -284,14 +282,25 @@ func (h *Host) Serve(ctx context.Context, ln net.Listener) error {
 			c.Close()
 			continue
 		}
-		wg.Go(func() { h.serveSession(ctx, c) })
+		wg.Go(func() { h.join(ctx, &wg, c) })
 	}
 }
 
-func (h *Host) serveSession(ctx context.Context, raw net.Conn) {
+// join takes a member through the handshake and its hello into the room,
+// then hands the session to a goroutine of its own (wg's, like join's) and
+// returns. The handshake's cryptography grows a goroutine's stack to
+// several times what reading a session needs, and the runtime gives that
+// back only over several collections: the fresh goroutine starts small,
+// and a busy host keeps hundreds of them.
+func (h *Host) join(ctx context.Context, wg *sync.WaitGroup, raw net.Conn) {
 	stop := context.AfterFunc(ctx, func() { raw.Close() })
-	defer stop()
-	defer raw.Close()
+	handed := false
+	defer func() {
+		if !handed {
+			stop()
+			raw.Close()
+		}
+	}()
 	log := h.log.With("peer", raw.RemoteAddr().String())
 
 	raw.SetDeadline(time.Now().Add(handshakeTimeout))
@@ -331,23 +340,37 @@ func (h *Host) serveSession(ctx context.Context, raw net.Conn) {
 		fp:          Fingerprint(pub),
 		nick:        hello.Nick,
 		seq:         s,
-		wake:        make(chan struct{}, 1),
-		gone:        make(chan struct{}),
 	}
 	if err := s.admit(sess, hello.Resume, hello.Cred, conn.ChannelBinding()); err != nil {
+		// The writer never started: what admit queued (a Welcome, if the
+		// join failed after it) is not sent, the refusal is.
 		h.refuse(conn, err.Error())
 		return
 	}
-	log = log.With("room", s.ref, "nick", sess.nick, "member", sess.fp)
-	log.Info("member joined")
+	log.Info("member joined", "room", s.ref, "nick", sess.nick, "member", sess.fp)
+	sess.start()
+	handed = true
+	wg.Go(func() {
+		defer stop()
+		s.serveSession(sess, buf)
+	})
+}
 
-	var wg sync.WaitGroup
-	wg.Go(func() { sess.writeLoop() })
-	err = s.serveMember(sess, buf)
-	s.part(sess)
-	sess.close()
-	wg.Wait()
-	log.Info("member left", "err", err)
+// serveSession serves an admitted member until its session ends. Its
+// frame, under every idle session's blocked read, is kept small: the
+// runtime shrinks a goroutine's stack only while it uses under a quarter.
+func (s *Sequencer) serveSession(m *hostSession, buf []byte) {
+	s.leave(m, s.serveMember(m, buf))
+}
+
+// leave sequences the part of a member whose session ended with err. It
+// keeps no logger per session: a With logger costs each of hundreds of
+// sessions its formatted attributes.
+func (s *Sequencer) leave(m *hostSession, err error) {
+	s.part(m)
+	m.close()
+	m.writers.Wait()
+	s.host.log.Info("member left", "peer", m.conn.RemoteAddr().String(), "room", s.ref, "nick", m.nick, "member", m.fp, "err", err)
 }
 
 func (h *Host) refuse(conn *secure.Conn, reason string) {
@@ -367,6 +390,11 @@ func (h *Host) refuse(conn *secure.Conn, reason string) {
 // member that falls behind costs the host no memory and is never dropped
 // or skipped: it catches up at the speed it reads, and what the log no
 // longer holds is declared to it as Gone, so its user is told.
+//
+// The writer is a goroutine only while there is something to write: it is
+// started when a frame or a catch-up is queued and ends once both are
+// drained. An idle session, most of a busy host's hundreds, is then one
+// goroutine blocked reading (serveMember) and no write buffer.
 type hostSession struct {
 	// Guarded by the Sequencer's lock.
 	acked     uint64    // everything up to here has reached the member
@@ -397,10 +425,12 @@ type hostSession struct {
 	from, next, end uint64
 	run             uint64
 	wroteAt         time.Time // when the writer reached end
-	wake            chan struct{}
-
-	closeOnce sync.Once
-	gone      chan struct{}
+	started         bool      // admitted: the writer may run
+	writing         bool      // a writer goroutine runs
+	closed          bool      // no writer starts any more
+	// writers is the writer goroutine, if one runs; the session's reader
+	// waits for it once the session is closed.
+	writers sync.WaitGroup
 }
 
 // send queues a frame and reports whether it was queued. A member with
@@ -411,11 +441,9 @@ func (m *hostSession) send(f wire.Frame) bool {
 		return false
 	}
 	m.mu.Lock()
-	select {
-	case <-m.gone:
+	if m.closed {
 		m.mu.Unlock()
 		return false
-	default:
 	}
 	if m.queued+len(b) > sessionQueueBytes {
 		m.mu.Unlock()
@@ -424,8 +452,8 @@ func (m *hostSession) send(f wire.Frame) bool {
 	}
 	m.frames = append(m.frames, b)
 	m.queued += len(b)
+	m.writeLocked()
 	m.mu.Unlock()
-	m.poke()
 	return true
 }
 
@@ -435,8 +463,10 @@ func (m *hostSession) send(f wire.Frame) bool {
 // twice: the member asked before it arrived.
 func (m *hostSession) catchUp(from, end uint64) {
 	m.mu.Lock()
+	defer m.mu.Unlock()
 	switch {
 	case from >= end:
+		return
 	case from == m.end || from >= m.from && from < m.end && (m.next < m.end || time.Since(m.wroteAt) < inFlight):
 		// Right after what the session has written or is writing, or
 		// within what it is writing or just wrote: TCP delivers that, so
@@ -456,39 +486,71 @@ func (m *hostSession) catchUp(from, end uint64) {
 		m.from, m.next, m.end = from, from, max(end, m.end)
 		m.run++
 	}
-	m.mu.Unlock()
-	m.poke()
+	m.writeLocked()
 }
 
-func (m *hostSession) poke() {
-	select {
-	case m.wake <- struct{}{}:
-	default:
+// start lets the writer run, once the member is admitted: a join refused
+// after admit queued its Welcome gets the refusal alone.
+func (m *hostSession) start() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.started = true
+	m.writeLocked()
+}
+
+// writeLocked starts the writer if there is something to write and none
+// runs. A closed session starts none, so that the reader's wait for the
+// writer, after close, cannot race with a start.
+func (m *hostSession) writeLocked() {
+	if m.writing || !m.started || m.closed || len(m.frames) == 0 && m.next >= m.end {
+		return
 	}
+	m.writing = true
+	m.writers.Go(m.write)
 }
 
 func (m *hostSession) close() {
-	m.closeOnce.Do(func() {
-		close(m.gone)
+	m.mu.Lock()
+	closed := m.closed
+	m.closed = true
+	m.mu.Unlock()
+	if !closed {
 		m.conn.Close()
-	})
+	}
 }
 
-// writeLoop writes the queued frames, then records from the log a chunk
-// at a time, until the session ends.
-func (m *hostSession) writeLoop() {
-	var buf []byte
+// writeBufs lends writers their buffers for as long as they run: idle
+// sessions hold none, and the pool lets go of what stays unused for a
+// couple of collections.
+var writeBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+// write writes the queued frames, then records from the log a chunk at a
+// time, until both are drained or the session ends.
+func (m *hostSession) write() {
+	bp := writeBufs.Get().(*[]byte)
+	defer func() {
+		// A buffer grown past a catch-up's chunk is not kept: one
+		// whopping frame must not pin its size in the pool.
+		if cap(*bp) <= 2*catchUpChunk {
+			writeBufs.Put(bp)
+		}
+	}()
 	for {
 		m.mu.Lock()
+		if m.closed || len(m.frames) == 0 && m.next >= m.end {
+			m.writing = false
+			m.mu.Unlock()
+			return
+		}
 		frames := m.frames
 		m.frames, m.queued = nil, 0
 		next, end, run := m.next, m.end, m.run
 		m.mu.Unlock()
-		buf = buf[:0]
+		buf := (*bp)[:0]
 		for _, f := range frames {
 			buf = append(buf, f...)
 		}
-		if len(buf) == 0 && next < end {
+		if len(buf) == 0 {
 			buf, next = m.seq.logFrames(buf, next, end)
 			m.mu.Lock()
 			if m.run == run {
@@ -499,22 +561,11 @@ func (m *hostSession) writeLoop() {
 			}
 			m.mu.Unlock()
 		}
-		if len(buf) > 0 {
-			m.conn.SetWriteDeadline(time.Now().Add(writeTimeout))
-			if _, err := m.conn.Write(buf); err != nil {
-				m.close()
-				return
-			}
-			continue
-		}
-		// Idle: a catch-up's buffer is let go, since a room's hundreds
-		// of quiet sessions would otherwise each keep one.
-		if cap(buf) > idleBuffer {
-			buf = nil
-		}
-		select {
-		case <-m.wake:
-		case <-m.gone:
+		*bp = buf
+		m.conn.SetWriteDeadline(time.Now().Add(writeTimeout))
+		if _, err := m.conn.Write(buf); err != nil {
+			// Closed, no writer starts again: writing stays set.
+			m.close()
 			return
 		}
 	}

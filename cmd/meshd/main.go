@@ -55,6 +55,7 @@ func run() error {
 	level := new(slog.LevelVar)
 	level.Set(cfg.SlogLevel())
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	applyMemoryLimit(log, cfg.MemoryLimit)
 	d, err := daemon.New(cfg, log)
 	if err != nil {
 		return err
@@ -93,6 +94,7 @@ func reload(log *slog.Logger, level *slog.LevelVar, d *daemon.Daemon, path strin
 		var applied, restart []string
 		if applied, restart, err = d.Reload(cfg); err == nil {
 			level.Set(cfg.SlogLevel())
+			applyMemoryLimit(log, cfg.MemoryLimit)
 			for _, s := range applied {
 				log.Info("reload: " + s)
 			}
@@ -113,4 +115,18 @@ func reload(log *slog.Logger, level *slog.LevelVar, d *daemon.Daemon, path strin
 		return
 	}
 	log.Error("reload: configuration not reloaded; meshd keeps running the previous one", "file", path, "err", err)
+}
+
+// applyMemoryLimit sets the Go runtime's memory limit from memory_limit,
+// and says which limit is in force: GOMEMLIMIT's, if it is set, wins.
+func applyMemoryLimit(log *slog.Logger, limit daemon.ByteSize) {
+	inForce := daemon.ApplyMemoryLimit(limit)
+	switch {
+	case daemon.MemoryLimitFromEnv():
+		log.Info("memory limit from GOMEMLIMIT; memory_limit is not applied", "limit", inForce, "memory_limit", limit)
+	case limit == 0:
+		log.Debug("no memory limit")
+	default:
+		log.Debug("memory limit", "limit", limit)
+	}
 }

@@ -1,0 +1,30 @@
+package daemon
+
+import (
+	"math"
+	"runtime/debug"
+	"testing"
+)
+
+// ApplyMemoryLimit sets the runtime's limit, lifts it for "off", and
+// leaves GOMEMLIMIT's alone.
+func TestApplyMemoryLimit(t *testing.T) {
+	prev := debug.SetMemoryLimit(-1)
+	t.Cleanup(func() { debug.SetMemoryLimit(prev) })
+	t.Setenv("GOMEMLIMIT", "")
+
+	if got := ApplyMemoryLimit(512 << 20); got != 512<<20 || debug.SetMemoryLimit(-1) != 512<<20 {
+		t.Errorf("ApplyMemoryLimit(512MiB) = %v, runtime limit %d", got, debug.SetMemoryLimit(-1))
+	}
+	if got := ApplyMemoryLimit(0); got != 0 || debug.SetMemoryLimit(-1) != math.MaxInt64 {
+		t.Errorf("ApplyMemoryLimit(off) = %v, runtime limit %d", got, debug.SetMemoryLimit(-1))
+	}
+
+	// The variable is read by the runtime at start; here the limit it set
+	// is imitated.
+	debug.SetMemoryLimit(768 << 20)
+	t.Setenv("GOMEMLIMIT", "768MiB")
+	if got := ApplyMemoryLimit(512 << 20); got != 768<<20 || debug.SetMemoryLimit(-1) != 768<<20 {
+		t.Errorf("with GOMEMLIMIT set, ApplyMemoryLimit(512MiB) = %v, runtime limit %d", got, debug.SetMemoryLimit(-1))
+	}
+}
