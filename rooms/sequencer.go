@@ -837,6 +837,9 @@ func (s *Sequencer) serveMember(m *hostSession, buf []byte) error {
 		// memberIdle belongs to a member that is gone or cut off, and is
 		// ended so the room knows (it rejoins and resumes when it can).
 		m.conn.SetReadDeadline(time.Now().Add(memberIdle))
+		if err := m.await(); err != nil {
+			return err
+		}
 		f, b, err := wire.ReadFrame(m.conn, buf)
 		buf = b
 		if err != nil {
