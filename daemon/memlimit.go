@@ -4,6 +4,7 @@ import (
 	"math"
 	"os"
 	"runtime/debug"
+	"syscall"
 )
 
 // The Go runtime's soft memory limit (memory_limit, GOMEMLIMIT semantics):
@@ -14,12 +15,14 @@ import (
 // (the runtime's limiter), so it bounds the headroom the collector keeps,
 // not what meshd needs.
 const (
-	// DefaultMemoryLimit is sized for a 64 MB router (see
-	// docs/BENCHMARKS.md, "Memory of a busy host"): well above what an
-	// idle daemon holds, so that the collector does not work for a
-	// small host, and below what a host of hundreds of sessions would grow
-	// to with GOGC's headroom alone.
-	DefaultMemoryLimit = 24 << 20
+	// MemoryLimitAuto (memory_limit = "auto", the default) is a quarter of
+	// the machine's RAM, at least minMemoryLimit: 14 MiB on a router of
+	// 64 MB (the kernel reports about 57), where a host of 500 sessions
+	// then holds 17 MiB instead of 22 for a tenth more CPU
+	// (docs/BENCHMARKS.md, "Memory of a busy host"), and a limit out of
+	// the way on a machine with memory to spare, where collecting more
+	// often would only cost CPU.
+	MemoryLimitAuto ByteSize = -1
 	// minMemoryLimit is refused below: an idle meshd holds about 6 MiB
 	// of runtime memory (heap, stacks, the collector's own), and a limit
 	// under what is live has the collector run without pause.
@@ -32,10 +35,14 @@ const (
 func MemoryLimitFromEnv() bool { return os.Getenv("GOMEMLIMIT") != "" }
 
 // ApplyMemoryLimit sets the runtime's soft memory limit to limit, no limit
-// for 0, unless GOMEMLIMIT set one. It returns the limit in force, 0 for
-// none. The limit is the process's: cmd/meshd applies it at start and on
-// SIGHUP, not the daemon, of which a test may run several in one process.
+// for 0, a quarter of the RAM for MemoryLimitAuto, unless GOMEMLIMIT set
+// one. It returns the limit in force, 0 for none. The limit is the
+// process's: cmd/meshd applies it at start and on SIGHUP, not the daemon,
+// of which a test may run several in one process.
 func ApplyMemoryLimit(limit ByteSize) ByteSize {
+	if limit == MemoryLimitAuto {
+		limit = autoMemoryLimit()
+	}
 	l := int64(limit)
 	if l == 0 {
 		l = math.MaxInt64
@@ -49,4 +56,15 @@ func ApplyMemoryLimit(limit ByteSize) ByteSize {
 		return 0
 	}
 	return ByteSize(l)
+}
+
+// autoMemoryLimit is a quarter of the machine's RAM, rounded down to a
+// MiB, at least minMemoryLimit; no limit if the kernel does not say.
+func autoMemoryLimit() ByteSize {
+	var si syscall.Sysinfo_t
+	if err := syscall.Sysinfo(&si); err != nil {
+		return 0
+	}
+	ram := uint64(si.Totalram) * uint64(si.Unit)
+	return max(ByteSize(ram/4)&^(1<<20-1), minMemoryLimit)
 }

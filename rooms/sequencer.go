@@ -32,6 +32,12 @@ const (
 	// sentBlocks is how many recent blocks the host can repair with fresh
 	// parity; older gaps are served as batches over members' sessions.
 	sentBlocks = 128
+	// quietBlocks is how long after its last block a quiet room keeps its
+	// sent blocks: past the heartbeat that shows a member a lost last
+	// block and the NACKs that follow. Then it lets them go (a busy host's
+	// quiet rooms would each keep 128); a member that still lacks one
+	// fetches it over its session.
+	quietBlocks = 5 * Heartbeat
 	// reserveStep is how far ahead sequence numbers are reserved on disk:
 	// one durable write per reserveStep lines.
 	reserveStep = 1024
@@ -513,7 +519,7 @@ func (s *Sequencer) sendLocked(pkt []byte) {
 }
 
 // tick sends a heartbeat when the room has been silent for a Heartbeat,
-// and lets the loss estimate decay.
+// lets the loss estimate decay, and lets a quiet room's sent blocks go.
 func (s *Sequencer) tick(now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -523,6 +529,9 @@ func (s *Sequencer) tick(now time.Time) {
 	}
 	if len(s.members) > 0 && (s.counter > rekeyPackets || now.Sub(s.rotatedAt) > rekeyAge) {
 		s.rotateLocked()
+	}
+	if now.Sub(s.lastFlush) > quietBlocks && s.blocks[s.block%sentBlocks] != nil {
+		clear(s.blocks[:])
 	}
 	if now.Sub(s.lastSend) < Heartbeat {
 		return
