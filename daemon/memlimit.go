@@ -16,13 +16,16 @@ import (
 // not what meshd needs.
 const (
 	// MemoryLimitAuto (memory_limit = "auto", the default) is a quarter of
-	// the machine's RAM, at least minMemoryLimit: 14 MiB on a router of
-	// 64 MB (the kernel reports about 57), where a host of 500 sessions
-	// then holds 17 MiB instead of 22 for a tenth more CPU
-	// (docs/BENCHMARKS.md, "Memory of a busy host"), and a limit out of
-	// the way on a machine with memory to spare, where collecting more
-	// often would only cost CPU.
+	// the machine's RAM, at least autoFloor: out of the way on a machine
+	// with memory to spare, where collecting more often would only cost
+	// CPU, and autoFloor on a router of 64 MB.
 	MemoryLimitAuto ByteSize = -1
+	// autoFloor is the auto limit's least: a host of 500 sessions (10
+	// rooms of 50, TestBenchRSS) keeps about 14 MiB live, so that 16 MiB
+	// costs it a fifth more CPU and holds it at 17.4 MiB of RSS instead of
+	// 22, while 14 MiB tripled its CPU (docs/BENCHMARKS.md, "Memory of a
+	// busy host").
+	autoFloor ByteSize = 16 << 20
 	// minMemoryLimit is refused below: an idle meshd holds about 6 MiB
 	// of runtime memory (heap, stacks, the collector's own), and a limit
 	// under what is live has the collector run without pause.
@@ -59,12 +62,12 @@ func ApplyMemoryLimit(limit ByteSize) ByteSize {
 }
 
 // autoMemoryLimit is a quarter of the machine's RAM, rounded down to a
-// MiB, at least minMemoryLimit; no limit if the kernel does not say.
+// MiB, at least autoFloor; no limit if the kernel does not say.
 func autoMemoryLimit() ByteSize {
 	var si syscall.Sysinfo_t
 	if err := syscall.Sysinfo(&si); err != nil {
 		return 0
 	}
 	ram := uint64(si.Totalram) * uint64(si.Unit)
-	return max(ByteSize(ram/4)&^(1<<20-1), minMemoryLimit)
+	return max(ByteSize(ram/4)&^(1<<20-1), autoFloor)
 }

@@ -27,7 +27,7 @@ func TestApplyMemoryLimit(t *testing.T) {
 		t.Fatal(err)
 	}
 	ram := ByteSize(uint64(si.Totalram) * uint64(si.Unit))
-	if auto < minMemoryLimit || auto > max(ram/4, minMemoryLimit) || auto < ram/4-1<<20 || debug.SetMemoryLimit(-1) != int64(auto) {
+	if auto < autoFloor || auto > max(ram/4, autoFloor) || auto < ram/4-1<<20 || debug.SetMemoryLimit(-1) != int64(auto) {
 		t.Errorf("ApplyMemoryLimit(auto) = %v with %v of RAM, runtime limit %d; want a quarter of the RAM", auto, ram, debug.SetMemoryLimit(-1))
 	}
 
