@@ -249,6 +249,9 @@ func runBench(t *testing.T, c benchCase, path string) benchResult {
 		cpu0[i] = procCPU(t, p.cmd.Process.Pid)
 	}
 	link0 := linkBytes(t, hst)
+	countLink(hst)
+	shards0 := daemonCounters(ctx, t, []*host{hst}, shardKinds...)
+	nacks0 := daemonCounters(ctx, t, members, "nack_bytes_sent", "blocks_decoded", "data_fetched")
 
 	profiled := profileRun(t, c.name+"-"+path, hst, members[0])
 	start := time.Now()
@@ -282,6 +285,15 @@ func runBench(t *testing.T, c benchCase, path string) benchResult {
 		res.memberCPUMax = max(res.memberCPUMax, perMsg)
 	}
 	res.linkPerPayload = float64(linkBytes(t, hst)-link0) / float64(accepted*c.size)
+	shards := daemonCounters(ctx, t, []*host{hst}, shardKinds...)
+	for k, v := range shards0 {
+		shards[k] -= v
+	}
+	mc := daemonCounters(ctx, t, members, "nack_bytes_sent", "blocks_decoded", "data_fetched")
+	blocks := float64(mc["blocks_decoded"]-nacks0["blocks_decoded"]) / float64(len(members))
+	t.Logf("%s/%s: %s %.1f lines per block, %.1f batches fetched per member", c.name, path,
+		linkBreakdown(linkCounts(t, hst), shards, mc["nack_bytes_sent"]-nacks0["nack_bytes_sent"], int64(accepted*c.size)),
+		float64(accepted)/max(blocks, 1), float64(mc["data_fetched"]-nacks0["data_fetched"])/float64(len(members)))
 	res.hostRSS = rssKiB(t, hst.cmd.Process.Pid)
 	for _, m := range members {
 		res.memberRSSMax = max(res.memberRSSMax, rssKiB(t, m.cmd.Process.Pid))

@@ -38,20 +38,23 @@ func coderFor(k int) (*fec.Coder, error) {
 	return c, nil
 }
 
-// encodeBlockTo cuts a signed batch into data shards of wire.ShardData
-// bytes and adds parity: k data shards, then parityFor(k) parity shards.
-// It reuses the shards of dst, typically an older block's, where their
-// capacity allows.
+// encodeBlockTo cuts a signed batch into k data shards of at most
+// wire.ShardData bytes and adds parity: k data shards, then parityFor(k)
+// parity shards. The batch is cut evenly, not into full shards and a
+// short last one: a block's shards are all as long as its longest, so the
+// last one's padding would be sent k+parity times. It reuses the shards
+// of dst, typically an older block's, where their capacity allows.
 func encodeBlockTo(dst [][]byte, batch []byte) (shards [][]byte, k int, err error) {
 	k = (len(batch) + wire.ShardData - 1) / wire.ShardData
 	c, err := coderFor(k)
 	if err != nil {
 		return nil, 0, err
 	}
+	size := (len(batch) + k - 1) / k
 	var chunkArr [wire.MaxShards / 2][]byte // on the stack: no allocation per block
 	chunks := chunkArr[:k]
 	for i := range chunks {
-		chunks[i] = batch[i*wire.ShardData : min(len(batch), (i+1)*wire.ShardData)]
+		chunks[i] = batch[i*size : min(len(batch), (i+1)*size)]
 	}
 	shards, err = c.EncodeTo(dst, chunks)
 	return shards, k, err
@@ -77,39 +80,55 @@ func decodeBlock(shards [][]byte, k int, buf []byte) ([]byte, error) {
 	return buf, nil
 }
 
-// proactiveParity is how many parity shards to send with a block of k data
-// shards at once, before anyone asks, when members lose a share loss of
-// shards: the fewest for which a member misses the block with probability
-// at most residualFor(k), assuming independent losses. The rest is left to
-// NACKs, so a lone line on a clean link costs one packet.
-func proactiveParity(k int, loss float64) int {
+// Proactive parity: how many parity shards go with a block's data shards
+// at once, before anyone asks. What it leaves, NACKs fetch (§4.5).
+
+// loneLineParity is the proactive parity of a lone line in a quiet room
+// (a batch of one record, one or two shards), where a repair's round trip
+// is what a reader notices and parity is a packet or two: the fewest
+// parity shards for which a member that loses a share loss of shards
+// (independently) misses the block with probability at most 1e-3.
+func loneLineParity(k int, loss float64) int {
 	if loss <= 0 {
 		return 0
 	}
 	loss = min(loss, 0.9)
-	residual := residualFor(k)
 	limit := parityFor(k)
 	for p := 0; p < limit; p++ {
-		if blockLossProb(k, k+p, loss) <= residual {
+		if blockLossProb(k, k+p, loss) <= 1e-3 {
 			return p
 		}
 	}
 	return limit
 }
 
-// residualFor is the chance of missing a block of k data shards, per
-// member, that proactive parity leaves to NACKs. Small blocks are the
-// lines of a quiet room, where a repair's round trip is what a reader
-// notices and parity is a packet or two: they are sent so that one member
-// in a thousand needs a repair. Blocks of several shards are a busy room,
-// where the bytes count and a repair is multicast once for every member
-// that lacks the block: one in fifty. (1e-3 throughout sent 40 % parity
-// at 5 % loss with 10-shard blocks; 2e-2 sends 20 %.)
-func residualFor(k int) float64 {
-	if k <= 2 {
-		return 1e-3
+// proactiveParity is the proactive parity of a busy room's block of k data
+// shards, when the room's members on multicast each lose a share loss of
+// shards (independently). Here the bytes count. A repair is multicast once
+// for every member that lacks the block, so the host has to send, one way
+// or the other, as many shards beyond k as the unluckiest member loses;
+// sending them before anyone asks costs no more bytes, as long as that
+// member would have asked for them. So a busy block gets the parity that
+// the unluckiest of the members almost surely (probability 0.9) loses
+// anyway, and NACKs fetch the rest. (Parity for each member to get the
+// block with probability 0.98, or 0.999 for blocks of one or two shards,
+// at the worst loss any member reported, cost 38 % of the data at 5 %
+// loss with 16 members in the benchmark harness's capacity case, where
+// this sends 20 to 25 %; docs/BENCHMARKS.md.)
+func proactiveParity(k, members int, loss float64) int {
+	if loss <= 0 || members <= 0 {
+		return 0
 	}
-	return 2e-2
+	loss = min(loss, 0.9)
+	limit := parityFor(k)
+	for p := 1; p <= limit; p++ {
+		// The chance that every member loses fewer than p of k+p
+		// shards: that each gets at least k+1 of them.
+		if math.Pow(1-blockLossProb(k+1, k+p, loss), float64(members)) > 0.1 {
+			return p - 1
+		}
+	}
+	return limit
 }
 
 // blockLossProb is the probability that fewer than k of n shards arrive

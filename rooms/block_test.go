@@ -3,6 +3,7 @@ package rooms
 import (
 	"bytes"
 	"errors"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -56,6 +57,10 @@ func TestBlockRoundTrip(t *testing.T) {
 			if len(s) != len(shards[0]) || len(s) > wire.ShardData+2 {
 				t.Errorf("encodeBlockTo(%d bytes): shard %d of %d bytes, shard 0 of %d, bound %d", n, i, len(s), len(shards[0]), wire.ShardData+2)
 			}
+		}
+		// Cut evenly: the padding is less than a byte per shard.
+		if pad := k*(len(shards[0])-2) - n; pad >= k {
+			t.Errorf("encodeBlockTo(%d bytes): %d shards of %d bytes pad %d bytes, want < %d", n, k, len(shards[0])-2, pad, k)
 		}
 		if pkt := wire.ShardHeaderLen + len(shards[0]) + wire.TagLen; pkt > wire.MaxPacket {
 			t.Errorf("encodeBlockTo(%d bytes): a shard packet would be %d bytes, over MaxPacket", n, pkt)
@@ -160,58 +165,88 @@ func TestParityFor(t *testing.T) {
 
 func TestProactiveParity(t *testing.T) {
 	losses := []float64{0, 0.001, 0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1}
-	for k := 1; k <= wire.MaxShards/2; k++ {
-		limit := parityFor(k)
-		residual := residualFor(k)
-		if got := proactiveParity(k, 0); got != 0 {
-			t.Errorf("proactiveParity(%d, 0) = %d, want 0", k, got)
+	for _, members := range []int{1, 2, 16, 50} {
+		for k := 1; k <= wire.MaxShards/2; k++ {
+			limit := parityFor(k)
+			if got := proactiveParity(k, members, 0); got != 0 {
+				t.Errorf("proactiveParity(%d, %d, 0) = %d, want 0", k, members, got)
+			}
+			if got := proactiveParity(k, members, -0.5); got != 0 {
+				t.Errorf("proactiveParity(%d, %d, -0.5) = %d, want 0", k, members, got)
+			}
+			prev := 0
+			for _, loss := range losses {
+				p := proactiveParity(k, members, loss)
+				if p < prev {
+					t.Errorf("proactiveParity(%d, %d, %v) = %d, less than %d at a lower loss", k, members, loss, p, prev)
+				}
+				prev = p
+				if p < 0 || p > limit {
+					t.Errorf("proactiveParity(%d, %d, %v) = %d, want 0..parityFor = %d", k, members, loss, p, limit)
+				}
+				if got := proactiveParity(k, 0, loss); got != 0 {
+					t.Errorf("proactiveParity(%d, 0, %v) = %d, want 0: no member on multicast", k, loss, got)
+				}
+				if loss <= 0 {
+					continue
+				}
+				eff := min(loss, 0.9)
+				// The unluckiest member loses at least p shards of the k+p
+				// sent with probability ≥ 0.9, and p+1 of k+p+1 with less.
+				unluckiest := func(p int) float64 {
+					return 1 - math.Pow(1-blockLossProb(k+1, k+p, eff), float64(members))
+				}
+				if p > 0 && unluckiest(p) < 0.9 {
+					t.Errorf("proactiveParity(%d, %d, %v) = %d, but the unluckiest member loses %d with probability %v < 0.9", k, members, loss, p, p, unluckiest(p))
+				}
+				if p < limit && unluckiest(p+1) >= 0.9 {
+					t.Errorf("proactiveParity(%d, %d, %v) = %d, but the unluckiest member loses %d with probability %v ≥ 0.9", k, members, loss, p, p+1, unluckiest(p+1))
+				}
+			}
 		}
-		if got := proactiveParity(k, -0.5); got != 0 {
-			t.Errorf("proactiveParity(%d, -0.5) = %d, want 0", k, got)
-		}
-		prev := 0
-		for _, loss := range losses {
-			p := proactiveParity(k, loss)
-			if p < prev {
-				t.Errorf("proactiveParity(%d, %v) = %d, less than %d at a lower loss", k, loss, p, prev)
-			}
-			prev = p
-			if p < 0 || p > limit {
-				t.Errorf("proactiveParity(%d, %v) = %d, want 0..parityFor = %d", k, loss, p, limit)
-			}
-			if loss <= 0 {
-				continue
-			}
-			eff := min(loss, 0.9)
-			if p < limit && blockLossProb(k, k+p, eff) > residual {
-				t.Errorf("proactiveParity(%d, %v) = %d, but a block is lost with probability %v > %v", k, loss, p, blockLossProb(k, k+p, eff), residual)
-			}
-			if p > 0 && blockLossProb(k, k+p-1, eff) <= residual {
-				t.Errorf("proactiveParity(%d, %v) = %d, but %d already loses a block with probability %v ≤ %v", k, loss, p, p-1, blockLossProb(k, k+p-1, eff), residual)
-			}
+	}
+	// More members, more parity: the unluckiest of many loses more.
+	for k := 3; k <= wire.MaxShards/2; k++ {
+		if a, b := proactiveParity(k, 2, 0.1), proactiveParity(k, 50, 0.1); a > b {
+			t.Errorf("proactiveParity(%d, 2, 0.1) = %d > proactiveParity(%d, 50, 0.1) = %d", k, a, k, b)
 		}
 	}
 
-	// A lone line keeps the strict residual: at 10 % loss, 2 parity.
+	// A lone line keeps the strict residual: at 10 % loss, at least 2
+	// parity (0.1³ is 1e-3 only in exact arithmetic).
 	const residual = 1e-3
-	p := proactiveParity(1, 0.1)
-	if p < 2 {
-		t.Errorf("proactiveParity(1, 0.1) = %d, want ≥ 2", p)
+	for k := 1; k <= 2; k++ {
+		prev := 0
+		for _, loss := range losses {
+			p := loneLineParity(k, loss)
+			if p < prev || p > parityFor(k) {
+				t.Errorf("loneLineParity(%d, %v) = %d, want %d..parityFor", k, loss, p, prev)
+			}
+			prev = p
+			eff := min(loss, 0.9)
+			if loss > 0 && p < parityFor(k) && blockLossProb(k, k+p, eff) > residual {
+				t.Errorf("loneLineParity(%d, %v) = %d, but a member misses the block with probability %v > %v", k, loss, p, blockLossProb(k, k+p, eff), residual)
+			}
+			if p > 0 && blockLossProb(k, k+p-1, eff) <= residual {
+				t.Errorf("loneLineParity(%d, %v) = %d, but %d would do", k, loss, p, p-1)
+			}
+		}
 	}
-	if got := blockLossProb(1, 1+p, 0.1); got > residual {
-		t.Errorf("blockLossProb(1, %d, 0.1) = %v, want ≤ %v", 1+p, got, residual)
+	if got := loneLineParity(1, 0.1); got < 2 {
+		t.Errorf("loneLineParity(1, 0.1) = %d, want ≥ 2", got)
 	}
-	if got := blockLossProb(1, p, 0.1); got <= residual {
-		t.Errorf("blockLossProb(1, %d, 0.1) = %v, want > %v: one parity shard fewer would do", p, got, residual)
+	// A busy room's blocks: at 5 % loss, 16 members, 9 data shards get 1
+	// parity (the unluckiest member loses 2 of 11 with probability 0.82
+	// only); at 20 %, 12 data shards get 5.
+	if got := proactiveParity(9, 16, 0.05); got != 1 {
+		t.Errorf("proactiveParity(9, 16, 0.05) = %d, want 1", got)
 	}
-	// A busy room's blocks are looser: at 5 % loss, 10 data shards get
-	// 2 parity, not the 4 a 1e-3 residual would take.
-	if got := proactiveParity(10, 0.05); got != 2 {
-		t.Errorf("proactiveParity(10, 0.05) = %d, want 2", got)
+	if got := proactiveParity(12, 16, 0.2); got != 5 {
+		t.Errorf("proactiveParity(12, 16, 0.2) = %d, want 5", got)
 	}
 	// High loss asks for all the parity there is.
-	if got := proactiveParity(20, 0.9); got != parityFor(20) {
-		t.Errorf("proactiveParity(20, 0.9) = %d, want parityFor(20) = %d", got, parityFor(20))
+	if got := proactiveParity(20, 16, 0.9); got != parityFor(20) {
+		t.Errorf("proactiveParity(20, 16, 0.9) = %d, want parityFor(20) = %d", got, parityFor(20))
 	}
 }
 
@@ -272,3 +307,36 @@ func benchBlock(b *testing.B, n int) {
 
 func BenchmarkBlock200(b *testing.B) { benchBlock(b, 200) }
 func BenchmarkBlock16K(b *testing.B) { benchBlock(b, 16<<10) }
+
+// TestBlockParityFromMembersLoss: a busy block's proactive parity is sized
+// for the unluckiest of the members on multicast at their mean reported
+// loss, a lone line's for the worst loss any member reported; members on
+// the stream count for neither.
+func TestBlockParityFromMembersLoss(t *testing.T) {
+	s := newPathHost(t, new(countSink))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := range 15 {
+		s.members[[wire.KeyIDLen]byte{0xfe, byte(i)}] = &hostSession{loss: 0.04}
+	}
+	s.members[[wire.KeyIDLen]byte{0xfe, 15}] = &hostSession{loss: 0.2}
+	s.members[[wire.KeyIDLen]byte{0xfe, 16}] = &hostSession{loss: 0.9, streaming: true}
+	s.loss = 0.2
+	mean := (15*0.04 + 0.2) / 16
+	for _, lines := range []int{1, 50} {
+		for range lines {
+			if _, err := s.submitLocked(wire.Record{Kind: wire.KindMessage, KeyID: s.keyID, Nick: "ann", Text: pathLine}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		s.flushLocked()
+		sb := s.blocks[s.block%sentBlocks]
+		want := proactiveParity(sb.k, 16, mean)
+		if lines == 1 {
+			want = loneLineParity(sb.k, 0.2)
+		}
+		if sb.sent-sb.k != want {
+			t.Errorf("block of %d lines, k = %d: %d parity sent, want %d", lines, sb.k, sb.sent-sb.k, want)
+		}
+	}
+}

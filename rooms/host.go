@@ -401,6 +401,7 @@ type hostSession struct {
 	// Guarded by the Sequencer's lock.
 	acked     uint64    // everything up to here has reached the member
 	streaming bool      // the member gets the room over this session
+	loss      float64   // the share of multicast shards it lost, as it last reported
 	answered  time.Time // when the host last answered an ack
 	watches   []watch
 	nackLimit bucket

@@ -603,6 +603,7 @@ func (m *Member) repair() {
 			m.log.Debug("NACK", "err", err)
 		} else {
 			m.cfg.Stats.NacksSent.Add(1)
+			m.cfg.Stats.NackBytesSent.Add(int64(len(nack)))
 		}
 	}
 	if fetch != nil {

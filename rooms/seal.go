@@ -118,7 +118,7 @@ func openNack(scratch []byte, k *epochKey, h wire.NackHeader, pkt []byte, n *wir
 // batchOpts is the signature context of a room's batches: it names the
 // room, so that a batch cannot be replayed into another room.
 func batchOpts(room [wire.RoomIDLen]byte) *ed25519.Options {
-	return &ed25519.Options{Context: "meshd batch v1 " + string(room[:])}
+	return &ed25519.Options{Context: wire.BatchContext + string(room[:])}
 }
 
 // signBatch encodes and signs a batch into buf[:0].

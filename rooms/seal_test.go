@@ -647,3 +647,59 @@ func TestNackVector(t *testing.T) {
 		t.Errorf("openNack(vector) = %v, want nil", err)
 	}
 }
+
+// TestBatchVector pins the batch and shard test vectors of
+// docs/PROTOCOL.md (appendix): a batch of one line signed by the identity
+// of seed 00 01 … 1f, its block, and its data and first parity shard
+// sealed under the epoch key 32 × 42.
+func TestBatchVector(t *testing.T) {
+	seed := make([]byte, ed25519.SeedSize)
+	for i := range seed {
+		seed[i] = byte(i)
+	}
+	id, err := NewIdentity(ed25519.NewKeyFromSeed(seed))
+	if err != nil {
+		t.Fatal(err)
+	}
+	room := RoomID(id.Pub, "general")
+	batch, err := signBatch(nil, id, batchOpts(room), 1, []wire.Record{{Kind: wire.KindMessage, KeyID: KeyID(id.Pub), Nick: "alice", Text: "hi"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const wantBatch = "0000000000000001 01 01 56475aa75463474c 05616c696365 01 00 0002 6869"
+	sig := hex.EncodeToString(batch[len(batch)-wire.SigLen:])
+	if got := hex.EncodeToString(batch[:len(batch)-wire.SigLen]); got != strings.ReplaceAll(wantBatch, " ", "") {
+		t.Errorf("batch body = %s, want %s", got, wantBatch)
+	}
+	const wantSig = "" +
+		"bc636554151833b7fa993222891b9bf1fd373dbea98318256ba8aef268a0c0b5" +
+		"9b22f14676883be6929f00b4b82aa610fb2459f40ac086f4045aef9f5224fe06"
+	if sig != wantSig {
+		t.Errorf("batch signature = %s, want %s", sig, wantSig)
+	}
+	shards, k, err := encodeBlockTo(nil, batch)
+	if err != nil || k != 1 || len(shards) != 5 || len(shards[0]) != len(batch)+2 {
+		t.Fatalf("encodeBlockTo = %d shards of k %d, %v; want 5 of %d bytes, k 1", len(shards), k, err, len(batch)+2)
+	}
+	var key [32]byte
+	for i := range key {
+		key[i] = 0x42
+	}
+	ek, err := newEpochKey(1<<32, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var nb nonceBuf
+	for i, want := range []string{
+		"4d440103f815eecef14f5ec00000000100000000000000000000000100000000000000010001011060693d4362d57529688a86c76b2a6c40f20438ecef17612815280c4c5e1b8c3201657466fae98e8fe338c0a55ea050a50f5bde7dd1a7ab88480a61fc1491094a1681a03ff593b4f072143c42f580d30cb66d22fcdf0fc4c086f9abad620650d31e7626db73c39fac38c8d52a7610a3",
+		"4d440103f815eecef14f5ec0000000010000000000000000000000020000000000000001010101cab7bf0d701fb3801acdd5f5414093525d789596415cdf107fd6328b0411f8db396e9c84692ac1ec77fb34e63c4c55c8fbb70d4689d693ffea68de998f8f6831dca1b1053c34a97ab58b67f943fa4f862547b7f02c00dda51e4661a715f01127c96c2e04ac270da858bce8d3a625b242",
+	} {
+		pkt, err := sealShard(nil, &nb, ek, room, uint64(i+1), wire.ShardInfo{Block: 1, Index: uint8(i), K: 1, Sent: 1}, shards[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := hex.EncodeToString(pkt); got != want {
+			t.Errorf("shard %d (%d bytes) = %s, want %s", i, len(pkt), got, want)
+		}
+	}
+}

@@ -86,7 +86,8 @@ type Sequencer struct {
 	next       uint64 // the next sequence number to assign
 	reserved   uint64 // sequence numbers below this are reserved on disk
 	pending    []wire.Record
-	pendingLen int
+	pendingLen int         // the pending records' bytes in a batch body, sender table included
+	senders    []int       // the pending records that first name each of the batch's senders
 	flushTimer *time.Timer // made once, re-armed: not an allocation per block
 	flushArmed bool
 	lastFlush  time.Time // when the last block went out
@@ -388,13 +389,17 @@ func (s *Sequencer) submitLocked(rec wire.Record) (uint64, error) {
 		}
 		s.reserved = seq + reserveStep
 	}
-	size := 1 + wire.KeyIDLen + 1 + len(rec.Nick) + 2 + len(rec.Text)
-	if len(s.pending) == wire.MaxRecords || s.pendingLen+size > flushBytes {
+	newSender := s.newSenderLocked(&rec)
+	if len(s.pending) == wire.MaxRecords || s.pendingLen+wire.RecordLen(&rec, newSender) > flushBytes {
 		s.flushLocked()
+		newSender = true
 	}
 	s.next++
+	if newSender {
+		s.senders = append(s.senders, len(s.pending))
+	}
 	s.pending = append(s.pending, rec)
-	s.pendingLen += size
+	s.pendingLen += wire.RecordLen(&rec, newSender)
 	s.host.cfg.Deliver(Delivery{Room: s.ref, Seq: seq, Record: rec})
 	switch {
 	case s.pendingLen >= flushBytes:
@@ -412,6 +417,17 @@ func (s *Sequencer) submitLocked(rec wire.Record) (uint64, error) {
 		}
 	}
 	return seq, nil
+}
+
+// newSenderLocked reports whether rec's sender (key id and nick) is not
+// yet in the pending batch's sender table.
+func (s *Sequencer) newSenderLocked(rec *wire.Record) bool {
+	for _, i := range s.senders {
+		if p := &s.pending[i]; p.KeyID == rec.KeyID && p.Nick == rec.Nick {
+			return false
+		}
+	}
+	return true
 }
 
 func (s *Sequencer) flush() {
@@ -440,8 +456,8 @@ func (s *Sequencer) flushLocked() {
 	recs := s.pending
 	// The batch's exact size: its header (first, count), the records as
 	// submitLocked counted them, the signature.
-	size := 8 + 1 + s.pendingLen + wire.SigLen
-	s.pending, s.pendingLen = s.pending[:0], 0
+	size := wire.BatchHeaderLen + s.pendingLen + wire.SigLen
+	s.pending, s.pendingLen, s.senders = s.pending[:0], 0, s.senders[:0]
 	// Whatever happens below, the lines are answered: the senders learn
 	// their place once the batch is in the log, not before.
 	defer s.answerLocked()
@@ -472,13 +488,50 @@ func (s *Sequencer) flushLocked() {
 	}
 	s.block++
 	*sb = sentBlock{no: s.block, k: k, shards: shards}
-	sb.sent = k + proactiveParity(k, s.loss)
+	// A lone line is a quiet room's (at 100 lines a second each line is
+	// its own batch): what a member misses costs its reader a repair's
+	// round trip. Anything more is a busy room's block.
+	members, mean := s.multicastLossLocked()
+	switch {
+	case members == 0:
+		sb.sent = k
+	case len(recs) == 1 && k <= 2:
+		sb.sent = k + loneLineParity(k, s.loss)
+	default:
+		sb.sent = k + proactiveParity(k, members, mean)
+	}
 	// Once the parity is spent, repairs send the data shards again.
 	sb.next = sb.sent % len(shards)
 	s.blocks[sb.no%sentBlocks] = sb
+	st := s.host.cfg.Stats
 	for i := range sb.sent {
-		s.sendShardLocked(sb, i)
+		n := int64(s.sendShardLocked(sb, i))
+		if i < k {
+			st.DataBytesSent.Add(n)
+		} else {
+			st.ParityBytesSent.Add(n)
+		}
 	}
+}
+
+// multicastLossLocked counts the members that multicast reaches (those
+// not on the stream) and averages the loss they last reported. A busy
+// block's parity is sized for the unluckiest of them at that loss; the
+// worst loss any member reported lately (s.loss) would count the bad luck
+// twice: once in which member reported it, once in the model of the
+// unluckiest member.
+func (s *Sequencer) multicastLossLocked() (members int, mean float64) {
+	var sum float64
+	for _, m := range s.members {
+		if !m.streaming {
+			members++
+			sum += m.loss
+		}
+	}
+	if members == 0 {
+		return 0, 0
+	}
+	return members, sum / float64(members)
 }
 
 // answerLocked tells the senders of the batch just logged where their
@@ -495,27 +548,32 @@ func (s *Sequencer) answerLocked() {
 	}
 }
 
-func (s *Sequencer) sendShardLocked(sb *sentBlock, i int) {
+// sendShardLocked seals and sends shard i of sb; it returns the bytes
+// sent, 0 if it sent nothing.
+func (s *Sequencer) sendShardLocked(sb *sentBlock, i int) int {
 	s.counter++
 	pkt, err := sealShard(s.buf, &s.nonce, s.key, s.id, s.counter, wire.ShardInfo{
 		Block: sb.no, Index: uint8(i), K: uint8(sb.k), Sent: uint8(sb.sent),
 	}, sb.shards[i])
 	if err != nil {
 		s.host.log.Error("cannot seal shard", "room", s.ref, "err", err)
-		return
+		return 0
 	}
-	s.sendLocked(pkt)
+	return s.sendLocked(pkt)
 }
 
-func (s *Sequencer) sendLocked(pkt []byte) {
+// sendLocked multicasts pkt to the room's group; it returns the bytes
+// sent, 0 on failure.
+func (s *Sequencer) sendLocked(pkt []byte) int {
 	s.lastSend = time.Now()
 	st := s.host.cfg.Stats
 	if err := s.host.cfg.Sender.WriteTo(pkt, s.group); err != nil {
 		st.SendErrors.Add(1)
 		s.host.log.Debug("multicast send failed", "room", s.ref, "err", err)
-		return
+		return 0
 	}
 	st.PacketsSent.Add(1)
+	return len(pkt)
 }
 
 // tick sends a heartbeat when the room has been silent for a Heartbeat,
@@ -542,7 +600,7 @@ func (s *Sequencer) tick(now time.Time) {
 		s.host.log.Warn("heartbeat", "room", s.ref, "err", err)
 		return
 	}
-	s.sendLocked(pkt)
+	s.host.cfg.Stats.HeartbeatBytesSent.Add(int64(s.sendLocked(pkt)))
 }
 
 // HandleNack takes a member's multicast NACK: the blocks it asks about
@@ -620,9 +678,10 @@ func (s *Sequencer) repair() {
 			continue
 		}
 		for range want {
-			s.sendShardLocked(sb, sb.next)
+			n := s.sendShardLocked(sb, sb.next)
 			sb.next = (sb.next + 1) % len(sb.shards)
 			s.host.cfg.Stats.RepairsSent.Add(1)
+			s.host.cfg.Stats.RepairBytesSent.Add(int64(n))
 		}
 	}
 }
@@ -931,16 +990,14 @@ func (s *Sequencer) ack(m *hostSession, a *wire.Ack) {
 		m.answered = now
 		m.send(&wire.Ack{Seq: s.next - uint64(len(s.pending)) - 1})
 	}
+	if !m.streaming {
+		m.loss = float64(min(a.Loss, 1000)) / 1000
+		s.loss = max(s.loss, m.loss)
+	}
 	if s.members[m.keyID] != m || a.Seq <= m.acked {
-		if !m.streaming {
-			s.loss = max(s.loss, float64(min(a.Loss, 1000))/1000)
-		}
 		return
 	}
 	m.acked = min(a.Seq, s.next-1)
-	if !m.streaming {
-		s.loss = max(s.loss, float64(min(a.Loss, 1000))/1000)
-	}
 	for _, o := range s.members {
 		o.watches = s.updateWatchesLocked(o.watches, func(seq uint64, seen, of int) {
 			o.send(&wire.Seen{Seq: seq, Seen: uint16(seen), Of: uint16(of)})

@@ -52,6 +52,15 @@ type Stats struct {
 	BlocksRepaired  atomic.Int64 // blocks that needed parity to rebuild
 	StreamSwitches  atomic.Int64 // this daemon's memberships changing path
 
+	// Bytes of the packets the host multicast, by what they carried (per
+	// send: a host on several interfaces puts each on every one). With
+	// NackBytesSent, they say where a busy room's link goes.
+	DataBytesSent      atomic.Int64 // data shards, sent with their block
+	ParityBytesSent    atomic.Int64 // proactive parity, sent with its block
+	RepairBytesSent    atomic.Int64 // shards sent again for NACKs
+	HeartbeatBytesSent atomic.Int64
+	NackBytesSent      atomic.Int64 // NACKs this daemon multicast as a member
+
 	JoinsLimited    atomic.Int64 // join connections over their source's rate
 	Rekeys          atomic.Int64 // epoch keys this daemon's hosted rooms rotated
 	SaysLimited     atomic.Int64 // lines refused: their member said more than host.member_rate
@@ -107,6 +116,11 @@ func (s *Stats) Snapshot() map[string]int64 {
 		"nack_limited":         s.NackLimited.Load(),
 		"nack_replayed":        s.NackReplayed.Load(),
 		"repairs_sent":         s.RepairsSent.Load(),
+		"data_bytes_sent":      s.DataBytesSent.Load(),
+		"parity_bytes_sent":    s.ParityBytesSent.Load(),
+		"repair_bytes_sent":    s.RepairBytesSent.Load(),
+		"heartbeat_bytes_sent": s.HeartbeatBytesSent.Load(),
+		"nack_bytes_sent":      s.NackBytesSent.Load(),
 		"blocks_decoded":       s.BlocksDecoded.Load(),
 		"blocks_repaired":      s.BlocksRepaired.Load(),
 		"stream_switches":      s.StreamSwitches.Load(),

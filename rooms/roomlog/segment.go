@@ -14,7 +14,7 @@ import (
 // anything else, so no file content can make Open allocate or slice past
 // what the file holds.
 const (
-	MaxBatch = 20 << 10       // bytes in one batch
+	MaxBatch = 24 << 10       // bytes in one batch: a signed batch's bound (wire.MaxBatch)
 	MaxCount = math.MaxUint16 // records in one batch
 
 	headerLen = 8                   // length, CRC

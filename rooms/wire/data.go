@@ -147,15 +147,16 @@ const (
 	KindPart    = 3 // a member left; Text is empty
 )
 
-// Record is one sequenced event of a room.
+// Record is one sequenced event of a room. In a batch, its sender (key id
+// and nick) is an index into the batch's sender table, so that a busy
+// room's lines do not each carry their author's 8-byte key id and nick:
 //
 //	kind    uint8
-//	key id  8 bytes: who it is from
-//	nick    uint8 length, ≤ MaxNick bytes
+//	sender  uint8: index into the batch's senders
 //	text    uint16 length, ≤ MaxText bytes
 type Record struct {
 	Kind  byte
-	KeyID [KeyIDLen]byte
+	KeyID [KeyIDLen]byte // who it is from
 	Nick  string
 	Text  string
 }
@@ -166,13 +167,18 @@ type Record struct {
 //
 //	first sequence   uint64, ≥ 1
 //	record count     uint8, 1..MaxRecords
+//	sender count     uint8, 1..record count
+//	senders          key id (8 bytes), nick (uint8 length, ≤ MaxNick bytes)
 //	records
 //	Ed25519ctx signature by Q over everything above, with the context
-//	"meshd batch v1 " followed by the room id
+//	BatchContext followed by the room id
 //
-// The room id in the context keeps a batch of one room from passing as
-// another's. The signature makes the host's word unforgeable even by
-// members, who hold the key that seals shards.
+// The senders are the distinct (key id, nick) pairs of the records, in the
+// order the records first name them, each named by some record: one
+// encoding per batch, so that a decoded batch re-encodes to the bytes that
+// were signed. The room id in the context keeps a batch of one room from
+// passing as another's. The signature makes the host's word unforgeable
+// even by members, who hold the key that seals shards.
 type Batch struct {
 	First   uint64
 	Records []Record
@@ -180,11 +186,29 @@ type Batch struct {
 	Signed  []byte // the batch bytes before Sig; set by ParseBatch
 }
 
+// BatchContext begins the signature context of a batch. It names the
+// batch format: v1 batches carried the key id and nick in every record, and
+// a batch of one format cannot verify as the other.
+const BatchContext = "meshd batch v2 "
+
 // MaxRecords bounds the records in one batch.
 const MaxRecords = 255
 
 // MaxBatch bounds a batch's encoded size.
 const MaxBatch = 24 << 10
+
+// RecordLen is how many bytes rec adds to a batch body: its record, and
+// if newSender, its sender's entry in the sender table.
+func RecordLen(rec *Record, newSender bool) int {
+	n := 1 + 1 + 2 + len(rec.Text)
+	if newSender {
+		n += KeyIDLen + 1 + len(rec.Nick)
+	}
+	return n
+}
+
+// BatchHeaderLen is the length of a batch body before its senders.
+const BatchHeaderLen = 8 + 1 + 1
 
 // AppendBatchBody appends the signed part of a batch (without the
 // signature) to b. It leaves b unchanged on error.
@@ -197,15 +221,33 @@ func AppendBatchBody(b []byte, first uint64, recs []Record) ([]byte, error) {
 	}
 	start := len(b)
 	b = appendU64(b, first)
-	b = append(b, byte(len(recs)))
+	b = append(b, byte(len(recs)), 0) // the sender count, once known
+	// senders[i] is the index of the record that first named sender i;
+	// of[j] is record j's sender. On the stack: no allocation per batch.
+	var senders [MaxRecords]uint8
+	var of [MaxRecords]uint8
+	n := 0
 	for i := range recs {
 		r := &recs[i]
 		if r.Kind == 0 || len(r.Nick) > MaxNick || len(r.Text) > MaxText {
 			return b[:start], fmt.Errorf("%w: record %d", ErrInvalid, i)
 		}
-		b = append(b, r.Kind)
-		b = append(b, r.KeyID[:]...)
-		b = appendStr8(b, r.Nick)
+		s := 0
+		for s < n && !sameSender(&recs[senders[s]], r) {
+			s++
+		}
+		if s == n {
+			senders[n] = uint8(i)
+			n++
+			b = append(b, r.KeyID[:]...)
+			b = appendStr8(b, r.Nick)
+		}
+		of[i] = uint8(s)
+	}
+	b[start+9] = byte(n)
+	for i := range recs {
+		r := &recs[i]
+		b = append(b, r.Kind, of[i])
 		b = appendU16(b, uint16(len(r.Text)))
 		b = append(b, r.Text...)
 	}
@@ -215,15 +257,17 @@ func AppendBatchBody(b []byte, first uint64, recs []Record) ([]byte, error) {
 	return b, nil
 }
 
+func sameSender(a, b *Record) bool { return a.KeyID == b.KeyID && a.Nick == b.Nick }
+
 // ParseBatch decodes a batch. Records are appended to recs[:0] so a
 // receive loop can reuse one slice.
 func ParseBatch(b []byte, recs []Record) (Batch, error) {
 	return ParseBatchNicks(b, recs, nil)
 }
 
-// ParseBatchNicks is ParseBatch making each record's nick with nick (nil:
+// ParseBatchNicks is ParseBatch making each sender's nick with nick (nil:
 // a new string each), so that a receiver can hand out the strings of the
-// few nicks a room has, rather than allocate one per record.
+// few nicks a room has, rather than allocate one per batch.
 func ParseBatchNicks(b []byte, recs []Record, nick func([]byte) string) (Batch, error) {
 	var bt Batch
 	if len(b) > MaxBatch {
@@ -236,21 +280,50 @@ func ParseBatchNicks(b []byte, recs []Record, nick func([]byte) string) (Batch, 
 	r := reader{b: body}
 	bt.First = r.u64()
 	n := int(r.u8())
+	ns := int(r.u8())
+	if ns == 0 || ns > n {
+		r.fail(ErrInvalid)
+	}
+	type sender struct {
+		key  [KeyIDLen]byte
+		nick []byte
+	}
+	var senders [MaxRecords]sender // on the stack: no allocation per batch
+	for i := 0; i < ns && r.err == nil; i++ {
+		s := &senders[i]
+		copy(s.key[:], r.take(KeyIDLen))
+		s.nick = r.bytes8(MaxNick)
+		for j := range i {
+			if senders[j].key == s.key && string(senders[j].nick) == string(s.nick) {
+				r.fail(ErrInvalid) // listed twice: not the one encoding
+			}
+		}
+	}
+	var nicks [MaxRecords]string
+	named := 0 // senders named so far: each record names one of them or the next
 	recs = recs[:0]
 	for i := 0; i < n && r.err == nil; i++ {
 		var rec Record
 		rec.Kind = r.u8()
-		copy(rec.KeyID[:], r.take(KeyIDLen))
-		if nick != nil {
-			rec.Nick = nick(r.bytes8(MaxNick))
-		} else {
-			rec.Nick = string(r.bytes8(MaxNick))
-		}
+		si := int(r.u8())
 		rec.Text = string(r.bytes16(MaxText))
-		if rec.Kind == 0 {
+		if rec.Kind == 0 || si > named || si >= ns {
 			r.fail(ErrInvalid)
+			break
 		}
+		if si == named {
+			if nick != nil {
+				nicks[si] = nick(senders[si].nick)
+			} else {
+				nicks[si] = string(senders[si].nick)
+			}
+			named++
+		}
+		rec.KeyID, rec.Nick = senders[si].key, nicks[si]
 		recs = append(recs, rec)
+	}
+	if r.err == nil && named != ns {
+		r.fail(ErrInvalid) // a sender no record names
 	}
 	if err := r.done(); err != nil {
 		return Batch{}, fmt.Errorf("batch: %w", err)

@@ -131,7 +131,7 @@ func FuzzParseNack(f *testing.F) {
 }
 
 func FuzzParseBatch(f *testing.F) {
-	for _, recs := range [][]wire.Record{sampleRecords()[:1], sampleRecords()} {
+	for _, recs := range [][]wire.Record{sampleRecords()[:1], sampleRecords(), benchRecs(8), manyRecords(wire.MaxRecords)} {
 		_, pkt := encodeBatch(f, 1, recs)
 		f.Add(pkt)
 	}

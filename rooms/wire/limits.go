@@ -8,6 +8,8 @@ const (
 	MaxAddrs    = 8        // join addresses S in one announcement
 	MaxText     = 16 << 10 // bytes of UTF-8 in one chat message; longer ones span several shards
 	MaxPacket   = 1400     // bytes in one UDP datagram, within a 1500-byte MTU after IP/UDP and tunnel headers
-	ShardData   = 1200     // batch bytes carried by one data shard, leaving room for headers, tag and FEC framing
-	MaxFrame    = 64 << 10
+	// ShardData is the most batch bytes one data shard carries: a shard
+	// packet of them (header, FEC length prefix, tag) is MaxPacket long.
+	ShardData = MaxPacket - ShardHeaderLen - 2 - TagLen
+	MaxFrame  = 64 << 10
 )

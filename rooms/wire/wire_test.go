@@ -634,16 +634,20 @@ func manyRecords(n int) []wire.Record {
 	return recs
 }
 
-// recordOverhead is the encoded size of a record with empty nick and text.
-const recordOverhead = 1 + wire.KeyIDLen + 1 + 2
+// recordOverhead is the encoded size of a record with empty text.
+const recordOverhead = 1 + 1 + 2
 
-// batchOverhead is the encoded size of a batch without its records.
-const batchOverhead = 8 + 1 + wire.SigLen
+// senderOverhead is the encoded size of a sender with an empty nick.
+const senderOverhead = wire.KeyIDLen + 1
+
+// batchOverhead is the encoded size of a batch without its senders and
+// records.
+const batchOverhead = 8 + 1 + 1 + wire.SigLen
 
 // fullBatch returns records whose batch is exactly MaxBatch+extra bytes:
-// a record at MaxText and one filling the rest.
+// a record at MaxText and one filling the rest, from one sender.
 func fullBatch(extra int) []wire.Record {
-	rest := wire.MaxBatch + extra - batchOverhead - 2*recordOverhead - wire.MaxText
+	rest := wire.MaxBatch + extra - batchOverhead - senderOverhead - 2*recordOverhead - wire.MaxText
 	return []wire.Record{
 		{Kind: wire.KindMessage, Text: strings.Repeat("a", wire.MaxText)},
 		{Kind: wire.KindMessage, Text: strings.Repeat("b", rest)},
@@ -697,11 +701,32 @@ func TestBatchRoundTrip(t *testing.T) {
 }
 
 func TestBatchLayout(t *testing.T) {
-	recs := []wire.Record{{Kind: wire.KindMessage, KeyID: [wire.KeyIDLen]byte{1, 2, 3, 4, 5, 6, 7, 8}, Nick: "a", Text: "hi"}}
+	ann := [wire.KeyIDLen]byte{1, 2, 3, 4, 5, 6, 7, 8}
+	recs := []wire.Record{
+		{Kind: wire.KindMessage, KeyID: ann, Nick: "a", Text: "hi"},
+		{Kind: wire.KindJoin, KeyID: [wire.KeyIDLen]byte{9}, Nick: "b"},
+		{Kind: wire.KindMessage, KeyID: ann, Nick: "a", Text: "yo"},
+		{Kind: wire.KindMessage, KeyID: ann, Nick: "c", Text: ""}, // a new nick is a new sender
+	}
 	got, err := wire.AppendBatchBody([]byte("x"), 0x0102030405060708, recs)
-	want := []byte{'x', 1, 2, 3, 4, 5, 6, 7, 8, 1, wire.KindMessage, 1, 2, 3, 4, 5, 6, 7, 8, 1, 'a', 0, 2, 'h', 'i'}
+	want := []byte{'x', 1, 2, 3, 4, 5, 6, 7, 8, 4, 3,
+		1, 2, 3, 4, 5, 6, 7, 8, 1, 'a',
+		9, 0, 0, 0, 0, 0, 0, 0, 1, 'b',
+		1, 2, 3, 4, 5, 6, 7, 8, 1, 'c',
+		wire.KindMessage, 0, 0, 2, 'h', 'i',
+		wire.KindJoin, 1, 0, 0,
+		wire.KindMessage, 0, 0, 2, 'y', 'o',
+		wire.KindMessage, 2, 0, 0,
+	}
 	if err != nil || !bytes.Equal(got, want) {
 		t.Errorf("AppendBatchBody = %x, %v, want %x, nil", got, err, want)
+	}
+	n := 0
+	for i := range recs {
+		n += wire.RecordLen(&recs[i], i != 2)
+	}
+	if n != len(want)-1-wire.BatchHeaderLen {
+		t.Errorf("RecordLen adds up to %d bytes, want the %d of senders and records", n, len(want)-1-wire.BatchHeaderLen)
 	}
 }
 
@@ -755,18 +780,25 @@ func TestBatchEncodeBounds(t *testing.T) {
 	}
 }
 
-// rawRecord encodes a record by hand, with lengths the encoder refuses.
-func rawRecord(kind byte, nick, text int) []byte {
-	b := append([]byte{kind}, make([]byte, wire.KeyIDLen)...)
+// rawSender encodes a sender by hand: key id {id}, a nick of nick bytes.
+func rawSender(id byte, nick int) []byte {
+	b := append([]byte{id}, make([]byte, wire.KeyIDLen-1)...)
 	b = append(b, byte(nick))
-	b = append(b, bytes.Repeat([]byte("n"), nick)...)
-	b = binary.BigEndian.AppendUint16(b, uint16(text))
+	return append(b, bytes.Repeat([]byte("n"), nick)...)
+}
+
+// rawRecord encodes a record by hand, with lengths the encoder refuses.
+func rawRecord(kind, sender byte, text int) []byte {
+	b := binary.BigEndian.AppendUint16([]byte{kind, sender}, uint16(text))
 	return append(b, bytes.Repeat([]byte("t"), text)...)
 }
 
-func rawBatch(first uint64, recs ...[]byte) []byte {
+func rawBatch(first uint64, senders [][]byte, recs ...[]byte) []byte {
 	b := binary.BigEndian.AppendUint64(nil, first)
-	b = append(b, byte(len(recs)))
+	b = append(b, byte(len(recs)), byte(len(senders)))
+	for _, s := range senders {
+		b = append(b, s...)
+	}
 	for _, r := range recs {
 		b = append(b, r...)
 	}
@@ -775,35 +807,52 @@ func rawBatch(first uint64, recs ...[]byte) []byte {
 
 func TestParseBatchBounds(t *testing.T) {
 	max := make([][]byte, wire.MaxRecords)
+	maxSenders := make([][]byte, wire.MaxRecords)
 	for i := range max {
-		max[i] = rawRecord(1, 1, 1)
+		max[i] = rawRecord(1, byte(i), 1)
+		maxSenders[i] = rawSender(byte(i), 1)
 	}
+	s0 := [][]byte{rawSender(0, 0)}
+	s1 := [][]byte{rawSender(1, 1)}
 	// Two records filling MaxBatch exactly, and one byte more.
-	fill := wire.MaxBatch - batchOverhead - 2*recordOverhead - wire.MaxText
-	atMax := rawBatch(1, rawRecord(1, 0, wire.MaxText), rawRecord(1, 0, fill))
-	overMax := rawBatch(1, rawRecord(1, 0, wire.MaxText), rawRecord(1, 0, fill+1))
-	one := rawBatch(1, rawRecord(1, 1, 1))
+	fill := wire.MaxBatch - batchOverhead - senderOverhead - 2*recordOverhead - wire.MaxText
+	atMax := rawBatch(1, s0, rawRecord(1, 0, wire.MaxText), rawRecord(1, 0, fill))
+	overMax := rawBatch(1, s0, rawRecord(1, 0, wire.MaxText), rawRecord(1, 0, fill+1))
+	one := rawBatch(1, s1, rawRecord(1, 0, 1))
+	two := [][]byte{rawSender(1, 1), rawSender(2, 1)}
+	// A count of one before two records leaves the second trailing.
+	under := rawBatch(1, s1, rawRecord(1, 0, 1), rawRecord(1, 0, 1))
+	under[8] = 1
 	tests := []struct {
 		name    string
 		in      []byte
 		wantErr error // nil: accepted
 	}{
 		{"one record", one, nil},
-		{"records at max", rawBatch(1, max...), nil},
-		{"nick at max", rawBatch(1, rawRecord(1, wire.MaxNick, 0)), nil},
-		{"nick over max", rawBatch(1, rawRecord(1, wire.MaxNick+1, 0)), wire.ErrTooLong},
-		{"text at max", rawBatch(1, rawRecord(1, 0, wire.MaxText)), nil},
-		{"text over max", rawBatch(1, rawRecord(1, 0, wire.MaxText+1)), wire.ErrTooLong},
+		{"records at max", rawBatch(1, maxSenders, max...), nil},
+		{"one sender, many records", rawBatch(1, s1, rawRecord(1, 0, 1), rawRecord(2, 0, 0), rawRecord(1, 0, 3)), nil},
+		{"senders in order", rawBatch(1, two, rawRecord(1, 0, 1), rawRecord(1, 1, 1), rawRecord(1, 0, 1)), nil},
+		{"senders out of order", rawBatch(1, two, rawRecord(1, 1, 1), rawRecord(1, 0, 1)), wire.ErrInvalid},
+		{"sender unused", rawBatch(1, two, rawRecord(1, 0, 1), rawRecord(1, 0, 1)), wire.ErrInvalid},
+		{"sender twice", rawBatch(1, [][]byte{rawSender(1, 1), rawSender(1, 1)}, rawRecord(1, 0, 1), rawRecord(1, 1, 1)), wire.ErrInvalid},
+		{"same key, other nick", rawBatch(1, [][]byte{rawSender(1, 1), rawSender(1, 2)}, rawRecord(1, 0, 1), rawRecord(1, 1, 1)), nil},
+		{"sender index out of range", rawBatch(1, s1, rawRecord(1, 1, 1)), wire.ErrInvalid},
+		{"no senders", rawBatch(1, nil, rawRecord(1, 0, 1)), wire.ErrInvalid},
+		{"more senders than records", rawBatch(1, two, rawRecord(1, 0, 1)), wire.ErrInvalid},
+		{"nick at max", rawBatch(1, [][]byte{rawSender(1, wire.MaxNick)}, rawRecord(1, 0, 0)), nil},
+		{"nick over max", rawBatch(1, [][]byte{rawSender(1, wire.MaxNick+1)}, rawRecord(1, 0, 0)), wire.ErrTooLong},
+		{"text at max", rawBatch(1, s0, rawRecord(1, 0, wire.MaxText)), nil},
+		{"text over max", rawBatch(1, s0, rawRecord(1, 0, wire.MaxText+1)), wire.ErrTooLong},
 		{"batch at max", atMax, nil},
 		{"batch over max", overMax, wire.ErrTooLong},
-		{"kind zero", rawBatch(1, rawRecord(0, 1, 1)), wire.ErrInvalid},
-		{"first zero", rawBatch(0, rawRecord(1, 1, 1)), wire.ErrInvalid},
-		{"no records", rawBatch(1), wire.ErrInvalid},
-		{"no records first zero", rawBatch(0), wire.ErrInvalid},
-		{"last sequence", rawBatch(^uint64(0)-1, rawRecord(1, 1, 1)), nil},
-		{"sequence wraps", rawBatch(^uint64(0), rawRecord(1, 1, 1)), wire.ErrInvalid},
+		{"kind zero", rawBatch(1, s1, rawRecord(0, 0, 1)), wire.ErrInvalid},
+		{"first zero", rawBatch(0, s1, rawRecord(1, 0, 1)), wire.ErrInvalid},
+		{"no records", rawBatch(1, nil), wire.ErrInvalid},
+		{"no records first zero", rawBatch(0, nil), wire.ErrInvalid},
+		{"last sequence", rawBatch(^uint64(0)-1, s1, rawRecord(1, 0, 1)), nil},
+		{"sequence wraps", rawBatch(^uint64(0), s1, rawRecord(1, 0, 1)), wire.ErrInvalid},
 		{"count over records", append(one[:8:8], append([]byte{2}, one[9:]...)...), wire.ErrShort},
-		{"count under records", append(one[:8:8], append([]byte{0}, one[9:]...)...), wire.ErrTrailing},
+		{"count under records", under, wire.ErrTrailing},
 		{"signature only", fakeSig, wire.ErrShort},
 		{"short of a signature", fakeSig[1:], wire.ErrShort},
 		{"empty", nil, wire.ErrShort},
