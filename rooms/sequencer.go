@@ -42,6 +42,12 @@ const (
 	// sentBlocks is how many recent blocks the host can repair with fresh
 	// parity; older gaps are served as batches over members' sessions.
 	sentBlocks = 128
+	// quietBlocks is how long after its last block a quiet room keeps its
+	// sent blocks: past the heartbeat that shows a member a lost last
+	// block and the NACKs that follow. Then it lets them go (a busy host's
+	// quiet rooms would each keep 128); a member that still lacks one
+	// fetches it over its session.
+	quietBlocks = 5 * Heartbeat
 	// reserveStep is how far ahead sequence numbers are reserved on disk:
 	// one durable write per reserveStep lines.
 	reserveStep = 1024
@@ -585,7 +591,7 @@ func (s *Sequencer) sendLocked(pkt []byte) int {
 }
 
 // tick sends a heartbeat when the room has been silent for a Heartbeat,
-// and lets the loss estimate decay.
+// lets the loss estimate decay, and lets a quiet room's sent blocks go.
 func (s *Sequencer) tick(now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -595,6 +601,9 @@ func (s *Sequencer) tick(now time.Time) {
 	}
 	if len(s.members) > 0 && (s.counter > rekeyPackets || now.Sub(s.rotatedAt) > rekeyAge) {
 		s.rotateLocked()
+	}
+	if now.Sub(s.lastFlush) > quietBlocks && s.blocks[s.block%sentBlocks] != nil {
+		clear(s.blocks[:])
 	}
 	if now.Sub(s.lastSend) < Heartbeat {
 		return
@@ -917,6 +926,9 @@ func (s *Sequencer) serveMember(m *hostSession, buf []byte) error {
 		// memberIdle belongs to a member that is gone or cut off, and is
 		// ended so the room knows (it rejoins and resumes when it can).
 		m.conn.SetReadDeadline(time.Now().Add(memberIdle))
+		if err := m.await(); err != nil {
+			return err
+		}
 		f, b, err := wire.ReadFrame(m.conn, buf)
 		buf = b
 		if err != nil {
