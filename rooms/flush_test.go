@@ -121,3 +121,73 @@ func TestLoneLineIsNotHeldBack(t *testing.T) {
 		t.Fatalf("after Say in a quiet room, shards of blocks %v were sent, want a fourth block", got)
 	}
 }
+
+// TestBusyRoomWaitsLonger: after a batch of busyRecords lines or more, a
+// line waits for the next busyFlushDelay, even after a pause of
+// FlushDelay, so that a busy room's blocks grow; once a batch is small
+// again, a lone line goes at once after FlushDelay.
+func TestBusyRoomWaitsLonger(t *testing.T) {
+	sink := &blockSink{sent: make(chan struct{}, 1)}
+	s := newPathHost(t, sink)
+	clock := time.Unix(1_000_000, 0)
+	advance := func(d time.Duration) {
+		s.mu.Lock()
+		clock = clock.Add(d)
+		s.mu.Unlock()
+	}
+	s.mu.Lock()
+	s.now = func() time.Time { return clock }
+	s.mu.Unlock()
+	say := func(n int) (blocks int, armed bool) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for range n {
+			if _, err := s.submitLocked(wire.Record{Kind: wire.KindMessage, KeyID: s.keyID, Nick: "host", Text: "line"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return len(sink.sentBlocks()), s.flushArmed
+	}
+	waitBlocks := func(n int) {
+		t.Helper()
+		for len(sink.sentBlocks()) < n {
+			select {
+			case <-sink.sent:
+			case <-time.After(10 * time.Second):
+				t.Fatalf("blocks %v sent, want %d", sink.sentBlocks(), n)
+			}
+		}
+	}
+
+	// A lone line at once, then a burst of busyRecords on the timer.
+	if blocks, armed := say(1 + busyRecords); blocks != 1 || !armed {
+		t.Fatalf("a line and a burst: %d blocks sent at once, timer armed %v; want 1, armed", blocks, armed)
+	}
+	waitBlocks(2)
+	// FlushDelay later the room is busy still: the line waits.
+	advance(FlushDelay)
+	start := time.Now()
+	if blocks, armed := say(1); blocks != 2 || !armed {
+		t.Fatalf("a line FlushDelay after a busy batch: %d blocks sent at once, timer armed %v; want 2, armed", blocks, armed)
+	}
+	waitBlocks(3)
+	if waited := time.Since(start); waited < busyFlushDelay {
+		t.Errorf("the line after a busy batch went out after %v, want ≥ busyFlushDelay %v", waited, busyFlushDelay)
+	}
+	// That batch was one line: FlushDelay of quiet is enough again.
+	advance(FlushDelay)
+	if blocks, armed := say(1); blocks != 4 || armed {
+		t.Fatalf("a lone line after a small batch: %d blocks sent at once, timer armed %v; want 4, not armed", blocks, armed)
+	}
+	waitBlocks(4)
+	// And after a busy batch, busyFlushDelay of quiet makes a lone line
+	// go at once.
+	if blocks, _ := say(busyRecords); blocks != 4 {
+		t.Fatalf("a burst: %d blocks at once, want 4", blocks)
+	}
+	waitBlocks(5)
+	advance(busyFlushDelay)
+	if blocks, armed := say(1); blocks != 6 || armed {
+		t.Fatalf("a line busyFlushDelay after a busy batch: %d blocks sent at once, timer armed %v; want 6, not armed", blocks, armed)
+	}
+}
