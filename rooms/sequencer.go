@@ -92,7 +92,7 @@ type Sequencer struct {
 	senders    []int       // the pending records that first name each of the batch's senders
 	flushTimer *time.Timer // made once, re-armed: not an allocation per block
 	flushArmed bool
-	busy       bool // the last batch held busyRecords lines or more
+	busy       bool      // the last batch held busyRecords lines or more
 	lastFlush  time.Time // when the last block went out
 	now        func() time.Time
 	block      uint64 // the newest block of this epoch
