@@ -122,9 +122,9 @@ func TestLoneLineIsNotHeldBack(t *testing.T) {
 	}
 }
 
-// TestBusyRoomWaitsLonger: after a batch of busyRecords lines or more, a
-// line waits for the next busyFlushDelay, even after a pause of
-// FlushDelay, so that a busy room's blocks grow; once a batch is small
+// TestBusyRoomWaitsLonger: in a room that took busyLines lines in the last
+// busyWindow, a line waits for busyFlushDelay, even after a pause of
+// FlushDelay, so that a busy room's blocks grow; once a window is slow
 // again, a lone line goes at once after FlushDelay.
 func TestBusyRoomWaitsLonger(t *testing.T) {
 	sink := &blockSink{sent: make(chan struct{}, 1)}
@@ -159,35 +159,36 @@ func TestBusyRoomWaitsLonger(t *testing.T) {
 		}
 	}
 
-	// A lone line at once, then a burst of busyRecords on the timer.
-	if blocks, armed := say(1 + busyRecords); blocks != 1 || !armed {
-		t.Fatalf("a line and a burst: %d blocks sent at once, timer armed %v; want 1, armed", blocks, armed)
+	// A window of busyLines - 1 lines (a lone line at once, the rest on
+	// the timer) is not busy: after it, FlushDelay of quiet will do.
+	if blocks, armed := say(busyLines - 1); blocks != 1 || !armed {
+		t.Fatalf("a burst: %d blocks sent at once, timer armed %v; want 1, armed", blocks, armed)
 	}
 	waitBlocks(2)
-	// FlushDelay later the room is busy still: the line waits.
+	advance(busyWindow)
+	if blocks, armed := say(1); blocks != 3 || armed {
+		t.Fatalf("a line after a window of %d lines: %d blocks sent at once, timer armed %v; want 3, not armed", busyLines-1, blocks, armed)
+	}
+	// A window of busyLines is busy: a line FlushDelay after a block
+	// waits for busyFlushDelay.
+	say(busyLines - 1)
+	waitBlocks(4)
+	advance(busyWindow)
+	if blocks, armed := say(1); blocks != 5 || armed {
+		t.Fatalf("a line %v after the last block: %d blocks sent at once, timer armed %v; want 5, not armed", busyWindow, blocks, armed)
+	}
 	advance(FlushDelay)
 	start := time.Now()
-	if blocks, armed := say(1); blocks != 2 || !armed {
-		t.Fatalf("a line FlushDelay after a busy batch: %d blocks sent at once, timer armed %v; want 2, armed", blocks, armed)
+	if blocks, armed := say(1); blocks != 5 || !armed {
+		t.Fatalf("a line FlushDelay after a block in a busy room: %d blocks sent at once, timer armed %v; want 5, armed", blocks, armed)
 	}
-	waitBlocks(3)
+	waitBlocks(6)
 	if waited := time.Since(start); waited < busyFlushDelay {
-		t.Errorf("the line after a busy batch went out after %v, want ≥ busyFlushDelay %v", waited, busyFlushDelay)
+		t.Errorf("the line in a busy room went out after %v, want ≥ busyFlushDelay %v", waited, busyFlushDelay)
 	}
-	// That batch was one line: FlushDelay of quiet is enough again.
-	advance(FlushDelay)
-	if blocks, armed := say(1); blocks != 4 || armed {
-		t.Fatalf("a lone line after a small batch: %d blocks sent at once, timer armed %v; want 4, not armed", blocks, armed)
-	}
-	waitBlocks(4)
-	// And after a busy batch, busyFlushDelay of quiet makes a lone line
-	// go at once.
-	if blocks, _ := say(busyRecords); blocks != 4 {
-		t.Fatalf("a burst: %d blocks at once, want 4", blocks)
-	}
-	waitBlocks(5)
-	advance(busyFlushDelay)
-	if blocks, armed := say(1); blocks != 6 || armed {
-		t.Fatalf("a line busyFlushDelay after a busy batch: %d blocks sent at once, timer armed %v; want 6, not armed", blocks, armed)
+	// A slow window again: a lone line goes at once.
+	advance(busyWindow)
+	if blocks, armed := say(1); blocks != 7 || armed {
+		t.Fatalf("a lone line after a slow window: %d blocks sent at once, timer armed %v; want 7, not armed", blocks, armed)
 	}
 }

@@ -25,13 +25,16 @@ const (
 	// share the next block.
 	FlushDelay = 5 * time.Millisecond
 	// busyFlushDelay is how long a line waits instead when the room is
-	// busy: the last batch held busyRecords lines or more (800 lines a
-	// second at least). A busy room's blocks are where the bytes go, and
-	// a bigger block needs less parity per shard: the unluckiest of 16
-	// members at 5 % loss loses about one shard in a block of 3, two in a
-	// block of 9. Nobody waits on a busy room's lines to the millisecond.
+	// busy: the last busyWindow held busyLines lines or more (500 lines a
+	// second). A busy room's blocks are where the bytes go, and a bigger
+	// block needs less parity per shard: the unluckiest of 16 members at
+	// 5 % loss loses about one shard in a block of 3, two in a block of 9.
+	// Nobody waits on a busy room's lines to the millisecond; a room at
+	// 100 lines a second, even with the bursts a stalled sender makes,
+	// keeps FlushDelay.
 	busyFlushDelay = 20 * time.Millisecond
-	busyRecords    = 4
+	busyWindow     = 100 * time.Millisecond
+	busyLines      = 50
 	// flushBytes flushes a block early once it holds this much.
 	flushBytes = 16 * wire.ShardData
 	// repairWindow gathers the NACKs of several members for one block
@@ -92,7 +95,9 @@ type Sequencer struct {
 	senders    []int       // the pending records that first name each of the batch's senders
 	flushTimer *time.Timer // made once, re-armed: not an allocation per block
 	flushArmed bool
-	busy       bool      // the last batch held busyRecords lines or more
+	busy       bool      // the last busyWindow held busyLines lines or more
+	winStart   time.Time // the current busyWindow began
+	winLines   int       // lines submitted since winStart
 	lastFlush  time.Time // when the last block went out
 	now        func() time.Time
 	block      uint64 // the newest block of this epoch
@@ -404,6 +409,7 @@ func (s *Sequencer) submitLocked(rec wire.Record) (uint64, error) {
 	s.pending = append(s.pending, rec)
 	s.pendingLen += wire.RecordLen(&rec, newSender)
 	s.host.cfg.Deliver(Delivery{Room: s.ref, Seq: seq, Record: rec})
+	s.countLineLocked()
 	delay := FlushDelay
 	if s.busy {
 		delay = busyFlushDelay
@@ -413,9 +419,9 @@ func (s *Sequencer) submitLocked(rec wire.Record) (uint64, error) {
 		s.flushLocked()
 	case len(s.pending) == 1 && s.now().Sub(s.lastFlush) >= delay:
 		// A quiet room: nothing else is pending and no block went out
-		// lately, so waiting would only delay this line. (After a busy
-		// batch, a pause shorter than busyFlushDelay is not quiet: the
-		// senders of a burst are still answering.)
+		// lately, so waiting would only delay this line. (In a busy
+		// room a pause shorter than busyFlushDelay is not quiet: the
+		// senders of the last batch are still answering.)
 		s.flushLocked()
 	case !s.flushArmed:
 		s.flushArmed = true
@@ -426,6 +432,20 @@ func (s *Sequencer) submitLocked(rec wire.Record) (uint64, error) {
 		}
 	}
 	return seq, nil
+}
+
+// countLineLocked counts a line in the current busyWindow; at the end of
+// a window, whether it held busyLines lines (at the same rate, if the
+// window ran longer) makes the room busy or not for the next.
+func (s *Sequencer) countLineLocked() {
+	now := s.now()
+	if elapsed := now.Sub(s.winStart); elapsed >= busyWindow {
+		// A window that ran a second or more was no busy room's (and
+		// its length times busyLines could overflow).
+		s.busy = elapsed < time.Second && int64(s.winLines)*int64(busyWindow) >= busyLines*int64(elapsed)
+		s.winStart, s.winLines = now, 0
+	}
+	s.winLines++
 }
 
 // newSenderLocked reports whether rec's sender (key id and nick) is not
@@ -463,7 +483,6 @@ func (s *Sequencer) flushLocked() {
 	s.lastFlush = s.now()
 	first := s.next - uint64(len(s.pending))
 	recs := s.pending
-	s.busy = len(recs) >= busyRecords
 	// The batch's exact size: its header (first, count), the records as
 	// submitLocked counted them, the signature.
 	size := wire.BatchHeaderLen + s.pendingLen + wire.SigLen
