@@ -34,7 +34,7 @@ type Config struct {
 	SocketGroup string       `toml:"socket_group"` // group allowed on the control socket
 	Nick        string       `toml:"nick"`         // default nick when joining
 	LogLevel    string       `toml:"log_level"`    // debug, info, warn or error
-	MemoryLimit ByteSize     `toml:"memory_limit"` // soft limit of the Go runtime's memory (GOMEMLIMIT); 0 means none
+	MemoryLimit ByteSize     `toml:"memory_limit"` // soft limit of the Go runtime's memory (GOMEMLIMIT); 0 means none, MemoryLimitAuto a quarter of the RAM
 	Discovery   Discovery    `toml:"discovery"`
 	Host        HostConfig   `toml:"host"`
 	Member      MemberConfig `toml:"member"`
@@ -108,7 +108,8 @@ func (d Duration) String() string { return time.Duration(d).String() }
 
 // ByteSize is a number of bytes written in TOML as a string such as
 // "24MiB", in the syntax of the GOMEMLIMIT environment variable: an integer
-// with a unit of B, KiB, MiB, GiB or TiB (none means bytes). "off" is 0.
+// with a unit of B, KiB, MiB, GiB or TiB (none means bytes). "off" is 0,
+// "auto" MemoryLimitAuto.
 type ByteSize int64
 
 var byteUnits = []struct {
@@ -119,8 +120,12 @@ var byteUnits = []struct {
 // UnmarshalText implements [encoding.TextUnmarshaler].
 func (b *ByteSize) UnmarshalText(text []byte) error {
 	s := string(text)
-	if s == "off" {
+	switch s {
+	case "off":
 		*b = 0
+		return nil
+	case "auto":
+		*b = MemoryLimitAuto
 		return nil
 	}
 	shift := uint(0)
@@ -141,10 +146,14 @@ func (b *ByteSize) UnmarshalText(text []byte) error {
 // MarshalText implements [encoding.TextMarshaler].
 func (b ByteSize) MarshalText() ([]byte, error) { return []byte(b.String()), nil }
 
-// String returns b in the largest unit that divides it, "off" for 0.
+// String returns b in the largest unit that divides it, "off" for 0,
+// "auto" for MemoryLimitAuto.
 func (b ByteSize) String() string {
-	if b == 0 {
+	switch {
+	case b == 0:
 		return "off"
+	case b == MemoryLimitAuto:
+		return "auto"
 	}
 	for _, u := range byteUnits {
 		if b%(1<<u.shift) == 0 {
@@ -181,7 +190,7 @@ func Default() Config {
 		SocketGroup: "meshd",
 		Nick:        defaultNick(),
 		LogLevel:    "info",
-		MemoryLimit: DefaultMemoryLimit,
+		MemoryLimit: MemoryLimitAuto,
 		Discovery: Discovery{
 			Group:     netip.MustParseAddrPort("239.255.77.1:7701"),
 			Interval:  Duration(5 * time.Second),
@@ -372,8 +381,8 @@ func (c Config) problems() []Problem {
 	if _, ok := logLevels[c.LogLevel]; !ok {
 		d.add("log_level", "%q is not a log level; use debug, info, warn or error", c.LogLevel)
 	}
-	if c.MemoryLimit != 0 && c.MemoryLimit < minMemoryLimit {
-		d.add("memory_limit", "%q is below the %s an idle meshd needs, where the garbage collector would run without pause; use at least %q, or \"off\"", c.MemoryLimit, minMemoryLimit, minMemoryLimit)
+	if c.MemoryLimit > 0 && c.MemoryLimit < minMemoryLimit {
+		d.add("memory_limit", "%q is below the %s an idle meshd needs, where the garbage collector would run without pause; use at least %q, \"auto\" or \"off\"", c.MemoryLimit, minMemoryLimit, minMemoryLimit)
 	}
 
 	disc := c.Discovery
@@ -587,7 +596,7 @@ func (d *decoder) add(key, format string, args ...any) {
 // textForms describes the types decoded from strings, for messages.
 var textForms = map[reflect.Type]string{
 	reflect.TypeFor[Duration]():       `a duration such as "5s"`,
-	reflect.TypeFor[ByteSize]():       `a size such as "24MiB", or "off"`,
+	reflect.TypeFor[ByteSize]():       `a size such as "24MiB", "auto" or "off"`,
 	reflect.TypeFor[netip.Addr]():     `an IP address such as "192.0.2.1"`,
 	reflect.TypeFor[netip.AddrPort](): `an IP address and port such as "192.0.2.1:7702"`,
 	reflect.TypeFor[netip.Prefix]():   `an address prefix such as "239.255.78.0/24"`,

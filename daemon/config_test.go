@@ -298,12 +298,12 @@ meshd.toml:6: discovery.interfaces[2]: "bat0" duplicates discovery.interfaces[0]
 		{
 			name: "memory limit too low",
 			src:  "version = 1\nmemory_limit = \"4MiB\"\n",
-			want: `meshd.toml:2: memory_limit: "4MiB" is below the 8MiB an idle meshd needs, where the garbage collector would run without pause; use at least "8MiB", or "off"`,
+			want: `meshd.toml:2: memory_limit: "4MiB" is below the 8MiB an idle meshd needs, where the garbage collector would run without pause; use at least "8MiB", "auto" or "off"`,
 		},
 		{
 			name: "memory limit not a size",
 			src:  "version = 1\nmemory_limit = \"24MB\"\n",
-			want: `meshd.toml:2: memory_limit: "24MB" is not a size such as "24MiB", or "off"`,
+			want: `meshd.toml:2: memory_limit: "24MB" is not a size such as "24MiB", "auto" or "off"`,
 		},
 		{
 			name: "rooms",
@@ -521,6 +521,7 @@ func TestByteSize(t *testing.T) {
 		out  string
 	}{
 		{"off", 0, "off"},
+		{"auto", MemoryLimitAuto, "auto"},
 		{"0", 0, "off"},
 		{"24MiB", 24 << 20, "24MiB"},
 		{"1536KiB", 1536 << 10, "1536KiB"},
@@ -537,7 +538,7 @@ func TestByteSize(t *testing.T) {
 			t.Errorf("%d.String() = %q, want %q", b, got, c.out)
 		}
 	}
-	for _, in := range []string{"", "MiB", "24MB", "-1", "1.5GiB", "24 MiB", "16777216TiB", "OFF"} {
+	for _, in := range []string{"", "MiB", "24MB", "-1", "1.5GiB", "24 MiB", "16777216TiB", "OFF", "Auto"} {
 		var b ByteSize
 		if err := b.UnmarshalText([]byte(in)); err == nil {
 			t.Errorf("UnmarshalText(%q) = %d, want an error", in, b)

@@ -25,6 +25,14 @@ var Version = "dev"
 // expiry of lapsed announcements.
 const tick = 250 * time.Millisecond
 
+// saveInterval paces the saving of how far each membership got. Joins and
+// leaves are saved at once and a clean shutdown saves the rest, so only a
+// crash loses up to this much: the member resumes that much early and
+// shows those lines again, each at its own sequence number. Each save is
+// a write, an fsync and a rename: once a second it cost a member 14 µs a
+// line at 100 lines a second, and a router's flash a write a second.
+const saveInterval = 10 * time.Second
+
 // Daemon is one running meshd.
 type Daemon struct {
 	cfg   Config
@@ -343,7 +351,7 @@ func (d *Daemon) timers(ctx context.Context) {
 			d.announce()
 			lastAnnounce = now
 		}
-		if now.Sub(lastSave) >= time.Second {
+		if now.Sub(lastSave) >= saveInterval {
 			d.saveMemberships()
 			lastSave = now
 		}

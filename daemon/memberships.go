@@ -34,9 +34,10 @@ type membership struct {
 func (d *Daemon) membershipsPath() string { return filepath.Join(d.cfg.StateDir, membershipsFile) }
 
 // saveMemberships writes the memberships if they changed since the last
-// write. Flash wears, so it is called once a second, not per line; after a
-// crash the member resumes a little early, and its user may see up to a
-// second of lines again, each at its own sequence number.
+// write. Flash wears, so it is called at joins and leaves, at shutdown and
+// every saveInterval, not per line; after a crash the member resumes a
+// little early, and its user may see up to saveInterval of lines again,
+// each at its own sequence number.
 func (d *Daemon) saveMemberships() {
 	var ms []membership
 	for _, m := range d.memberList() {

@@ -4,6 +4,7 @@ import (
 	"math"
 	"os"
 	"runtime/debug"
+	"syscall"
 )
 
 // The Go runtime's soft memory limit (memory_limit, GOMEMLIMIT semantics):
@@ -14,12 +15,17 @@ import (
 // (the runtime's limiter), so it bounds the headroom the collector keeps,
 // not what meshd needs.
 const (
-	// DefaultMemoryLimit is sized for a 64 MB router (see
-	// docs/BENCHMARKS.md, "Memory of a busy host"): well above what an
-	// idle daemon holds, so that the collector does not work for a
-	// small host, and below what a host of hundreds of sessions would grow
-	// to with GOGC's headroom alone.
-	DefaultMemoryLimit = 24 << 20
+	// MemoryLimitAuto (memory_limit = "auto", the default) is a quarter of
+	// the machine's RAM, at least autoFloor: out of the way on a machine
+	// with memory to spare, where collecting more often would only cost
+	// CPU, and autoFloor on a router of 64 MB.
+	MemoryLimitAuto ByteSize = -1
+	// autoFloor is the auto limit's least: a host of 500 sessions (10
+	// rooms of 50, TestBenchRSS) keeps about 14 MiB live, so that 16 MiB
+	// costs it a fifth more CPU and holds it at 17.4 MiB of RSS instead of
+	// 22, while 14 MiB tripled its CPU (docs/BENCHMARKS.md, "Memory of a
+	// busy host").
+	autoFloor ByteSize = 16 << 20
 	// minMemoryLimit is refused below: an idle meshd holds about 6 MiB
 	// of runtime memory (heap, stacks, the collector's own), and a limit
 	// under what is live has the collector run without pause.
@@ -32,10 +38,14 @@ const (
 func MemoryLimitFromEnv() bool { return os.Getenv("GOMEMLIMIT") != "" }
 
 // ApplyMemoryLimit sets the runtime's soft memory limit to limit, no limit
-// for 0, unless GOMEMLIMIT set one. It returns the limit in force, 0 for
-// none. The limit is the process's: cmd/meshd applies it at start and on
-// SIGHUP, not the daemon, of which a test may run several in one process.
+// for 0, a quarter of the RAM for MemoryLimitAuto, unless GOMEMLIMIT set
+// one. It returns the limit in force, 0 for none. The limit is the
+// process's: cmd/meshd applies it at start and on SIGHUP, not the daemon,
+// of which a test may run several in one process.
 func ApplyMemoryLimit(limit ByteSize) ByteSize {
+	if limit == MemoryLimitAuto {
+		limit = autoMemoryLimit()
+	}
 	l := int64(limit)
 	if l == 0 {
 		l = math.MaxInt64
@@ -49,4 +59,15 @@ func ApplyMemoryLimit(limit ByteSize) ByteSize {
 		return 0
 	}
 	return ByteSize(l)
+}
+
+// autoMemoryLimit is a quarter of the machine's RAM, rounded down to a
+// MiB, at least autoFloor; no limit if the kernel does not say.
+func autoMemoryLimit() ByteSize {
+	var si syscall.Sysinfo_t
+	if err := syscall.Sysinfo(&si); err != nil {
+		return 0
+	}
+	ram := uint64(si.Totalram) * uint64(si.Unit)
+	return max(ByteSize(ram/4)&^(1<<20-1), autoFloor)
 }

@@ -46,7 +46,7 @@ func TestDiffConfig(t *testing.T) {
 		{
 			name:    "memory_limit",
 			change:  func(c *Config) { c.MemoryLimit = 0 },
-			applied: []string{"memory_limit changed (24MiB → off)"},
+			applied: []string{"memory_limit changed (auto → off)"},
 		},
 		{
 			name:    "shorter announce_interval",

@@ -157,6 +157,22 @@ func TestBenchRSS(t *testing.T) {
 	t.Logf("host of %d rooms x %d members (path tcp), %d lines each: RSS %.1f MiB before the joins, %.1f MiB after; host CPU %v for the joins and lines; Go heap %.1f MiB, from the OS %.1f MiB, %d goroutines",
 		nRooms, nMembers, lines, float64(before)/1024, float64(after)/1024, cpu,
 		float64(st.Memory.HeapBytes)/(1<<20), float64(st.Memory.SysBytes)/(1<<20), st.Memory.Goroutines)
+
+	// Then the rooms are quiet, their members idle (each acks once a
+	// second): a busy host's usual state. Not a wait for an event but the
+	// span measured, past the 5 s after which a quiet room lets go of the
+	// blocks it kept for repairs.
+	const quiet = 10 * time.Second
+	cpu = procCPU(t, hst.cmd.Process.Pid)
+	time.Sleep(quiet)
+	idle, cpu := rssKiB(t, hst.cmd.Process.Pid), procCPU(t, hst.cmd.Process.Pid)-cpu
+	logMemory(t, "quiet", hst)
+	if dir := os.Getenv("MESHD_BENCH_PPROF"); dir != "" {
+		if err := saveProfile(hst.socket, "heap", filepath.Join(dir, "rss-host-heap-quiet.pprof")); err != nil {
+			t.Error(err)
+		}
+	}
+	t.Logf("the same after %v quiet: RSS %.1f MiB; host CPU %v over the %v", quiet, float64(idle)/1024, cpu, quiet)
 }
 
 // logMemory logs where a daemon's memory is: its resident pages by kind

@@ -228,3 +228,37 @@ func TestAckAnswersPaced(t *testing.T) {
 		t.Errorf("an ack after %v drew %d answers, want 1", ackAnswerEvery, n)
 	}
 }
+
+// TestSessionFramesTogether: frames that arrive together, in one record,
+// are each answered at once. The host's reader waits for the connection
+// to become readable between frames, and must not while the session holds
+// input already: here the Say would wait for the member's next frame, and
+// the member waits for its Said.
+func TestSessionFramesTogether(t *testing.T) {
+	tr := newTestRoom(t, memnet.New(5), "general")
+	rs := dialRaw(t, tr, "m")
+	b, err := wire.AppendFrame(nil, &wire.Ack{Seq: rs.welcome.Next - 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err = wire.AppendFrame(b, &wire.Say{ID: 7, Text: "together"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rs.conn.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	// Well within memberIdle, after which the host would end the session.
+	rs.conn.SetReadDeadline(time.Now().Add(memberIdle / 2))
+	for {
+		f, _, err := wire.ReadFrame(rs.conn, nil)
+		if err != nil {
+			t.Fatalf("no Said for a Say that came with an Ack: %v", err)
+		}
+		if said, ok := f.(*wire.Said); ok && said.ID == 7 {
+			if said.Error != "" {
+				t.Fatalf("Said: %s", said.Error)
+			}
+			return
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"meshd/mcast/memnet"
 	"meshd/rooms/wire"
 )
 
@@ -190,5 +191,43 @@ func TestBusyRoomWaitsLonger(t *testing.T) {
 	advance(busyWindow)
 	if blocks, armed := say(1); blocks != 7 || armed {
 		t.Fatalf("a lone line after a slow window: %d blocks sent at once, timer armed %v; want 7, not armed", blocks, armed)
+	}
+}
+
+// TestQuietRoomLetsBlocksGo: the blocks a room keeps for repairs are let
+// go once it has been quiet for quietBlocks, not before, and the next
+// line is sent and kept as usual.
+func TestQuietRoomLetsBlocksGo(t *testing.T) {
+	tr := newTestRoom(t, memnet.New(1), "general")
+	kept := func() (n int) {
+		tr.seq.mu.Lock()
+		defer tr.seq.mu.Unlock()
+		for _, sb := range tr.seq.blocks {
+			if sb != nil {
+				n++
+			}
+		}
+		return n
+	}
+	if _, err := tr.seq.Say("one"); err != nil {
+		t.Fatal(err)
+	}
+	if kept() != 1 {
+		t.Fatalf("%d blocks kept after a line, want 1", kept())
+	}
+	tr.host.Tick(time.Now().Add(quietBlocks / 2))
+	if kept() != 1 {
+		t.Fatalf("%d blocks kept after %v of quiet, want 1", kept(), quietBlocks/2)
+	}
+	tr.host.Tick(time.Now().Add(quietBlocks + time.Second))
+	if kept() != 0 {
+		t.Fatalf("%d blocks kept after %v of quiet, want none", kept(), quietBlocks+time.Second)
+	}
+	before := tr.stats.PacketsSent.Load()
+	if _, err := tr.seq.Say("two"); err != nil {
+		t.Fatal(err)
+	}
+	if kept() != 1 || tr.stats.PacketsSent.Load() == before {
+		t.Fatalf("after the next line: %d blocks kept, %d packets sent; want 1 kept and the block sent", kept(), tr.stats.PacketsSent.Load()-before)
 	}
 }

@@ -121,12 +121,9 @@ func reload(log *slog.Logger, level *slog.LevelVar, d *daemon.Daemon, path strin
 // and says which limit is in force: GOMEMLIMIT's, if it is set, wins.
 func applyMemoryLimit(log *slog.Logger, limit daemon.ByteSize) {
 	inForce := daemon.ApplyMemoryLimit(limit)
-	switch {
-	case daemon.MemoryLimitFromEnv():
+	if daemon.MemoryLimitFromEnv() {
 		log.Info("memory limit from GOMEMLIMIT; memory_limit is not applied", "limit", inForce, "memory_limit", limit)
-	case limit == 0:
-		log.Debug("no memory limit")
-	default:
-		log.Debug("memory limit", "limit", limit)
+		return
 	}
+	log.Info("memory limit", "limit", inForce, "memory_limit", limit)
 }

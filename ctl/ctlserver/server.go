@@ -428,9 +428,13 @@ func (s *Server) events(w httpd.ResponseWriter, r *httpd.Request) {
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(httpd.StatusOK)
-	enc := json.NewEncoder(w)
+	var line []byte
 	encode := func(ev ctl.Event) bool {
-		if err := enc.Encode(ev); err != nil {
+		var err error
+		if line, err = appendEvent(line[:0], &ev); err == nil {
+			_, err = w.Write(line)
+		}
+		if err != nil {
 			s.log.Debug("event stream write failed", "room", room, "err", err)
 			return false
 		}

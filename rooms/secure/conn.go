@@ -100,6 +100,16 @@ func (c *Conn) Read(p []byte) (int, error) {
 	return n, nil
 }
 
+// Buffered reports whether Read has something to return without reading
+// the connection: plaintext, received bytes not yet opened, or an error.
+// A reader that waits for the connection to become readable before it
+// calls Read (to wait on a shallow stack) must not wait while it does.
+func (c *Conn) Buffered() bool {
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	return len(c.plain) > 0 || c.end > c.start || c.rerr != nil
+}
+
 // readRecord opens the next record into c.plain, reading from raw as
 // needed.
 func (c *Conn) readRecord() error {

@@ -609,3 +609,41 @@ func TestRecordBuffering(t *testing.T) {
 		}
 	}
 }
+
+// Buffered is true exactly while Read can return without reading the
+// connection: plaintext left over, a record received whole or in part,
+// or an error to report.
+func TestBuffered(t *testing.T) {
+	s := newSession(t, tcpPair)
+	recs := records(t, s, "one", "two")
+	bc := &bufConn{r: bytes.NewReader(cat(recs[0], recs[1]))}
+	s.b.raw = bc
+	if s.b.Buffered() {
+		t.Fatal("Buffered before anything was read")
+	}
+	buf := make([]byte, 2)
+	steps := []struct {
+		want     string
+		buffered bool
+	}{
+		{"on", true}, // "e" left, and the second record received with the first
+		{"e", true},  // the second record
+		{"tw", true}, // "o" left
+		{"o", false}, // nothing: the next Read reads the connection
+	}
+	for _, st := range steps {
+		n, err := s.b.Read(buf[:len(st.want)])
+		if err != nil || string(buf[:n]) != st.want {
+			t.Fatalf("Read = %q, %v; want %q", buf[:n], err, st.want)
+		}
+		if got := s.b.Buffered(); got != st.buffered {
+			t.Errorf("after reading %q: Buffered = %v, want %v", st.want, got, st.buffered)
+		}
+	}
+	if _, err := s.b.Read(buf); err == nil {
+		t.Fatal("Read past the stream's end: no error")
+	}
+	if !s.b.Buffered() {
+		t.Error("Buffered = false with an error to report")
+	}
+}
