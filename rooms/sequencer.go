@@ -564,23 +564,27 @@ func (s *Sequencer) flushLocked() {
 }
 
 // multicastLossLocked counts the members that multicast reaches (those
-// not on the stream) and averages the loss they last reported. A busy
-// block's parity is sized for the unluckiest of them at that loss; the
-// worst loss any member reported lately (s.loss) would count the bad luck
-// twice: once in which member reported it, once in the model of the
-// unluckiest member.
+// not on the stream) and averages the loss those that reported one last
+// reported. A busy block's parity is sized for the unluckiest of them at
+// that loss; the worst loss any member reported lately (s.loss) would
+// count the bad luck twice: once in which member reported it, once in the
+// model of the unluckiest member.
 func (s *Sequencer) multicastLossLocked() (members int, mean float64) {
 	var sum float64
+	reported := 0
 	for _, m := range s.members {
 		if !m.streaming {
 			members++
-			sum += m.loss
+			if m.reported {
+				reported++
+				sum += m.loss
+			}
 		}
 	}
-	if members == 0 {
-		return 0, 0
+	if reported == 0 {
+		return members, 0
 	}
-	return members, sum / float64(members)
+	return members, sum / float64(reported)
 }
 
 // answerLocked tells the senders of the batch just logged where their
