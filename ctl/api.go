@@ -308,6 +308,7 @@ var counterHelp = map[string]string{
 	"blocks_decoded":       "blocks rebuilt from any k shards",
 	"blocks_repaired":      "blocks that needed parity to rebuild",
 	"stream_switches":      "memberships changing path (multicast or tcp)",
+	"stream_refused":       "memberships' requests to leave lossy multicast that the host refused: most members lost as much, so the loss was the host's link",
 	"sessions_refused":     "join sessions refused",
 	"sessions_tampered":    "session records that failed authentication (session closed)",
 	"access_denied":        "joins refused by a room's access: not invited, bad invite, wrong or missing passphrase",

@@ -402,6 +402,7 @@ type hostSession struct {
 	acked     uint64    // everything up to here has reached the member
 	streaming bool      // the member gets the room over this session
 	loss      float64   // the share of multicast shards it lost, as it last reported
+	reported  bool      // loss holds a report
 	answered  time.Time // when the host last answered an ack
 	watches   []watch
 	nackLimit bucket

@@ -471,6 +471,8 @@ func (m *Member) serve(conn *secure.Conn) error {
 			m.key = k
 			m.rx.newEpoch()
 			m.mu.Unlock()
+		case *wire.Stream:
+			m.streamAnswer(f)
 		case *wire.Seen:
 			m.mu.Lock()
 			m.rx.seen(f)

@@ -41,11 +41,14 @@ const (
 	maxReceipts = 256
 	// Multicast that is silent for silentAfter, or loses more than
 	// lossyAbove of its shards, sends the member to its session; it comes
-	// back once multicast has been healthy for healthyFor.
+	// back once multicast has been healthy for healthyFor. The host may
+	// refuse a request for loss (when the whole room loses as much: its
+	// own link); the member asks again for loss only after refusedHold.
 	silentAfter = 3 * Heartbeat
 	lossyAbove  = 0.5
 	healthyFor  = 3 * time.Second
 	healthyLoss = 0.2
+	refusedHold = 10 * time.Second
 )
 
 // receiver is the receive state of a Member, guarded by its lock.
@@ -68,7 +71,9 @@ type receiver struct {
 	loss              float64 // smoothed share of shards lost on multicast
 	lastMcast         time.Time
 	mcastSince        time.Time // start of the current run of healthy multicast
-	streaming         bool
+	streaming         bool      // the host granted the stream: the room comes over the session
+	asked             bool      // a request for the stream awaits the host's answer
+	refusedAt         time.Time // when the host last refused the stream
 
 	ackArmed bool
 	ackTimer *time.Timer
@@ -189,7 +194,7 @@ func (rx *receiver) reset(next, block uint64, now time.Time) {
 	rx.next, rx.highest = next, next
 	rx.doneBelow, rx.lastBlock = block+1, block
 	rx.clearPartials()
-	rx.streaming = false
+	rx.streaming, rx.asked, rx.refusedAt = false, false, time.Time{}
 	rx.lastMcast, rx.mcastSince = now, now
 }
 
@@ -677,7 +682,8 @@ func (m *Member) ack() {
 
 // keepalive runs beside a session: once a second it updates the loss
 // estimate, reports it, and moves the member between multicast and its
-// session as multicast fails or recovers.
+// session as multicast fails or recovers. The report goes first, so that
+// the host weighs a request for loss against this member's newest loss.
 func (m *Member) keepalive(ctx context.Context, conn *secure.Conn) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
@@ -685,7 +691,7 @@ func (m *Member) keepalive(ctx context.Context, conn *secure.Conn) {
 	tcp := m.path == PathTCP
 	m.mu.Unlock()
 	if tcp {
-		m.setStream(conn, true)
+		m.requestStream(conn, &wire.Stream{On: true})
 	}
 	for {
 		select {
@@ -699,42 +705,97 @@ func (m *Member) keepalive(ctx context.Context, conn *secure.Conn) {
 				rx.loss = 0.5*rx.loss + 0.5*sample
 				rx.lossSent, rx.lossGot = 0, 0
 			}
-			silent := now.Sub(rx.lastMcast) > silentAfter
-			cur := rx.streaming
-			want := cur
-			switch m.path {
-			case PathTCP:
-				want = true
-			case PathMulticast:
-				want = false
-			case PathAuto:
-				switch {
-				case !rx.streaming && (silent || rx.loss > lossyAbove):
-					want = true
-				case rx.streaming && !silent && now.Sub(rx.mcastSince) >= healthyFor && rx.loss < healthyLoss:
-					want = false
-				}
-			}
+			req := m.pathRequestLocked(now)
 			m.mu.Unlock()
-			if want != cur {
-				m.setStream(conn, want)
-			}
 			m.ack()
+			if req != nil {
+				m.requestStream(conn, req)
+			}
 		}
 	}
 }
 
-// setStream asks the host to send the room over the session, or to stop.
-func (m *Member) setStream(conn *secure.Conn, on bool) {
-	if err := m.write(conn, &wire.Stream{On: on}); err != nil {
+// pathRequestLocked returns the Stream frame the member's path calls for
+// now, or nil. Silence is always worth the stream: multicast does not
+// reach this member. Loss is worth it only if the member's own link is to
+// blame, which the host, seeing every member's loss, decides; after a
+// refusal the member stays on multicast, repaired by NACKs and Fetch, and
+// asks again for loss only after refusedHold. Silence after heavy loss
+// counts as loss: once a busy room falls quiet, only a heartbeat a second
+// is left to hear, and at over 50 % loss three in a row are lost often;
+// that silence is the loss's, and the room likely shares it.
+func (m *Member) pathRequestLocked(now time.Time) *wire.Stream {
+	rx := &m.rx
+	if rx.asked {
+		return nil
+	}
+	silent := now.Sub(rx.lastMcast) > silentAfter
+	lossy := rx.loss > lossyAbove
+	switch {
+	case m.path == PathTCP && !rx.streaming:
+		return &wire.Stream{On: true}
+	case m.path != PathAuto:
+		return nil
+	case !rx.streaming && silent && !lossy:
+		return &wire.Stream{On: true}
+	case !rx.streaming && lossy && now.Sub(rx.refusedAt) >= refusedHold:
+		return &wire.Stream{On: true, Lossy: true}
+	case rx.streaming && !silent && now.Sub(rx.mcastSince) >= healthyFor && rx.loss < healthyLoss:
+		return &wire.Stream{On: false}
+	}
+	return nil
+}
+
+// requestStream asks the host to send the room over the session, or to
+// stop. Stopping takes effect at once; a start waits for the host's
+// answer (streamAnswer). A start is marked as asked before it is written:
+// the answer may be read before the write returns.
+func (m *Member) requestStream(conn *secure.Conn, f *wire.Stream) {
+	if f.On {
+		m.mu.Lock()
+		m.rx.asked = true
+		m.mu.Unlock()
+	}
+	if err := m.write(conn, f); err != nil {
+		m.mu.Lock()
+		m.rx.asked = false
+		m.mu.Unlock()
+		return
+	}
+	if f.On {
 		return
 	}
 	m.mu.Lock()
-	m.rx.streaming = on
-	m.mu.Unlock()
+	defer m.mu.Unlock()
+	if m.rx.streaming {
+		m.rx.streaming = false
+		m.pathChangedLocked()
+	}
+}
+
+// streamAnswer takes the host's answer to a request for the stream.
+func (m *Member) streamAnswer(f *wire.Stream) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	rx := &m.rx
+	rx.asked = false
+	if !f.On {
+		rx.refusedAt = time.Now()
+		m.cfg.Stats.StreamRefused.Add(1)
+		m.log.Info("the host refused the stream: most of the room loses as much, so the loss is the host's link; staying on multicast, repaired by NACKs and fetches",
+			"loss", rx.loss)
+		return
+	}
+	if !rx.streaming {
+		rx.streaming = true
+		m.pathChangedLocked()
+	}
+}
+
+func (m *Member) pathChangedLocked() {
 	m.cfg.Stats.StreamSwitches.Add(1)
 	path := PathMulticast
-	if on {
+	if m.rx.streaming {
 		path = PathTCP
 	}
 	m.log.Info("room path changed", "path", path)

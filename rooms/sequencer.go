@@ -29,6 +29,16 @@ const (
 	// repairWindow gathers the NACKs of several members for one block
 	// before repairing it once, with the most any of them asked for.
 	repairWindow = 5 * time.Millisecond
+	// repairHold is how long the shards a block's repair sent count
+	// against later NACKs for that block. NACKs sent before the repair
+	// reached their members (members' backoff spreads them over 15 ms),
+	// and those of members that lost the same shards, ask for what is on
+	// its way already; answering each with more shards sent a room of 16
+	// members at 50 % loss five repairs for every new shard, several times
+	// what its link carried. Two NACK retries long: a member's first retry
+	// crosses the repair still queued on a loaded link (a radio queue holds
+	// up to about 100 ms), its second is answered.
+	repairHold = 2 * nackRetry
 	// sentBlocks is how many recent blocks the host can repair with fresh
 	// parity; older gaps are served as batches over members' sessions.
 	sentBlocks = 128
@@ -126,6 +136,10 @@ type sentBlock struct {
 	shards [][]byte // k data, then parity
 	sent   int      // shards sent at first
 	next   int      // the next shard a repair sends
+	// The repair round in progress: repaired shards sent since
+	// repairedAt, which count against NACKs until repairHold after it.
+	repaired   int
+	repairedAt time.Time
 }
 
 func newSequencer(h *Host, name string, id [wire.RoomIDLen]byte, store Store, access *accessState) *Sequencer {
@@ -662,8 +676,9 @@ func (s *Sequencer) HandleNack(pkt []byte) {
 	}
 }
 
-// repair sends what the NACKs of the last window asked for: parity not
-// yet sent, then, once a block's parity is spent, its data shards again.
+// repair sends what the NACKs of the last window asked for, less what
+// the block's repair round (repairHold) sent already: parity not yet
+// sent, then, once a block's parity is spent, its data shards again.
 func (s *Sequencer) repair() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -671,12 +686,18 @@ func (s *Sequencer) repair() {
 	if s.closed {
 		return
 	}
+	now := s.now()
 	for no, want := range s.repairs {
 		delete(s.repairs, no)
 		sb := s.blocks[no%sentBlocks]
 		if sb == nil || sb.no != no {
 			continue
 		}
+		if now.Sub(sb.repairedAt) >= repairHold {
+			sb.repaired, sb.repairedAt = 0, now
+		}
+		want -= sb.repaired
+		sb.repaired += max(want, 0)
 		for range want {
 			n := s.sendShardLocked(sb, sb.next)
 			sb.next = (sb.next + 1) % len(sb.shards)
@@ -928,7 +949,7 @@ func (s *Sequencer) serveMember(m *hostSession, buf []byte) error {
 		case *wire.Ack:
 			s.ack(m, f)
 		case *wire.Stream:
-			s.stream(m, f.On)
+			s.stream(m, f)
 		default:
 			return fmt.Errorf("unexpected frame %T from member", f)
 		}
@@ -990,8 +1011,11 @@ func (s *Sequencer) ack(m *hostSession, a *wire.Ack) {
 		m.answered = now
 		m.send(&wire.Ack{Seq: s.next - uint64(len(s.pending)) - 1})
 	}
+	// Every member's report counts for the stream decision (a streaming
+	// member stays in the data group and keeps measuring); only those on
+	// multicast size parity.
+	m.loss, m.reported = float64(min(a.Loss, 1000))/1000, true
 	if !m.streaming {
-		m.loss = float64(min(a.Loss, 1000)) / 1000
 		s.loss = max(s.loss, m.loss)
 	}
 	if s.members[m.keyID] != m || a.Seq <= m.acked {
@@ -1009,22 +1033,71 @@ func (s *Sequencer) ack(m *hostSession, a *wire.Ack) {
 }
 
 // stream switches a member between multicast and its session: a member
-// that asks for the stream gets everything it lacks at once, then every
-// batch as it is made.
-func (s *Sequencer) stream(m *hostSession, on bool) {
+// that is granted the stream gets everything it lacks at once, then every
+// batch as it is made. Every request to start is answered, granted or
+// refused (wire.Stream); stopping needs no answer.
+func (s *Sequencer) stream(m *hostSession, f *wire.Stream) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.members[m.keyID] != m || m.streaming == on {
+	if s.members[m.keyID] != m {
 		return
 	}
-	m.streaming = on
-	s.host.log.Info("member changed path", "room", s.ref, "nick", m.nick, "tcp", on)
-	if on {
-		// What is logged first, then the pending batch, which flushing
-		// adds to the session right after it.
-		m.catchUp(m.acked+1, s.next-uint64(len(s.pending)))
-		s.flushLocked()
+	if !f.On {
+		if m.streaming {
+			m.streaming = false
+			s.host.log.Info("member changed path", "room", s.ref, "nick", m.nick, "tcp", false)
+		}
+		return
 	}
+	if !m.streaming && f.Lossy {
+		if room, peers, shared := s.sharedLossLocked(m); shared {
+			s.host.log.Info("stream refused: the room shares the member's loss", "room", s.ref, "nick", m.nick,
+				"loss", m.loss, "room_loss", room, "members", peers)
+			m.send(&wire.Stream{On: false})
+			return
+		}
+	}
+	m.send(&wire.Stream{On: true})
+	if m.streaming {
+		return
+	}
+	m.streaming = true
+	s.host.log.Info("member changed path", "room", s.ref, "nick", m.nick, "tcp", true)
+	// What is logged first, then the pending batch, which flushing adds to
+	// the session right after it.
+	m.catchUp(m.acked+1, s.next-uint64(len(s.pending)))
+	s.flushLocked()
+}
+
+// outlierMargin is how much more loss than the room's a member must
+// report to be granted the stream for loss.
+const outlierMargin = 0.25
+
+// sharedLossLocked tells whether the loss member m reports is the room's:
+// whether the median of what the other members last reported (room, from
+// peers reports) comes within outlierMargin of it. A member asks for the
+// stream when its loss passes lossyAbove; if most members lose about as
+// much, the loss is on the host's side, most likely its own link
+// overrun, and answering with a copy of the room per member over that same
+// link is a congestion collapse: the session streams crowd out multicast,
+// so the rest lose more and ask too. Those members stay on multicast,
+// where NACK repairs and Fetch over the session still bring every
+// record; only a member whose own link is worse than the room's is worth
+// a copy of its own. With no other member to compare with, the stream is
+// granted: one copy costs no more than the multicast it replaces.
+func (s *Sequencer) sharedLossLocked(m *hostSession) (room float64, peers int, shared bool) {
+	var losses []float64
+	for _, o := range s.members {
+		if o != m && o.reported {
+			losses = append(losses, o.loss)
+		}
+	}
+	if len(losses) == 0 {
+		return 0, 0, false
+	}
+	slices.Sort(losses)
+	room = losses[len(losses)/2]
+	return room, len(losses), m.loss-room < outlierMargin
 }
 
 func (s *Sequencer) close() {

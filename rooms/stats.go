@@ -51,6 +51,7 @@ type Stats struct {
 	BlocksDecoded   atomic.Int64 // blocks rebuilt from any k shards
 	BlocksRepaired  atomic.Int64 // blocks that needed parity to rebuild
 	StreamSwitches  atomic.Int64 // this daemon's memberships changing path
+	StreamRefused   atomic.Int64 // this daemon's memberships refused the stream: their loss was the room's
 
 	// Bytes of the packets the host multicast, by what they carried (per
 	// send: a host on several interfaces puts each on every one). With
@@ -124,6 +125,7 @@ func (s *Stats) Snapshot() map[string]int64 {
 		"blocks_decoded":       s.BlocksDecoded.Load(),
 		"blocks_repaired":      s.BlocksRepaired.Load(),
 		"stream_switches":      s.StreamSwitches.Load(),
+		"stream_refused":       s.StreamRefused.Load(),
 		"says_limited":         s.SaysLimited.Load(),
 		"rekeys":               s.Rekeys.Load(),
 		"joins_limited":        s.JoinsLimited.Load(),

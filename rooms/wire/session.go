@@ -20,7 +20,7 @@ const (
 	FrameGone   = 8  // host → member: these sequence numbers are no longer held
 	FrameBatch  = 9  // host → member: one signed batch, as the log holds it
 	FrameAck    = 10 // member → host: what it has delivered, and the loss it sees; host → member: the newest line logged
-	FrameStream = 11 // member → host: send me the room over this session, or stop
+	FrameStream = 11 // member → host: send me the room over this session, or stop; host → member: granted or refused
 	FrameSeen   = 12 // host → member: how many members hold a line it said
 	FrameRekey  = 13 // host → member: the room's new epoch key
 )
@@ -125,10 +125,18 @@ type Ack struct {
 	Loss uint16
 }
 
-// Stream asks the host to send the room's batches over the session (On=1),
-// because multicast does not reach the member or is too lossy, or to stop
-// (On=0) once multicast is back. Body: on uint8.
-type Stream struct{ On bool }
+// Stream, from a member, asks the host to send the room's batches over
+// the session, because multicast does not reach the member (1) or loses
+// more than it can repair well (2), or to stop (0) once multicast is
+// back. The host answers each request to start with a Stream of its own:
+// 1, granted, or 0, refused. It refuses only a request for loss (2), when
+// most members report the same loss: then the loss is the host's own link,
+// which a copy of the room per member over that link would only make worse.
+// Body: mode uint8, 0..2.
+type Stream struct {
+	On    bool
+	Lossy bool // with On, from a member: asked for loss, not silence; the host may refuse
+}
 
 // Seen tells a member how many of the room's members held its line Seq
 // when the host last counted: seq uint64, seen uint16, of uint16.
@@ -234,11 +242,16 @@ func AppendFrame(b []byte, f Frame) ([]byte, error) {
 		b = appendU64(b, f.Seq)
 		b = appendU16(b, f.Loss)
 	case *Stream:
-		on := byte(0)
-		if f.On {
-			on = 1
+		mode := byte(0)
+		switch {
+		case f.On && f.Lossy:
+			mode = 2
+		case f.On:
+			mode = 1
+		case f.Lossy:
+			return b[:start], fmt.Errorf("stream: %w: lossy without on", ErrInvalid)
 		}
-		b = append(b, FrameStream, on)
+		b = append(b, FrameStream, mode)
 	case *Rekey:
 		b = append(b, FrameRekey)
 		b = appendU64(b, f.Epoch)
@@ -327,11 +340,11 @@ func ParseFrame(b []byte) (Frame, error) {
 		a.Loss = r.u16()
 		f = a
 	case FrameStream:
-		on := r.u8()
-		if on > 1 {
+		mode := r.u8()
+		if mode > 2 {
 			r.fail(ErrInvalid)
 		}
-		f = &Stream{On: on == 1}
+		f = &Stream{On: mode >= 1, Lossy: mode == 2}
 	case FrameRekey:
 		rk := &Rekey{Epoch: r.u64()}
 		copy(rk.Key[:], r.take(len(rk.Key)))

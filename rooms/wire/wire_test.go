@@ -1216,6 +1216,7 @@ func sampleFrames() []wire.Frame {
 		&wire.Ack{Seq: ^uint64(0), Loss: ^uint16(0)},
 		&wire.Ack{},
 		&wire.Stream{On: true},
+		&wire.Stream{On: true, Lossy: true},
 		&wire.Stream{On: false},
 		&wire.Seen{Seq: 12, Seen: 3, Of: 4},
 		&wire.Seen{Seq: ^uint64(0), Seen: ^uint16(0), Of: ^uint16(0)},
@@ -1363,6 +1364,7 @@ func TestFrameLayout(t *testing.T) {
 		{&wire.Ack{Seq: 0x0102030405060708, Loss: 0x0a0b}, []byte{0, 0, 0, 11, wire.FrameAck, 1, 2, 3, 4, 5, 6, 7, 8, 0x0a, 0x0b}},
 		{&wire.Stream{On: true}, []byte{0, 0, 0, 2, wire.FrameStream, 1}},
 		{&wire.Stream{}, []byte{0, 0, 0, 2, wire.FrameStream, 0}},
+		{&wire.Stream{On: true, Lossy: true}, []byte{0, 0, 0, 2, wire.FrameStream, 2}},
 		{&wire.Seen{Seq: 3, Seen: 0x0102, Of: 0x0304}, []byte{0, 0, 0, 13, wire.FrameSeen, 0, 0, 0, 0, 0, 0, 0, 3, 1, 2, 3, 4}},
 	}
 	for _, tt := range tests {
@@ -1415,6 +1417,7 @@ func TestAppendFrameBounds(t *testing.T) {
 		{"batch", &wire.BatchFrame{Batch: make([]byte, wire.MaxBatch+1)}, wire.ErrTooLong},
 		{"gone empty", &wire.Gone{From: 5, To: 5}, wire.ErrInvalid},
 		{"gone backwards", &wire.Gone{From: 5, To: 4}, wire.ErrInvalid},
+		{"stream lossy off", &wire.Stream{Lossy: true}, wire.ErrInvalid},
 		{"retired packet", []byte{1, 2, 3}, wire.ErrType},
 		{"not a pointer", wire.Hello{}, wire.ErrType},
 		{"unknown", "hello", wire.ErrType},
@@ -1524,7 +1527,8 @@ func TestParseFrameBounds(t *testing.T) {
 		{"ack trailing", rawFrame(wire.FrameAck, u(11)), wire.ErrTrailing},
 		{"stream off", rawFrame(wire.FrameStream, []byte{0}), nil},
 		{"stream on", rawFrame(wire.FrameStream, []byte{1}), nil},
-		{"stream on=2", rawFrame(wire.FrameStream, []byte{2}), wire.ErrInvalid},
+		{"stream on for loss", rawFrame(wire.FrameStream, []byte{2}), nil},
+		{"stream mode 3", rawFrame(wire.FrameStream, []byte{3}), wire.ErrInvalid},
 		{"stream on=255", rawFrame(wire.FrameStream, []byte{0xff}), wire.ErrInvalid},
 		{"stream short", rawFrame(wire.FrameStream), wire.ErrShort},
 		{"stream trailing", rawFrame(wire.FrameStream, []byte{1, 0}), wire.ErrTrailing},
