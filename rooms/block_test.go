@@ -311,16 +311,18 @@ func BenchmarkBlock16K(b *testing.B) { benchBlock(b, 16<<10) }
 // TestBlockParityFromMembersLoss: a busy block's proactive parity is sized
 // for the unluckiest of the members on multicast at their mean reported
 // loss, a lone line's for the worst loss any member reported; members on
-// the stream count for neither.
+// the stream count for neither, and one that has not reported yet counts
+// as a member but not in the mean.
 func TestBlockParityFromMembersLoss(t *testing.T) {
 	s := newPathHost(t, new(countSink))
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for i := range 15 {
-		s.members[[wire.KeyIDLen]byte{0xfe, byte(i)}] = &hostSession{loss: 0.04}
+		s.members[[wire.KeyIDLen]byte{0xfe, byte(i)}] = &hostSession{loss: 0.04, reported: true}
 	}
-	s.members[[wire.KeyIDLen]byte{0xfe, 15}] = &hostSession{loss: 0.2}
-	s.members[[wire.KeyIDLen]byte{0xfe, 16}] = &hostSession{loss: 0.9, streaming: true}
+	s.members[[wire.KeyIDLen]byte{0xfe, 15}] = &hostSession{loss: 0.2, reported: true}
+	s.members[[wire.KeyIDLen]byte{0xfe, 16}] = &hostSession{loss: 0.9, reported: true, streaming: true}
+	s.members[[wire.KeyIDLen]byte{0xfe, 17}] = &hostSession{} // joined, no report yet: counted, not averaged
 	s.loss = 0.2
 	mean := (15*0.04 + 0.2) / 16
 	for _, lines := range []int{1, 50} {
@@ -331,7 +333,7 @@ func TestBlockParityFromMembersLoss(t *testing.T) {
 		}
 		s.flushLocked()
 		sb := s.blocks[s.block%sentBlocks]
-		want := proactiveParity(sb.k, 16, mean)
+		want := proactiveParity(sb.k, 17, mean)
 		if lines == 1 {
 			want = loneLineParity(sb.k, 0.2)
 		}

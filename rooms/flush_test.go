@@ -123,6 +123,77 @@ func TestLoneLineIsNotHeldBack(t *testing.T) {
 	}
 }
 
+// TestBusyRoomWaitsLonger: in a room that took busyLines lines in the last
+// busyWindow, a line waits for busyFlushDelay, even after a pause of
+// FlushDelay, so that a busy room's blocks grow; once a window is slow
+// again, a lone line goes at once after FlushDelay.
+func TestBusyRoomWaitsLonger(t *testing.T) {
+	sink := &blockSink{sent: make(chan struct{}, 1)}
+	s := newPathHost(t, sink)
+	clock := time.Unix(1_000_000, 0)
+	advance := func(d time.Duration) {
+		s.mu.Lock()
+		clock = clock.Add(d)
+		s.mu.Unlock()
+	}
+	s.mu.Lock()
+	s.now = func() time.Time { return clock }
+	s.mu.Unlock()
+	say := func(n int) (blocks int, armed bool) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for range n {
+			if _, err := s.submitLocked(wire.Record{Kind: wire.KindMessage, KeyID: s.keyID, Nick: "host", Text: "line"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return len(sink.sentBlocks()), s.flushArmed
+	}
+	waitBlocks := func(n int) {
+		t.Helper()
+		for len(sink.sentBlocks()) < n {
+			select {
+			case <-sink.sent:
+			case <-time.After(10 * time.Second):
+				t.Fatalf("blocks %v sent, want %d", sink.sentBlocks(), n)
+			}
+		}
+	}
+
+	// A window of busyLines - 1 lines (a lone line at once, the rest on
+	// the timer) is not busy: after it, FlushDelay of quiet will do.
+	if blocks, armed := say(busyLines - 1); blocks != 1 || !armed {
+		t.Fatalf("a burst: %d blocks sent at once, timer armed %v; want 1, armed", blocks, armed)
+	}
+	waitBlocks(2)
+	advance(busyWindow)
+	if blocks, armed := say(1); blocks != 3 || armed {
+		t.Fatalf("a line after a window of %d lines: %d blocks sent at once, timer armed %v; want 3, not armed", busyLines-1, blocks, armed)
+	}
+	// A window of busyLines is busy: a line FlushDelay after a block
+	// waits for busyFlushDelay.
+	say(busyLines - 1)
+	waitBlocks(4)
+	advance(busyWindow)
+	if blocks, armed := say(1); blocks != 5 || armed {
+		t.Fatalf("a line %v after the last block: %d blocks sent at once, timer armed %v; want 5, not armed", busyWindow, blocks, armed)
+	}
+	advance(FlushDelay)
+	start := time.Now()
+	if blocks, armed := say(1); blocks != 5 || !armed {
+		t.Fatalf("a line FlushDelay after a block in a busy room: %d blocks sent at once, timer armed %v; want 5, armed", blocks, armed)
+	}
+	waitBlocks(6)
+	if waited := time.Since(start); waited < busyFlushDelay {
+		t.Errorf("the line in a busy room went out after %v, want ≥ busyFlushDelay %v", waited, busyFlushDelay)
+	}
+	// A slow window again: a lone line goes at once.
+	advance(busyWindow)
+	if blocks, armed := say(1); blocks != 7 || armed {
+		t.Fatalf("a lone line after a slow window: %d blocks sent at once, timer armed %v; want 7, not armed", blocks, armed)
+	}
+}
+
 // TestQuietRoomLetsBlocksGo: the blocks a room keeps for repairs are let
 // go once it has been quiet for quietBlocks, not before, and the next
 // line is sent and kept as usual.

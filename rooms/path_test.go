@@ -128,7 +128,7 @@ func makeBlocks(tb testing.TB, s *Sequencer, sink *pktSink, n, lines int, loss f
 	// Proactive parity is sized for the unluckiest of the members on
 	// multicast: 16 of them, as in the benchmark harness's rooms.
 	for i := range 16 {
-		s.members[[wire.KeyIDLen]byte{0xfe, byte(i)}] = &hostSession{loss: loss}
+		s.members[[wire.KeyIDLen]byte{0xfe, byte(i)}] = &hostSession{loss: loss, reported: true}
 	}
 	defer func() {
 		for i := range 16 {
@@ -309,5 +309,37 @@ func TestFlushAllocs(t *testing.T) {
 	}
 	if per[0] > 5 || per[1] > per[0] || per[2] > per[0] {
 		t.Errorf("allocations per block of 1, 8, 32 lines = %v, want at most 5, the same for all", per)
+	}
+}
+
+// TestFetchOnlyAStuckGap: a member fetches over its session only what has
+// been missing for fetchAfter, not a run of gaps that NACK repairs keep
+// closing (a busy lossy room nearly always has one), and only the missing
+// run, not the records it holds after it.
+func TestFetchOnlyAStuckGap(t *testing.T) {
+	m := newPathMember(t, newPathHost(t, new(countSink)))
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	rx := &m.rx
+	t0 := time.Now()
+	rx.next, rx.highest = 10, 20
+	for seq := uint64(15); seq < 20; seq++ {
+		rx.pending[seq] = wire.Record{Kind: wire.KindMessage}
+	}
+	m.sequenceStateLocked(t0)
+	// The gap at 10 closes 300 ms on, one opens at 12: its age counts
+	// from then.
+	rx.next = 12
+	m.sequenceStateLocked(t0.Add(300 * time.Millisecond))
+	if f := m.fetchLocked(t0.Add(500 * time.Millisecond)); f != nil {
+		t.Errorf("fetch %+v for a gap 200 ms old, want none before %v", f, fetchAfter)
+	}
+	m.sequenceStateLocked(t0.Add(600 * time.Millisecond))
+	f := m.fetchLocked(t0.Add(700 * time.Millisecond))
+	if f == nil || f.From != 12 || f.Count != 3 {
+		t.Fatalf("fetch = %+v for 12..14 missing 400 ms, 15..19 held; want From 12, Count 3", f)
+	}
+	if f := m.fetchLocked(t0.Add(800 * time.Millisecond)); f != nil {
+		t.Errorf("fetch %+v again 100 ms later, want none before %v", f, fetchRetry)
 	}
 }

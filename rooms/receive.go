@@ -21,8 +21,9 @@ const (
 	// nackRetry is how long a member waits for a repair before it asks
 	// again, or before asking after overhearing another member ask.
 	nackRetry = 60 * time.Millisecond
-	// fetchAfter is how long a gap in the sequence may last before the
-	// member asks for it over its session, where it cannot be lost.
+	// fetchAfter is how long the next sequence number may be missing
+	// before the member asks for it over its session, where it cannot be
+	// lost.
 	fetchAfter = 400 * time.Millisecond
 	fetchRetry = time.Second
 	maxFetch   = 1024
@@ -57,8 +58,14 @@ type receiver struct {
 	// newest sequence number known to exist.
 	next, highest uint64
 	pending       map[uint64]wire.Record
-	gapSince      time.Time
-	nextFetch     time.Time
+	// gapSince is when next was first found missing, with a later number
+	// known (gapAt is that next): the age of the oldest gap, not of the
+	// run of gaps. In a busy lossy room some block is nearly always
+	// incomplete; timing that run fetched over the session, every
+	// fetchRetry, records that NACK repairs were about to bring.
+	gapSince  time.Time
+	gapAt     uint64
+	nextFetch time.Time
 
 	// Blocks below doneBelow are resolved; lastBlock is the newest known.
 	doneBelow, lastBlock uint64
@@ -459,8 +466,8 @@ func (m *Member) batchLocked(b []byte, now time.Time) {
 func (m *Member) sequenceStateLocked(now time.Time) {
 	rx := &m.rx
 	if rx.next < rx.highest {
-		if rx.gapSince.IsZero() {
-			rx.gapSince = now
+		if rx.gapSince.IsZero() || rx.gapAt != rx.next {
+			rx.gapSince, rx.gapAt = now, rx.next
 		}
 		m.armRepairLocked()
 	} else {
@@ -592,11 +599,7 @@ func (m *Member) repair() {
 			nack = nil
 		}
 	}
-	var fetch *wire.Fetch
-	if rx.next < rx.highest && !rx.gapSince.IsZero() && now.Sub(rx.gapSince) >= fetchAfter && !now.Before(rx.nextFetch) {
-		fetch = &wire.Fetch{From: rx.next, Count: uint16(min(rx.highest-rx.next, maxFetch))}
-		rx.nextFetch = now.Add(fetchRetry)
-	}
+	fetch := m.fetchLocked(now)
 	if rx.next < rx.highest || rx.doneBelow <= rx.lastBlock && !rx.streaming {
 		m.armRepairLocked()
 	}
@@ -616,6 +619,25 @@ func (m *Member) repair() {
 			m.log.Debug("fetch", "err", err)
 		}
 	}
+}
+
+// fetchLocked returns the Fetch to send for a gap in the sequence that
+// outlived fetchAfter, nil if none is due: the run of missing records from
+// next, not what follows it, which is held already.
+func (m *Member) fetchLocked(now time.Time) *wire.Fetch {
+	rx := &m.rx
+	if rx.next >= rx.highest || rx.gapSince.IsZero() || now.Sub(rx.gapSince) < fetchAfter || now.Before(rx.nextFetch) {
+		return nil
+	}
+	rx.nextFetch = now.Add(fetchRetry)
+	n := uint64(1)
+	for n < min(rx.highest-rx.next, maxFetch) {
+		if _, held := rx.pending[rx.next+n]; held {
+			break
+		}
+		n++
+	}
+	return &wire.Fetch{From: rx.next, Count: uint16(n)}
 }
 
 // overhear takes another member's NACK: a member that needs no more than
