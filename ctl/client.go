@@ -44,11 +44,14 @@ func (e *APIError) Error() string { return e.Message }
 
 // Client talks to meshd's control socket. The zero value uses
 // ClientSocketPath. A Client is safe for concurrent use; do not change
-// Socket after its first request.
+// Socket after its first request, nor copy a Client that has made one.
+// It keeps its connections open between requests for a second.
 type Client struct {
 	// Socket is the path of meshd's control socket; "" means
 	// ClientSocketPath().
 	Socket string
+
+	pool pool
 }
 
 func (c *Client) socketPath() string {
@@ -81,7 +84,7 @@ func (c *Client) do(ctx context.Context, method, path string, in any) (*response
 		}
 		body = b
 	}
-	resp, err := roundTrip(ctx, c.socketPath(), method, path, body)
+	resp, err := c.pool.roundTrip(ctx, c.socketPath(), method, path, body)
 	if err != nil {
 		var nr *notRunningError
 		if errors.As(err, &nr) {

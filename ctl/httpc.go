@@ -3,9 +3,9 @@ package ctl
 // A minimal HTTP/1.1 client for the control socket. net/http would do,
 // but it links crypto/tls, crypto/x509 and HTTP/2 into every front end,
 // about half of meshctl's size, for a router that has 8 MB of flash in
-// all. The control API needs little of HTTP: one request per connection,
-// JSON bodies, and answers framed by Content-Length, by chunks (the event
-// stream) or by the end of the connection.
+// all. The control API needs little of HTTP: JSON bodies, and answers
+// framed by Content-Length, by chunks (the event stream) or by the end of
+// the connection; connections kept alive between requests.
 
 import (
 	"bufio"
@@ -17,6 +17,9 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
+	"time"
 )
 
 // Limits on what the client reads of an answer's head, so that whatever
@@ -26,8 +29,25 @@ const (
 	maxHeaderCount = 100
 )
 
-// response is an answer's status and body; Body ends the connection when
-// closed.
+// Kept connections. A front end that sends many requests (a bridge, a
+// paste, the benchmark harness: one say per line) would otherwise pay a
+// connect, an accept and a server goroutine for each, about a third of
+// what a say costs the daemon at full rate. A connection idle for
+// keepIdle is closed: half the server's idle timeout (2 s), so that the
+// server never closes one just as a request is sent on it, and a Client
+// nobody uses holds no sockets for long.
+const (
+	keepIdle = time.Second
+	// maxKeep bounds the connections one Client keeps idle; the server
+	// serves 64 at once.
+	maxKeep = 32
+	// maxDrain is how much of an unread Content-Length body Close reads to
+	// keep the connection; a larger remainder is cheaper to drop.
+	maxDrain = 4 << 10
+)
+
+// response is an answer's status and body; Body ends the connection, or
+// keeps it for the next request, when closed.
 type response struct {
 	StatusCode int
 	Status     string // e.g. "404 Not Found", as the server wrote it
@@ -35,55 +55,181 @@ type response struct {
 	Body       io.ReadCloser
 }
 
-// roundTrip sends one request on its own connection and reads the answer's
-// head. The connection lives until the body is closed or ctx ends,
-// whichever comes first; ctx ending breaks any read in progress.
-func roundTrip(ctx context.Context, socket, method, path string, payload []byte) (*response, error) {
+// conn is a connection to the control socket and its reader.
+type conn struct {
+	nc        net.Conn
+	br        *bufio.Reader
+	idleSince time.Time
+}
+
+// pool keeps a Client's idle connections, the most recently used last.
+// The zero value is ready for use.
+type pool struct {
+	mu    sync.Mutex
+	idle  []*conn
+	sweep *time.Timer // closes connections idle for keepIdle; armed while any are
+}
+
+// get returns a kept connection that has been idle less than keepIdle, or
+// nil.
+func (p *pool) get() *conn {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for n := len(p.idle); n > 0; n = len(p.idle) {
+		c := p.idle[n-1]
+		p.idle[n-1] = nil
+		p.idle = p.idle[:n-1]
+		if time.Since(c.idleSince) < keepIdle {
+			return c
+		}
+		c.nc.Close()
+	}
+	return nil
+}
+
+// put keeps c for the next request.
+func (p *pool) put(c *conn) {
+	c.idleSince = time.Now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.idle) == maxKeep {
+		c.nc.Close()
+		return
+	}
+	p.idle = append(p.idle, c)
+	if p.sweep == nil {
+		p.sweep = time.AfterFunc(keepIdle, p.expire)
+	} else if len(p.idle) == 1 {
+		p.sweep.Reset(keepIdle)
+	}
+}
+
+// expire closes the connections idle for keepIdle and, while others are
+// kept, looks again when the oldest of them expires.
+func (p *pool) expire() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := time.Now()
+	n := 0
+	for _, c := range p.idle {
+		if now.Sub(c.idleSince) >= keepIdle {
+			c.nc.Close()
+			continue
+		}
+		p.idle[n] = c
+		n++
+	}
+	clear(p.idle[n:])
+	p.idle = p.idle[:n]
+	if n > 0 {
+		p.sweep.Reset(keepIdle - now.Sub(p.idle[0].idleSince))
+	}
+}
+
+// roundTrip sends one request, on a kept connection if there is one, and
+// reads the answer's head. The connection lives until the body is closed
+// or ctx ends, whichever comes first; ctx ending breaks any read in
+// progress.
+//
+// A kept connection the server has closed (it was shutting down) fails
+// before any of the answer arrives; then the request is sent once more on
+// a new connection. That cannot do a request twice: the control server
+// closes a connection without answering only while it waits for the next
+// request, never once it has read one.
+func (p *pool) roundTrip(ctx context.Context, socket, method, path string, payload []byte) (*response, error) {
+	req := make([]byte, 0, 160+len(payload))
+	req = append(req, method...)
+	req = append(req, ' ')
+	req = append(req, path...)
+	req = append(req, " HTTP/1.1\r\nHost: "+Host+"\r\nUser-Agent: meshctl\r\n"...)
+	if payload != nil {
+		req = append(req, "Content-Type: application/json\r\nContent-Length: "...)
+		req = strconv.AppendInt(req, int64(len(payload)), 10)
+		req = append(req, "\r\n"...)
+	}
+	req = append(req, "\r\n"...)
+	req = append(req, payload...)
+
+	if c := p.get(); c != nil {
+		resp, err := p.exchange(ctx, c, req, true)
+		if !errors.Is(err, errStale) {
+			return resp, err
+		}
+	}
 	var d net.Dialer
-	conn, err := d.DialContext(ctx, "unix", socket)
+	nc, err := d.DialContext(ctx, "unix", socket)
 	if err != nil {
 		return nil, dialError(socket, err)
 	}
+	return p.exchange(ctx, &conn{nc: nc, br: bufio.NewReaderSize(nc, 4<<10)}, req, false)
+}
+
+// errStale is exchange's report that a kept connection had been closed
+// by the server before it took the request.
+var errStale = errors.New("kept connection closed by the server")
+
+// exchange writes req on c and reads the answer's head.
+func (p *pool) exchange(ctx context.Context, c *conn, req []byte, kept bool) (*response, error) {
 	// Closing the connection is the one way to interrupt a blocked read
 	// or write; stop tells whether it already happened.
-	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	stop := context.AfterFunc(ctx, func() { c.nc.Close() })
 	fail := func(err error) (*response, error) {
 		stop()
-		conn.Close()
+		c.nc.Close()
 		if cerr := ctx.Err(); cerr != nil {
 			return nil, cerr
 		}
 		return nil, err
 	}
-
-	var req bytes.Buffer
-	fmt.Fprintf(&req, "%s %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\nUser-Agent: meshctl\r\n", method, path, Host)
-	if payload != nil {
-		fmt.Fprintf(&req, "Content-Type: application/json\r\nContent-Length: %d\r\n", len(payload))
-	}
-	req.WriteString("\r\n")
-	req.Write(payload)
-	if _, err := conn.Write(req.Bytes()); err != nil {
+	if _, err := c.nc.Write(req); err != nil {
+		if kept && ctx.Err() == nil {
+			stop()
+			c.nc.Close()
+			return nil, errStale
+		}
 		return fail(fmt.Errorf("send request: %w", err))
 	}
-
-	br := bufio.NewReader(conn)
-	resp, err := readHead(br)
+	if _, err := c.br.Peek(1); err != nil && kept && ctx.Err() == nil && closedByPeer(err) {
+		stop()
+		c.nc.Close()
+		return nil, errStale
+	}
+	resp, err := readHead(c.br)
 	if err != nil {
 		return fail(err)
 	}
-	r, err := framed(br, resp.Header)
+	r, err := framed(c.br, resp)
 	if err != nil {
 		return fail(err)
 	}
-	resp.Body = &body{r: r, conn: conn, stop: stop, ctx: ctx}
+	b := &body{r: r, c: c, pool: p, stop: stop, ctx: ctx}
+	// The connection may carry another request once this answer is read,
+	// if its end is framed and the server did not say it is the last.
+	_, b.keep = r.(*exactReader)
+	if _, ok := r.(*chunkedReader); ok {
+		b.keep = true
+	}
+	if strings.EqualFold(resp.Header["connection"], "close") {
+		b.keep = false
+	}
+	resp.Body = b
 	return resp, nil
 }
 
+// closedByPeer reports whether err is the end of a connection the other
+// side closed.
+func closedByPeer(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+}
+
 // framed returns a reader of the body that follows an answer's head in br,
-// as its headers frame it.
-func framed(br *bufio.Reader, header map[string]string) (io.Reader, error) {
+// as its status and headers frame it.
+func framed(br *bufio.Reader, resp *response) (io.Reader, error) {
+	header := resp.Header
 	switch te := strings.ToLower(header["transfer-encoding"]); {
+	case resp.StatusCode == 204 || resp.StatusCode == 304:
+		// No body, whatever the headers say (RFC 9112 §6.3).
+		return &exactReader{r: br}, nil
 	case te == "chunked":
 		return &chunkedReader{r: br}, nil
 	case te != "":
@@ -166,12 +312,16 @@ func readLine(br *bufio.Reader) (string, error) {
 }
 
 // body is an answer's body. Reading past a cancelled ctx reports ctx's
-// error; Close ends the connection.
+// error; Close keeps the connection for the next request if the answer
+// was read to its end, and ends it otherwise.
 type body struct {
-	r    io.Reader
-	conn net.Conn
-	stop func() bool
-	ctx  context.Context
+	r      io.Reader
+	c      *conn
+	pool   *pool
+	keep   bool // the connection may carry another request after this answer
+	closed bool
+	stop   func() bool
+	ctx    context.Context
 }
 
 func (b *body) Read(p []byte) (int, error) {
@@ -185,8 +335,29 @@ func (b *body) Read(p []byte) (int, error) {
 }
 
 func (b *body) Close() error {
-	b.stop()
-	return b.conn.Close()
+	if b.closed {
+		return nil
+	}
+	b.closed = true
+	keep := b.keep
+	switch r := b.r.(type) {
+	case *exactReader:
+		// A decoder may stop short of the body's end (the newline after a
+		// JSON value); what is left of a small body is read, not wasted.
+		if keep && r.n > 0 && r.n <= maxDrain {
+			_, err := io.Copy(io.Discard, r)
+			keep = err == nil
+		}
+		keep = keep && r.n == 0
+	case *chunkedReader:
+		keep = keep && r.done
+	}
+	// stop false: ctx ended and closed the connection.
+	if !b.stop() || !keep || b.c.br.Buffered() > 0 {
+		return b.c.nc.Close()
+	}
+	b.pool.put(b.c)
+	return nil
 }
 
 // exactReader reads a body of n bytes; a connection that ends sooner is

@@ -31,7 +31,7 @@ func FuzzReadAnswer(f *testing.F) {
 		if resp.StatusCode < 200 || resp.StatusCode > 999 {
 			t.Fatalf("status %d accepted from %q", resp.StatusCode, in)
 		}
-		r, err := framed(br, resp.Header)
+		r, err := framed(br, resp)
 		if err != nil {
 			return
 		}

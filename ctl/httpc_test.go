@@ -92,7 +92,7 @@ func TestClientRequestFormat(t *testing.T) {
 	if r.Name != "general" || r.Ref != "g@ab" {
 		t.Errorf("Host = %+v, want the room in the answer", r)
 	}
-	want := `POST /v0/rooms/host host=meshd.sock close=true type=application/json body={"name":"general"}`
+	want := `POST /v0/rooms/host host=meshd.sock close=false type=application/json body={"name":"general"}`
 	if got := srv.requests(); len(got) != 1 || got[0] != want {
 		t.Errorf("server saw %q\nwant         [%q]", got, want)
 	}
@@ -184,4 +184,127 @@ func TestClientEventStreamCancel(t *testing.T) {
 
 func chunk(s string) string {
 	return strconv.FormatInt(int64(len(s)), 16) + "\r\n" + s + "\r\n"
+}
+
+// connCounter is a net/http server on a Unix socket that counts the
+// connections it accepted and those that have closed.
+type connCounter struct {
+	socket         string
+	hs             *http.Server
+	mu             sync.Mutex
+	opened, closed int
+}
+
+func startCounter(t *testing.T) *connCounter {
+	t.Helper()
+	s := &connCounter{socket: filepath.Join(t.TempDir(), "count.sock")}
+	ln, err := net.Listen("unix", s.socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.hs = &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == "POST" {
+				w.WriteHeader(http.StatusNoContent)
+				return
+			}
+			w.Header().Set("Content-Type", "application/json")
+			io.WriteString(w, `{"version":"test"}`+"\n")
+		}),
+		ConnState: func(_ net.Conn, st http.ConnState) {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			switch st {
+			case http.StateNew:
+				s.opened++
+			case http.StateClosed, http.StateHijacked:
+				s.closed++
+			}
+		},
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); s.hs.Serve(ln) }()
+	t.Cleanup(func() { s.hs.Close(); <-done })
+	return s
+}
+
+func (s *connCounter) counts() (opened, closed int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.opened, s.closed
+}
+
+// TestClientKeepsConnections: requests in a row share one connection,
+// whether the answer has a body or not, and concurrent requests use no
+// more connections than there are at once; idle ones close within
+// about a second.
+func TestClientKeepsConnections(t *testing.T) {
+	srv := startCounter(t)
+	c := &ctl.Client{Socket: srv.socket}
+	ctx := context.Background()
+	for range 20 {
+		if st, err := c.Status(ctx); err != nil || st.Version != "test" {
+			t.Fatalf("Status = %+v, %v", st, err)
+		}
+		if err := c.Leave(ctx, "general"); err != nil {
+			t.Fatalf("Leave: %v", err)
+		}
+	}
+	if opened, _ := srv.counts(); opened != 1 {
+		t.Errorf("40 requests in a row opened %d connections, want 1", opened)
+	}
+
+	const workers = 8
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for range 10 {
+				if _, err := c.Status(ctx); err != nil {
+					t.Errorf("Status: %v", err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if opened, _ := srv.counts(); opened > 1+workers {
+		t.Errorf("%d workers opened %d connections, want at most %d", workers, opened, 1+workers)
+	}
+
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		opened, closed := srv.counts()
+		if opened == closed {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d connections still open 10 s after the last request", opened-closed, opened)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestClientKeptConnectionClosed: a request on a kept connection that
+// the server has since closed goes out again on a new one.
+func TestClientKeptConnectionClosed(t *testing.T) {
+	srv := startCounter(t)
+	c := &ctl.Client{Socket: srv.socket}
+	ctx := context.Background()
+	if _, err := c.Status(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Closes the idle connections, as a server shutting down does.
+	srv.hs.SetKeepAlivesEnabled(false)
+	deadline := time.Now().Add(10 * time.Second)
+	for _, closed := srv.counts(); closed == 0; _, closed = srv.counts() {
+		if time.Now().After(deadline) {
+			t.Fatal("the server did not close its idle connection")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := c.Leave(ctx, "general"); err != nil {
+		t.Fatalf("Leave after the server closed the kept connection: %v", err)
+	}
+	if opened, _ := srv.counts(); opened != 2 {
+		t.Errorf("opened %d connections, want 2", opened)
+	}
 }
