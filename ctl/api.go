@@ -287,6 +287,7 @@ var counterHelp = map[string]string{
 	"data_delivered":       "room records delivered in order",
 	"data_duplicate":       "room records already delivered",
 	"data_malformed":       "room records that did not parse",
+	"version_mismatch":     "packets of another meshd protocol version, dropped (the log names their source)",
 	"data_not_joined":      "room records for rooms not joined here",
 	"data_bad_epoch":       "room records under a key epoch not held",
 	"data_auth_failed":     "room records not sealed under the room key",
