@@ -651,8 +651,8 @@ func TestNackVector(t *testing.T) {
 
 // TestBatchVector pins the batch and shard test vectors of
 // docs/PROTOCOL.md (appendix): a batch of one line signed by the identity
-// of seed 00 01 … 1f, its block, and its data and first parity shard
-// sealed under the epoch key 32 × 42.
+// of seed 00 01 … 1f, its block, its data and first parity shard and a
+// heartbeat sealed under the epoch key 32 × 42.
 func TestBatchVector(t *testing.T) {
 	seed := make([]byte, ed25519.SeedSize)
 	for i := range seed {
