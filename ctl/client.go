@@ -1,16 +1,21 @@
 package ctl
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"net/url"
 	"strconv"
 	"strings"
 	"syscall"
+
+	"meshd/ctl/internal/flatjson"
 )
 
 // Host is the pseudo host name in the URLs the Client requests. The socket
@@ -261,44 +266,149 @@ func (c *Client) Events(ctx context.Context, room string, since uint64, initial 
 	if err != nil {
 		return nil, err
 	}
-	return &EventStream{ctx: ctx, body: resp.Body, dec: json.NewDecoder(resp.Body)}, nil
+	return &EventStream{ctx: ctx, body: resp.Body, br: bufio.NewReaderSize(resp.Body, 16<<10)}, nil
 }
 
-// EventStream reads the events of one subscription. It is not safe for
-// concurrent use.
+// maxEventBytes bounds one line of the event stream. The longest events
+// are a room's announcement (room_appear) and a line of text, both far
+// below this; a longer line is an error, not an unbounded allocation.
+const maxEventBytes = 1 << 20
+
+// EventStream reads the events of one subscription: one JSON object a
+// line. It is not safe for concurrent use.
 type EventStream struct {
 	ctx  context.Context
 	body io.ReadCloser
-	dec  *json.Decoder
-	raw  json.RawMessage
+	br   *bufio.Reader
+	line []byte // the last event's line, when longer than br's buffer
+	raw  []byte
+	room string // the last event's room, reused while events repeat it
 }
 
 // Next returns the next event. It returns io.EOF when the daemon ended the
 // stream and ctx.Err() when the stream's context was cancelled.
 func (s *EventStream) Next() (Event, error) {
 	s.raw = nil
-	var raw json.RawMessage
-	if err := s.dec.Decode(&raw); err != nil {
-		// Cancelling the context breaks the connection, which shows up as
-		// some I/O error; the cancellation is what the caller wants to see.
-		if cerr := s.ctx.Err(); cerr != nil {
-			return Event{}, cerr
+	for {
+		line, err := s.readLine()
+		if err != nil {
+			// Cancelling the context breaks the connection, which shows up as
+			// some I/O error; the cancellation is what the caller wants to see.
+			if cerr := s.ctx.Err(); cerr != nil {
+				return Event{}, cerr
+			}
+			if errors.Is(err, io.EOF) {
+				return Event{}, io.EOF
+			}
+			return Event{}, fmt.Errorf("read event stream: %w", err)
 		}
-		if errors.Is(err, io.EOF) {
-			return Event{}, io.EOF
+		line = bytes.TrimSpace(line)
+		if len(line) == 0 {
+			continue
 		}
-		return Event{}, fmt.Errorf("read event stream: %w", err)
+		ev, ok := s.decodeFlat(line)
+		if !ok {
+			ev = Event{}
+			if err := json.Unmarshal(line, &ev); err != nil {
+				return Event{}, fmt.Errorf("decode event %s: %w", line, err)
+			}
+		}
+		s.raw = line
+		return ev, nil
 	}
-	var ev Event
-	if err := json.Unmarshal(raw, &ev); err != nil {
-		return Event{}, fmt.Errorf("decode event %s: %w", raw, err)
+}
+
+// readLine returns the stream's next line, valid until the next call.
+func (s *EventStream) readLine() ([]byte, error) {
+	line, err := s.br.ReadSlice('\n')
+	if !errors.Is(err, bufio.ErrBufferFull) {
+		if errors.Is(err, io.EOF) && len(line) > 0 {
+			err = io.ErrUnexpectedEOF // a stream ends after a whole line
+		}
+		return line, err
 	}
-	s.raw = raw
-	return ev, nil
+	s.line = append(s.line[:0], line...)
+	for {
+		line, err = s.br.ReadSlice('\n')
+		if len(s.line)+len(line) > maxEventBytes {
+			return nil, fmt.Errorf("event longer than %d bytes", maxEventBytes)
+		}
+		s.line = append(s.line, line...)
+		switch {
+		case err == nil:
+			return s.line, nil
+		case errors.Is(err, io.EOF):
+			return nil, io.ErrUnexpectedEOF
+		case !errors.Is(err, bufio.ErrBufferFull):
+			return nil, err
+		}
+	}
+}
+
+// eventKinds lets the decoder return a kind without allocating it.
+var eventKinds = []string{EventMessage, EventJoin, EventPart, EventReceipt, EventGap,
+	EventRoomState, EventRoomAppear, EventSnapshotEnd, EventOverflow}
+
+// decodeFlat decodes an event as encoding/json would, for the events
+// flatjson reads (all but room_appear, whose info is an object); ok is
+// false for the others.
+func (s *EventStream) decodeFlat(line []byte) (ev Event, ok bool) {
+	ok = flatjson.Fields(line, func(name []byte, v flatjson.Value) bool {
+		if n, isNum := v.Uint(); isNum {
+			switch string(name) {
+			case "seq":
+				ev.Seq = n
+			case "through":
+				ev.Through = n
+			case "seen", "of":
+				if n > math.MaxInt {
+					return false
+				}
+				if name[0] == 's' {
+					ev.Seen = int(n)
+				} else {
+					ev.Of = int(n)
+				}
+			default:
+				return false
+			}
+			return true
+		}
+		switch string(name) {
+		case "kind":
+			ev.Kind = ""
+			for _, k := range eventKinds {
+				if v.Equal(k) {
+					ev.Kind = k
+				}
+			}
+			if ev.Kind == "" {
+				ev.Kind = v.String()
+			}
+		case "room":
+			if !v.Equal(s.room) {
+				s.room = v.String()
+			}
+			ev.Room = s.room
+		case "nick":
+			ev.Nick = v.String()
+		case "fingerprint":
+			ev.Fingerprint = v.String()
+		case "text":
+			ev.Text = v.String()
+		case "state":
+			ev.State = v.String()
+		default:
+			return false
+		}
+		return true
+	})
+	return ev, ok
 }
 
 // Raw returns the JSON text of the event Next last returned, exactly as
-// the daemon sent it (including fields this package does not know).
+// the daemon sent it (including fields this package does not know),
+// without the line's end. It is valid until the next call to Next.
 func (s *EventStream) Raw() json.RawMessage { return s.raw }
 
 // Close ends the subscription.

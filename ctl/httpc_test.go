@@ -308,3 +308,63 @@ func TestClientKeptConnectionClosed(t *testing.T) {
 		t.Errorf("opened %d connections, want 2", opened)
 	}
 }
+
+// TestEventStreamLines: events a line each, whatever their length, those
+// the fast decoder leaves to encoding/json among them; Raw is each line
+// as sent; the stream's end is io.EOF.
+func TestEventStreamLines(t *testing.T) {
+	long := strings.Repeat("y", 40<<10)
+	lines := []string{
+		`{"kind":"message","room":"g@ab","seq":7,"nick":"m1","text":"a \u003cb\u003e"}`,
+		`{"kind":"room_appear","room":"g@ab","info":{"name":"g","ref":"g@ab"}}`,
+		`{"kind":"message","room":"g@ab","seq":8,"text":"` + long + `"}`,
+		`  {"kind":"receipt","room":"g@ab","seq":8,"seen":2,"of":3}`,
+	}
+	var body string
+	for _, l := range lines {
+		body += chunk(l + "\n")
+	}
+	srv := startRaw(t, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"+body+"0\r\n\r\n", false)
+	s, err := (&ctl.Client{Socket: srv.socket}).Events(context.Background(), "", 0, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	want := []ctl.Event{
+		{Kind: ctl.EventMessage, Room: "g@ab", Seq: 7, Nick: "m1", Text: "a <b>"},
+		{Kind: ctl.EventRoomAppear, Room: "g@ab", Info: &ctl.Room{Name: "g", Ref: "g@ab"}},
+		{Kind: ctl.EventMessage, Room: "g@ab", Seq: 8, Text: long},
+		{Kind: ctl.EventReceipt, Room: "g@ab", Seq: 8, Seen: 2, Of: 3},
+	}
+	for i, w := range want {
+		ev, err := s.Next()
+		if err != nil {
+			t.Fatalf("event %d: %v", i, err)
+		}
+		if ev.Kind != w.Kind || ev.Room != w.Room || ev.Seq != w.Seq || ev.Nick != w.Nick || ev.Text != w.Text ||
+			ev.Seen != w.Seen || ev.Of != w.Of || (w.Info == nil) != (ev.Info == nil) || (w.Info != nil && (ev.Info.Name != w.Info.Name || ev.Info.Ref != w.Info.Ref)) {
+			t.Errorf("event %d = %+v, want %+v", i, ev, w)
+		}
+		if got := string(s.Raw()); got != strings.TrimSpace(lines[i]) {
+			t.Errorf("Raw of event %d = %.80q, want the line as sent", i, got)
+		}
+	}
+	if _, err := s.Next(); !errors.Is(err, io.EOF) {
+		t.Errorf("Next at the stream's end = %v, want io.EOF", err)
+	}
+}
+
+// TestEventStreamTooLong: a line over the limit is an error, not an
+// allocation as large as the line.
+func TestEventStreamTooLong(t *testing.T) {
+	huge := `{"kind":"message","text":"` + strings.Repeat("z", 1<<20) + `"}` + "\n"
+	srv := startRaw(t, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"+chunk(huge)+"0\r\n\r\n", false)
+	s, err := (&ctl.Client{Socket: srv.socket}).Events(context.Background(), "", 0, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.Next(); err == nil || !strings.Contains(err.Error(), "event longer than") {
+		t.Errorf("Next = %v, want an error about the event's length", err)
+	}
+}

@@ -324,8 +324,8 @@ func (s *Server) kick(r *httpd.Request) (any, error) {
 }
 
 func (s *Server) say(r *httpd.Request) (any, error) {
-	var req ctl.SayRequest
-	if err := decodeBody(r, &req); err != nil {
+	req, err := decodeSay(r)
+	if err != nil {
 		return nil, err
 	}
 	if req.Text == "" {
@@ -529,6 +529,10 @@ func writeJSON(w httpd.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	// The status is already out; a failed write means the client left.
+	if res, ok := v.(ctl.SayResult); ok {
+		_, _ = w.Write(appendSayResult(make([]byte, 0, 128), &res))
+		return
+	}
 	_ = json.NewEncoder(w).Encode(v)
 }
 
