@@ -46,10 +46,12 @@ const (
 	// and those of members that lost the same shards, ask for what is on
 	// its way already; answering each with more shards sent a room of 16
 	// members at 50 % loss five repairs for every new shard, several times
-	// what its link carried. Two NACK retries long: a member's first retry
-	// crosses the repair still queued on a loaded link (a radio queue holds
-	// up to about 100 ms), its second is answered.
-	repairHold = 2 * nackRetry
+	// what its link carried. Shorter than nackRetry, so that a member
+	// that lost the repair too is answered when it asks again: a longer
+	// hold (120 ms was tried) kept blocks unresolved until members, a
+	// 128-block window behind, gave up on them and fetched every record
+	// over their sessions, sixteen copies on the same link.
+	repairHold = nackRetry / 2
 	// sentBlocks is how many recent blocks the host can repair with fresh
 	// parity; older gaps are served as batches over members' sessions.
 	sentBlocks = 128

@@ -25,10 +25,13 @@ import (
 // One goroutine may Read while another Writes; Close may be called from
 // any goroutine and does not wait for either.
 //
-// An idle session holds only smallBuf bytes: a host keeps hundreds of
-// sessions on a router with 64 MB, most of them carrying a few small
-// frames a second. Records that do not fit borrow a full-size buffer from
-// a pool for as long as they are being read or written.
+// A session holds a read buffer only while it has received bytes not yet
+// read, or is blocked in Read: a host keeps hundreds of sessions on a
+// router with 64 MB, most of them carrying a few small frames a second,
+// and its readers wait for input outside Read (see Buffered). The buffer
+// is a small one (smallBuf) from a pool; records that do not fit borrow a
+// full-size one from another for as long as they are being read or
+// written.
 type Conn struct {
 	raw      net.Conn
 	peer     ed25519.PublicKey
@@ -38,8 +41,7 @@ type Conn struct {
 
 	rmu   sync.Mutex
 	rx    *noise.CipherState
-	small [smallBuf]byte
-	in    []byte // small, or a pooled buffer holding one large record
+	in    []byte // nil, a pooled small buffer, or a pooled buffer holding one large record
 	start int    // in[start:end]: received, not yet opened
 	end   int
 	plain []byte // opened, not yet read: a window of in
@@ -51,8 +53,11 @@ type Conn struct {
 }
 
 // smallBuf holds a session's ordinary traffic (acks, says, a batch of a
-// few lines) without a pooled buffer.
+// few lines) without a full-size buffer.
 const smallBuf = 1024
+
+// small holds a session's received bytes while it has some.
+var small = sync.Pool{New: func() any { return new([smallBuf]byte) }}
 
 // large holds one whole record, sealed or being sealed.
 var large = sync.Pool{New: func() any { return new([hdrLen + maxSealed]byte) }}
@@ -86,17 +91,13 @@ func (c *Conn) Read(p []byte) (int, error) {
 			return 0, c.rerr
 		}
 		if err := c.readRecord(); err != nil {
+			c.release()
 			return 0, err
 		}
 	}
 	n := copy(p, c.plain)
 	c.plain = c.plain[n:]
-	if len(c.plain) == 0 && len(c.in) > smallBuf {
-		// A large buffer is read only to its record's end, so nothing
-		// after the record is in it.
-		large.Put((*[hdrLen + maxSealed]byte)(c.in))
-		c.in, c.start, c.end = c.small[:], 0, 0
-	}
+	c.release()
 	return n, nil
 }
 
@@ -110,11 +111,27 @@ func (c *Conn) Buffered() bool {
 	return len(c.plain) > 0 || c.end > c.start || c.rerr != nil
 }
 
+// release gives the read buffer back to its pool if nothing in it is
+// left to read: no plaintext, no received bytes, not even part of a
+// record (a read that timed out keeps those). A large buffer is read only
+// to its record's end, so once the record is read it is released.
+func (c *Conn) release() {
+	if c.in == nil || len(c.plain) > 0 || c.start != c.end {
+		return
+	}
+	if len(c.in) > smallBuf {
+		large.Put((*[hdrLen + maxSealed]byte)(c.in))
+	} else {
+		small.Put((*[smallBuf]byte)(c.in))
+	}
+	c.in, c.start, c.end = nil, 0, 0
+}
+
 // readRecord opens the next record into c.plain, reading from raw as
 // needed.
 func (c *Conn) readRecord() error {
 	if c.in == nil {
-		c.in = c.small[:]
+		c.in = small.Get().(*[smallBuf]byte)[:]
 	}
 	for {
 		limit := len(c.in)
@@ -164,11 +181,14 @@ func (c *Conn) readRecord() error {
 // large one if a record of need bytes will not fit the small one.
 func (c *Conn) compact(need int) {
 	dst := c.in
-	if need > len(c.small) && len(c.in) == len(c.small) {
+	if need > smallBuf && len(c.in) == smallBuf {
 		dst = large.Get().(*[hdrLen + maxSealed]byte)[:]
 	}
 	c.end = copy(dst, c.in[c.start:c.end])
 	c.start = 0
+	if len(dst) != len(c.in) {
+		small.Put((*[smallBuf]byte)(c.in))
+	}
 	c.in = dst
 }
 

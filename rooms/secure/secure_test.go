@@ -574,8 +574,8 @@ func (c *chunkConn) Read(p []byte) (int, error) {
 }
 
 // Records of every size around the small buffer's edge, arriving in
-// pieces of any size, read back whole; afterwards the session holds only
-// its small buffer.
+// pieces of any size, read back whole; afterwards the session holds no
+// buffer.
 func TestRecordBuffering(t *testing.T) {
 	sizes := []int{1, smallBuf - hdrLen - tagLen - 1, smallBuf - hdrLen - tagLen, smallBuf - hdrLen - tagLen + 1, 3, 5000, MaxRecord, 2, MaxRecord + 1, 7}
 	for _, chunk := range []int{1, 7, 1000, 40000} {
@@ -604,7 +604,7 @@ func TestRecordBuffering(t *testing.T) {
 		if !bytes.Equal(got, want) {
 			t.Fatalf("chunks of up to %d: read %d bytes, not the %d written", chunk, len(got), len(want))
 		}
-		if len(s.b.in) != smallBuf {
+		if s.b.in != nil {
 			t.Errorf("chunks of up to %d: an idle session holds a %d-byte buffer", chunk, len(s.b.in))
 		}
 	}
@@ -645,5 +645,36 @@ func TestBuffered(t *testing.T) {
 	}
 	if !s.b.Buffered() {
 		t.Error("Buffered = false with an error to report")
+	}
+}
+
+// A read that times out with part of a large record received keeps it,
+// in the large buffer it borrowed, and the rest completes the record;
+// then the buffer goes back.
+func TestDeadlineLargeRecord(t *testing.T) {
+	s := newSession(t, tcpPair)
+	msg := bytes.Repeat([]byte("L"), 5000)
+	rec := records(t, s, string(msg))[0]
+	s.a.raw = s.aRaw
+	if _, err := s.aRaw.Write(rec[:2000]); err != nil {
+		t.Fatal(err)
+	}
+	s.b.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	buf := make([]byte, len(msg))
+	if _, err := s.b.Read(buf); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("read with part of a large record: err = %v, want a deadline error", err)
+	}
+	if !s.b.Buffered() {
+		t.Fatal("the part of the record received was let go")
+	}
+	if _, err := s.aRaw.Write(rec[2000:]); err != nil {
+		t.Fatal(err)
+	}
+	s.b.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(s.b, buf); err != nil || !bytes.Equal(buf, msg) {
+		t.Fatalf("read after the timeout: %v, whole record %v", err, bytes.Equal(buf, msg))
+	}
+	if s.b.in != nil {
+		t.Errorf("after the record: the session holds a %d-byte buffer", len(s.b.in))
 	}
 }
