@@ -622,22 +622,16 @@ func (m *Member) repair() {
 }
 
 // fetchLocked returns the Fetch to send for a gap in the sequence that
-// outlived fetchAfter, nil if none is due: the run of missing records from
-// next, not what follows it, which is held already.
+// outlived fetchAfter, nil if none is due: from next to the newest
+// number known, so that one round trip closes every gap behind it (a
+// member whose repairs fail, at heavy loss, catches up by the fetch).
 func (m *Member) fetchLocked(now time.Time) *wire.Fetch {
 	rx := &m.rx
 	if rx.next >= rx.highest || rx.gapSince.IsZero() || now.Sub(rx.gapSince) < fetchAfter || now.Before(rx.nextFetch) {
 		return nil
 	}
 	rx.nextFetch = now.Add(fetchRetry)
-	n := uint64(1)
-	for n < min(rx.highest-rx.next, maxFetch) {
-		if _, held := rx.pending[rx.next+n]; held {
-			break
-		}
-		n++
-	}
-	return &wire.Fetch{From: rx.next, Count: uint16(n)}
+	return &wire.Fetch{From: rx.next, Count: uint16(min(rx.highest-rx.next, maxFetch))}
 }
 
 // overhear takes another member's NACK: a member that needs no more than
