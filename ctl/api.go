@@ -209,6 +209,10 @@ const (
 	EventRoomExpire  = "room_expire"  // a room's announcements stopped
 	EventRoomState   = "room_state"   // this daemon's link to a joined room changed
 	EventSnapshotEnd = "snapshot_end" // the initial state is complete; live events follow
+	// EventMissed begins a snapshot whose since is older than what the
+	// daemon still holds: events Seq..Through happened, but the reader was
+	// away longer than the room's backlog, so the stream cannot give them.
+	EventMissed = "missed"
 	// EventOverflow is the last line of a stream whose reader fell too far
 	// behind: events were dropped, so the reader must resubscribe (with
 	// since = the last Seq it saw) to catch up.
