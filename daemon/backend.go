@@ -154,13 +154,15 @@ func (d *Daemon) memberByRef(ref string) *rooms.Member {
 // "name@fp"; exactly one of the results is non-nil on success.
 func (d *Daemon) local(ref string) (*rooms.Sequencer, *rooms.Member, error) {
 	name, fp := rooms.SplitRef(ref)
+	// A fingerprint is a hash of a key: worked out only when the ref has
+	// one to match, since every say of a front end comes through here.
 	var seqs []*rooms.Sequencer
-	if s := d.host.Room(name); s != nil && strings.HasPrefix(d.ident.Fingerprint(), fp) {
+	if s := d.host.Room(name); s != nil && (fp == "" || strings.HasPrefix(d.ident.Fingerprint(), fp)) {
 		seqs = append(seqs, s)
 	}
 	var ms []*rooms.Member
 	for _, m := range d.memberList() {
-		if m.Name() == name && strings.HasPrefix(rooms.Fingerprint(m.HostKey()), fp) {
+		if m.Name() == name && (fp == "" || strings.HasPrefix(rooms.Fingerprint(m.HostKey()), fp)) {
 			ms = append(ms, m)
 		}
 	}
