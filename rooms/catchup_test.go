@@ -3,10 +3,8 @@ package rooms
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"net"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -185,47 +183,53 @@ func TestCatchUpDeclaresWhatTheLogLost(t *testing.T) {
 	}
 }
 
-// acks waits for the host's answer to rs's acks, then counts the Acks it
-// sends until it has been quiet for quiet.
-func (rs *rawSession) acks(t *testing.T, quiet time.Duration) int {
+// acksBefore sends n acks and then a Say, and counts the host's answers
+// to the acks before the Say's Said: the host reads a session's frames in
+// order and queues its answers in order, so the Said closes the count.
+func (rs *rawSession) acksBefore(t *testing.T, n int, id uint32) int {
 	t.Helper()
-	n := 0
-	var buf []byte
-	for {
-		wait := quiet
-		if n == 0 {
-			wait = 10 * time.Second // the first answer, however loaded the machine
-		}
-		rs.conn.SetReadDeadline(time.Now().Add(wait))
-		f, b, err := wire.ReadFrame(rs.conn, buf)
-		buf = b
-		if n > 0 && errors.Is(err, os.ErrDeadlineExceeded) {
-			return n
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, ok := f.(*wire.Ack); ok {
-			n++
-		}
+	for range n {
+		rs.write(t, &wire.Ack{Seq: rs.welcome.Next})
 	}
+	rs.write(t, &wire.Say{ID: id, Text: "closes the count"})
+	answers := 0
+	rs.readUntil(t, "no Said", func(f wire.Frame) bool {
+		switch f := f.(type) {
+		case *wire.Ack:
+			answers++
+		case *wire.Said:
+			return f.ID == id
+		}
+		return false
+	})
+	return answers
 }
 
 // TestAckAnswersPaced: the host answers a member's acks at most once per
 // ackAnswerEvery, however many it sends, and answers again after that.
+// The host's clock is the test's.
 func TestAckAnswersPaced(t *testing.T) {
 	tr := newTestRoom(t, memnet.New(7), "general")
-	rs := dialRaw(t, tr, "acker")
-	for range 20 {
-		rs.write(t, &wire.Ack{Seq: rs.welcome.Next})
+	clock := time.Unix(1_000_000, 0)
+	tr.seq.mu.Lock()
+	tr.seq.now = func() time.Time { return clock }
+	tr.seq.mu.Unlock()
+	advance := func(d time.Duration) {
+		tr.seq.mu.Lock()
+		clock = clock.Add(d)
+		tr.seq.mu.Unlock()
 	}
-	if n := rs.acks(t, ackAnswerEvery/2); n != 1 {
+	rs := dialRaw(t, tr, "acker")
+	if n := rs.acksBefore(t, 20, 1); n != 1 {
 		t.Errorf("20 acks in a burst drew %d answers, want 1", n)
 	}
-	time.Sleep(ackAnswerEvery)
-	rs.write(t, &wire.Ack{Seq: rs.welcome.Next})
-	if n := rs.acks(t, ackAnswerEvery/2); n != 1 {
-		t.Errorf("an ack after %v drew %d answers, want 1", ackAnswerEvery, n)
+	advance(ackAnswerEvery - time.Millisecond)
+	if n := rs.acksBefore(t, 1, 2); n != 0 {
+		t.Errorf("an ack within %v of the last answer drew %d answers, want 0", ackAnswerEvery, n)
+	}
+	advance(time.Millisecond)
+	if n := rs.acksBefore(t, 3, 3); n != 1 {
+		t.Errorf("3 acks %v after the last answer drew %d answers, want 1", ackAnswerEvery, n)
 	}
 }
 

@@ -1048,7 +1048,7 @@ func (s *Sequencer) memberSay(m *hostSession, f *wire.Say) {
 func (s *Sequencer) ack(m *hostSession, a *wire.Ack) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if now := time.Now(); now.Sub(m.answered) >= ackAnswerEvery {
+	if now := s.now(); now.Sub(m.answered) >= ackAnswerEvery {
 		m.answered = now
 		m.send(&wire.Ack{Seq: s.next - uint64(len(s.pending)) - 1})
 	}
