@@ -209,6 +209,10 @@ const (
 	EventRoomExpire  = "room_expire"  // a room's announcements stopped
 	EventRoomState   = "room_state"   // this daemon's link to a joined room changed
 	EventSnapshotEnd = "snapshot_end" // the initial state is complete; live events follow
+	// EventMissed begins a snapshot whose since is older than what the
+	// daemon still holds: events Seq..Through happened, but the reader was
+	// away longer than the room's backlog, so the stream cannot give them.
+	EventMissed = "missed"
 	// EventOverflow is the last line of a stream whose reader fell too far
 	// behind: events were dropped, so the reader must resubscribe (with
 	// since = the last Seq it saw) to catch up.
@@ -283,6 +287,7 @@ var counterHelp = map[string]string{
 	"data_delivered":       "room records delivered in order",
 	"data_duplicate":       "room records already delivered",
 	"data_malformed":       "room records that did not parse",
+	"version_mismatch":     "packets of another meshd protocol version, dropped (the log names their source)",
 	"data_not_joined":      "room records for rooms not joined here",
 	"data_bad_epoch":       "room records under a key epoch not held",
 	"data_auth_failed":     "room records not sealed under the room key",

@@ -402,7 +402,7 @@ func (s *EventStream) readLine() ([]byte, error) {
 
 // eventKinds lets the decoder return a kind without allocating it.
 var eventKinds = []string{EventMessage, EventJoin, EventPart, EventReceipt, EventGap,
-	EventRoomState, EventRoomAppear, EventSnapshotEnd, EventOverflow}
+	EventRoomState, EventRoomAppear, EventSnapshotEnd, EventOverflow, EventMissed}
 
 // decodeFlat decodes an event as encoding/json would, for the events
 // flatjson reads (all but room_appear, whose info is an object); ok is

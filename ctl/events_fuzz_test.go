@@ -13,6 +13,7 @@ func FuzzDecodeEvent(f *testing.F) {
 		`{"kind":"message","room":"general@ab12","seq":42,"nick":"m1","fingerprint":"ab12cd","text":"1733 \u003cxx\u003e"}`,
 		`{"kind":"receipt","room":"general@ab12","seq":7,"seen":3,"of":4}`,
 		`{"kind":"gap","room":"g","seq":7,"through":9}`,
+		`{"kind":"missed","room":"g","seq":2,"through":250}`,
 		`{"kind":"room_state","room":"g","state":"connected"}`,
 		`{"kind":"room_appear","room":"g","info":{"name":"g"}}`,
 		`{"kind":"new_kind","seen":9223372036854775808}`,

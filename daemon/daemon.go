@@ -43,7 +43,8 @@ type Daemon struct {
 	boot  uint32
 	stats rooms.Stats
 	dir   *rooms.Directory
-	disc  *rooms.Discovery // searches, answers, relays and peers; see discovery.go
+	disc  *rooms.Discovery     // searches, answers, relays and peers; see discovery.go
+	vers  *rooms.VersionWarner // packets of another protocol version, on either socket
 	host  *rooms.Host
 	hub   *hub
 
@@ -183,6 +184,7 @@ func (d *Daemon) open() error {
 	if err := d.disco.JoinGroup(dc.Group.Addr()); err != nil {
 		return fmt.Errorf("join discovery group %v: %w", dc.Group.Addr(), err)
 	}
+	d.vers = rooms.NewVersionWarner(&d.stats, d.log.With("component", "wire"))
 	d.disc, err = rooms.NewDiscovery(rooms.DiscoveryConfig{
 		Directory: d.dir,
 		Sender:    discoSender{c: d.disco, group: dc.Group},
@@ -191,6 +193,7 @@ func (d *Daemon) open() error {
 		Relay:     dc.Relay,
 		RelayHops: dc.RelayHops,
 		Peers:     dc.Peers,
+		Versions:  d.vers,
 	})
 	if err != nil {
 		return fmt.Errorf("discovery: %w", err)
@@ -266,23 +269,29 @@ func (d *Daemon) joinAddrs() []netip.AddrPort {
 func (d *Daemon) readData() error {
 	buf := make([]byte, 2*wire.MaxPacket)
 	for {
-		n, _, _, err := d.data.ReadFrom(buf)
+		n, src, _, err := d.data.ReadFrom(buf)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return nil
 			}
 			return err
 		}
-		d.handleData(buf[:n])
+		d.handleData(buf[:n], src)
 	}
 }
 
-func (d *Daemon) handleData(b []byte) {
+func (d *Daemon) handleData(b []byte, src netip.AddrPort) {
 	if len(b) > wire.MaxPacket {
 		d.stats.DataMalformed.Add(1)
 		return
 	}
 	typ, err := wire.PacketType(b)
+	if errors.Is(err, wire.ErrVersion) {
+		// A daemon of another version: well formed for it, and the user
+		// should hear of it rather than find only malformed drops.
+		d.vers.Heard(wire.PeerVersion(b), src.Addr(), time.Now())
+		return
+	}
 	if err != nil {
 		d.stats.DataMalformed.Add(1)
 		return

@@ -41,6 +41,14 @@ func (r *ring) add(ev ctl.Event) {
 	r.start = (r.start + 1) % roomBacklog
 }
 
+// oldest returns the oldest event held; the zero Event if none.
+func (r *ring) oldest() ctl.Event {
+	if len(r.evs) == 0 {
+		return ctl.Event{}
+	}
+	return r.evs[r.start]
+}
+
 // each calls f on the events, oldest first.
 func (r *ring) each(f func(ctl.Event)) {
 	for i := range r.evs {
@@ -100,6 +108,12 @@ func (h *hub) subscribe(ctx context.Context, room string, since uint64, initial 
 	h.mu.Lock()
 	var snap []ctl.Event
 	if r := h.backlog[room]; initial && r != nil {
+		// A reader resuming from an event the ring no longer holds is told
+		// which it missed: skipping them silently would look like a room
+		// that lost nothing.
+		if oldest := r.oldest(); since > 0 && oldest.Seq > since+1 {
+			snap = append(snap, ctl.Event{Kind: ctl.EventMissed, Room: oldest.Room, Seq: since + 1, Through: oldest.Seq - 1})
+		}
 		r.each(func(ev ctl.Event) {
 			if ev.Seq > since {
 				snap = append(snap, ev)

@@ -18,7 +18,7 @@ func TestHubBacklog(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	for _, since := range []uint64{0, n - 10, n} {
+	for _, since := range []uint64{0, n - roomBacklog, n - 10, n} {
 		snap, _ := h.subscribe(ctx, "r", since, true)
 		want := min(uint64(roomBacklog), n-since)
 		if uint64(len(snap)) != want {
@@ -28,6 +28,21 @@ func TestHubBacklog(t *testing.T) {
 			if ev.Seq != n-want+1+uint64(i) || ev.Room != "r" {
 				t.Fatalf("since %d: event %d is %s #%d, want r #%d", since, i, ev.Room, ev.Seq, n-want+1+uint64(i))
 			}
+		}
+	}
+	// A reader resuming from before the backlog is told what it missed.
+	const oldest = n - roomBacklog + 1
+	for _, since := range []uint64{1, oldest - 2} {
+		snap, _ := h.subscribe(ctx, "r", since, true)
+		if len(snap) != roomBacklog+1 {
+			t.Fatalf("since %d: %d events, want the missed marker and %d", since, len(snap), roomBacklog)
+		}
+		want := ctl.Event{Kind: ctl.EventMissed, Room: "r", Seq: since + 1, Through: oldest - 1}
+		if snap[0] != want {
+			t.Errorf("since %d: first event %+v, want %+v", since, snap[0], want)
+		}
+		if snap[1].Seq != oldest {
+			t.Errorf("since %d: then #%d, want #%d", since, snap[1].Seq, oldest)
 		}
 	}
 	if snap, _ := h.subscribe(ctx, "r", 0, false); snap != nil {

@@ -319,6 +319,9 @@ func runBench(t *testing.T, c benchCase, path string) benchResult {
 		if v.gaps > 0 {
 			res.problems = append(res.problems, fmt.Sprintf("%s: %d gaps declared", v.name, v.gaps))
 		}
+		if v.missed > 0 {
+			res.problems = append(res.problems, fmt.Sprintf("%s: its event stream missed %d lines (the harness resubscribed too late)", v.name, v.missed))
+		}
 		if v.overflows > 0 {
 			res.problems = append(res.problems, fmt.Sprintf("%s: its event stream overflowed %d times", v.name, v.overflows))
 		}
@@ -455,6 +458,7 @@ type benchView struct {
 	disorder  int
 	gaps      int
 	overflows int
+	missed    int
 	wake      chan struct{}
 }
 
@@ -497,6 +501,13 @@ func (v *benchView) follow(ctx context.Context, c *ctl.Client) {
 			v.overflows++
 		case ctl.EventGap:
 			v.gaps++
+		case ctl.EventMissed:
+			// The harness read too slowly for the member's backlog: its
+			// own loss, not the room's, but the run cannot check them.
+			if ev.Seq > v.last {
+				v.missed += int(ev.Through - ev.Seq + 1)
+				v.last = ev.Through
+			}
 		case ctl.EventMessage, ctl.EventJoin, ctl.EventPart:
 			if ev.Seq <= v.last {
 				break // the backlog of a resubscription

@@ -262,3 +262,70 @@ func TestSessionFramesTogether(t *testing.T) {
 		}
 	}
 }
+
+// TestIdleSessionHasNoWriter: a session's writer runs only while it has
+// something to write. Once a streaming member has what the room said, its
+// session is its reader alone; the next line starts a writer again, which
+// delivers it and ends.
+func TestIdleSessionHasNoWriter(t *testing.T) {
+	tr := newTestRoom(t, memnet.New(7), "general")
+	rs := dialRaw(t, tr, "idle")
+	rs.write(t, &wire.Stream{On: true})
+	tr.seq.mu.Lock()
+	var sess *hostSession
+	for _, m := range tr.seq.members {
+		sess = m
+	}
+	tr.seq.mu.Unlock()
+	writing := func() bool {
+		sess.mu.Lock()
+		defer sess.mu.Unlock()
+		return sess.writing
+	}
+	// The member reads its session as it goes, so the writer can finish.
+	got := make(chan uint64, 16)
+	go func() {
+		var buf []byte
+		for {
+			f, b, err := wire.ReadFrame(rs.conn, buf)
+			buf = b
+			if err != nil {
+				close(got)
+				return
+			}
+			if bf, ok := f.(*wire.BatchFrame); ok {
+				bt, err := verifyBatch(tr.kn.Key(), batchOpts(rs.welcome.Room), bf.Batch, nil, nil)
+				if err != nil {
+					t.Error(err)
+					continue
+				}
+				got <- bt.First + uint64(len(bt.Records)) - 1
+			}
+		}
+	}()
+	for round := range 3 {
+		seq, err := tr.seq.Say(fmt.Sprintf("line %d", round))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for last := uint64(0); last < seq; {
+			select {
+			case l, ok := <-got:
+				if !ok {
+					t.Fatalf("session ended before #%d", seq)
+				}
+				last = l
+			case <-time.After(10 * time.Second):
+				t.Fatalf("#%d not written over the session", seq)
+			}
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for writing() {
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: the writer still runs with nothing to write", round)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	rs.conn.Close()
+}

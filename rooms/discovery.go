@@ -109,6 +109,10 @@ type DiscoveryConfig struct {
 	Relay     bool // pass verified announcements on to the other interfaces and to peers
 	RelayHops int  // the hop count a relayed announcement may reach
 	Peers     []netip.AddrPort
+	// Versions counts and reports packets of another protocol version;
+	// nil means one of its own on Stats and Logger. The daemon shares one
+	// with its data socket, so that a source is named once a minute in all.
+	Versions *VersionWarner
 
 	// For tests: the clock and the random source; nil means the real ones.
 	Clock Clock
@@ -145,6 +149,7 @@ type Discovery struct {
 	hops     int
 	annLimit *sourceLimiter
 	qLimit   *sourceLimiter
+	versions *VersionWarner
 
 	mu       sync.Mutex
 	peers    []netip.AddrPort
@@ -235,6 +240,10 @@ func NewDiscovery(cfg DiscoveryConfig) (*Discovery, error) {
 	if x.clock == nil {
 		x.clock = realClock{}
 	}
+	x.versions = cfg.Versions
+	if x.versions == nil {
+		x.versions = NewVersionWarner(x.stats, x.log)
+	}
 	if x.rand == nil {
 		x.rand = rand.Float64
 	}
@@ -299,6 +308,10 @@ func (x *Discovery) multicast(b []byte, ttl, ifindex int) bool {
 // ends up filed, answered, relayed or counted as dropped.
 func (x *Discovery) HandlePacket(b []byte, src Source) {
 	typ, err := wire.PacketType(b)
+	if errors.Is(err, wire.ErrVersion) && len(b) <= wire.MaxPacket {
+		x.versions.Heard(wire.PeerVersion(b), src.Addr.Addr(), x.clock.Now())
+		return
+	}
 	if err != nil || len(b) > wire.MaxPacket {
 		x.stats.AnnounceMalformed.Add(1)
 		return

@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
@@ -635,10 +636,10 @@ func TestNackVector(t *testing.T) {
 	}
 	b := wire.AppendNackHeader(nil, h)
 	pkt := k.nack.Seal(b, h.Nonce[:], body, b[:wire.NackHeaderLen])
-	const want = "4d440105f815eecef14f5ec00000000100000000" +
+	const want = "4d440205f815eecef14f5ec00000000100000000" +
 		"000102030405060708090a0b0c0d0e0f1011121314151617" +
 		"2a545fd86f759b26557667c73d2268d0ecf551337144ba416bcf4437b5e04f3f95e2" + // sealed
-		"3e774b5279ab63e18e40fe3aacc6d853" // tag
+		"bdd99cef8c878500817b91c5629290a2" // tag
 	if got := hex.EncodeToString(pkt); got != want {
 		t.Errorf("NACK vector (%d bytes) =\n%s\nbody %x\nwant\n%s", len(pkt), got, body, want)
 	}
@@ -650,8 +651,8 @@ func TestNackVector(t *testing.T) {
 
 // TestBatchVector pins the batch and shard test vectors of
 // docs/PROTOCOL.md (appendix): a batch of one line signed by the identity
-// of seed 00 01 … 1f, its block, and its data and first parity shard
-// sealed under the epoch key 32 × 42.
+// of seed 00 01 … 1f, its block, its data and first parity shard and a
+// heartbeat sealed under the epoch key 32 × 42.
 func TestBatchVector(t *testing.T) {
 	seed := make([]byte, ed25519.SeedSize)
 	for i := range seed {
@@ -691,8 +692,8 @@ func TestBatchVector(t *testing.T) {
 	}
 	var nb nonceBuf
 	for i, want := range []string{
-		"4d440103f815eecef14f5ec00000000100000000000000000000000100000000000000010001011060693d4362d57529688a86c76b2a6c40f20438ecef17612815280c4c5e1b8c3201657466fae98e8fe338c0a55ea050a50f5bde7dd1a7ab88480a61fc1491094a1681a03ff593b4f072143c42f580d30cb66d22fcdf0fc4c086f9abad620650d31e7626db73c39fac38c8d52a7610a3",
-		"4d440103f815eecef14f5ec0000000010000000000000000000000020000000000000001010101cab7bf0d701fb3801acdd5f5414093525d789596415cdf107fd6328b0411f8db396e9c84692ac1ec77fb34e63c4c55c8fbb70d4689d693ffea68de998f8f6831dca1b1053c34a97ab58b67f943fa4f862547b7f02c00dda51e4661a715f01127c96c2e04ac270da858bce8d3a625b242",
+		"4d440203f815eecef14f5ec00000000100000000000000000000000100000000000000010001011060693d4362d57529688a86c76b2a6c40f20438ecef17612815280c4c5e1b8c3201657466fae98e8fe338c0a55ea050a50f5bde7dd1a7ab88480a61fc1491094a1681a03ff593b4f072143c42f580d30cb66d22fcdf0fc4c086f9abad620650e200651ed3a54c50971056bf533c81aa",
+		"4d440203f815eecef14f5ec0000000010000000000000000000000020000000000000001010101cab7bf0d701fb3801acdd5f5414093525d789596415cdf107fd6328b0411f8db396e9c84692ac1ec77fb34e63c4c55c8fbb70d4689d693ffea68de998f8f6831dca1b1053c34a97ab58b67f943fa4f862547b7f02c00dda51e4661a715f0112794886455ddd3a647e27cf9585373a1cd",
 	} {
 		pkt, err := sealShard(nil, &nb, ek, room, uint64(i+1), wire.ShardInfo{Block: 1, Index: uint8(i), K: 1, Sent: 1}, shards[i])
 		if err != nil {
@@ -701,5 +702,47 @@ func TestBatchVector(t *testing.T) {
 		if got := hex.EncodeToString(pkt); got != want {
 			t.Errorf("shard %d (%d bytes) = %s, want %s", i, len(pkt), got, want)
 		}
+	}
+	const wantHeartbeat = "4d440204f815eecef14f5ec0" + "0000000100000000" + "0000000000000003" +
+		"f6f1632f7fc1f7193d6557b19cb1e2be" + // sealed
+		"8ac9d77b0d3d38cb826258502330aa83" // tag
+	pkt, err := sealHeartbeat(nil, &nb, ek, room, 3, wire.Heartbeat{Next: 2, LastBlock: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := hex.EncodeToString(pkt); got != wantHeartbeat {
+		t.Errorf("heartbeat (%d bytes) = %s, want %s", len(pkt), got, wantHeartbeat)
+	}
+}
+
+// TestAnnounceVector pins the announcement test vector of
+// docs/PROTOCOL.md (appendix), signed by the identity of seed 00 01 … 1f.
+func TestAnnounceVector(t *testing.T) {
+	seed := make([]byte, ed25519.SeedSize)
+	for i := range seed {
+		seed[i] = byte(i)
+	}
+	id, err := NewIdentity(ed25519.NewKeyFromSeed(seed))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := wire.Announce{
+		Serial:   1<<32 | 1,
+		Lifetime: 30,
+		Group:    netip.MustParseAddrPort("239.255.78.206:7703"),
+		Room:     "general",
+		Addrs:    []netip.AddrPort{netip.MustParseAddrPort("10.0.0.1:7702")},
+	}
+	b, err := SignAnnounce(id, &a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const want = "4d4402010000000100000001" +
+		"03a107bff3ce10be1d70dd18e74bc09967e4d6309ba50d5f1ddc8664125531b8" +
+		"001e04efff4ece1e170767656e6572616c01040a0000011e1600" +
+		"6956f28b285be41f7fde5a923dddd9d9bc20518910cf0764605fbc3ec49e3a4a" +
+		"ba5df6f3d006c93e725238ee085b688e47cb5e7448eac146e14b857090dc0203"
+	if got := hex.EncodeToString(b); got != want {
+		t.Errorf("announcement (%d bytes) = %s, want %s", len(b), got, want)
 	}
 }

@@ -73,6 +73,10 @@ type Stats struct {
 	SessionsTampered atomic.Int64
 	PacketsSent      atomic.Int64
 	SendErrors       atomic.Int64
+	// VersionMismatch counts packets of another meshd protocol version
+	// (VersionWarner), apart from the malformed: they are well formed for
+	// a daemon of that version, and the fix is an upgrade, not a bug hunt.
+	VersionMismatch atomic.Int64
 }
 
 // Snapshot returns the counters by name, for the control API.
@@ -133,6 +137,7 @@ func (s *Stats) Snapshot() map[string]int64 {
 		"packets_sent":         s.PacketsSent.Load(),
 		"send_errors":          s.SendErrors.Load(),
 		"sessions_tampered":    s.SessionsTampered.Load(),
+		"version_mismatch":     s.VersionMismatch.Load(),
 		"says_muted":           s.SaysMuted.Load(),
 		"access_denied":        s.AccessDenied.Load(),
 	}

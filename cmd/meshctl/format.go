@@ -235,6 +235,9 @@ func formatEvent(ev ctl.Event) (line string, ok bool) {
 	case ctl.EventGap:
 		n := ev.Through - ev.Seq + 1
 		return fmt.Sprintf("#%d-%d * %d lost: the host no longer held them", ev.Seq, ev.Through, n), true
+	case ctl.EventMissed:
+		n := ev.Through - ev.Seq + 1
+		return fmt.Sprintf("#%d-%d * %d not shown: meshd keeps only a room's newest lines for tail", ev.Seq, ev.Through, n), true
 	case ctl.EventReceipt:
 		return fmt.Sprintf("#%d seen by %d of %d", ev.Seq, ev.Seen, ev.Of), true
 	case ctl.EventRoomState:

@@ -336,3 +336,12 @@ func TestClean(t *testing.T) {
 		}
 	}
 }
+
+// TestFormatMissed: tail says how many lines meshd no longer held for it,
+// rather than jumping over them.
+func TestFormatMissed(t *testing.T) {
+	line, ok := formatEvent(ctl.Event{Kind: ctl.EventMissed, Room: "general@abcd1234", Seq: 5, Through: 104})
+	if want := "#5-104 * 100 not shown: meshd keeps only a room's newest lines for tail"; !ok || line != want {
+		t.Errorf("formatEvent = %q, %v; want %q", line, ok, want)
+	}
+}

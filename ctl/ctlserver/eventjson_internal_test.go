@@ -27,6 +27,7 @@ func TestAppendEventMatchesJSON(t *testing.T) {
 	evs := []ctl.Event{
 		{Kind: ctl.EventMessage, Room: "general@abcd", Seq: 42, Nick: "bob", Fingerprint: "ab12", Text: "hi"},
 		{Kind: ctl.EventGap, Room: "general@abcd", Seq: 1, Through: 1 << 63},
+		{Kind: ctl.EventMissed, Room: "general@abcd", Seq: 2, Through: 250},
 		{Kind: ctl.EventReceipt, Room: "r", Seq: 7, Seen: 3, Of: -4},
 		{Kind: ctl.EventRoomState, Room: "r", State: "connected"},
 		{Kind: ctl.EventSnapshotEnd},

@@ -28,8 +28,9 @@ import (
 const (
 	// prologue is mixed into the handshake hash, so a peer speaking
 	// another protocol or version fails the handshake rather than
-	// misreading it.
-	prologue = "meshd session v1"
+	// misreading it. Its version follows wire.Version (v2 since batch
+	// format v2): sessions of different versions must not mix.
+	prologue = "meshd session v2"
 	// staticContext is the Ed25519ctx context of the signature over a
 	// static key: it cannot pass for an announcement or a batch.
 	staticContext = "meshd session static v1"
@@ -136,7 +137,11 @@ func Client(ctx context.Context, raw net.Conn, cfg Config, hostKey ed25519.Publi
 		}
 		payload, _, _, err := hs.ReadMessage(nil, msg)
 		if err != nil {
-			return fmt.Errorf("%w: %w", ErrHandshake, err)
+			// Message 2 is the first the prologue authenticates: a host
+			// of another protocol version fails here, as does tampering
+			// on the way. The version is the likelier, and the one the
+			// user can act on.
+			return fmt.Errorf("%w (the host may run a different meshd version; this one speaks %q): %w", ErrHandshake, prologue, err)
 		}
 		pub, err := peerIdentity(payload, hs.PeerStatic())
 		if err != nil {

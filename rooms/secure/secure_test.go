@@ -3,6 +3,7 @@ package secure
 import (
 	"bytes"
 	"context"
+	"crypto/ecdh"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/tls"
@@ -676,5 +677,45 @@ func TestDeadlineLargeRecord(t *testing.T) {
 	}
 	if s.b.in != nil {
 		t.Errorf("after the record: the session holds a %d-byte buffer", len(s.b.in))
+	}
+}
+
+// A member meeting a host of the previous protocol version (prologue
+// "meshd session v1") fails the handshake, and its error tells the user
+// the host may run a different meshd version.
+func TestPrologueVersionMismatch(t *testing.T) {
+	member, _ := newStatic(t)
+	host, hostKey := newStatic(t)
+	craw, sraw := tcpPair(t)
+	errc := make(chan error, 1)
+	go func() {
+		// The host side of a handshake as a meshd of v1 runs it.
+		hs, err := noise.NewHandshakeState(noise.Config{
+			CipherSuite:   newCipherSuite(&dh{keys: []*ecdh.PrivateKey{host.key}}),
+			Pattern:       noise.HandshakeXX,
+			Prologue:      []byte("meshd session v1"),
+			StaticKeypair: dhKey(host.key),
+		})
+		if err == nil {
+			var msg []byte
+			if msg, err = readMsg(sraw); err == nil {
+				if _, _, _, err = hs.ReadMessage(nil, msg); err == nil {
+					if msg, _, _, err = hs.WriteMessage(nil, host.payload()); err == nil {
+						err = writeMsg(sraw, msg)
+					}
+				}
+			}
+		}
+		errc <- err
+	}()
+	_, err := Client(context.Background(), craw, Config{Static: member}, hostKey)
+	if !errors.Is(err, ErrHandshake) || !strings.Contains(err.Error(), "the host may run a different meshd version") {
+		t.Errorf("client: err = %v, want ErrHandshake naming a different meshd version", err)
+	}
+	if err := <-errc; err != nil {
+		t.Fatalf("v1 host: %v", err)
+	}
+	if prologue == "meshd session v1" {
+		t.Fatal("the test's old prologue is the current one")
 	}
 }

@@ -23,8 +23,11 @@ import (
 	"net/netip"
 )
 
-// Version is the protocol version in every packet header.
-const Version = 1
+// Version is the protocol version in every packet header. It is 2 since
+// batches took format v2 (data.go): daemons of different versions do not
+// interoperate, and a receiver tells its user so instead of counting the
+// other's packets as malformed.
+const Version = 2
 
 // Packet types. ONLY APPEND: a number, once used, keeps its meaning forever.
 const (
@@ -45,10 +48,12 @@ var (
 	ErrShort    = errors.New("truncated")
 	ErrTrailing = errors.New("trailing bytes")
 	ErrMagic    = errors.New("not a meshd packet")
-	ErrVersion  = errors.New("unsupported protocol version")
-	ErrType     = errors.New("unknown packet type")
-	ErrTooLong  = errors.New("field longer than its bound")
-	ErrInvalid  = errors.New("invalid field")
+	// ErrVersion is returned as is, without the version it found, so that
+	// dropping such a packet does not allocate; PeerVersion reads it.
+	ErrVersion = errors.New("unsupported protocol version")
+	ErrType    = errors.New("unknown packet type")
+	ErrTooLong = errors.New("field longer than its bound")
+	ErrInvalid = errors.New("invalid field")
 )
 
 // PacketType returns the type of a meshd packet after checking its header.
@@ -60,9 +65,18 @@ func PacketType(b []byte) (byte, error) {
 		return 0, ErrMagic
 	}
 	if b[2] != Version {
-		return 0, fmt.Errorf("%w %d", ErrVersion, b[2])
+		return 0, ErrVersion
 	}
 	return b[3], nil
+}
+
+// PeerVersion returns the protocol version a packet's header names, for
+// telling the user after PacketType returned ErrVersion.
+func PeerVersion(b []byte) byte {
+	if len(b) < HeaderLen {
+		return 0
+	}
+	return b[2]
 }
 
 func appendHeader(b []byte, typ byte) []byte {

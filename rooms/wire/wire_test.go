@@ -289,22 +289,28 @@ func TestPacketTypeErrors(t *testing.T) {
 		wantErr error
 	}{
 		{"", 0, wire.ErrShort},
-		{"MD\x01", 0, wire.ErrShort},
+		{"MD\x02", 0, wire.ErrShort},
 		{"XD\x01\x01", 0, wire.ErrMagic},
 		{"MX\x01\x01", 0, wire.ErrMagic},
 		{"MD\x00\x01", 0, wire.ErrVersion},
-		{"MD\x02\x01", 0, wire.ErrVersion},
-		{"MD\x01\x01", wire.TypeAnnounce, nil},
-		{"MD\x01\x02", 2, nil}, // retired, but PacketType only reads the header
-		{"MD\x01\x03", wire.TypeShard, nil},
-		{"MD\x01\x04", wire.TypeHeartbeat, nil},
-		{"MD\x01\x05", wire.TypeNack, nil},
-		{"MD\x01\x63 and more", 0x63, nil},
+		{"MD\x01\x01", 0, wire.ErrVersion}, // the version before batch format v2
+		{"MD\x03\x01", 0, wire.ErrVersion},
+		{"MD\x02\x01", wire.TypeAnnounce, nil},
+		{"MD\x02\x02", 2, nil}, // retired, but PacketType only reads the header
+		{"MD\x02\x03", wire.TypeShard, nil},
+		{"MD\x02\x04", wire.TypeHeartbeat, nil},
+		{"MD\x02\x05", wire.TypeNack, nil},
+		{"MD\x02\x63 and more", 0x63, nil},
 	}
 	for _, tt := range tests {
 		got, err := wire.PacketType([]byte(tt.in))
 		if got != tt.want || !errors.Is(err, tt.wantErr) || (tt.wantErr == nil) != (err == nil) {
 			t.Errorf("PacketType(%q) = %d, %v, want %d, %v", tt.in, got, err, tt.want, tt.wantErr)
+		}
+		if errors.Is(err, wire.ErrVersion) {
+			if v := wire.PeerVersion([]byte(tt.in)); v != tt.in[2] {
+				t.Errorf("PeerVersion(%q) = %d, want %d", tt.in, v, tt.in[2])
+			}
 		}
 	}
 }
@@ -331,21 +337,21 @@ func TestParseHeaderErrors(t *testing.T) {
 		in      []byte
 		wantErr error
 	}{
-		{"announce magic", "announce", withHeader(ann, "md\x01\x01"), wire.ErrMagic},
-		{"announce version", "announce", withHeader(ann, "MD\x02\x01"), wire.ErrVersion},
-		{"announce as shard", "announce", withHeader(ann, "MD\x01\x03"), wire.ErrType},
-		{"announce unknown type", "announce", withHeader(ann, "MD\x01\x09"), wire.ErrType},
-		{"shard magic", "sealed", withHeader(shard, "DM\x01\x03"), wire.ErrMagic},
+		{"announce magic", "announce", withHeader(ann, "md\x02\x01"), wire.ErrMagic},
+		{"announce version", "announce", withHeader(ann, "MD\x01\x01"), wire.ErrVersion},
+		{"announce as shard", "announce", withHeader(ann, "MD\x02\x03"), wire.ErrType},
+		{"announce unknown type", "announce", withHeader(ann, "MD\x02\x09"), wire.ErrType},
+		{"shard magic", "sealed", withHeader(shard, "DM\x02\x03"), wire.ErrMagic},
 		{"shard version", "sealed", withHeader(shard, "MD\xff\x03"), wire.ErrVersion},
-		{"shard as announce", "sealed", withHeader(shard, "MD\x01\x01"), wire.ErrType},
-		{"shard as retired data", "sealed", withHeader(shard, "MD\x01\x02"), wire.ErrType},
-		{"shard as nack", "sealed", withHeader(shard, "MD\x01\x05"), wire.ErrType},
-		{"shard unknown type", "sealed", withHeader(shard, "MD\x01\x00"), wire.ErrType},
-		{"nack magic", "nack", withHeader(nack, "MM\x01\x05"), wire.ErrMagic},
+		{"shard as announce", "sealed", withHeader(shard, "MD\x02\x01"), wire.ErrType},
+		{"shard as retired data", "sealed", withHeader(shard, "MD\x02\x02"), wire.ErrType},
+		{"shard as nack", "sealed", withHeader(shard, "MD\x02\x05"), wire.ErrType},
+		{"shard unknown type", "sealed", withHeader(shard, "MD\x02\x00"), wire.ErrType},
+		{"nack magic", "nack", withHeader(nack, "MM\x02\x05"), wire.ErrMagic},
 		{"nack version", "nack", withHeader(nack, "MD\x00\x05"), wire.ErrVersion},
-		{"nack as shard", "nack", withHeader(nack, "MD\x01\x03"), wire.ErrType},
-		{"nack as heartbeat", "nack", withHeader(nack, "MD\x01\x04"), wire.ErrType},
-		{"nack as retired data", "nack", withHeader(nack, "MD\x01\x02"), wire.ErrType},
+		{"nack as shard", "nack", withHeader(nack, "MD\x02\x03"), wire.ErrType},
+		{"nack as heartbeat", "nack", withHeader(nack, "MD\x02\x04"), wire.ErrType},
+		{"nack as retired data", "nack", withHeader(nack, "MD\x02\x02"), wire.ErrType},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -444,7 +450,7 @@ func TestSealedHeaderRoundTrip(t *testing.T) {
 
 func TestSealedHeaderLayout(t *testing.T) {
 	h := wire.SealedHeader{Type: wire.TypeHeartbeat, Room: sampleRoom, Epoch: 0x1112131415161718, Counter: 0x2122232425262728}
-	want := []byte{'M', 'D', 1, wire.TypeHeartbeat, 1, 2, 3, 4, 5, 6, 7, 8,
+	want := []byte{'M', 'D', 2, wire.TypeHeartbeat, 1, 2, 3, 4, 5, 6, 7, 8,
 		0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18,
 		0x21, 0x22, 0x23, 0x24, 0x25, 0x26, 0x27, 0x28}
 	if got := wire.AppendSealedHeader(nil, h); !bytes.Equal(got, want) {
@@ -502,7 +508,7 @@ func TestShardHeaderRoundTrip(t *testing.T) {
 func TestShardHeaderLayout(t *testing.T) {
 	h := wire.SealedHeader{Room: sampleRoom, Epoch: 0x1112131415161718, Counter: 0x2122232425262728}
 	si := wire.ShardInfo{Block: 0x3132333435363738, Index: 4, K: 3, Sent: 5}
-	want := []byte{'M', 'D', 1, wire.TypeShard, 1, 2, 3, 4, 5, 6, 7, 8,
+	want := []byte{'M', 'D', 2, wire.TypeShard, 1, 2, 3, 4, 5, 6, 7, 8,
 		0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18,
 		0x21, 0x22, 0x23, 0x24, 0x25, 0x26, 0x27, 0x28,
 		0x31, 0x32, 0x33, 0x34, 0x35, 0x36, 0x37, 0x38,
@@ -1130,7 +1136,7 @@ func TestNackHeaderLayout(t *testing.T) {
 		nonce[i] = byte(0x40 + i)
 	}
 	h := wire.NackHeader{Room: sampleRoom, Epoch: 0x1112131415161718, Nonce: nonce}
-	want := []byte{'M', 'D', 1, wire.TypeNack, 1, 2, 3, 4, 5, 6, 7, 8,
+	want := []byte{'M', 'D', 2, wire.TypeNack, 1, 2, 3, 4, 5, 6, 7, 8,
 		0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18}
 	want = append(want, nonce[:]...)
 	if got := wire.AppendNackHeader(nil, h); !bytes.Equal(got, want) {
