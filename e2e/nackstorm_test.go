@@ -75,14 +75,13 @@ func nackStorm() error {
 		return err
 	}
 	defer out.Close()
+	// Paced by the clock, not by sleeps, which are coarse; a helper the
+	// machine stalls catches up, so the storm always has all its copies.
+	total := int(dur.Seconds() * float64(rate))
 	start, sent := time.Now(), 0
-	for {
-		elapsed := time.Since(start)
-		if elapsed >= dur {
-			break
-		}
-		// Paced by the clock, not by sleeps, which are coarse.
-		for due := int(elapsed.Seconds() * float64(rate)); sent < due; sent++ {
+	for sent < total {
+		due := min(total, int(time.Since(start).Seconds()*float64(rate)))
+		for ; sent < due; sent++ {
 			if _, err := out.Write(nack); err != nil {
 				return err
 			}
@@ -221,9 +220,6 @@ func TestNackStorm(t *testing.T) {
 		sent, stormFor, heard, replayed, limited, acted, after["repairs_sent"]-before["repairs_sent"])
 	t.Logf("delivery to %d other members, %d lines each: without the storm %s; with it %s",
 		len(others), n, summary(quiet), summary(stormy))
-	if sent < rate*int64(stormFor/time.Second)*9/10 {
-		t.Errorf("the helper sent %d NACKs, want about %d", sent, rate*int64(stormFor/time.Second))
-	}
 	if replayed < sent/2 {
 		t.Errorf("the host dropped %d of %d NACKs as replayed, want most", replayed, sent)
 	}

@@ -12,9 +12,9 @@ import (
 	"meshd/rooms/wire"
 )
 
-// streamAnswer reads rs's frames until the host's answer to a stream
-// request, and returns it.
-func (rs *rawSession) streamAnswer(t *testing.T) *wire.Stream {
+// readUntil reads rs's frames until done takes one; what means what
+// done waited for, for the failure.
+func (rs *rawSession) readUntil(t *testing.T, what string, done func(wire.Frame) bool) {
 	t.Helper()
 	var buf []byte
 	for {
@@ -22,35 +22,40 @@ func (rs *rawSession) streamAnswer(t *testing.T) *wire.Stream {
 		f, b, err := wire.ReadFrame(rs.conn, buf)
 		buf = b
 		if err != nil {
-			t.Fatalf("no answer to the stream request: %v", err)
+			t.Fatalf("%s: %v", what, err)
 		}
-		if s, ok := f.(*wire.Stream); ok {
-			return s
+		if done(f) {
+			return
 		}
 	}
+}
+
+// streamAnswer reads rs's frames until the host's answer to a stream
+// request, and returns it.
+func (rs *rawSession) streamAnswer(t *testing.T) *wire.Stream {
+	t.Helper()
+	var answer *wire.Stream
+	rs.readUntil(t, "no answer to the stream request", func(f wire.Frame) bool {
+		answer, _ = f.(*wire.Stream)
+		return answer != nil
+	})
+	return answer
 }
 
 // nextBatch reads rs's frames until a Batch frame holding seq.
 func (rs *rawSession) nextBatch(t *testing.T, tr *testRoom, seq uint64) {
 	t.Helper()
-	var buf []byte
-	for {
-		rs.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-		f, b, err := wire.ReadFrame(rs.conn, buf)
-		buf = b
+	rs.readUntil(t, fmt.Sprintf("#%d did not come over the session", seq), func(f wire.Frame) bool {
+		bf, ok := f.(*wire.BatchFrame)
+		if !ok {
+			return false
+		}
+		bt, err := verifyBatch(tr.kn.Key(), batchOpts(rs.welcome.Room), bf.Batch, nil, nil)
 		if err != nil {
-			t.Fatalf("#%d did not come over the session: %v", seq, err)
+			t.Fatal(err)
 		}
-		if bf, ok := f.(*wire.BatchFrame); ok {
-			bt, err := verifyBatch(tr.kn.Key(), batchOpts(rs.welcome.Room), bf.Batch, nil, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if bt.First <= seq && seq < bt.First+uint64(len(bt.Records)) {
-				return
-			}
-		}
-	}
+		return bt.First <= seq && seq < bt.First+uint64(len(bt.Records))
+	})
 }
 
 // streamingOf tells whether the host streams to the member with session rs.

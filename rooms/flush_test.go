@@ -59,12 +59,13 @@ func TestLoneLineIsNotHeldBack(t *testing.T) {
 	}
 
 	// say submits lines holding the Sequencer's lock, as Say does, and
-	// reports the blocks sent by the time it returns: with the lock held
-	// the flush timer cannot have sent anything, so those went out at
-	// once. The lines of one call are one burst: the lock is not let go
-	// between them, since a test paused for FlushDelay in between would
-	// see the timer send the first.
-	say := func(texts ...string) []uint64 {
+	// reports, before it lets the lock go, the blocks sent, whether the
+	// flush timer is armed and the lines pending: with the lock held the
+	// timer cannot have sent anything, so those blocks went out at once.
+	// The lines of one call are one burst: the lock is not let go between
+	// them, nor before the test looks, since a test paused for FlushDelay
+	// in between would see the timer send them.
+	say := func(texts ...string) (blocks []uint64, armed bool, pending int) {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		for _, text := range texts {
@@ -72,24 +73,25 @@ func TestLoneLineIsNotHeldBack(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		return sink.sentBlocks()
+		return sink.sentBlocks(), s.flushArmed, len(s.pending)
 	}
 
-	if got := say("alone"); len(got) != 1 || got[0] != 1 {
+	got, armed, pending := say("alone")
+	if len(got) != 1 || got[0] != 1 {
 		t.Fatalf("a lone line: shards of blocks %v sent at once, want one of block 1", got)
 	}
-	if armed, pending := state(); armed || pending != 0 {
+	if armed || pending != 0 {
 		t.Fatalf("after a lone line: flush timer armed %v, %d lines pending; want nothing waiting", armed, pending)
 	}
 	<-sink.sent // the lone line's
 
 	// A burst at the same instant: the room just sent a block, so these
-	// wait for the timer (held under the lock, the timer cannot send
-	// them before the test looks).
-	if got := say("burst 1", "burst 2", "burst 3"); len(got) != 1 {
+	// wait for the timer.
+	got, armed, pending = say("burst 1", "burst 2", "burst 3")
+	if len(got) != 1 {
 		t.Fatalf("during a burst, shards of blocks %v were sent, want only block 1's", got)
 	}
-	if armed, pending := state(); !armed || pending != 3 {
+	if !armed || pending != 3 {
 		t.Fatalf("during a burst: flush timer armed %v, %d lines pending; want armed, 3", armed, pending)
 	}
 	select {
@@ -109,7 +111,7 @@ func TestLoneLineIsNotHeldBack(t *testing.T) {
 	s.mu.Lock()
 	clock = clock.Add(FlushDelay)
 	s.mu.Unlock()
-	if got := say("later"); len(got) != 3 || got[2] != 3 {
+	if got, _, _ := say("later"); len(got) != 3 || got[2] != 3 {
 		t.Fatalf("after a quiet FlushDelay, shards of blocks %v were sent, want a third block at once", got)
 	}
 	s.mu.Lock()

@@ -649,11 +649,9 @@ func TestNackVector(t *testing.T) {
 	}
 }
 
-// TestBatchVector pins the batch and shard test vectors of
-// docs/PROTOCOL.md (appendix): a batch of one line signed by the identity
-// of seed 00 01 … 1f, its block, its data and first parity shard and a
-// heartbeat sealed under the epoch key 32 × 42.
-func TestBatchVector(t *testing.T) {
+// vectorIdentity is the identity of the test vectors: seed 00 01 … 1f.
+func vectorIdentity(t *testing.T) *Identity {
+	t.Helper()
 	seed := make([]byte, ed25519.SeedSize)
 	for i := range seed {
 		seed[i] = byte(i)
@@ -662,6 +660,15 @@ func TestBatchVector(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return id
+}
+
+// TestBatchVector pins the batch and shard test vectors of
+// docs/PROTOCOL.md (appendix): a batch of one line signed by the identity
+// of seed 00 01 … 1f, its block, its data and first parity shard and a
+// heartbeat sealed under the epoch key 32 × 42.
+func TestBatchVector(t *testing.T) {
+	id := vectorIdentity(t)
 	room := RoomID(id.Pub, "general")
 	batch, err := signBatch(nil, id, batchOpts(room), 1, []wire.Record{{Kind: wire.KindMessage, KeyID: KeyID(id.Pub), Nick: "alice", Text: "hi"}})
 	if err != nil {
@@ -718,14 +725,7 @@ func TestBatchVector(t *testing.T) {
 // TestAnnounceVector pins the announcement test vector of
 // docs/PROTOCOL.md (appendix), signed by the identity of seed 00 01 … 1f.
 func TestAnnounceVector(t *testing.T) {
-	seed := make([]byte, ed25519.SeedSize)
-	for i := range seed {
-		seed[i] = byte(i)
-	}
-	id, err := NewIdentity(ed25519.NewKeyFromSeed(seed))
-	if err != nil {
-		t.Fatal(err)
-	}
+	id := vectorIdentity(t)
 	a := wire.Announce{
 		Serial:   1<<32 | 1,
 		Lifetime: 30,
