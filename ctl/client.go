@@ -203,10 +203,65 @@ func (c *Client) Kick(ctx context.Context, room string, req KickRequest) error {
 // Say sends a line to room and returns the sequence number the host gave
 // it, and, if req.Wait is set, how many members held it when the wait
 // ended.
+//
+// A front end that relays a busy room says a line a request, so the
+// answer is read by flatjson rather than by encoding/json's reflection;
+// any answer flatjson declines still goes through encoding/json.
 func (c *Client) Say(ctx context.Context, room string, req SayRequest) (SayResult, error) {
+	path := roomPath(room, "say")
+	resp, err := c.do(ctx, "POST", path, req)
+	if err != nil {
+		return SayResult{}, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxSayAnswer))
+	if err != nil {
+		return SayResult{}, fmt.Errorf("read answer to POST %s: %w", path, err)
+	}
+	if r, ok := decodeSayResult(b); ok {
+		return r, nil
+	}
 	var r SayResult
-	err := c.call(ctx, "POST", roomPath(room, "say"), req, &r)
-	return r, err
+	if err := json.NewDecoder(bytes.NewReader(b)).Decode(&r); err != nil {
+		return SayResult{}, fmt.Errorf("decode answer to POST %s: %w", path, err)
+	}
+	return r, nil
+}
+
+// maxSayAnswer bounds what Say reads of an answer: meshd's is a room ref
+// and three numbers.
+const maxSayAnswer = 64 << 10
+
+// decodeSayResult decodes a say's answer as encoding/json would, if
+// flatjson reads it and its fields are SayResult's.
+func decodeSayResult(b []byte) (r SayResult, ok bool) {
+	ok = flatjson.Fields(b, func(name []byte, v flatjson.Value) bool {
+		if string(name) == "room" {
+			r.Room = v.String()
+			return v.IsString()
+		}
+		n, isNum := v.Uint()
+		if !isNum {
+			return false
+		}
+		switch string(name) {
+		case "seq":
+			r.Seq = n
+		case "seen", "of":
+			if n > math.MaxInt {
+				return false
+			}
+			if name[0] == 's' {
+				r.Seen = int(n)
+			} else {
+				r.Of = int(n)
+			}
+		default:
+			return false
+		}
+		return true
+	})
+	return r, ok
 }
 
 // Search looks for a room across the mesh (expanding TTL, static peers)

@@ -36,3 +36,27 @@ func FuzzDecodeEvent(f *testing.F) {
 		}
 	})
 }
+
+// FuzzDecodeSayResult: a say's answer decodeSayResult takes decodes as
+// encoding/json decodes it.
+func FuzzDecodeSayResult(f *testing.F) {
+	for _, seed := range []string{
+		`{"room":"general@ab12","seq":42}` + "\n", `{"room":"g","seq":7,"seen":3,"of":4}`,
+		`{"room":"g\u003c","seq":1,"extra":2}`, `{"Room":"g"}`, `{"seen":9223372036854775808}`, `{"room":5}`,
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		got, ok := decodeSayResult(b)
+		if !ok {
+			return
+		}
+		var want SayResult
+		if err := json.Unmarshal(b, &want); err != nil {
+			t.Fatalf("decodeSayResult took %q, encoding/json: %v", b, err)
+		}
+		if got != want {
+			t.Fatalf("%q: decodeSayResult %+v, encoding/json %+v", b, got, want)
+		}
+	})
+}
