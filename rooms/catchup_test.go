@@ -3,10 +3,14 @@ package rooms
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"net"
+	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -20,13 +24,26 @@ import (
 type rawSession struct {
 	conn    *secure.Conn
 	welcome *wire.Welcome
+	wmu     sync.Mutex // a test's goroutines may write frames at once
 }
 
 func dialRaw(t *testing.T, tr *testRoom, nick string) *rawSession {
 	t.Helper()
+	return dialRawBuffer(t, tr, nick, 0)
+}
+
+// dialRawBuffer is dialRaw with the member's receive buffer set to rcvbuf
+// bytes (0: the kernel's, which grows to megabytes).
+func dialRawBuffer(t *testing.T, tr *testRoom, nick string, rcvbuf int) *rawSession {
+	t.Helper()
 	raw, err := net.Dial("tcp", tr.kn.Addrs[0].String())
 	if err != nil {
 		t.Fatal(err)
+	}
+	if rcvbuf > 0 {
+		if err := raw.(*net.TCPConn).SetReadBuffer(rcvbuf); err != nil {
+			t.Fatal(err)
+		}
 	}
 	t.Cleanup(func() { raw.Close() })
 	conn, err := secure.Client(context.Background(), raw, secure.Config{Static: newTestIdentity(t).static}, tr.kn.Key())
@@ -53,24 +70,150 @@ func dialRaw(t *testing.T, tr *testRoom, nick string) *rawSession {
 
 func (rs *rawSession) write(t *testing.T, f wire.Frame) {
 	t.Helper()
-	b, err := wire.AppendFrame(nil, f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := rs.conn.Write(b); err != nil {
+	if err := rs.send(f); err != nil {
 		t.Fatal(err)
 	}
 }
 
-// TestSlowMemberCatchesUp: a member on the session path that stops
-// reading while the room says megabytes is neither dropped nor skipped,
-// the host queues no more than its bound for it, and once it reads again
-// it gets every line, in order, each once, even though it asked for the
-// same lines again meanwhile.
+func (rs *rawSession) send(f wire.Frame) error {
+	b, err := wire.AppendFrame(nil, f)
+	if err != nil {
+		return err
+	}
+	rs.wmu.Lock()
+	defer rs.wmu.Unlock()
+	_, err = rs.conn.Write(b)
+	return err
+}
+
+// keepAlive acks once a second until the test ends, as a live member's
+// keepalive does however far behind its reader is: the host ends a
+// session that sends nothing for memberIdle, as a member that is gone.
+func (rs *rawSession) keepAlive(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	t.Cleanup(func() { cancel(); <-done })
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				if err := rs.send(&wire.Ack{Seq: rs.welcome.Next - 1}); err != nil && ctx.Err() == nil {
+					t.Errorf("ack: %v", err)
+					return
+				}
+			}
+		}
+	}()
+}
+
+// lagStuck is how long a lagging member lets the host's writer wait
+// before it reads (lag): well within writeTimeout.
+const lagStuck = 2 * time.Second
+
+// lag has the member fall behind: until the returned function is called,
+// which returns what it read, it reads only once the host's writer for it
+// (sess) has waited lagStuck on the full connection, and only until the
+// writer moves on. The host ends a session whose write makes no progress
+// for writeTimeout, as a member that is gone; one that reads, however
+// little, is only behind.
+//
+// The member's receive buffer should be small (dialRawBuffer), and lag
+// makes the host's send buffer small: a receiver whose buffer filled
+// reopens its window only once half of it is free, a sender only takes
+// more once a third of its buffer is, and the kernel grows both to
+// megabytes, which would have the member read most of what the room said.
+func (rs *rawSession) lag(t *testing.T, sess *hostSession) func() []byte {
+	t.Helper()
+	var serr error
+	if err := sess.raw.Control(func(fd uintptr) {
+		serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUF, 64<<10)
+	}); err != nil || serr != nil {
+		t.Fatalf("host's send buffer: %v %v", err, serr)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	var kept []byte
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(lagStuck / 10)
+		defer tick.Stop()
+		p := make([]byte, 64<<10)
+		// The writer moves on when it takes its next chunk of records
+		// (next), or when it is done.
+		writer := func() (bool, uint64) {
+			sess.mu.Lock()
+			defer sess.mu.Unlock()
+			return sess.writing, sess.next
+		}
+		_, at := writer()
+		since := time.Now()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			writing, next := writer()
+			if !writing || next != at {
+				at, since = next, time.Now()
+				continue
+			}
+			if time.Since(since) < lagStuck {
+				continue
+			}
+			for writing && next == at && ctx.Err() == nil {
+				// A read that times out keeps what it had of a record
+				// (secure.Conn), so the next one goes on from there.
+				rs.conn.SetReadDeadline(time.Now().Add(lagStuck / 10))
+				n, err := rs.conn.Read(p)
+				kept = append(kept, p[:n]...)
+				if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+					t.Errorf("lagging read: %v", err)
+					return
+				}
+				writing, next = writer()
+			}
+			at, since = next, time.Now()
+		}
+	}()
+	stop := sync.OnceValue(func() []byte {
+		cancel()
+		<-done
+		return kept
+	})
+	t.Cleanup(func() { stop() })
+	return stop
+}
+
+// TestSlowMemberCatchesUp: a member on the session path that falls far
+// behind, reading only a little while the room says megabytes, is neither
+// dropped nor skipped, the host queues no more than its bound for it, and
+// once it reads at full speed it gets every line, in order, each once,
+// even though it asked for the same lines again meanwhile.
+//
+// The member acks and reads a little however long the room takes to say
+// it all, as a live member does: a member that sent nothing for
+// memberIdle, or took nothing for writeTimeout, is gone, not slow, and the
+// host ends its session. With -race on a loaded machine the room can take
+// longer than that to say it, and a member that merely stopped reading
+// was dropped.
 func TestSlowMemberCatchesUp(t *testing.T) {
 	tr := newTestRoom(t, memnet.New(5), "general")
-	rs := dialRaw(t, tr, "slow")
+	rs := dialRawBuffer(t, tr, "slow", 64<<10)
 	rs.write(t, &wire.Stream{On: true})
+	rs.keepAlive(t)
+	tr.seq.mu.Lock()
+	var sess *hostSession
+	for _, m := range tr.seq.members {
+		sess = m
+	}
+	tr.seq.mu.Unlock()
+	lagged := rs.lag(t, sess)
 
 	// About 8 MB: more than the queue bound, and than the kernel buffers
 	// between the two ends.
@@ -87,19 +230,16 @@ func TestSlowMemberCatchesUp(t *testing.T) {
 			}
 		})
 	}
-	// The member asks for everything again while it is not reading, as a
-	// member that sees a gap does.
+	// The member asks for everything again while it lags, as a member
+	// that sees a gap does.
 	rs.write(t, &wire.Fetch{From: rs.welcome.Next, Count: 1024})
 	wg.Wait()
 	last := tr.seq.LastSeq()
 
 	tr.seq.mu.Lock()
-	var sess *hostSession
-	for _, m := range tr.seq.members {
-		sess = m
-	}
+	_, in := tr.seq.members[sess.keyID]
 	tr.seq.mu.Unlock()
-	if sess == nil {
+	if !in {
 		t.Fatal("the slow member was dropped from the room")
 	}
 	sess.mu.Lock()
@@ -109,9 +249,11 @@ func TestSlowMemberCatchesUp(t *testing.T) {
 		t.Errorf("%d bytes queued for the member, bound %d", queued, sessionQueueBytes)
 	}
 	if next >= end {
-		t.Fatalf("the session wrote everything (next %d, end %d) although the member read nothing: the test did not make it slow", next, end)
+		t.Fatalf("the session wrote everything (next %d, end %d) although the member read only to unstick it: the test did not make it slow", next, end)
 	}
 	rs.write(t, &wire.Fetch{From: rs.welcome.Next, Count: 1024})
+	// What the member read while it lagged comes first.
+	r := io.MultiReader(bytes.NewReader(lagged()), rs.conn)
 
 	seen := make(map[uint64]int)
 	opts := batchOpts(rs.welcome.Room)
@@ -119,7 +261,7 @@ func TestSlowMemberCatchesUp(t *testing.T) {
 	var buf []byte
 	for want <= last {
 		rs.conn.SetReadDeadline(time.Now().Add(20 * time.Second))
-		f, b, err := wire.ReadFrame(rs.conn, buf)
+		f, b, err := wire.ReadFrame(r, buf)
 		buf = b
 		if err != nil {
 			t.Fatalf("session ended at #%d of #%d: %v", want, last, err)
