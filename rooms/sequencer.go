@@ -39,9 +39,9 @@ const (
 	// front end pasting lines, the harness's 56 says in flight) send
 	// nothing more until it goes, and holding it the full 20 ms capped
 	// such a room at one batch per 20 ms: 1,900 lines a second.
-	burstGap = 2 * time.Millisecond
-	busyWindow     = 100 * time.Millisecond
-	busyLines      = 50
+	burstGap   = 2 * time.Millisecond
+	busyWindow = 100 * time.Millisecond
+	busyLines  = 50
 	// flushBytes flushes a block early once it holds this much.
 	flushBytes = 16 * wire.ShardData
 	// repairWindow gathers the NACKs of several members for one block
