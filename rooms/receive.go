@@ -50,6 +50,18 @@ const (
 	healthyFor  = 3 * time.Second
 	healthyLoss = 0.2
 	refusedHold = 10 * time.Second
+	// The host weighs a member's loss against the rest of the room's, so
+	// a reading must mean something: a second's window counts once it
+	// covers minLossSample shards (a quiet room's windows add up until
+	// then), the first reading is taken as it is, not averaged with an
+	// assumed 0, and a member asks for loss only once lossyTicks readings
+	// in a row were over lossyAbove. Otherwise, when a whole room starts
+	// losing at once, the first member over the line, its estimate built
+	// on a handful of shards, looked like an outlier against the others'
+	// readings of a second earlier and was granted a copy of the room on
+	// the very link that loses it.
+	minLossSample = 50
+	lossyTicks    = 2
 )
 
 // receiver is the receive state of a Member, guarded by its lock.
@@ -76,6 +88,8 @@ type receiver struct {
 	// Loss accounting over the shards the host sent at first.
 	lossSent, lossGot int
 	loss              float64 // smoothed share of shards lost on multicast
+	lossKnown         bool    // loss holds a reading
+	lossyRun          int     // readings in a row over lossyAbove
 	lastMcast         time.Time
 	mcastSince        time.Time // start of the current run of healthy multicast
 	streaming         bool      // the host granted the stream: the room comes over the session
@@ -716,10 +730,18 @@ func (m *Member) keepalive(ctx context.Context, conn *secure.Conn) {
 		case now := <-t.C:
 			m.mu.Lock()
 			rx := &m.rx
-			if rx.lossSent > 0 {
+			if rx.lossSent >= minLossSample {
 				sample := 1 - float64(rx.lossGot)/float64(rx.lossSent)
-				rx.loss = 0.5*rx.loss + 0.5*sample
+				if rx.lossKnown {
+					sample = 0.5*rx.loss + 0.5*sample
+				}
+				rx.loss, rx.lossKnown = sample, true
 				rx.lossSent, rx.lossGot = 0, 0
+				if rx.loss > lossyAbove {
+					rx.lossyRun++
+				} else {
+					rx.lossyRun = 0
+				}
 			}
 			req := m.pathRequestLocked(now)
 			m.mu.Unlock()
@@ -746,15 +768,15 @@ func (m *Member) pathRequestLocked(now time.Time) *wire.Stream {
 		return nil
 	}
 	silent := now.Sub(rx.lastMcast) > silentAfter
-	lossy := rx.loss > lossyAbove
+	heavy := rx.loss > lossyAbove
 	switch {
 	case m.path == PathTCP && !rx.streaming:
 		return &wire.Stream{On: true}
 	case m.path != PathAuto:
 		return nil
-	case !rx.streaming && silent && !lossy:
+	case !rx.streaming && silent && !heavy:
 		return &wire.Stream{On: true}
-	case !rx.streaming && lossy && now.Sub(rx.refusedAt) >= refusedHold:
+	case !rx.streaming && heavy && rx.lossyRun >= lossyTicks && now.Sub(rx.refusedAt) >= refusedHold:
 		return &wire.Stream{On: true, Lossy: true}
 	case rx.streaming && !silent && now.Sub(rx.mcastSince) >= healthyFor && rx.loss < healthyLoss:
 		return &wire.Stream{On: false}
