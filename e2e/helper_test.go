@@ -95,6 +95,16 @@ func forge() error {
 	}
 }
 
+// listenGroup joins group on eth0, the interface of a namespace host, and
+// listens on its port.
+func listenGroup(group netip.AddrPort) (*net.UDPConn, error) {
+	ifi, err := net.InterfaceByName("eth0")
+	if err != nil {
+		return nil, err
+	}
+	return net.ListenMulticastUDP("udp4", ifi, net.UDPAddrFromAddrPort(group))
+}
+
 // sniff joins group MESHD_SNIFF_GROUP on eth0 and prints, in hex, one line
 // per datagram, until MESHD_SNIFF_COUNT datagrams or 20 seconds.
 func sniff() error {
@@ -106,11 +116,7 @@ func sniff() error {
 	if err != nil {
 		return fmt.Errorf("MESHD_SNIFF_COUNT: %w", err)
 	}
-	ifi, err := net.InterfaceByName("eth0")
-	if err != nil {
-		return err
-	}
-	c, err := net.ListenMulticastUDP("udp4", ifi, net.UDPAddrFromAddrPort(group))
+	c, err := listenGroup(group)
 	if err != nil {
 		return err
 	}

@@ -43,11 +43,7 @@ func nackStorm() error {
 	if err != nil {
 		return fmt.Errorf("MESHD_STORM_FOR: %w", err)
 	}
-	ifi, err := net.InterfaceByName("eth0")
-	if err != nil {
-		return err
-	}
-	c, err := net.ListenMulticastUDP("udp4", ifi, net.UDPAddrFromAddrPort(group))
+	c, err := listenGroup(group)
 	if err != nil {
 		return err
 	}
