@@ -495,8 +495,9 @@ func (h *Host) refuse(conn *secure.Conn, reason string) {
 //
 // The writer is a goroutine only while there is something to write: it is
 // started when a frame or a catch-up is queued and ends once both are
-// drained. An idle session, most of a busy host's hundreds, is then one
-// goroutine blocked reading (serveMember) and no write buffer.
+// drained. Its reader (serve) is a goroutine only while the member's
+// frames come in: an idle session, most of a busy host's hundreds, is an
+// entry in the host's poller, with no goroutine and no buffer.
 type hostSession struct {
 	// Guarded by the Sequencer's lock.
 	acked     uint64    // everything up to here has reached the member
