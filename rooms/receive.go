@@ -36,8 +36,9 @@ const (
 	// the host's link carried more ack bytes than chat.
 	ackDelay = 100 * time.Millisecond
 	// blockWindow bounds the blocks a member tracks; a member further
-	// behind catches up by sequence number over its session.
-	blockWindow = 128
+	// behind catches up by sequence number over its session. As many as
+	// the host keeps for repairs (sentBlocks): older ones it cannot repair.
+	blockWindow = sentBlocks
 	maxPending  = 4096 // out-of-order records held per room
 	maxReceipts = 256
 	// Multicast that is silent for silentAfter, or loses more than
@@ -117,10 +118,29 @@ type receiver struct {
 // block only from a later one.
 type partial struct {
 	k, sent, have int
-	got           uint64 // a bit per shard index received, kept after decoding to count loss
+	got           shardSet // the shard indexes received, kept after decoding to count loss
 	shards        [][]byte
 	first, nackAt time.Time
 	done          bool
+}
+
+// shardSet is a set of a block's shard indexes, below wire.MaxShards.
+type shardSet [wire.MaxShards / 64]uint64
+
+func (s *shardSet) add(i uint8) { s[i/64] |= 1 << (i % 64) }
+
+// countBelow counts the indexes below n in s.
+func (s *shardSet) countBelow(n int) int {
+	c := 0
+	for w, bitsOf := range s {
+		switch lo := w * 64; {
+		case n >= lo+64:
+			c += bits.OnesCount64(bitsOf)
+		case n > lo:
+			c += bits.OnesCount64(bitsOf & (1<<(n-lo) - 1))
+		}
+	}
+	return c
 }
 
 // keepResolved is how many resolved blocks a member remembers, so that
@@ -350,12 +370,8 @@ func (m *Member) pruneLocked() {
 			continue
 		}
 		if p.k > 0 {
-			mask := ^uint64(0)
-			if p.sent < 64 {
-				mask = 1<<p.sent - 1
-			}
 			rx.lossSent += p.sent
-			rx.lossGot += bits.OnesCount64(p.got & mask)
+			rx.lossGot += p.got.countBelow(p.sent)
 		}
 		rx.dropPartial(no, p)
 	}
@@ -374,13 +390,13 @@ func (m *Member) shardLocked(si wire.ShardInfo, shard []byte, now time.Time) {
 		rx.partials[si.Block] = p
 	}
 	if p.done {
-		p.got |= 1 << si.Index
+		p.got.add(si.Index)
 		st.DataDuplicate.Add(1)
 		return
 	}
 	k := int(si.K)
 	if p.k == 0 {
-		if k > wire.MaxShards/2 {
+		if k > wire.MaxBlockShards {
 			st.DataMalformed.Add(1)
 			return
 		}
@@ -401,7 +417,7 @@ func (m *Member) shardLocked(si wire.ShardInfo, shard []byte, now time.Time) {
 	}
 	p.shards[si.Index] = append(rx.shardBuf(), shard...)
 	p.have++
-	p.got |= 1 << si.Index
+	p.got.add(si.Index)
 	if p.have < p.k {
 		m.armRepairLocked()
 		return
@@ -426,7 +442,15 @@ func (m *Member) shardLocked(si wire.ShardInfo, shard []byte, now time.Time) {
 	if repaired {
 		st.BlocksRepaired.Add(1)
 	}
-	m.batchLocked(batch, now)
+	for payload := batch; len(payload) > 0; {
+		b, rest, err := wire.NextBlockBatch(payload)
+		if err != nil {
+			st.DataMalformed.Add(1)
+			break
+		}
+		m.batchLocked(b, now)
+		payload = rest
+	}
 	m.advanceLocked(false)
 }
 
