@@ -140,6 +140,26 @@ func proactiveParity(k, members int, loss float64) int {
 	return limit
 }
 
+// repairShards is how many shards a repair sends, at most limit, when the
+// neediest member asks for missing and members each lose a share loss of
+// shards: enough that it gets all it asked for with probability 0.9. A
+// repair of exactly what was asked is short by the loss, and each round
+// that follows costs a NACK's hold and a round trip: at 20 % loss, blocks
+// waiting on their third or fourth round outlived fetchAfter, and members
+// fetched every record after them over their sessions.
+func repairShards(missing, limit int, loss float64) int {
+	if loss <= 0 || missing <= 0 {
+		return min(missing, limit)
+	}
+	loss = min(loss, 0.9)
+	for r := missing; r < limit; r++ {
+		if blockLossProb(missing, r, loss) <= 0.1 {
+			return r
+		}
+	}
+	return limit
+}
+
 // blockLossProb is the probability that fewer than k of n shards arrive
 // when each is lost independently with probability p.
 func blockLossProb(k, n int, p float64) float64 {

@@ -813,6 +813,7 @@ func (s *Sequencer) repair() {
 		return
 	}
 	now := s.now()
+	_, loss := s.multicastLossLocked()
 	for no, want := range s.repairs {
 		delete(s.repairs, no)
 		sb := s.blocks[no%sentBlocks]
@@ -822,7 +823,7 @@ func (s *Sequencer) repair() {
 		if now.Sub(sb.repairedAt) >= repairHold {
 			sb.repaired, sb.repairedAt = 0, now
 		}
-		want -= sb.repaired
+		want = repairShards(want, len(sb.shards), loss) - sb.repaired
 		sb.repaired += max(want, 0)
 		for range want {
 			n := s.sendShardLocked(sb, sb.next)
