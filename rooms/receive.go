@@ -86,9 +86,9 @@ type receiver struct {
 	// missing, an unseen block up to it holds nothing still needed; one
 	// after it may hold records nobody has told the member of yet.
 	doneBelow, lastBlock, covered uint64
-	partials             map[uint64]*partial
-	repairArmed          bool
-	repairTimer          *time.Timer
+	partials                      map[uint64]*partial
+	repairArmed                   bool
+	repairTimer                   *time.Timer
 
 	// Loss accounting over the shards the host sent at first.
 	lossSent, lossGot int
@@ -127,7 +127,7 @@ type partial struct {
 	// first is when the member heard of the block, last when its latest
 	// shard came: a NACK waits until the block stops arriving.
 	first, last, nackAt time.Time
-	done          bool
+	done                bool
 }
 
 // shardSet is a set of a block's shard indexes, below wire.MaxShards.
