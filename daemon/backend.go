@@ -302,7 +302,7 @@ func (b backend) Say(ctx context.Context, ref string, req ctl.SayRequest) (ctl.S
 		// Subscribed before saying, so that no receipt can come first.
 		wctx, cancel := context.WithTimeout(ctx, time.Duration(req.Wait))
 		defer cancel()
-		_, receipts = d.hub.subscribe(wctx, ref, 0, false)
+		_, receipts = d.hub.subscribe(wctx, ref, 0, false, nil)
 	}
 	var seq uint64
 	if s != nil {
@@ -382,7 +382,7 @@ func (b backend) Who(ref string) (ctl.Who, error) {
 	return w, nil
 }
 
-func (b backend) Subscribe(ctx context.Context, ref string, since uint64, initial bool) ([]ctl.Event, <-chan ctl.Event, error) {
+func (b backend) Subscribe(ctx context.Context, ref string, since uint64, initial bool, now func(*ctl.Event) bool) ([]ctl.Event, <-chan ctl.Event, error) {
 	d := b.d
 	if ref != "" {
 		s, m, err := d.local(ref)
@@ -395,7 +395,7 @@ func (b backend) Subscribe(ctx context.Context, ref string, since uint64, initia
 			ref = m.Ref()
 		}
 	}
-	snap, live := d.hub.subscribe(ctx, ref, since, initial)
+	snap, live := d.hub.subscribe(ctx, ref, since, initial, now)
 	return snap, live, nil
 }
 

@@ -59,6 +59,9 @@ func (r *ring) each(f func(ctl.Event)) {
 type subscriber struct {
 	room string // "" for every room
 	ch   chan ctl.Event
+	// now, if not nil, is offered each event before ch: the event stream
+	// writing it on the publisher's goroutine (ctlserver.Backend).
+	now func(*ctl.Event) bool
 }
 
 func newHub() *hub {
@@ -66,7 +69,9 @@ func newHub() *hub {
 }
 
 // publish records a sequenced event in its room's backlog (when keep) and
-// hands it to every subscriber that wants it.
+// hands it to every subscriber that wants it. The hub's lock orders
+// publishers, so each subscriber sees events in one order whichever way
+// they reach it.
 func (h *hub) publish(ev ctl.Event, keep bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -80,6 +85,9 @@ func (h *hub) publish(ev ctl.Event, keep bool) {
 	}
 	for s := range h.subs {
 		if s.room != "" && s.room != ev.Room {
+			continue
+		}
+		if s.now != nil && s.now(&ev) {
 			continue
 		}
 		select {
@@ -102,9 +110,11 @@ func (h *hub) forget(room string) {
 // subscribe returns the room's held events after since (when initial) and
 // a channel of live events, closed when ctx ends or the subscriber falls
 // behind. The snapshot and the subscription are taken under one lock, so
-// no event falls between them.
-func (h *hub) subscribe(ctx context.Context, room string, since uint64, initial bool) ([]ctl.Event, <-chan ctl.Event) {
-	s := &subscriber{room: room, ch: make(chan ctl.Event, subscriberQueue)}
+// no event falls between them. now, if not nil, is offered each live
+// event first, under the hub's lock; an event it takes does not go on the
+// channel.
+func (h *hub) subscribe(ctx context.Context, room string, since uint64, initial bool, now func(*ctl.Event) bool) ([]ctl.Event, <-chan ctl.Event) {
+	s := &subscriber{room: room, ch: make(chan ctl.Event, subscriberQueue), now: now}
 	h.mu.Lock()
 	var snap []ctl.Event
 	if r := h.backlog[room]; initial && r != nil {

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"slices"
 	"testing"
 
 	"meshd/ctl"
@@ -19,7 +20,7 @@ func TestHubBacklog(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	for _, since := range []uint64{0, n - roomBacklog, n - 10, n} {
-		snap, _ := h.subscribe(ctx, "r", since, true)
+		snap, _ := h.subscribe(ctx, "r", since, true, nil)
 		want := min(uint64(roomBacklog), n-since)
 		if uint64(len(snap)) != want {
 			t.Fatalf("since %d: %d events, want %d", since, len(snap), want)
@@ -33,7 +34,7 @@ func TestHubBacklog(t *testing.T) {
 	// A reader resuming from before the backlog is told what it missed.
 	const oldest = n - roomBacklog + 1
 	for _, since := range []uint64{1, oldest - 2} {
-		snap, _ := h.subscribe(ctx, "r", since, true)
+		snap, _ := h.subscribe(ctx, "r", since, true, nil)
 		if len(snap) != roomBacklog+1 {
 			t.Fatalf("since %d: %d events, want the missed marker and %d", since, len(snap), roomBacklog)
 		}
@@ -45,17 +46,17 @@ func TestHubBacklog(t *testing.T) {
 			t.Errorf("since %d: then #%d, want #%d", since, snap[1].Seq, oldest)
 		}
 	}
-	if snap, _ := h.subscribe(ctx, "r", 0, false); snap != nil {
+	if snap, _ := h.subscribe(ctx, "r", 0, false, nil); snap != nil {
 		t.Errorf("without initial: %d events", len(snap))
 	}
-	_, live := h.subscribe(ctx, "r", 0, false)
+	_, live := h.subscribe(ctx, "r", 0, false, nil)
 	h.publish(ctl.Event{Kind: ctl.EventReceipt, Room: "other"}, false)
 	h.publish(ctl.Event{Kind: ctl.EventReceipt, Room: "r", Seq: 7}, false)
 	if ev := <-live; ev.Seq != 7 || ev.Room != "r" {
 		t.Errorf("live event %+v, want r's receipt #7", ev)
 	}
 	h.forget("r")
-	if snap, _ := h.subscribe(ctx, "r", 0, true); len(snap) != 0 {
+	if snap, _ := h.subscribe(ctx, "r", 0, true, nil); len(snap) != 0 {
 		t.Errorf("after forget: %d events", len(snap))
 	}
 }
@@ -66,7 +67,7 @@ func TestHubOverflow(t *testing.T) {
 	h := newHub()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	_, live := h.subscribe(ctx, "", 0, false)
+	_, live := h.subscribe(ctx, "", 0, false, nil)
 	for seq := uint64(1); seq <= subscriberQueue+1; seq++ {
 		h.publish(ctl.Event{Kind: ctl.EventMessage, Room: "r", Seq: seq}, true)
 	}
@@ -76,6 +77,38 @@ func TestHubOverflow(t *testing.T) {
 	}
 	if got != subscriberQueue {
 		t.Errorf("%d events before the cut, want %d", got, subscriberQueue)
+	}
+}
+
+// TestHubNow: an event the subscriber's now takes does not go on its
+// channel; one it declines does, and later events keep their order.
+func TestHubNow(t *testing.T) {
+	h := newHub()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var took []uint64
+	now := func(ev *ctl.Event) bool {
+		if ev.Seq%3 == 0 {
+			return false
+		}
+		took = append(took, ev.Seq)
+		return true
+	}
+	_, live := h.subscribe(ctx, "r", 0, false, now)
+	for seq := uint64(1); seq <= 9; seq++ {
+		h.publish(ctl.Event{Kind: ctl.EventMessage, Room: "r", Seq: seq}, true)
+	}
+	h.publish(ctl.Event{Kind: ctl.EventMessage, Room: "other", Seq: 10}, true)
+	if want := []uint64{1, 2, 4, 5, 7, 8}; !slices.Equal(took, want) {
+		t.Errorf("now took %v, want %v", took, want)
+	}
+	for _, want := range []uint64{3, 6, 9} {
+		if ev := <-live; ev.Seq != want {
+			t.Errorf("queued #%d, want #%d", ev.Seq, want)
+		}
+	}
+	if len(live) != 0 {
+		t.Errorf("%d more events queued", len(live))
 	}
 }
 

@@ -15,7 +15,6 @@ import (
 	"maps"
 	"net"
 	"slices"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -57,7 +56,14 @@ type Backend interface {
 	// closed when ctx ends or when the subscriber fell too far behind; in
 	// the latter case the server ends the stream with an EventOverflow
 	// event so the client knows it missed events.
-	Subscribe(ctx context.Context, room string, since uint64, initial bool) (snapshot []ctl.Event, live <-chan ctl.Event, err error)
+	//
+	// now, when not nil, is offered each live event before live: on the
+	// goroutine that publishes it, in the order events are published
+	// (under the lock that orders the sends on live). If it returns true
+	// the event is on the stream and must not be sent on live; if false,
+	// it must be (or the subscription closed as fallen behind). now never
+	// blocks and keeps no reference to the event.
+	Subscribe(ctx context.Context, room string, since uint64, initial bool, now func(*ctl.Event) bool) (snapshot []ctl.Event, live <-chan ctl.Event, err error)
 }
 
 const (
@@ -393,111 +399,6 @@ func (s *Server) addPeer(r *httpd.Request) (any, error) {
 
 func (s *Server) removePeer(r *httpd.Request) (any, error) {
 	return nil, s.b.RemovePeer(r.PathValue("addr"))
-}
-
-// events streams ctl.Events as newline-delimited JSON, flushing each line
-// so a follower sees it at once.
-func (s *Server) events(w httpd.ResponseWriter, r *httpd.Request) {
-	q := r.URL.Query()
-	room := q.Get("room")
-	var since uint64
-	if v := q.Get("since"); v != "" {
-		n, err := strconv.ParseUint(v, 10, 64)
-		if err != nil {
-			writeError(w, httpd.StatusBadRequest, fmt.Sprintf("since=%q is not a sequence number: use a whole number such as since=41", v))
-			return
-		}
-		since = n
-	}
-	var initial bool
-	if v := q.Get("initial"); v != "" {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			writeError(w, httpd.StatusBadRequest, fmt.Sprintf("initial=%q is not a boolean: use initial=1 or initial=0", v))
-			return
-		}
-		initial = b
-	}
-
-	ctx := r.Context()
-	snapshot, live, err := s.b.Subscribe(ctx, room, since, initial)
-	if err != nil {
-		s.writeBackendError(w, r, err)
-		return
-	}
-	w.Header().Set("Content-Type", "application/x-ndjson")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(httpd.StatusOK)
-	var line []byte
-	encode := func(ev ctl.Event) bool {
-		var err error
-		if line, err = appendEvent(line[:0], &ev); err == nil {
-			_, err = w.Write(line)
-		}
-		if err != nil {
-			s.log.Debug("event stream write failed", "room", room, "err", err)
-			return false
-		}
-		return true
-	}
-	flush := func() bool {
-		if err := w.Flush(); err != nil {
-			s.log.Debug("event stream flush failed", "room", room, "err", err)
-			return false
-		}
-		return true
-	}
-	send := func(ev ctl.Event) bool { return encode(ev) && flush() }
-	// Flush the headers now, so the client knows it is subscribed even if
-	// nothing happens for a while.
-	if !flush() {
-		return
-	}
-	for _, ev := range snapshot {
-		if !send(ev) {
-			return
-		}
-	}
-	if initial && !send(ctl.Event{Kind: ctl.EventSnapshotEnd, Room: room}) {
-		return
-	}
-	// Live events are flushed once per burst, not once per event: in a
-	// busy room a write per line would cost a system call each, while a
-	// burst that is already queued goes out in one. A closed channel means
-	// the subscriber fell behind.
-	next := func(ev ctl.Event, ok bool) bool {
-		if !ok {
-			if ctx.Err() == nil {
-				s.log.Info("event subscriber fell behind; ending its stream", "room", room)
-				send(ctl.Event{Kind: ctl.EventOverflow, Room: room})
-			}
-			return false
-		}
-		return encode(ev)
-	}
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case ev, ok := <-live:
-			if !next(ev, ok) {
-				return
-			}
-			for more := true; more; {
-				select {
-				case ev, ok := <-live:
-					if !next(ev, ok) {
-						return
-					}
-				default:
-					more = false
-				}
-			}
-			if !flush() {
-				return
-			}
-		}
-	}
 }
 
 // writeBackendError answers with the status err carries and logs what a

@@ -49,11 +49,15 @@ type Backend struct {
 	joins   []ctl.JoinRequest
 	muted   map[string]bool // "ref nick"
 	peers   []string
+	// direct counts live events the server's event streams took on the
+	// publishing goroutine rather than from their channel.
+	direct int
 }
 
 type subscriber struct {
 	room string // ref, or "" for all rooms
 	ch   chan ctl.Event
+	now  func(*ctl.Event) bool // the server's direct path, offered first
 }
 
 var _ ctlserver.Backend = (*Backend)(nil)
@@ -132,6 +136,14 @@ func (b *Backend) Overflow() {
 	}
 }
 
+// Direct returns how many live events the server's event streams wrote
+// on the publishing goroutine, rather than taking them from the channel.
+func (b *Backend) Direct() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.direct
+}
+
 // Subscribers returns the number of live subscriptions.
 func (b *Backend) Subscribers() int {
 	b.mu.Lock()
@@ -148,6 +160,10 @@ func (b *Backend) publishLocked(ev ctl.Event) {
 	}
 	for s := range b.subs {
 		if s.room != "" && s.room != ev.Room {
+			continue
+		}
+		if s.now != nil && s.now(&ev) {
+			b.direct++
 			continue
 		}
 		select {
@@ -478,7 +494,7 @@ func (b *Backend) Who(room string) (ctl.Who, error) {
 
 // Subscribe implements ctlserver.Backend. The snapshot is the kept
 // history after since.
-func (b *Backend) Subscribe(ctx context.Context, room string, since uint64, initial bool) ([]ctl.Event, <-chan ctl.Event, error) {
+func (b *Backend) Subscribe(ctx context.Context, room string, since uint64, initial bool, now func(*ctl.Event) bool) ([]ctl.Event, <-chan ctl.Event, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if err := b.failLocked("Subscribe"); err != nil {
@@ -504,7 +520,7 @@ func (b *Backend) Subscribe(ctx context.Context, room string, since uint64, init
 			}
 		}
 	}
-	s := &subscriber{room: room, ch: make(chan ctl.Event, SubBuffer)}
+	s := &subscriber{room: room, ch: make(chan ctl.Event, SubBuffer), now: now}
 	b.subs[s] = struct{}{}
 	context.AfterFunc(ctx, func() {
 		b.mu.Lock()

@@ -54,7 +54,8 @@ type response struct {
 	head      bool  // answering HEAD: count the body, send none
 	// closeAfter ends the connection after this response.
 	closeAfter bool
-	err        error // the first write error; the connection is then dead
+	err        error  // the first write error; the connection is then dead
+	now        []byte // WriteNow's chunk, kept for the next
 }
 
 func newResponse(c *conn, req *Request) *response {

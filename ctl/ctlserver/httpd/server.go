@@ -240,6 +240,9 @@ type conn struct {
 	nc net.Conn
 	br *bufio.Reader
 	bw *bufio.Writer
+	// raw writes to the socket without waiting (WriteNow); set at the
+	// first use.
+	raw syscall.RawConn
 
 	idle bool // between requests; guarded by st.mu
 

@@ -1,0 +1,218 @@
+package ctlserver
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+
+	"meshd/ctl"
+	"meshd/ctl/ctlserver/httpd"
+)
+
+// eventStream is one GET /v0/events response. Its live events reach the
+// client two ways: the goroutine that publishes an event writes it
+// itself (now) when the stream is idle and the socket has room, else the
+// backend queues it on the live channel for the handler's goroutine. The
+// first spares a member at 100 lines a second a goroutine wake-up per
+// line; the second keeps a slow reader from ever blocking the publisher
+// (a room's data path). Order holds because now writes only while no
+// queued event is left unwritten.
+type eventStream struct {
+	s    *Server
+	w    httpd.ResponseWriter
+	nw   httpd.NowWriter // nil if the connection cannot write without waiting
+	room string
+
+	// mu orders every use of w. The handler holds it while it writes,
+	// including a flush that may wait for a slow reader; now only tries
+	// it, so it never waits.
+	mu   sync.Mutex
+	line []byte // the event being encoded
+	// live is set once the snapshot is out: now may write only after it.
+	// done is set as the handler returns: nothing may write after it.
+	live, done bool
+	// queued counts events now declined, which the backend therefore put
+	// on the live channel, that the handler has not yet written. now
+	// writes only when it is 0, so that it never overtakes one. Raised
+	// by now (under the publisher's lock, not mu), lowered by the handler
+	// under mu.
+	queued atomic.Int64
+	// kick asks the handler to flush the end of a chunk the socket did not
+	// take whole from now.
+	kick chan struct{}
+}
+
+// now is the stream's direct path (Backend.Subscribe).
+func (es *eventStream) now(ev *ctl.Event) bool {
+	if es.mu.TryLock() {
+		ok := es.nowLocked(ev)
+		es.mu.Unlock()
+		if ok {
+			return true
+		}
+	}
+	es.queued.Add(1)
+	return false
+}
+
+func (es *eventStream) nowLocked(ev *ctl.Event) bool {
+	if es.nw == nil || !es.live || es.done || es.queued.Load() != 0 {
+		return false
+	}
+	line, err := appendEvent(es.line[:0], ev)
+	if err != nil {
+		return false // the handler meets the same error and ends the stream
+	}
+	es.line = line
+	taken, pending := es.nw.WriteNow(line)
+	if pending {
+		select {
+		case es.kick <- struct{}{}:
+		default: // a kick is already waiting
+		}
+	}
+	return taken
+}
+
+// encode appends ev to the response; it reports false once the stream is
+// broken. The caller holds mu.
+func (es *eventStream) encode(ev *ctl.Event) bool {
+	var err error
+	if es.line, err = appendEvent(es.line[:0], ev); err == nil {
+		_, err = es.w.Write(es.line)
+	}
+	if err != nil {
+		es.s.log.Debug("event stream write failed", "room", es.room, "err", err)
+		return false
+	}
+	return true
+}
+
+// flush sends what the response holds. The caller holds mu.
+func (es *eventStream) flush() bool {
+	if err := es.w.Flush(); err != nil {
+		es.s.log.Debug("event stream flush failed", "room", es.room, "err", err)
+		return false
+	}
+	return true
+}
+
+// events streams ctl.Events as newline-delimited JSON, flushing each line
+// (or each burst of lines) so a follower sees it at once.
+func (s *Server) events(w httpd.ResponseWriter, r *httpd.Request) {
+	q := r.URL.Query()
+	room := q.Get("room")
+	var since uint64
+	if v := q.Get("since"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			writeError(w, httpd.StatusBadRequest, fmt.Sprintf("since=%q is not a sequence number: use a whole number such as since=41", v))
+			return
+		}
+		since = n
+	}
+	var initial bool
+	if v := q.Get("initial"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			writeError(w, httpd.StatusBadRequest, fmt.Sprintf("initial=%q is not a boolean: use initial=1 or initial=0", v))
+			return
+		}
+		initial = b
+	}
+
+	es := &eventStream{s: s, w: w, room: room, kick: make(chan struct{}, 1)}
+	es.nw, _ = w.(httpd.NowWriter)
+	// Whatever way the handler leaves, now must not write after it: the
+	// server then ends the response on the same connection.
+	defer func() {
+		es.mu.Lock()
+		es.done = true
+		es.mu.Unlock()
+	}()
+	ctx := r.Context()
+	snapshot, live, err := s.b.Subscribe(ctx, room, since, initial, es.now)
+	if err != nil {
+		s.writeBackendError(w, r, err)
+		return
+	}
+	if !es.start(snapshot, initial) {
+		return
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-es.kick:
+			es.mu.Lock()
+			ok := es.flush()
+			es.mu.Unlock()
+			if !ok {
+				return
+			}
+		case ev, ok := <-live:
+			if !es.burst(ctx, live, ev, ok) {
+				return
+			}
+		}
+	}
+}
+
+// start sends the head, the snapshot and, if asked for, its end; then
+// lets now write.
+func (es *eventStream) start(snapshot []ctl.Event, initial bool) bool {
+	es.mu.Lock()
+	defer es.mu.Unlock()
+	es.w.Header().Set("Content-Type", "application/x-ndjson")
+	es.w.Header().Set("Cache-Control", "no-store")
+	es.w.WriteHeader(httpd.StatusOK)
+	// Flush the headers now, so the client knows it is subscribed even if
+	// nothing happens for a while.
+	if !es.flush() {
+		return false
+	}
+	for i := range snapshot {
+		if !es.encode(&snapshot[i]) || !es.flush() {
+			return false
+		}
+	}
+	if initial {
+		if !es.encode(&ctl.Event{Kind: ctl.EventSnapshotEnd, Room: es.room}) || !es.flush() {
+			return false
+		}
+	}
+	es.live = true
+	return true
+}
+
+// burst writes the queued event ev and any queued after it, then
+// flushes them together: in a busy room a write per line would cost a
+// system call each, while a burst that is already queued goes out in one.
+// A closed channel (ok false) means the subscriber fell behind.
+func (es *eventStream) burst(ctx context.Context, live <-chan ctl.Event, ev ctl.Event, ok bool) bool {
+	es.mu.Lock()
+	defer es.mu.Unlock()
+	for {
+		if !ok {
+			if ctx.Err() == nil {
+				es.s.log.Info("event subscriber fell behind; ending its stream", "room", es.room)
+				if es.encode(&ctl.Event{Kind: ctl.EventOverflow, Room: es.room}) {
+					es.flush()
+				}
+			}
+			return false
+		}
+		if !es.encode(&ev) {
+			return false
+		}
+		es.queued.Add(-1)
+		select {
+		case ev, ok = <-live:
+			continue
+		default:
+		}
+		return es.flush()
+	}
+}

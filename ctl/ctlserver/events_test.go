@@ -1,0 +1,107 @@
+package ctlserver_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"meshd/ctl"
+	"meshd/ctl/ctltest"
+)
+
+// An event published while its stream is idle is written by the
+// publisher, not handed to the handler's goroutine.
+func TestEventStreamWrittenByPublisher(t *testing.T) {
+	b := ctltest.NewBackend()
+	srv := ctltest.Start(t, b)
+	s, err := srv.Client.Events(context.Background(), "", 0, true)
+	if err != nil {
+		t.Fatalf("Events: %v", err)
+	}
+	defer s.Close()
+	if ev := nextEvent(t, s); ev.Kind != ctl.EventSnapshotEnd {
+		t.Fatalf("first event = %+v, want snapshot_end", ev)
+	}
+	const n = 200
+	for i := range uint64(n) {
+		b.Publish(ctl.Event{Kind: ctl.EventMessage, Room: "r", Seq: i + 1, Text: "x"})
+		if ev := nextEvent(t, s); ev.Seq != i+1 {
+			t.Fatalf("event %d = %+v, want seq %d", i, ev, i+1)
+		}
+	}
+	if d := b.Direct(); d < n/2 {
+		t.Errorf("%d of %d events written by the publisher, want most", d, n)
+	}
+	t.Logf("%d of %d written by the publisher", b.Direct(), n)
+}
+
+// A reader that stops reading never holds up the publisher: once its
+// socket is full, events queue for the handler, which waits for the
+// reader, and the queue overflowing ends the stream. Every event before
+// the overflow reaches the reader, in order, whichever way it went.
+func TestEventStreamSlowReader(t *testing.T) {
+	b := ctltest.NewBackend()
+	srv := ctltest.Start(t, b)
+	c, err := net.Dial("unix", srv.Socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	if _, err := io.WriteString(c, "GET /v0/events HTTP/1.1\r\nHost: meshd.sock\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, &http.Request{Method: "GET"})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Publish until the subscription is dropped for falling behind, with
+	// nothing read meanwhile.
+	text := strings.Repeat("x", 3000)
+	published := make(chan uint64, 1)
+	go func() {
+		var seq uint64
+		for b.Subscribers() > 0 {
+			seq++
+			b.Publish(ctl.Event{Kind: ctl.EventMessage, Room: "r", Seq: seq, Text: text})
+		}
+		published <- seq
+	}()
+	var n uint64
+	select {
+	case n = <-published:
+	case <-time.After(20 * time.Second):
+		t.Fatal("publishing to a stream nobody reads blocked")
+	}
+
+	dec := json.NewDecoder(resp.Body)
+	var seq uint64
+	for {
+		var ev ctl.Event
+		if err := dec.Decode(&ev); err != nil {
+			t.Fatalf("after event %d of %d: %v; want an overflow event", seq, n, err)
+		}
+		if ev.Kind == ctl.EventOverflow {
+			break
+		}
+		if ev.Seq != seq+1 || ev.Text != text {
+			t.Fatalf("after event %d: got %s #%d; want message #%d", seq, ev.Kind, ev.Seq, seq+1)
+		}
+		seq++
+	}
+	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		t.Errorf("after the overflow event: %v; want the body to end", err)
+	}
+	if d := b.Direct(); seq == 0 || d == 0 || d >= int(seq) {
+		t.Errorf("%d events before the overflow, %d of them written by the publisher; want some either way", seq, d)
+	}
+	t.Logf("%d events published, %d delivered, %d of them by the publisher", n, seq, b.Direct())
+}

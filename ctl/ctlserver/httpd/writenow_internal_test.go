@@ -1,0 +1,68 @@
+//go:build unix
+
+package httpd
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"net/url"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// A chunk the socket takes only part of is finished by the next Flush,
+// before anything written after it.
+func TestWriteNowPartial(t *testing.T) {
+	ln, err := net.Listen("unix", filepath.Join(t.TempDir(), "s"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err := net.Dial("unix", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	nc, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	client.SetReadDeadline(time.Now().Add(10 * time.Second))
+
+	orig := sysWrite
+	defer func() { sysWrite = orig }()
+	sysWrite = func(fd int, p []byte) (int, error) { return orig(fd, p[:len(p)/2]) }
+
+	c := &conn{st: &serving{Server: &Server{}}, nc: nc, bw: bufio.NewWriterSize(nc, 4<<10)}
+	req := &Request{Method: "GET", ProtoMinor: 1, URL: &url.URL{Path: "/"}}
+	resp := newResponse(c, req)
+	if err := resp.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	head := "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+	got := make([]byte, len(head))
+	if _, err := io.ReadFull(client, got); err != nil || string(got) != head {
+		t.Fatalf("head %q, %v; want %q", got, err, head)
+	}
+
+	taken, pending := resp.WriteNow([]byte("0123456789\n"))
+	if !taken || !pending {
+		t.Fatalf("WriteNow with half the chunk written = %v, %v; want taken, pending", taken, pending)
+	}
+	// The rest waits in the buffer: another chunk may not go first.
+	if taken, _ := resp.WriteNow([]byte("next\n")); taken {
+		t.Fatal("WriteNow took a chunk while the end of the last one was waiting")
+	}
+	resp.Write([]byte("next\n"))
+	if err := resp.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	want := "b\r\n0123456789\n\r\n5\r\nnext\n\r\n"
+	got = make([]byte, len(want))
+	if _, err := io.ReadFull(client, got); err != nil || string(got) != want {
+		t.Fatalf("body %q, %v; want %q", got, err, want)
+	}
+}
