@@ -34,9 +34,10 @@ import (
 
 // MaxShards bounds k+m. Decoding costs O(k) per byte of every lost data
 // shard and a block is only decodable once k shards of it arrived, so
-// larger blocks would add latency and CPU on small routers for little
-// gain at chat rates.
-const MaxShards = 64
+// larger blocks would add latency and CPU on small routers; 128 lets a
+// busy room's block be big enough that its parity, sized for the
+// unluckiest of many receivers, is a small share of it.
+const MaxShards = 128
 
 // MaxPacketLen is the longest packet the 2-byte length prefix can frame.
 const MaxPacketLen = math.MaxUint16

@@ -304,7 +304,8 @@ func TestCacheInversions(t *testing.T) {
 		{10, 4, true},
 		{16, 4, false},
 		{32, 8, false},
-		{MaxShards - 1, 1, true},
+		{63, 1, true},
+		{MaxShards - 1, 1, false},
 		{MaxShards / 2, MaxShards / 2, false},
 	}
 	for _, tt := range tests {

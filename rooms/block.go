@@ -11,18 +11,26 @@ import (
 
 // parityFor is how many parity shards a block of k data shards can have:
 // as many as data shards (enough for 50 % loss), at least 4 so that small
-// blocks can be repaired more than once, within MaxShards.
-func parityFor(k int) int { return min(wire.MaxShards-k, max(k, 4)) }
+// blocks can be repaired more than once, and at most maxParity. The host
+// codes them all when it sends the block and keeps them for repairs; once
+// they are spent, repairs send data shards again.
+func parityFor(k int) int { return min(max(k, 4), maxParity) }
+
+// maxParity bounds a block's parity: a big block's parity shards cost the
+// host CPU (each is a sum over every data shard) and memory while it keeps
+// the block for repairs, and a third of a big block is more than any loss
+// that NACK repair can keep up with.
+const maxParity = wire.MaxBlockShards / 2
 
 // coders holds one FEC coder per block size, made on first use: building
 // one inverts a matrix, and a room sends blocks of a handful of sizes.
 var coders struct {
 	sync.Mutex
-	c [wire.MaxShards + 1]*fec.Coder
+	c [wire.MaxBlockShards + 1]*fec.Coder
 }
 
 func coderFor(k int) (*fec.Coder, error) {
-	if k < 1 || k > wire.MaxShards/2 {
+	if k < 1 || k > wire.MaxBlockShards {
 		return nil, fmt.Errorf("block of %d data shards: %w", k, wire.ErrInvalid)
 	}
 	coders.Lock()
@@ -38,29 +46,30 @@ func coderFor(k int) (*fec.Coder, error) {
 	return c, nil
 }
 
-// encodeBlockTo cuts a signed batch into k data shards of at most
-// wire.ShardData bytes and adds parity: k data shards, then parityFor(k)
-// parity shards. The batch is cut evenly, not into full shards and a
-// short last one: a block's shards are all as long as its longest, so the
-// last one's padding would be sent k+parity times. It reuses the shards
-// of dst, typically an older block's, where their capacity allows.
-func encodeBlockTo(dst [][]byte, batch []byte) (shards [][]byte, k int, err error) {
-	k = (len(batch) + wire.ShardData - 1) / wire.ShardData
+// encodeBlockTo cuts a block's payload, its batches, into k data shards
+// of at most wire.ShardData bytes and adds parity: k data shards, then
+// parityFor(k) parity shards. The payload is cut evenly, not into full
+// shards and a short last one: a block's shards are all as long as its
+// longest, so the last one's padding would be sent k+parity times. It
+// reuses the shards of dst, typically an older block's, where their
+// capacity allows.
+func encodeBlockTo(dst [][]byte, payload []byte) (shards [][]byte, k int, err error) {
+	k = (len(payload) + wire.ShardData - 1) / wire.ShardData
 	c, err := coderFor(k)
 	if err != nil {
 		return nil, 0, err
 	}
-	size := (len(batch) + k - 1) / k
-	var chunkArr [wire.MaxShards / 2][]byte // on the stack: no allocation per block
+	size := (len(payload) + k - 1) / k
+	var chunkArr [wire.MaxBlockShards][]byte // on the stack: no allocation per block
 	chunks := chunkArr[:k]
 	for i := range chunks {
-		chunks[i] = batch[i*size : min(len(batch), (i+1)*size)]
+		chunks[i] = payload[i*size : min(len(payload), (i+1)*size)]
 	}
 	shards, err = c.EncodeTo(dst, chunks)
 	return shards, k, err
 }
 
-// decodeBlock rebuilds a batch, into buf[:0], from a block's shards (nil
+// decodeBlock rebuilds a block's payload, into buf[:0], from a block's shards (nil
 // where missing; a lost data shard given as an empty buffer is rebuilt
 // there).
 func decodeBlock(shards [][]byte, k int, buf []byte) ([]byte, error) {
@@ -68,7 +77,7 @@ func decodeBlock(shards [][]byte, k int, buf []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	var chunkArr [wire.MaxShards / 2][]byte // on the stack: no allocation per block
+	var chunkArr [wire.MaxBlockShards][]byte // on the stack: no allocation per block
 	chunks, err := c.DecodeTo(chunkArr[:0], shards)
 	if err != nil {
 		return nil, err
@@ -126,6 +135,26 @@ func proactiveParity(k, members int, loss float64) int {
 		// shards: that each gets at least k+1 of them.
 		if math.Pow(1-blockLossProb(k+1, k+p, loss), float64(members)) > 0.1 {
 			return p - 1
+		}
+	}
+	return limit
+}
+
+// repairShards is how many shards a repair sends, at most limit, when the
+// neediest member asks for missing and members each lose a share loss of
+// shards: enough that it gets all it asked for with probability 0.9. A
+// repair of exactly what was asked is short by the loss, and each round
+// that follows costs a NACK's hold and a round trip: at 20 % loss, blocks
+// waiting on their third or fourth round outlived fetchAfter, and members
+// fetched every record after them over their sessions.
+func repairShards(missing, limit int, loss float64) int {
+	if loss <= 0 || missing <= 0 {
+		return min(missing, limit)
+	}
+	loss = min(loss, 0.9)
+	for r := missing; r < limit; r++ {
+		if blockLossProb(missing, r, loss) <= 0.1 {
+			return r
 		}
 	}
 	return limit

@@ -133,10 +133,13 @@ func TestBlockBounds(t *testing.T) {
 		t.Errorf("encodeBlockTo(empty) = %d shards, k %d, nil, want an error", len(shards), k)
 	}
 	// The largest batch fits in the largest block the coders allow.
-	if _, k := mustEncodeBlock(t, testBatch(wire.MaxBatch, 3)); k > wire.MaxShards/2 {
-		t.Errorf("encodeBlockTo(MaxBatch) = k %d, over %d", k, wire.MaxShards/2)
+	if _, k := mustEncodeBlock(t, testBatch(wire.MaxBatch, 3)); k > wire.MaxBlockShards {
+		t.Errorf("encodeBlockTo(MaxBatch) = k %d, over %d", k, wire.MaxBlockShards)
 	}
-	for _, k := range []int{0, -1, wire.MaxShards/2 + 1, wire.MaxShards} {
+	if _, k := mustEncodeBlock(t, testBatch(wire.MaxBlock, 5)); k != wire.MaxBlockShards {
+		t.Errorf("encodeBlockTo(MaxBlock) = k %d, want %d", k, wire.MaxBlockShards)
+	}
+	for _, k := range []int{0, -1, wire.MaxBlockShards + 1, wire.MaxShards} {
 		if _, err := decodeBlock(make([][]byte, 2), k, nil); !errors.Is(err, wire.ErrInvalid) {
 			t.Errorf("decodeBlock(k %d) = %v, want %v", k, err, wire.ErrInvalid)
 		}
@@ -149,13 +152,13 @@ func TestBlockBounds(t *testing.T) {
 }
 
 func TestParityFor(t *testing.T) {
-	for k := 1; k <= wire.MaxShards/2; k++ {
+	for k := 1; k <= wire.MaxBlockShards; k++ {
 		p := parityFor(k)
-		if p < min(k, 4) || k+p > wire.MaxShards {
+		if p < 4 || k+p > wire.MaxShards {
 			t.Errorf("parityFor(%d) = %d", k, p)
 		}
-		if p < k {
-			t.Errorf("parityFor(%d) = %d, fewer than the data shards", k, p)
+		if p < min(k, maxParity) {
+			t.Errorf("parityFor(%d) = %d, fewer than the data shards and than %d", k, p, maxParity)
 		}
 	}
 	if got := parityFor(1); got != 4 {
@@ -166,7 +169,7 @@ func TestParityFor(t *testing.T) {
 func TestProactiveParity(t *testing.T) {
 	losses := []float64{0, 0.001, 0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1}
 	for _, members := range []int{1, 2, 16, 50} {
-		for k := 1; k <= wire.MaxShards/2; k++ {
+		for k := 1; k <= wire.MaxBlockShards; k++ {
 			limit := parityFor(k)
 			if got := proactiveParity(k, members, 0); got != 0 {
 				t.Errorf("proactiveParity(%d, %d, 0) = %d, want 0", k, members, got)
@@ -206,7 +209,7 @@ func TestProactiveParity(t *testing.T) {
 		}
 	}
 	// More members, more parity: the unluckiest of many loses more.
-	for k := 3; k <= wire.MaxShards/2; k++ {
+	for k := 3; k <= wire.MaxBlockShards; k++ {
 		if a, b := proactiveParity(k, 2, 0.1), proactiveParity(k, 50, 0.1); a > b {
 			t.Errorf("proactiveParity(%d, 2, 0.1) = %d > proactiveParity(%d, 50, 0.1) = %d", k, a, k, b)
 		}

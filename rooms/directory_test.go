@@ -230,7 +230,7 @@ func TestDirectoryRejectsBadPackets(t *testing.T) {
 	truncated := signTestAnnounce(t, host, testAnnounce("lobby", 1))
 	truncated = truncated[:len(truncated)-1]
 	badName := signTestAnnounce(t, host, testAnnounce("two words", 1))
-	for _, pkt := range [][]byte{nil, []byte("MD\x02\x01"), truncated, badName} {
+	for _, pkt := range [][]byte{nil, []byte("MD\x03\x01"), truncated, badName} {
 		if err := d.HandleAnnounce(pkt, dirNow); err == nil || errors.Is(err, ErrBadSignature) {
 			t.Errorf("HandleAnnounce(%.20x…) = %v, want a malformation error", pkt, err)
 		}

@@ -235,3 +235,91 @@ func TestQuietRoomLetsBlocksGo(t *testing.T) {
 		t.Fatalf("after the next line: %d blocks kept, %d packets sent; want 1 kept and the block sent", kept(), tr.stats.PacketsSent.Load()-before)
 	}
 }
+
+// TestBusyRoomBlockSpansBatches: a busy room's batches share one block,
+// sent once no batch came for blockIdle, or at once when the next batch
+// would not fit; every batch in it verifies and they follow each other in
+// sequence.
+func TestBusyRoomBlockSpansBatches(t *testing.T) {
+	sink := &blockSink{sent: make(chan struct{}, 1)}
+	s := newPathHost(t, sink)
+	line := func() {
+		t.Helper()
+		if _, err := s.submitLocked(wire.Record{Kind: wire.KindMessage, KeyID: s.keyID, Nick: "host", Text: pathLine}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.mu.Lock()
+	line() // a quiet room's lone line: block 1, at once
+	if got := sink.sentBlocks(); len(got) != 1 {
+		s.mu.Unlock()
+		t.Fatalf("a lone line: shards of blocks %v sent, want one of block 1", got)
+	}
+	<-sink.sent
+	// The standing clock never ends the window: the room is busy because
+	// the test says so.
+	s.busy = true
+	for range 3 {
+		for range 10 {
+			line()
+		}
+		s.flushLocked() // as the burst's flush timer does
+	}
+	open, armed, sent := s.openRecs, s.blockArmed, sink.sentBlocks()
+	s.mu.Unlock()
+	if open != 30 || !armed || len(sent) != 1 {
+		t.Fatalf("three batches in a busy room: %d records in the open block, block timer armed %v, shards of blocks %v sent; want 30, armed, block 1's only", open, armed, sent)
+	}
+	select {
+	case <-sink.sent:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the block timer never sent the block")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sb := s.blocks[2%sentBlocks]
+	if sb == nil || sb.no != 2 {
+		t.Fatalf("block 2 not kept for repairs: %+v", sb)
+	}
+	payload, err := decodeBlock(sb.shards, sb.k, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := uint64(2)
+	batches := 0
+	for len(payload) > 0 {
+		b, rest, err := wire.NextBlockBatch(payload)
+		if err != nil {
+			t.Fatalf("block 2, batch %d: %v", batches, err)
+		}
+		bt, err := verifyBatch(s.host.cfg.Identity.Pub, s.opts, b, nil, nil)
+		if err != nil {
+			t.Fatalf("block 2, batch %d: %v", batches, err)
+		}
+		if bt.First != next || len(bt.Records) != 10 {
+			t.Errorf("block 2, batch %d: %d records from %d, want 10 from %d", batches, len(bt.Records), bt.First, next)
+		}
+		next += uint64(len(bt.Records))
+		batches++
+		payload = rest
+	}
+	if batches != 3 {
+		t.Errorf("block 2 holds %d batches, want 3", batches)
+	}
+
+	// Batches until one does not fit: the open block goes first, at
+	// most MaxBlock of them.
+	before := s.block
+	for s.block == before {
+		for range 40 {
+			line()
+		}
+		s.flushLocked()
+	}
+	if sb := s.blocks[s.block%sentBlocks]; sb.k > wire.MaxBlockShards || sb.k < wire.MaxBlockShards*3/4 {
+		t.Errorf("a full block has k = %d, want at most %d and close to it", sb.k, wire.MaxBlockShards)
+	}
+	if s.openRecs != 40 {
+		t.Errorf("after a full block, %d records open, want the batch that did not fit (40)", s.openRecs)
+	}
+}

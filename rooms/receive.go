@@ -36,8 +36,9 @@ const (
 	// the host's link carried more ack bytes than chat.
 	ackDelay = 100 * time.Millisecond
 	// blockWindow bounds the blocks a member tracks; a member further
-	// behind catches up by sequence number over its session.
-	blockWindow = 128
+	// behind catches up by sequence number over its session. As many as
+	// the host keeps for repairs (sentBlocks): older ones it cannot repair.
+	blockWindow = sentBlocks
 	maxPending  = 4096 // out-of-order records held per room
 	maxReceipts = 256
 	// Multicast that is silent for silentAfter, or loses more than
@@ -80,10 +81,14 @@ type receiver struct {
 	nextFetch time.Time
 
 	// Blocks below doneBelow are resolved; lastBlock is the newest known.
-	doneBelow, lastBlock uint64
-	partials             map[uint64]*partial
-	repairArmed          bool
-	repairTimer          *time.Timer
+	// covered is the newest block whose records are all below highest: a
+	// block decoded, or one a heartbeat named. With no sequence number
+	// missing, an unseen block up to it holds nothing still needed; one
+	// after it may hold records nobody has told the member of yet.
+	doneBelow, lastBlock, covered uint64
+	partials                      map[uint64]*partial
+	repairArmed                   bool
+	repairTimer                   *time.Timer
 
 	// Loss accounting over the shards the host sent at first.
 	lossSent, lossGot int
@@ -117,10 +122,31 @@ type receiver struct {
 // block only from a later one.
 type partial struct {
 	k, sent, have int
-	got           uint64 // a bit per shard index received, kept after decoding to count loss
+	got           shardSet // the shard indexes received, kept after decoding to count loss
 	shards        [][]byte
-	first, nackAt time.Time
-	done          bool
+	// first is when the member heard of the block, last when its latest
+	// shard came: a NACK waits until the block stops arriving.
+	first, last, nackAt time.Time
+	done                bool
+}
+
+// shardSet is a set of a block's shard indexes, below wire.MaxShards.
+type shardSet [wire.MaxShards / 64]uint64
+
+func (s *shardSet) add(i uint8) { s[i/64] |= 1 << (i % 64) }
+
+// countBelow counts the indexes below n in s.
+func (s *shardSet) countBelow(n int) int {
+	c := 0
+	for w, bitsOf := range s {
+		switch lo := w * 64; {
+		case n >= lo+64:
+			c += bits.OnesCount64(bitsOf)
+		case n > lo:
+			c += bits.OnesCount64(bitsOf & (1<<(n-lo) - 1))
+		}
+	}
+	return c
 }
 
 // keepResolved is how many resolved blocks a member remembers, so that
@@ -151,10 +177,10 @@ func (rx *receiver) newPartial(now time.Time) *partial {
 	if n := len(rx.free); n > 0 {
 		p := rx.free[n-1]
 		rx.free = rx.free[:n-1]
-		*p = partial{first: now, shards: p.shards[:0]}
+		*p = partial{first: now, last: now, shards: p.shards[:0]}
 		return p
 	}
-	return &partial{first: now}
+	return &partial{first: now, last: now}
 }
 
 // dropPartial forgets block no, keeping its memory for reuse.
@@ -213,7 +239,7 @@ func (rx *receiver) nick(b []byte) string {
 // reset starts a new session: a new epoch numbers its blocks afresh.
 func (rx *receiver) reset(next, block uint64, now time.Time) {
 	rx.next, rx.highest = next, next
-	rx.doneBelow, rx.lastBlock = block+1, block
+	rx.doneBelow, rx.lastBlock, rx.covered = block+1, block, block
 	rx.clearPartials()
 	rx.streaming, rx.asked, rx.refusedAt = false, false, time.Time{}
 	rx.lastMcast, rx.mcastSince = now, now
@@ -223,7 +249,7 @@ func (rx *receiver) reset(next, block uint64, now time.Time) {
 // own from 1. Records of old blocks still missing arrive by sequence
 // number over the session.
 func (rx *receiver) newEpoch() {
-	rx.doneBelow, rx.lastBlock = 1, 0
+	rx.doneBelow, rx.lastBlock, rx.covered = 1, 0, 0
 	rx.clearPartials()
 }
 
@@ -303,6 +329,7 @@ func (m *Member) HandlePacket(pkt []byte) {
 		}
 		m.learnBlockLocked(hb.LastBlock)
 		rx.highest = max(rx.highest, hb.Next)
+		rx.covered = max(rx.covered, hb.LastBlock)
 		m.armRepairLocked()
 		m.sequenceStateLocked(now)
 		return
@@ -333,7 +360,7 @@ func (m *Member) advanceLocked(unseen bool) {
 	rx := &m.rx
 	for rx.doneBelow <= rx.lastBlock {
 		p := rx.partials[rx.doneBelow]
-		if p == nil && !unseen || p != nil && !p.done {
+		if p == nil && !(unseen && rx.doneBelow <= rx.covered) || p != nil && !p.done {
 			break
 		}
 		rx.doneBelow++
@@ -350,12 +377,8 @@ func (m *Member) pruneLocked() {
 			continue
 		}
 		if p.k > 0 {
-			mask := ^uint64(0)
-			if p.sent < 64 {
-				mask = 1<<p.sent - 1
-			}
 			rx.lossSent += p.sent
-			rx.lossGot += bits.OnesCount64(p.got & mask)
+			rx.lossGot += p.got.countBelow(p.sent)
 		}
 		rx.dropPartial(no, p)
 	}
@@ -374,13 +397,13 @@ func (m *Member) shardLocked(si wire.ShardInfo, shard []byte, now time.Time) {
 		rx.partials[si.Block] = p
 	}
 	if p.done {
-		p.got |= 1 << si.Index
+		p.got.add(si.Index)
 		st.DataDuplicate.Add(1)
 		return
 	}
 	k := int(si.K)
 	if p.k == 0 {
-		if k > wire.MaxShards/2 {
+		if k > wire.MaxBlockShards {
 			st.DataMalformed.Add(1)
 			return
 		}
@@ -401,8 +424,16 @@ func (m *Member) shardLocked(si wire.ShardInfo, shard []byte, now time.Time) {
 	}
 	p.shards[si.Index] = append(rx.shardBuf(), shard...)
 	p.have++
-	p.got |= 1 << si.Index
+	p.got.add(si.Index)
 	if p.have < p.k {
+		// A big block takes tens of milliseconds to drain through a slow
+		// link's queue (64 shards at 20 Mbit/s: 37 ms): a NACK while it
+		// still arrives asks for shards on their way, and the repairs it
+		// brings queue behind them. So each shard puts the NACK off.
+		p.last = now
+		if !p.nackAt.IsZero() && p.nackAt.Before(now.Add(nackHold)) {
+			p.nackAt = now.Add(nackHold)
+		}
 		m.armRepairLocked()
 		return
 	}
@@ -422,11 +453,20 @@ func (m *Member) shardLocked(si wire.ShardInfo, shard []byte, now time.Time) {
 		return
 	}
 	rx.block = batch[:0]
+	rx.covered = max(rx.covered, si.Block)
 	st.BlocksDecoded.Add(1)
 	if repaired {
 		st.BlocksRepaired.Add(1)
 	}
-	m.batchLocked(batch, now)
+	for payload := batch; len(payload) > 0; {
+		b, rest, err := wire.NextBlockBatch(payload)
+		if err != nil {
+			st.DataMalformed.Add(1)
+			break
+		}
+		m.batchLocked(b, now)
+		payload = rest
+	}
 	m.advanceLocked(false)
 }
 
@@ -487,10 +527,15 @@ func (m *Member) sequenceStateLocked(now time.Time) {
 	} else {
 		// With no sequence number missing, a block known only by number,
 		// or left incomplete for longer than a fetch would take, holds
-		// nothing still needed: its records came over the session.
+		// nothing still needed if a later block was decoded (or named by a
+		// heartbeat): its records came over the session. A block after
+		// every decoded one may hold records the member has yet to hear
+		// of: giving it up because the records known so far are all there
+		// left a block lost whole, while the bigger one after it still
+		// arrived, to a fetch.
 		rx.gapSince = time.Time{}
 		for no, p := range rx.partials {
-			if p.k == 0 || !p.done && now.Sub(p.first) > fetchAfter {
+			if no <= rx.covered && (p.k == 0 || !p.done && now.Sub(p.first) > fetchAfter) {
 				rx.dropPartial(no, p)
 			}
 		}
@@ -588,7 +633,7 @@ func (m *Member) repair() {
 			continue
 		}
 		if p.nackAt.IsZero() {
-			p.nackAt = p.first.Add(nackHold + rand.N(nackBackoff))
+			p.nackAt = p.last.Add(nackHold + rand.N(nackBackoff))
 		}
 		if now.Before(p.nackAt) {
 			continue
@@ -645,7 +690,22 @@ func (m *Member) fetchLocked(now time.Time) *wire.Fetch {
 		return nil
 	}
 	rx.nextFetch = now.Add(fetchRetry)
-	return &wire.Fetch{From: rx.next, Count: uint16(min(rx.highest-rx.next, maxFetch))}
+	end := min(rx.highest, rx.next+maxFetch)
+	if rx.lossKnown && rx.loss < lossyAbove {
+		// Multicast mostly works: repairs bring what is missing further
+		// on, and only the stuck run needs the session. Fetching all
+		// from next sent each member its own copy of what multicast was
+		// bringing: at 20 % loss in a busy room, half a byte on the
+		// host's link per payload byte. Where multicast mostly fails,
+		// the session carries the room, and asking for one run at a time
+		// (a run a second) left a member ever further behind.
+		for seq := rx.next + 1; seq < end; seq++ {
+			if _, ok := rx.pending[seq]; ok {
+				end = seq
+			}
+		}
+	}
+	return &wire.Fetch{From: rx.next, Count: uint16(end - rx.next)}
 }
 
 // overhear takes another member's NACK: a member that needs no more than

@@ -91,7 +91,7 @@ func TestSealShardOpen(t *testing.T) {
 		{"first", 0, wire.ShardInfo{Block: 1, Index: 0, K: 1, Sent: 1}, testShard(202)},
 		{"parity", 7, wire.ShardInfo{Block: 9, Index: 5, K: 3, Sent: 4}, testShard(wire.ShardData + 2)},
 		{"empty", 8, wire.ShardInfo{Block: 2, Index: 0, K: 1, Sent: 1}, nil},
-		{"last counter", ^uint64(0) - 1, wire.ShardInfo{Block: ^uint64(0), Index: wire.MaxShards - 1, K: wire.MaxShards, Sent: wire.MaxShards}, testShard(300)},
+		{"last counter", ^uint64(0) - 1, wire.ShardInfo{Block: ^uint64(0), Index: wire.MaxShards - 1, K: wire.MaxBlockShards, Sent: wire.MaxShards}, testShard(300)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -636,10 +636,10 @@ func TestNackVector(t *testing.T) {
 	}
 	b := wire.AppendNackHeader(nil, h)
 	pkt := k.nack.Seal(b, h.Nonce[:], body, b[:wire.NackHeaderLen])
-	const want = "4d440205f815eecef14f5ec00000000100000000" +
+	const want = "4d440305f815eecef14f5ec00000000100000000" +
 		"000102030405060708090a0b0c0d0e0f1011121314151617" +
 		"2a545fd86f759b26557667c73d2268d0ecf551337144ba416bcf4437b5e04f3f95e2" + // sealed
-		"bdd99cef8c878500817b91c5629290a2" // tag
+		"3c3cee8ca063a71f73b62450195e48f1" // tag
 	if got := hex.EncodeToString(pkt); got != want {
 		t.Errorf("NACK vector (%d bytes) =\n%s\nbody %x\nwant\n%s", len(pkt), got, body, want)
 	}
@@ -665,7 +665,7 @@ func vectorIdentity(t *testing.T) *Identity {
 
 // TestBatchVector pins the batch and shard test vectors of
 // docs/PROTOCOL.md (appendix): a batch of one line signed by the identity
-// of seed 00 01 … 1f, its block, its data and first parity shard and a
+// of seed 00 01 … 1f, its block (the batch behind its length), its data and first parity shard and a
 // heartbeat sealed under the epoch key 32 × 42.
 func TestBatchVector(t *testing.T) {
 	id := vectorIdentity(t)
@@ -685,9 +685,9 @@ func TestBatchVector(t *testing.T) {
 	if sig != wantSig {
 		t.Errorf("batch signature = %s, want %s", sig, wantSig)
 	}
-	shards, k, err := encodeBlockTo(nil, batch)
-	if err != nil || k != 1 || len(shards) != 5 || len(shards[0]) != len(batch)+2 {
-		t.Fatalf("encodeBlockTo = %d shards of k %d, %v; want 5 of %d bytes, k 1", len(shards), k, err, len(batch)+2)
+	shards, k, err := encodeBlockTo(nil, wire.AppendBlockBatch(nil, batch))
+	if err != nil || k != 1 || len(shards) != 5 || len(shards[0]) != len(batch)+4 {
+		t.Fatalf("encodeBlockTo = %d shards of k %d, %v; want 5 of %d bytes, k 1", len(shards), k, err, len(batch)+4)
 	}
 	var key [32]byte
 	for i := range key {
@@ -699,8 +699,8 @@ func TestBatchVector(t *testing.T) {
 	}
 	var nb nonceBuf
 	for i, want := range []string{
-		"4d440203f815eecef14f5ec00000000100000000000000000000000100000000000000010001011060693d4362d57529688a86c76b2a6c40f20438ecef17612815280c4c5e1b8c3201657466fae98e8fe338c0a55ea050a50f5bde7dd1a7ab88480a61fc1491094a1681a03ff593b4f072143c42f580d30cb66d22fcdf0fc4c086f9abad620650e200651ed3a54c50971056bf533c81aa",
-		"4d440203f815eecef14f5ec0000000010000000000000000000000020000000000000001010101cab7bf0d701fb3801acdd5f5414093525d789596415cdf107fd6328b0411f8db396e9c84692ac1ec77fb34e63c4c55c8fbb70d4689d693ffea68de998f8f6831dca1b1053c34a97ab58b67f943fa4f862547b7f02c00dda51e4661a715f0112794886455ddd3a647e27cf9585373a1cd",
+		"4d440303f815eecef14f5ec0000000010000000000000000000000010000000000000001000101105e69634362d57529698b86902d268c4e361717aec27e6927194a694d5c73e7e60bbc4316b6cf2146cdf07b1e67b2bac3c99b57e9ec160dfbc5cf3b3a46391c1181ebc4b83bdeda590b8617fa6b9ee95182cff2afeb83f04228126e10d9aa725bb04d0a3463182e9c0e6cb38bc270fc8f59",
+		"4d440303f815eecef14f5ec0000000010000000000000000000000020000000000000001010101ca89bf53701fb3801accd4f516069fb253bc86b90371b61870da50ee051390b0ed6445b31966e743bed5fc5d877547229d71cdcf1deb225999e51bc349ddc0248736db61bbfae4141cf2f5d2fb6451bc787315207f3451919ce88a62a84bbd052289f154a592a79c36f6267ac1dfb18d1c4d",
 	} {
 		pkt, err := sealShard(nil, &nb, ek, room, uint64(i+1), wire.ShardInfo{Block: 1, Index: uint8(i), K: 1, Sent: 1}, shards[i])
 		if err != nil {
@@ -710,9 +710,9 @@ func TestBatchVector(t *testing.T) {
 			t.Errorf("shard %d (%d bytes) = %s, want %s", i, len(pkt), got, want)
 		}
 	}
-	const wantHeartbeat = "4d440204f815eecef14f5ec0" + "0000000100000000" + "0000000000000003" +
+	const wantHeartbeat = "4d440304f815eecef14f5ec0" + "0000000100000000" + "0000000000000003" +
 		"f6f1632f7fc1f7193d6557b19cb1e2be" + // sealed
-		"8ac9d77b0d3d38cb826258502330aa83" // tag
+		"5f2098d88b182bee7ca0dbe2dd93c27d" // tag
 	pkt, err := sealHeartbeat(nil, &nb, ek, room, 3, wire.Heartbeat{Next: 2, LastBlock: 1})
 	if err != nil {
 		t.Fatal(err)
@@ -737,11 +737,11 @@ func TestAnnounceVector(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const want = "4d4402010000000100000001" +
+	const want = "4d4403010000000100000001" +
 		"03a107bff3ce10be1d70dd18e74bc09967e4d6309ba50d5f1ddc8664125531b8" +
 		"001e04efff4ece1e170767656e6572616c01040a0000011e1600" +
-		"6956f28b285be41f7fde5a923dddd9d9bc20518910cf0764605fbc3ec49e3a4a" +
-		"ba5df6f3d006c93e725238ee085b688e47cb5e7448eac146e14b857090dc0203"
+		"2cf363ca919078e5ac4978f942efc46d08e010dbf41ac87507f7f0276dcd8451" +
+		"15789d2972abc59999db96c10dc5d8273ffb4317b3b5d04649d5e90744e5b603"
 	if got := hex.EncodeToString(b); got != want {
 		t.Errorf("announcement (%d bytes) = %s, want %s", len(b), got, want)
 	}

@@ -42,8 +42,19 @@ const (
 	burstGap   = 2 * time.Millisecond
 	busyWindow = 100 * time.Millisecond
 	busyLines  = 50
-	// flushBytes flushes a block early once it holds this much.
+	// flushBytes flushes a batch early once it holds this much.
 	flushBytes = 16 * wire.ShardData
+	// A busy room's block gathers its batches for up to blockHold, and
+	// goes once no batch came for blockIdle: a block of some 40 to 64
+	// shards at full rate, not one batch of a few. The parity a block
+	// needs is what the unluckiest member loses of it, a smaller share of
+	// a big block (at 5 % loss and 16 members about 11 % of 64 shards
+	// against 25 % of 8), and a block lost in part is decoded only when
+	// it is complete, which is at most blockHold late in a room where
+	// lines come every few milliseconds anyway. A quiet room's batch is
+	// its block: a lone line is never held back.
+	blockHold = 50 * time.Millisecond
+	blockIdle = busyFlushDelay
 	// repairWindow gathers the NACKs of several members for one block
 	// before repairing it once, with the most any of them asked for.
 	repairWindow = 5 * time.Millisecond
@@ -61,7 +72,9 @@ const (
 	repairHold = nackRetry / 2
 	// sentBlocks is how many recent blocks the host can repair with fresh
 	// parity; older gaps are served as batches over members' sessions.
-	sentBlocks = 128
+	// At full rate that is over a second of a busy room (a block is up to
+	// 64 data and 32 parity shards: 4 MiB for all of them).
+	sentBlocks = 32
 	// quietBlocks is how long after its last block a quiet room keeps its
 	// sent blocks: past the heartbeat that shows a member a lost last
 	// block and the NACKs that follow. Then it lets them go (a busy host's
@@ -124,8 +137,15 @@ type Sequencer struct {
 	busy       bool      // the last busyWindow held busyLines lines or more
 	winStart   time.Time // the current busyWindow began
 	winLines   int       // lines submitted since winStart
-	lastFlush  time.Time // when the last block went out
+	lastFlush  time.Time // when the last batch was made
 	now        func() time.Time
+	// The block being filled: its payload (batches, each behind its
+	// length), its records, when its first batch came.
+	open       []byte
+	openRecs   int
+	openSince  time.Time
+	blockTimer *time.Timer // made once, re-armed, as flushTimer
+	blockArmed bool
 	block      uint64 // the newest block of this epoch
 	blocks     [sentBlocks]*sentBlock
 	repairs    map[uint64]int // block → shards asked for, within repairWindow
@@ -237,6 +257,7 @@ func (s *Sequencer) rekeyLocked() error {
 // session. A member that left, or was removed, reads nothing after.
 func (s *Sequencer) rotateLocked() {
 	s.flushLocked()
+	s.sendBlockLocked()
 	if err := s.rekeyLocked(); err != nil {
 		s.host.log.Error("cannot rotate the room key", "room", s.ref, "err", err)
 		return
@@ -452,8 +473,10 @@ func (s *Sequencer) submitLocked(rec wire.Record) (uint64, error) {
 		// A quiet room: nothing else is pending and no block went out
 		// lately, so waiting would only delay this line. (In a busy
 		// room a pause shorter than busyFlushDelay is not quiet: the
-		// senders of the last batch are still answering.)
+		// senders of the last batch are still answering.) Nor does its
+		// block wait for more.
 		s.flushLocked()
+		s.sendBlockLocked()
 	case !s.flushArmed && s.busy:
 		s.batchSince = now
 		s.armFlushLocked(burstGap)
@@ -508,10 +531,10 @@ func (s *Sequencer) flush() {
 	s.flushLocked()
 }
 
-// flushLocked signs the pending records as one batch, logs it, and
-// multicasts it as one FEC block with the proactive parity that the loss
-// members report calls for. Members that multicast does not reach get the
-// batch over their sessions.
+// flushLocked signs the pending records as one batch, logs it, and adds
+// it to the block that goes out on multicast: at once in a quiet room,
+// within blockHold in a busy one. Members that multicast does not reach
+// get the batch over their sessions at once.
 func (s *Sequencer) flushLocked() {
 	if s.flushArmed {
 		// A timer that fired already and waits for the lock finds
@@ -547,26 +570,68 @@ func (s *Sequencer) flushLocked() {
 			m.catchUp(first, s.next)
 		}
 	}
+	if len(s.open)+2+len(batch) > wire.MaxBlock {
+		s.sendBlockLocked()
+	}
+	if len(s.open) == 0 {
+		s.openSince = s.lastFlush
+	}
+	s.open = wire.AppendBlockBatch(s.open, batch)
+	s.openRecs += len(recs)
+	hold := min(blockIdle, blockHold-s.lastFlush.Sub(s.openSince))
+	if !s.busy || hold <= 0 {
+		s.sendBlockLocked()
+		return
+	}
+	s.blockArmed = true
+	if s.blockTimer == nil {
+		s.blockTimer = time.AfterFunc(hold, s.sendBlock)
+	} else {
+		s.blockTimer.Reset(hold)
+	}
+}
+
+func (s *Sequencer) sendBlock() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.blockArmed = false
+	s.sendBlockLocked()
+}
+
+// sendBlockLocked multicasts the open block, its batches coded as one FEC
+// block, with the proactive parity that the loss members report calls
+// for.
+func (s *Sequencer) sendBlockLocked() {
+	if s.blockArmed {
+		s.blockTimer.Stop()
+		s.blockArmed = false
+	}
+	if len(s.open) == 0 {
+		return
+	}
+	recs := s.openRecs
+	payload := s.open
+	s.open, s.openRecs = s.open[:0], 0
 	// The block falling out of the repair window lends its memory.
 	sb := s.blocks[(s.block+1)%sentBlocks]
 	if sb == nil {
 		sb = new(sentBlock)
 	}
-	shards, k, err := encodeBlockTo(sb.shards, batch)
+	shards, k, err := encodeBlockTo(sb.shards, payload)
 	if err != nil {
-		s.host.log.Error("cannot encode block", "room", s.ref, "first", first, "err", err)
+		s.host.log.Error("cannot encode block", "room", s.ref, "err", err)
 		return
 	}
 	s.block++
 	*sb = sentBlock{no: s.block, k: k, shards: shards}
 	// A lone line is a quiet room's (at 100 lines a second each line is
-	// its own batch): what a member misses costs its reader a repair's
+	// its own block): what a member misses costs its reader a repair's
 	// round trip. Anything more is a busy room's block.
 	members, mean := s.multicastLossLocked()
 	switch {
 	case members == 0:
 		sb.sent = k
-	case len(recs) == 1 && k <= 2:
+	case recs == 1 && k <= 2:
 		sb.sent = k + loneLineParity(k, s.loss)
 	default:
 		sb.sent = k + proactiveParity(k, members, mean)
@@ -670,7 +735,7 @@ func (s *Sequencer) tick(now time.Time) {
 		return
 	}
 	s.counter++
-	pkt, err := sealHeartbeat(s.buf, &s.nonce, s.key, s.id, s.counter, wire.Heartbeat{Next: s.next - uint64(len(s.pending)), LastBlock: s.block})
+	pkt, err := sealHeartbeat(s.buf, &s.nonce, s.key, s.id, s.counter, wire.Heartbeat{Next: s.next - uint64(len(s.pending)+s.openRecs), LastBlock: s.block})
 	if err != nil {
 		s.host.log.Warn("heartbeat", "room", s.ref, "err", err)
 		return
@@ -748,6 +813,7 @@ func (s *Sequencer) repair() {
 		return
 	}
 	now := s.now()
+	_, loss := s.multicastLossLocked()
 	for no, want := range s.repairs {
 		delete(s.repairs, no)
 		sb := s.blocks[no%sentBlocks]
@@ -757,7 +823,7 @@ func (s *Sequencer) repair() {
 		if now.Sub(sb.repairedAt) >= repairHold {
 			sb.repaired, sb.repairedAt = 0, now
 		}
-		want -= sb.repaired
+		want = repairShards(want, len(sb.shards), loss) - sb.repaired
 		sb.repaired += max(want, 0)
 		for range want {
 			n := s.sendShardLocked(sb, sb.next)
@@ -1168,6 +1234,7 @@ func (s *Sequencer) close() {
 		return
 	}
 	s.flushLocked()
+	s.sendBlockLocked()
 	s.closed = true
 	if s.repairTmr != nil {
 		s.repairTmr.Stop()

@@ -49,8 +49,8 @@ func TestVersionWarnerRateLimitsPerSource(t *testing.T) {
 	w.Heard(1, a, now)
 	got := buf.lines()
 	if len(got) != 1 || !strings.Contains(got[0], "level=WARN") ||
-		!strings.Contains(got[0], "heard meshd protocol v1 from 10.0.0.1; this meshd speaks v2: run the same meshd version on both") {
-		t.Fatalf("first packet logged %q, want one warning naming v1, 10.0.0.1 and v2", got)
+		!strings.Contains(got[0], "heard meshd protocol v1 from 10.0.0.1; this meshd speaks v3: run the same meshd version on both") {
+		t.Fatalf("first packet logged %q, want one warning naming v1, 10.0.0.1 and v3", got)
 	}
 	for range 10 {
 		w.Heard(1, a, now.Add(59*time.Second))
@@ -58,8 +58,8 @@ func TestVersionWarnerRateLimitsPerSource(t *testing.T) {
 	if got := buf.lines(); got != nil {
 		t.Errorf("repeats within the minute logged %q, want nothing", got)
 	}
-	w.Heard(3, b, now.Add(59*time.Second))
-	if got := buf.lines(); len(got) != 1 || !strings.Contains(got[0], "heard meshd protocol v3 from 10.0.0.2;") {
+	w.Heard(4, b, now.Add(59*time.Second))
+	if got := buf.lines(); len(got) != 1 || !strings.Contains(got[0], "heard meshd protocol v4 from 10.0.0.2;") {
 		t.Errorf("another source logged %q, want its own warning", got)
 	}
 	w.Heard(1, a, now.Add(time.Minute))

@@ -64,7 +64,14 @@ func ParseSealedHeader(b []byte) (SealedHeader, error) {
 }
 
 // MaxShards bounds the shards (data and parity) of one FEC block.
-const MaxShards = 64
+const MaxShards = 128
+
+// MaxBlockShards bounds K, the data shards of one block: half of
+// MaxShards, so that a block can have as much parity as data.
+const MaxBlockShards = MaxShards / 2
+
+// MaxBlock bounds the bytes of a block's payload, its batches.
+const MaxBlock = MaxBlockShards * ShardData
 
 // ShardHeaderLen is the length of a shard packet's cleartext header, all
 // of which is the AEAD's associated data.
@@ -74,12 +81,13 @@ const ShardHeaderLen = SealedHeaderLen + 8 + 3
 //
 //	28  block number   uint64, counting from 1 within the epoch
 //	36  index          uint8: 0..K-1 data shards, K.. parity shards
-//	37  K              uint8: data shards of the block, 1..MaxShards
+//	37  K              uint8: data shards of the block, 1..MaxBlockShards
 //	38  sent           uint8: shards sent at first, before any repair (K + proactive parity)
 //	39  ciphertext of the shard, then the tag
 //
-// A block is one signed batch, cut into K equal data shards; any K of its
-// shards rebuild it.
+// A block is one or more signed batches, each behind its length (see
+// AppendBlockBatch), cut into K equal data shards; any K of its shards
+// rebuild it.
 type ShardInfo struct {
 	Block uint64
 	Index uint8
@@ -105,12 +113,37 @@ func ParseShardInfo(b []byte) (ShardInfo, error) {
 	si.Block = binary.BigEndian.Uint64(b[SealedHeaderLen:])
 	si.Index, si.K, si.Sent = b[SealedHeaderLen+8], b[SealedHeaderLen+9], b[SealedHeaderLen+10]
 	switch {
-	case si.Block == 0 || si.K == 0 || si.K > MaxShards || si.Index >= MaxShards:
+	case si.Block == 0 || si.K == 0 || si.K > MaxBlockShards || si.Index >= MaxShards:
 		return si, fmt.Errorf("shard: %w: block %d index %d of k %d", ErrInvalid, si.Block, si.Index, si.K)
 	case si.Sent < si.K || si.Sent > MaxShards:
 		return si, fmt.Errorf("shard: %w: %d sent of k %d", ErrInvalid, si.Sent, si.K)
 	}
 	return si, nil
+}
+
+// AppendBlockBatch appends a signed batch to a block's payload: its length
+// (uint16), then its bytes. A busy room's block carries the batches of up
+// to tens of milliseconds, so that its parity is sized for hundreds of
+// lines at once: the unluckiest of many members loses a smaller share of a
+// big block than of a small one.
+func AppendBlockBatch(b, batch []byte) []byte {
+	return append(appendU16(b, uint16(len(batch))), batch...)
+}
+
+// NextBlockBatch splits the first batch off a block's payload; rest is
+// what follows it. The batch is not parsed: ParseBatch does that.
+func NextBlockBatch(b []byte) (batch, rest []byte, err error) {
+	if len(b) < 2 {
+		return nil, nil, fmt.Errorf("block: %w", ErrShort)
+	}
+	n := int(binary.BigEndian.Uint16(b))
+	switch {
+	case n == 0 || n > MaxBatch:
+		return nil, nil, fmt.Errorf("block: %w: batch of %d bytes", ErrInvalid, n)
+	case len(b)-2 < n:
+		return nil, nil, fmt.Errorf("block: %w", ErrShort)
+	}
+	return b[2 : 2+n], b[2+n:], nil
 }
 
 // HeartbeatLen is the length of a heartbeat's plaintext.

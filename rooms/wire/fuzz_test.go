@@ -45,7 +45,7 @@ func FuzzParseAnnounce(f *testing.F) {
 // its block), and a heartbeat's plaintext.
 func FuzzParseSealedHeader(f *testing.F) {
 	f.Add(sampleShardPacket())
-	f.Add(rawShard(^uint64(0), wire.MaxShards-1, wire.MaxShards, wire.MaxShards))
+	f.Add(rawShard(^uint64(0), wire.MaxShards-1, wire.MaxBlockShards, wire.MaxShards))
 	hb := wire.AppendSealedHeader(nil, wire.SealedHeader{Type: wire.TypeHeartbeat, Room: sampleRoom, Epoch: 1, Counter: 2})
 	f.Add(append(hb, make([]byte, wire.HeartbeatLen+wire.TagLen)...))
 	f.Add(wire.AppendHeartbeat(nil, wire.Heartbeat{Next: 9, LastBlock: 3}))
@@ -71,7 +71,7 @@ func FuzzParseSealedHeader(f *testing.F) {
 			if len(b) < wire.ShardHeaderLen+wire.TagLen {
 				t.Fatalf("ParseShardInfo accepted %d bytes, fewer than a header and a tag", len(b))
 			}
-			if si.Block == 0 || si.K == 0 || si.K > wire.MaxShards || si.Index >= wire.MaxShards || si.Sent < si.K || si.Sent > wire.MaxShards {
+			if si.Block == 0 || si.K == 0 || si.K > wire.MaxBlockShards || si.Index >= wire.MaxShards || si.Sent < si.K || si.Sent > wire.MaxShards {
 				t.Fatalf("ParseShardInfo(%x) = %+v, out of bounds", b, si)
 			}
 		case wire.TypeHeartbeat:
@@ -244,6 +244,32 @@ func FuzzReadFrame(f *testing.F) {
 			if end := len(b) - r.Len(); !bytes.Equal(re, b[start:end]) {
 				t.Fatalf("re-encoding of %x = %x, want the same bytes", b[start:end], re)
 			}
+		}
+	})
+}
+
+// FuzzNextBlockBatch splits a decoded block's payload into its batches as
+// a member does: every batch it returns is within bounds, and the payload
+// re-encodes from them to the same bytes.
+func FuzzNextBlockBatch(f *testing.F) {
+	f.Add(wire.AppendBlockBatch(wire.AppendBlockBatch(nil, []byte("one batch")), []byte("another")))
+	f.Add([]byte{0, 0})
+	f.Add([]byte{0xff, 0xff, 1})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var re []byte
+		for payload := b; len(payload) > 0; {
+			batch, rest, err := wire.NextBlockBatch(payload)
+			if err != nil {
+				return
+			}
+			if len(batch) == 0 || len(batch) > wire.MaxBatch || len(rest) >= len(payload) {
+				t.Fatalf("NextBlockBatch(%x) = batch of %d bytes, %d bytes left of %d", payload, len(batch), len(rest), len(payload))
+			}
+			re = wire.AppendBlockBatch(re, batch)
+			payload = rest
+		}
+		if !bytes.Equal(re, b) {
+			t.Fatalf("re-encoding of %x = %x, want the same bytes", b, re)
 		}
 	})
 }

@@ -23,11 +23,11 @@ import (
 	"net/netip"
 )
 
-// Version is the protocol version in every packet header. It is 2 since
-// batches took format v2 (data.go): daemons of different versions do not
-// interoperate, and a receiver tells its user so instead of counting the
-// other's packets as malformed.
-const Version = 2
+// Version is the protocol version in every packet header. It is 3 since
+// an FEC block carries several batches (data.go); 2 came with batch format
+// v2. Daemons of different versions do not interoperate, and a receiver
+// tells its user so instead of counting the other's packets as malformed.
+const Version = 3
 
 // Packet types. ONLY APPEND: a number, once used, keeps its meaning forever.
 const (

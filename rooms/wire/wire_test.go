@@ -289,18 +289,19 @@ func TestPacketTypeErrors(t *testing.T) {
 		wantErr error
 	}{
 		{"", 0, wire.ErrShort},
-		{"MD\x02", 0, wire.ErrShort},
+		{"MD\x03", 0, wire.ErrShort},
 		{"XD\x01\x01", 0, wire.ErrMagic},
 		{"MX\x01\x01", 0, wire.ErrMagic},
 		{"MD\x00\x01", 0, wire.ErrVersion},
 		{"MD\x01\x01", 0, wire.ErrVersion}, // the version before batch format v2
-		{"MD\x03\x01", 0, wire.ErrVersion},
-		{"MD\x02\x01", wire.TypeAnnounce, nil},
-		{"MD\x02\x02", 2, nil}, // retired, but PacketType only reads the header
-		{"MD\x02\x03", wire.TypeShard, nil},
-		{"MD\x02\x04", wire.TypeHeartbeat, nil},
-		{"MD\x02\x05", wire.TypeNack, nil},
-		{"MD\x02\x63 and more", 0x63, nil},
+		{"MD\x02\x01", 0, wire.ErrVersion}, // the version before blocks of several batches
+		{"MD\x04\x01", 0, wire.ErrVersion},
+		{"MD\x03\x01", wire.TypeAnnounce, nil},
+		{"MD\x03\x02", 2, nil}, // retired, but PacketType only reads the header
+		{"MD\x03\x03", wire.TypeShard, nil},
+		{"MD\x03\x04", wire.TypeHeartbeat, nil},
+		{"MD\x03\x05", wire.TypeNack, nil},
+		{"MD\x03\x63 and more", 0x63, nil},
 	}
 	for _, tt := range tests {
 		got, err := wire.PacketType([]byte(tt.in))
@@ -337,21 +338,21 @@ func TestParseHeaderErrors(t *testing.T) {
 		in      []byte
 		wantErr error
 	}{
-		{"announce magic", "announce", withHeader(ann, "md\x02\x01"), wire.ErrMagic},
+		{"announce magic", "announce", withHeader(ann, "md\x03\x01"), wire.ErrMagic},
 		{"announce version", "announce", withHeader(ann, "MD\x01\x01"), wire.ErrVersion},
-		{"announce as shard", "announce", withHeader(ann, "MD\x02\x03"), wire.ErrType},
-		{"announce unknown type", "announce", withHeader(ann, "MD\x02\x09"), wire.ErrType},
-		{"shard magic", "sealed", withHeader(shard, "DM\x02\x03"), wire.ErrMagic},
+		{"announce as shard", "announce", withHeader(ann, "MD\x03\x03"), wire.ErrType},
+		{"announce unknown type", "announce", withHeader(ann, "MD\x03\x09"), wire.ErrType},
+		{"shard magic", "sealed", withHeader(shard, "DM\x03\x03"), wire.ErrMagic},
 		{"shard version", "sealed", withHeader(shard, "MD\xff\x03"), wire.ErrVersion},
-		{"shard as announce", "sealed", withHeader(shard, "MD\x02\x01"), wire.ErrType},
-		{"shard as retired data", "sealed", withHeader(shard, "MD\x02\x02"), wire.ErrType},
-		{"shard as nack", "sealed", withHeader(shard, "MD\x02\x05"), wire.ErrType},
-		{"shard unknown type", "sealed", withHeader(shard, "MD\x02\x00"), wire.ErrType},
-		{"nack magic", "nack", withHeader(nack, "MM\x02\x05"), wire.ErrMagic},
+		{"shard as announce", "sealed", withHeader(shard, "MD\x03\x01"), wire.ErrType},
+		{"shard as retired data", "sealed", withHeader(shard, "MD\x03\x02"), wire.ErrType},
+		{"shard as nack", "sealed", withHeader(shard, "MD\x03\x05"), wire.ErrType},
+		{"shard unknown type", "sealed", withHeader(shard, "MD\x03\x00"), wire.ErrType},
+		{"nack magic", "nack", withHeader(nack, "MM\x03\x05"), wire.ErrMagic},
 		{"nack version", "nack", withHeader(nack, "MD\x00\x05"), wire.ErrVersion},
-		{"nack as shard", "nack", withHeader(nack, "MD\x02\x03"), wire.ErrType},
-		{"nack as heartbeat", "nack", withHeader(nack, "MD\x02\x04"), wire.ErrType},
-		{"nack as retired data", "nack", withHeader(nack, "MD\x02\x02"), wire.ErrType},
+		{"nack as shard", "nack", withHeader(nack, "MD\x03\x03"), wire.ErrType},
+		{"nack as heartbeat", "nack", withHeader(nack, "MD\x03\x04"), wire.ErrType},
+		{"nack as retired data", "nack", withHeader(nack, "MD\x03\x02"), wire.ErrType},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -450,7 +451,7 @@ func TestSealedHeaderRoundTrip(t *testing.T) {
 
 func TestSealedHeaderLayout(t *testing.T) {
 	h := wire.SealedHeader{Type: wire.TypeHeartbeat, Room: sampleRoom, Epoch: 0x1112131415161718, Counter: 0x2122232425262728}
-	want := []byte{'M', 'D', 2, wire.TypeHeartbeat, 1, 2, 3, 4, 5, 6, 7, 8,
+	want := []byte{'M', 'D', 3, wire.TypeHeartbeat, 1, 2, 3, 4, 5, 6, 7, 8,
 		0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18,
 		0x21, 0x22, 0x23, 0x24, 0x25, 0x26, 0x27, 0x28}
 	if got := wire.AppendSealedHeader(nil, h); !bytes.Equal(got, want) {
@@ -480,7 +481,7 @@ func TestShardHeaderRoundTrip(t *testing.T) {
 		{wire.SealedHeader{Room: sampleRoom, Epoch: 1, Counter: 1}, wire.ShardInfo{Block: 1, Index: 0, K: 1, Sent: 1}},
 		// The type is always TypeShard, whatever h says.
 		{wire.SealedHeader{Type: wire.TypeHeartbeat, Room: sampleRoom, Epoch: 2, Counter: 9}, sampleShardInfo()},
-		{wire.SealedHeader{Epoch: ^uint64(0), Counter: ^uint64(0) - 1}, wire.ShardInfo{Block: ^uint64(0), Index: wire.MaxShards - 1, K: wire.MaxShards, Sent: wire.MaxShards}},
+		{wire.SealedHeader{Epoch: ^uint64(0), Counter: ^uint64(0) - 1}, wire.ShardInfo{Block: ^uint64(0), Index: wire.MaxShards - 1, K: wire.MaxBlockShards, Sent: wire.MaxShards}},
 		{wire.SealedHeader{Room: sampleRoom}, wire.ShardInfo{Block: 5, Index: 40, K: 2, Sent: 2}}, // a repair shard, after those sent
 	}
 	for _, tt := range tests {
@@ -508,7 +509,7 @@ func TestShardHeaderRoundTrip(t *testing.T) {
 func TestShardHeaderLayout(t *testing.T) {
 	h := wire.SealedHeader{Room: sampleRoom, Epoch: 0x1112131415161718, Counter: 0x2122232425262728}
 	si := wire.ShardInfo{Block: 0x3132333435363738, Index: 4, K: 3, Sent: 5}
-	want := []byte{'M', 'D', 2, wire.TypeShard, 1, 2, 3, 4, 5, 6, 7, 8,
+	want := []byte{'M', 'D', 3, wire.TypeShard, 1, 2, 3, 4, 5, 6, 7, 8,
 		0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18,
 		0x21, 0x22, 0x23, 0x24, 0x25, 0x26, 0x27, 0x28,
 		0x31, 0x32, 0x33, 0x34, 0x35, 0x36, 0x37, 0x38,
@@ -534,12 +535,12 @@ func TestParseShardInfoBounds(t *testing.T) {
 		wantErr error // nil: accepted
 	}{
 		{"minima", rawShard(1, 0, 1, 1), nil},
-		{"maxima", rawShard(^uint64(0), wire.MaxShards-1, wire.MaxShards, wire.MaxShards), nil},
+		{"maxima", rawShard(^uint64(0), wire.MaxShards-1, wire.MaxBlockShards, wire.MaxShards), nil},
 		{"block zero", rawShard(0, 0, 1, 1), wire.ErrInvalid},
 		{"k zero", rawShard(1, 0, 0, 1), wire.ErrInvalid},
 		{"k zero sent zero", rawShard(1, 0, 0, 0), wire.ErrInvalid},
-		{"k at max", rawShard(1, 0, wire.MaxShards, wire.MaxShards), nil},
-		{"k over max", rawShard(1, 0, wire.MaxShards+1, wire.MaxShards+1), wire.ErrInvalid},
+		{"k at max", rawShard(1, 0, wire.MaxBlockShards, wire.MaxBlockShards), nil},
+		{"k over max", rawShard(1, 0, wire.MaxBlockShards+1, wire.MaxBlockShards+1), wire.ErrInvalid},
 		{"k 255", rawShard(1, 0, 0xff, 0xff), wire.ErrInvalid},
 		{"index at max", rawShard(1, wire.MaxShards-1, 1, 1), nil},
 		{"index over max", rawShard(1, wire.MaxShards, 1, 1), wire.ErrInvalid},
@@ -1136,7 +1137,7 @@ func TestNackHeaderLayout(t *testing.T) {
 		nonce[i] = byte(0x40 + i)
 	}
 	h := wire.NackHeader{Room: sampleRoom, Epoch: 0x1112131415161718, Nonce: nonce}
-	want := []byte{'M', 'D', 2, wire.TypeNack, 1, 2, 3, 4, 5, 6, 7, 8,
+	want := []byte{'M', 'D', 3, wire.TypeNack, 1, 2, 3, 4, 5, 6, 7, 8,
 		0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18}
 	want = append(want, nonce[:]...)
 	if got := wire.AppendNackHeader(nil, h); !bytes.Equal(got, want) {
