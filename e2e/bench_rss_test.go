@@ -189,7 +189,7 @@ func logMemory(t *testing.T, when string, h *host) {
 	}
 	var line []string
 	for _, l := range strings.Split(string(status), "\n") {
-		if k, v, ok := strings.Cut(l, ":"); ok && (k == "RssAnon" || k == "RssFile") {
+		if k, v, ok := strings.Cut(l, ":"); ok && (k == "RssAnon" || k == "RssFile" || k == "Threads") {
 			line = append(line, k+" "+strings.Join(strings.Fields(v), " "))
 		}
 	}
