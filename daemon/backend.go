@@ -382,7 +382,7 @@ func (b backend) Who(ref string) (ctl.Who, error) {
 	return w, nil
 }
 
-func (b backend) Subscribe(ctx context.Context, ref string, since uint64, initial bool, now func(*ctl.Event) bool) ([]ctl.Event, <-chan ctl.Event, error) {
+func (b backend) Subscribe(ctx context.Context, ref string, since uint64, initial bool, direct ctlserver.Direct) ([]ctl.Event, <-chan ctl.Event, error) {
 	d := b.d
 	if ref != "" {
 		s, m, err := d.local(ref)
@@ -395,7 +395,7 @@ func (b backend) Subscribe(ctx context.Context, ref string, since uint64, initia
 			ref = m.Ref()
 		}
 	}
-	snap, live := d.hub.subscribe(ctx, ref, since, initial, now)
+	snap, live := d.hub.subscribe(ctx, ref, since, initial, direct)
 	return snap, live, nil
 }
 

@@ -276,7 +276,11 @@ func (d *Daemon) readData() error {
 			}
 			return err
 		}
+		// A packet may deliver a block of lines: each event stream gets
+		// them in one write.
+		d.hub.hold()
 		d.handleData(buf[:n], src)
+		d.hub.release()
 	}
 }
 

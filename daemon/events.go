@@ -5,6 +5,7 @@ import (
 	"sync"
 
 	"meshd/ctl"
+	"meshd/ctl/ctlserver"
 )
 
 // Bounds of the event hub. A room keeps its newest events so that a
@@ -22,6 +23,9 @@ type hub struct {
 	mu      sync.Mutex
 	backlog map[string]*ring // by room ref: sequenced events
 	subs    map[*subscriber]struct{}
+	// held counts hold calls not yet released: while above 0, events the
+	// subscribers' streams take wait for release to be sent.
+	held int
 }
 
 // ring holds a room's newest roomBacklog events. It is a ring, not a
@@ -59,9 +63,11 @@ func (r *ring) each(f func(ctl.Event)) {
 type subscriber struct {
 	room string // "" for every room
 	ch   chan ctl.Event
-	// now, if not nil, is offered each event before ch: the event stream
-	// writing it on the publisher's goroutine (ctlserver.Backend).
-	now func(*ctl.Event) bool
+	// direct, if not nil, is offered each event before ch: the event
+	// stream writing it on the publisher's goroutine.
+	direct ctlserver.Direct
+	// unsent: direct took events it has not been told to send (held).
+	unsent bool
 }
 
 func newHub() *hub {
@@ -87,7 +93,12 @@ func (h *hub) publish(ev ctl.Event, keep bool) {
 		if s.room != "" && s.room != ev.Room {
 			continue
 		}
-		if s.now != nil && s.now(&ev) {
+		if s.direct != nil && s.direct.Take(&ev) {
+			if h.held > 0 {
+				s.unsent = true
+			} else {
+				s.direct.Send()
+			}
 			continue
 		}
 		select {
@@ -96,6 +107,30 @@ func (h *hub) publish(ev ctl.Event, keep bool) {
 			// Cut the subscriber off: the server tells it why.
 			delete(h.subs, s)
 			close(s.ch)
+		}
+	}
+}
+
+// hold makes events published until release go to the event streams in
+// one write per stream, not one per event: the data path holds the hub
+// while it handles a packet, which may deliver a whole block of lines.
+func (h *hub) hold() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.held++
+}
+
+// release ends a hold; the last one sends what the streams took meanwhile.
+func (h *hub) release() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.held--; h.held > 0 {
+		return
+	}
+	for s := range h.subs {
+		if s.unsent {
+			s.unsent = false
+			s.direct.Send()
 		}
 	}
 }
@@ -110,11 +145,11 @@ func (h *hub) forget(room string) {
 // subscribe returns the room's held events after since (when initial) and
 // a channel of live events, closed when ctx ends or the subscriber falls
 // behind. The snapshot and the subscription are taken under one lock, so
-// no event falls between them. now, if not nil, is offered each live
+// no event falls between them. direct, if not nil, is offered each live
 // event first, under the hub's lock; an event it takes does not go on the
 // channel.
-func (h *hub) subscribe(ctx context.Context, room string, since uint64, initial bool, now func(*ctl.Event) bool) ([]ctl.Event, <-chan ctl.Event) {
-	s := &subscriber{room: room, ch: make(chan ctl.Event, subscriberQueue), now: now}
+func (h *hub) subscribe(ctx context.Context, room string, since uint64, initial bool, direct ctlserver.Direct) ([]ctl.Event, <-chan ctl.Event) {
+	s := &subscriber{room: room, ch: make(chan ctl.Event, subscriberQueue), direct: direct}
 	h.mu.Lock()
 	var snap []ctl.Event
 	if r := h.backlog[room]; initial && r != nil {

@@ -80,27 +80,49 @@ func TestHubOverflow(t *testing.T) {
 	}
 }
 
-// TestHubNow: an event the subscriber's now takes does not go on its
-// channel; one it declines does, and later events keep their order.
-func TestHubNow(t *testing.T) {
+// fakeDirect takes the events whose seq is not a multiple of 3 and
+// records what it took and when it was told to send.
+type fakeDirect struct {
+	took, sent []uint64
+}
+
+func (f *fakeDirect) Take(ev *ctl.Event) bool {
+	if ev.Seq%3 == 0 {
+		return false
+	}
+	f.took = append(f.took, ev.Seq)
+	return true
+}
+
+func (f *fakeDirect) Send() { f.sent = append(f.sent, f.took[len(f.took)-1]) }
+
+// TestHubDirect: an event the subscriber's stream takes does not go on
+// its channel; one it declines does, and later events keep their order.
+// Outside a hold each taken event is sent at once; in one, all of them at
+// the end.
+func TestHubDirect(t *testing.T) {
 	h := newHub()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var took []uint64
-	now := func(ev *ctl.Event) bool {
-		if ev.Seq%3 == 0 {
-			return false
-		}
-		took = append(took, ev.Seq)
-		return true
+	d := &fakeDirect{}
+	_, live := h.subscribe(ctx, "r", 0, false, d)
+	for seq := uint64(1); seq <= 4; seq++ {
+		h.publish(ctl.Event{Kind: ctl.EventMessage, Room: "r", Seq: seq}, true)
 	}
-	_, live := h.subscribe(ctx, "r", 0, false, now)
-	for seq := uint64(1); seq <= 9; seq++ {
+	h.hold()
+	for seq := uint64(5); seq <= 9; seq++ {
 		h.publish(ctl.Event{Kind: ctl.EventMessage, Room: "r", Seq: seq}, true)
 	}
 	h.publish(ctl.Event{Kind: ctl.EventMessage, Room: "other", Seq: 10}, true)
-	if want := []uint64{1, 2, 4, 5, 7, 8}; !slices.Equal(took, want) {
-		t.Errorf("now took %v, want %v", took, want)
+	if want := []uint64{1, 2, 4}; !slices.Equal(d.sent, want) {
+		t.Errorf("sent after %v during a hold, want %v", d.sent, want)
+	}
+	h.release()
+	if want := []uint64{1, 2, 4, 5, 7, 8}; !slices.Equal(d.took, want) {
+		t.Errorf("took %v, want %v", d.took, want)
+	}
+	if want := []uint64{1, 2, 4, 8}; !slices.Equal(d.sent, want) {
+		t.Errorf("sent after %v, want %v", d.sent, want)
 	}
 	for _, want := range []uint64{3, 6, 9} {
 		if ev := <-live; ev.Seq != want {

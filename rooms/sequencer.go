@@ -1050,41 +1050,32 @@ func (s *Sequencer) logFrames(buf []byte, next, end uint64) ([]byte, uint64) {
 	return buf, next
 }
 
-// serveMember answers a member's frames until its session ends.
-func (s *Sequencer) serveMember(m *hostSession, buf []byte) error {
-	for {
-		// Members ack at least once a second: a session silent for
-		// memberIdle belongs to a member that is gone or cut off, and is
-		// ended so the room knows (it rejoins and resumes when it can).
-		m.conn.SetReadDeadline(time.Now().Add(memberIdle))
-		if err := m.await(); err != nil {
-			return err
-		}
-		f, b, err := wire.ReadFrame(m.conn, buf)
-		buf = b
-		if err != nil {
-			return err
-		}
-		switch f := f.(type) {
-		case *wire.Say:
-			s.memberSay(m, f)
-		case *wire.Fetch:
-			s.mu.Lock()
-			s.flushLocked()
-			end := f.From + uint64(f.Count)
-			if end < f.From {
-				end = s.next
-			}
-			m.catchUp(f.From, min(end, s.next))
-			s.mu.Unlock()
-		case *wire.Ack:
-			s.ack(m, f)
-		case *wire.Stream:
-			s.stream(m, f)
-		default:
-			return fmt.Errorf("unexpected frame %T from member", f)
-		}
+// serveFrame reads a member's next frame into buf and answers it.
+func (s *Sequencer) serveFrame(m *hostSession, buf []byte) ([]byte, error) {
+	f, buf, err := wire.ReadFrame(m.conn, buf)
+	if err != nil {
+		return buf, err
 	}
+	switch f := f.(type) {
+	case *wire.Say:
+		s.memberSay(m, f)
+	case *wire.Fetch:
+		s.mu.Lock()
+		s.flushLocked()
+		end := f.From + uint64(f.Count)
+		if end < f.From {
+			end = s.next
+		}
+		m.catchUp(f.From, min(end, s.next))
+		s.mu.Unlock()
+	case *wire.Ack:
+		s.ack(m, f)
+	case *wire.Stream:
+		s.stream(m, f)
+	default:
+		return buf, fmt.Errorf("unexpected frame %T from member", f)
+	}
+	return buf, nil
 }
 
 // memberSay sequences a member's line; its Said goes out once the line's

@@ -12,13 +12,14 @@ import (
 )
 
 // eventStream is one GET /v0/events response. Its live events reach the
-// client two ways: the goroutine that publishes an event writes it
-// itself (now) when the stream is idle and the socket has room, else the
-// backend queues it on the live channel for the handler's goroutine. The
-// first spares a member at 100 lines a second a goroutine wake-up per
+// client two ways: the goroutine that publishes events writes them itself
+// (Direct) when the stream is idle and the socket has room, else the
+// backend queues them on the live channel for the handler's goroutine.
+// The first spares a member at 100 lines a second a goroutine wake-up per
 // line; the second keeps a slow reader from ever blocking the publisher
-// (a room's data path). Order holds because now writes only while no
-// queued event is left unwritten.
+// (a room's data path). Order holds because Take takes an event only
+// while no queued one is left unwritten, and the handler's writes send
+// what Take held first.
 type eventStream struct {
 	s    *Server
 	w    httpd.ResponseWriter
@@ -26,28 +27,29 @@ type eventStream struct {
 	room string
 
 	// mu orders every use of w. The handler holds it while it writes,
-	// including a flush that may wait for a slow reader; now only tries
-	// it, so it never waits.
+	// including a flush that may wait for a slow reader; Take and Send
+	// only try it, so they never wait.
 	mu   sync.Mutex
 	line []byte // the event being encoded
-	// live is set once the snapshot is out: now may write only after it.
-	// done is set as the handler returns: nothing may write after it.
+	// live is set once the snapshot is out: Take may take events only
+	// after it. done is set as the handler returns: nothing may write
+	// after it.
 	live, done bool
-	// queued counts events now declined, which the backend therefore put
-	// on the live channel, that the handler has not yet written. now
-	// writes only when it is 0, so that it never overtakes one. Raised
-	// by now (under the publisher's lock, not mu), lowered by the handler
-	// under mu.
+	// queued counts events Take declined, which the backend therefore put
+	// on the live channel, that the handler has not yet written. Take
+	// takes none while it is above 0, so that it never overtakes one.
+	// Raised by Take (under the backend's lock, not mu), lowered by the
+	// handler under mu.
 	queued atomic.Int64
-	// kick asks the handler to flush the end of a chunk the socket did not
-	// take whole from now.
+	// kick asks the handler to flush what the socket did not take from
+	// Send.
 	kick chan struct{}
 }
 
-// now is the stream's direct path (Backend.Subscribe).
-func (es *eventStream) now(ev *ctl.Event) bool {
+// Take implements Direct.
+func (es *eventStream) Take(ev *ctl.Event) bool {
 	if es.mu.TryLock() {
-		ok := es.nowLocked(ev)
+		ok := es.takeLocked(ev)
 		es.mu.Unlock()
 		if ok {
 			return true
@@ -57,7 +59,7 @@ func (es *eventStream) now(ev *ctl.Event) bool {
 	return false
 }
 
-func (es *eventStream) nowLocked(ev *ctl.Event) bool {
+func (es *eventStream) takeLocked(ev *ctl.Event) bool {
 	if es.nw == nil || !es.live || es.done || es.queued.Load() != 0 {
 		return false
 	}
@@ -66,14 +68,33 @@ func (es *eventStream) nowLocked(ev *ctl.Event) bool {
 		return false // the handler meets the same error and ends the stream
 	}
 	es.line = line
-	taken, pending := es.nw.WriteNow(line)
-	if pending {
+	if es.nw.BufferNow(line) {
+		return true
+	}
+	// What is held is full: send it, then hold this one.
+	es.sendLocked()
+	return es.nw.BufferNow(line)
+}
+
+// Send implements Direct. If the handler holds mu, it is writing, and it
+// flushes before it lets go: what Take held goes out then.
+func (es *eventStream) Send() {
+	if !es.mu.TryLock() {
+		return
+	}
+	if es.nw != nil && !es.done {
+		es.sendLocked()
+	}
+	es.mu.Unlock()
+}
+
+func (es *eventStream) sendLocked() {
+	if es.nw.SendNow() {
 		select {
 		case es.kick <- struct{}{}:
 		default: // a kick is already waiting
 		}
 	}
-	return taken
 }
 
 // encode appends ev to the response; it reports false once the stream is
@@ -125,15 +146,15 @@ func (s *Server) events(w httpd.ResponseWriter, r *httpd.Request) {
 
 	es := &eventStream{s: s, w: w, room: room, kick: make(chan struct{}, 1)}
 	es.nw, _ = w.(httpd.NowWriter)
-	// Whatever way the handler leaves, now must not write after it: the
-	// server then ends the response on the same connection.
+	// Whatever way the handler leaves, Take and Send must not write after
+	// it: the server then ends the response on the same connection.
 	defer func() {
 		es.mu.Lock()
 		es.done = true
 		es.mu.Unlock()
 	}()
 	ctx := r.Context()
-	snapshot, live, err := s.b.Subscribe(ctx, room, since, initial, es.now)
+	snapshot, live, err := s.b.Subscribe(ctx, room, since, initial, es)
 	if err != nil {
 		s.writeBackendError(w, r, err)
 		return
@@ -161,7 +182,7 @@ func (s *Server) events(w httpd.ResponseWriter, r *httpd.Request) {
 }
 
 // start sends the head, the snapshot and, if asked for, its end; then
-// lets now write.
+// lets Take take events.
 func (es *eventStream) start(snapshot []ctl.Event, initial bool) bool {
 	es.mu.Lock()
 	defer es.mu.Unlock()

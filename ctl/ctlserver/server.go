@@ -57,13 +57,27 @@ type Backend interface {
 	// the latter case the server ends the stream with an EventOverflow
 	// event so the client knows it missed events.
 	//
-	// now, when not nil, is offered each live event before live: on the
-	// goroutine that publishes it, in the order events are published
-	// (under the lock that orders the sends on live). If it returns true
-	// the event is on the stream and must not be sent on live; if false,
-	// it must be (or the subscription closed as fallen behind). now never
-	// blocks and keeps no reference to the event.
-	Subscribe(ctx context.Context, room string, since uint64, initial bool, now func(*ctl.Event) bool) (snapshot []ctl.Event, live <-chan ctl.Event, err error)
+	// direct, when not nil, is offered each live event before live (see
+	// Direct).
+	Subscribe(ctx context.Context, room string, since uint64, initial bool, direct Direct) (snapshot []ctl.Event, live <-chan ctl.Event, err error)
+}
+
+// Direct is how an event stream takes live events on the goroutine that
+// publishes them, writing them itself while the stream is idle rather
+// than waking the stream's own goroutine for each. A backend calls its
+// methods under the lock that orders its sends on live.
+type Direct interface {
+	// Take is offered each live event first, in the order events are
+	// published. If it returns true, the event is the stream's and must
+	// not be sent on live; if false, it must be (or the subscription
+	// closed as fallen behind). Take never blocks and keeps no reference
+	// to the event.
+	Take(ev *ctl.Event) bool
+	// Send writes what Take took. The backend calls it once a burst of
+	// events is published (after an event, or after all the events of
+	// one packet), so that a burst goes out in one write. It never
+	// blocks.
+	Send()
 }
 
 const (

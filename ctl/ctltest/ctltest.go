@@ -55,9 +55,9 @@ type Backend struct {
 }
 
 type subscriber struct {
-	room string // ref, or "" for all rooms
-	ch   chan ctl.Event
-	now  func(*ctl.Event) bool // the server's direct path, offered first
+	room   string // ref, or "" for all rooms
+	ch     chan ctl.Event
+	direct ctlserver.Direct // the server's stream, offered each event first
 }
 
 var _ ctlserver.Backend = (*Backend)(nil)
@@ -162,8 +162,9 @@ func (b *Backend) publishLocked(ev ctl.Event) {
 		if s.room != "" && s.room != ev.Room {
 			continue
 		}
-		if s.now != nil && s.now(&ev) {
+		if s.direct != nil && s.direct.Take(&ev) {
 			b.direct++
+			s.direct.Send()
 			continue
 		}
 		select {
@@ -494,7 +495,7 @@ func (b *Backend) Who(room string) (ctl.Who, error) {
 
 // Subscribe implements ctlserver.Backend. The snapshot is the kept
 // history after since.
-func (b *Backend) Subscribe(ctx context.Context, room string, since uint64, initial bool, now func(*ctl.Event) bool) ([]ctl.Event, <-chan ctl.Event, error) {
+func (b *Backend) Subscribe(ctx context.Context, room string, since uint64, initial bool, direct ctlserver.Direct) ([]ctl.Event, <-chan ctl.Event, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if err := b.failLocked("Subscribe"); err != nil {
@@ -520,7 +521,7 @@ func (b *Backend) Subscribe(ctx context.Context, room string, since uint64, init
 			}
 		}
 	}
-	s := &subscriber{room: room, ch: make(chan ctl.Event, SubBuffer), now: now}
+	s := &subscriber{room: room, ch: make(chan ctl.Event, SubBuffer), direct: direct}
 	b.subs[s] = struct{}{}
 	context.AfterFunc(ctx, func() {
 		b.mu.Lock()

@@ -55,7 +55,7 @@ type response struct {
 	// closeAfter ends the connection after this response.
 	closeAfter bool
 	err        error  // the first write error; the connection is then dead
-	now        []byte // WriteNow's chunk, kept for the next
+	now        []byte // chunks BufferNow holds for SendNow (NowWriter)
 }
 
 func newResponse(c *conn, req *Request) *response {
@@ -104,6 +104,7 @@ func (w *response) Write(p []byte) (int, error) {
 	if w.head {
 		return len(p), nil
 	}
+	w.takeNow()
 	if !w.committed {
 		if w.declared < 0 && len(w.held)+len(p) <= holdBytes {
 			w.held = append(w.held, p...)
@@ -125,6 +126,7 @@ func (w *response) Flush() error {
 	if !w.committed {
 		w.commit(false)
 	}
+	w.takeNow()
 	if w.err == nil {
 		w.err = w.c.flush()
 	}
@@ -213,6 +215,7 @@ func (w *response) finish() {
 	if !w.committed {
 		w.commit(true)
 	}
+	w.takeNow()
 	if w.chunked && w.err == nil {
 		_, w.err = w.c.bw.WriteString("0\r\n\r\n")
 	}

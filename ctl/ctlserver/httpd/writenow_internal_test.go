@@ -12,9 +12,10 @@ import (
 	"time"
 )
 
-// A chunk the socket takes only part of is finished by the next Flush,
-// before anything written after it.
-func TestWriteNowPartial(t *testing.T) {
+// What BufferNow held goes out in one SendNow; a write the socket takes
+// only part of is finished by the next Flush, before anything written
+// after it.
+func TestNowWriterPartial(t *testing.T) {
 	ln, err := net.Listen("unix", filepath.Join(t.TempDir(), "s"))
 	if err != nil {
 		t.Fatal(err)
@@ -48,19 +49,36 @@ func TestWriteNowPartial(t *testing.T) {
 		t.Fatalf("head %q, %v; want %q", got, err, head)
 	}
 
-	taken, pending := resp.WriteNow([]byte("0123456789\n"))
-	if !taken || !pending {
-		t.Fatalf("WriteNow with half the chunk written = %v, %v; want taken, pending", taken, pending)
+	// Held chunks go out in one write; the end the socket did not take
+	// waits for the next Flush, before anything written after it.
+	if !resp.BufferNow([]byte("0123456789\n")) || !resp.BufferNow([]byte("abc\n")) {
+		t.Fatal("BufferNow on an idle stream declined")
 	}
-	// The rest waits in the buffer: another chunk may not go first.
-	if taken, _ := resp.WriteNow([]byte("next\n")); taken {
-		t.Fatal("WriteNow took a chunk while the end of the last one was waiting")
+	if !resp.SendNow() {
+		t.Fatal("SendNow with half written reported nothing pending")
+	}
+	if resp.BufferNow([]byte("next\n")) {
+		t.Fatal("BufferNow took a chunk while the end of the last write was waiting")
 	}
 	resp.Write([]byte("next\n"))
 	if err := resp.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	want := "b\r\n0123456789\n\r\n5\r\nnext\n\r\n"
+	want := "b\r\n0123456789\n\r\n4\r\nabc\n\r\n5\r\nnext\n\r\n"
+	got = make([]byte, len(want))
+	if _, err := io.ReadFull(client, got); err != nil || string(got) != want {
+		t.Fatalf("body %q, %v; want %q", got, err, want)
+	}
+
+	// What is held and not yet sent goes before what the handler writes.
+	if !resp.BufferNow([]byte("held\n")) {
+		t.Fatal("BufferNow on an idle stream declined")
+	}
+	resp.Write([]byte("after\n"))
+	if err := resp.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	want = "5\r\nheld\n\r\n6\r\nafter\n\r\n"
 	got = make([]byte, len(want))
 	if _, err := io.ReadFull(client, got); err != nil || string(got) != want {
 		t.Fatalf("body %q, %v; want %q", got, err, want)
