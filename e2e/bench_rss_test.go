@@ -84,6 +84,7 @@ func TestBenchRSS(t *testing.T) {
 		if err := saveProfile(hst.socket, "heap", filepath.Join(dir, "rss-host-heap-idle.pprof")); err != nil {
 			t.Error(err)
 		}
+		saveSmaps(t, hst, filepath.Join(dir, "rss-host-smaps-idle.txt"))
 	}
 
 	cmd := crowd.helper(ctx, "crowd", "MESHD_CROWD_ROOMS="+string(specJSON),
@@ -171,6 +172,7 @@ func TestBenchRSS(t *testing.T) {
 		if err := saveProfile(hst.socket, "heap", filepath.Join(dir, "rss-host-heap-quiet.pprof")); err != nil {
 			t.Error(err)
 		}
+		saveSmaps(t, hst, filepath.Join(dir, "rss-host-smaps-quiet.txt"))
 	}
 	t.Logf("the same after %v quiet: RSS %.1f MiB; host CPU %v over the %v", quiet, float64(idle)/1024, cpu, quiet)
 }
@@ -212,6 +214,20 @@ func logMemory(t *testing.T, when string, h *host) {
 		}
 	}
 	t.Logf("memory %s: %s", when, strings.Join(line, ", "))
+}
+
+// saveSmaps saves the resident pages of each of h's mappings, for what
+// the runtime's account does not split (its own structures, the binary's
+// pages).
+func saveSmaps(t *testing.T, h *host, path string) {
+	t.Helper()
+	smaps, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps", h.cmd.Process.Pid))
+	if err == nil {
+		err = os.WriteFile(path, smaps, 0o644)
+	}
+	if err != nil {
+		t.Error(err)
+	}
 }
 
 // rssRoom is what the crowd helper needs to join a room.

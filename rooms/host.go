@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"meshd/rooms/poller"
 	"meshd/rooms/secure"
 	"meshd/rooms/wire"
 )
@@ -263,18 +264,53 @@ func (h *Host) Tick(now time.Time) {
 
 // Serve accepts joins on ln until ctx ends, then closes every session and
 // returns once their goroutines have finished.
+//
+// An admitted member's session has no goroutine of its own while it is
+// idle, which most of a busy host's hundreds are between their members'
+// acks: it waits in the poller, and a goroutine reads it only while it
+// has input (hostSession.serve). Serve's wait group counts each session
+// from its admission until it has left, and the goroutines a session
+// starts (its reader, its writer) are its own, waited for before it
+// leaves.
 func (h *Host) Serve(ctx context.Context, ln net.Listener) error {
+	p, err := poller.New()
+	if err != nil {
+		return fmt.Errorf("join server: %w", err)
+	}
+	defer p.Close()
 	var wg sync.WaitGroup
 	ctx, cancel := context.WithCancel(ctx)
 	defer wg.Wait()
 	defer cancel()
-	stop := context.AfterFunc(ctx, func() { ln.Close() })
+	// At the end, the sessions are closed and their readers woken, here
+	// rather than by a context.AfterFunc each (a couple of hundred bytes
+	// and an entry in ctx's children per session); a join admitted after
+	// this sees ctx done and closes its own (join).
+	stop := context.AfterFunc(ctx, func() {
+		ln.Close()
+		for _, s := range h.Rooms() {
+			s.closeSessions()
+		}
+	})
 	defer stop()
+	failed := make(chan error, 1)
+	wg.Go(func() {
+		if err := p.Run(ctx); err != nil {
+			failed <- err
+			cancel()
+		}
+	})
+	wg.Go(func() { h.expireIdle(ctx) })
 	for {
 		c, err := ln.Accept()
 		if err != nil {
 			if ctx.Err() != nil {
-				return nil
+				select {
+				case err := <-failed:
+					return fmt.Errorf("join server: %w", err)
+				default:
+					return nil
+				}
 			}
 			return fmt.Errorf("accept joins: %w", err)
 		}
@@ -283,17 +319,14 @@ func (h *Host) Serve(ctx context.Context, ln net.Listener) error {
 			c.Close()
 			continue
 		}
-		wg.Go(func() { h.join(ctx, &wg, c) })
+		wg.Go(func() { h.join(ctx, &wg, p, c) })
 	}
 }
 
 // join takes a member through the handshake and its hello into the room,
-// then hands the session to a goroutine of its own (wg's, like join's) and
-// returns. The handshake's cryptography grows a goroutine's stack to
-// several times what reading a session needs, and the runtime gives that
-// back only over several collections: the fresh goroutine starts small,
-// and a busy host keeps hundreds of them.
-func (h *Host) join(ctx context.Context, wg *sync.WaitGroup, raw net.Conn) {
+// then reads what the member sent after its hello and parks the session
+// in p (serve).
+func (h *Host) join(ctx context.Context, wg *sync.WaitGroup, p *poller.Poller, raw net.Conn) {
 	stop := context.AfterFunc(ctx, func() { raw.Close() })
 	handed := false
 	defer func() {
@@ -312,7 +345,7 @@ func (h *Host) join(ctx context.Context, wg *sync.WaitGroup, raw net.Conn) {
 		return
 	}
 	pub := conn.PeerKey()
-	f, buf, err := wire.ReadFrame(conn, nil)
+	f, _, err := wire.ReadFrame(conn, nil)
 	if err != nil {
 		h.cfg.Stats.SessionsRefused.Add(1)
 		log.Debug("join: no hello", "err", err)
@@ -342,37 +375,104 @@ func (h *Host) join(ctx context.Context, wg *sync.WaitGroup, raw net.Conn) {
 		nick:        hello.Nick,
 		seq:         s,
 	}
-	sess.awaitOn(raw)
+	// Registered before admit, which makes the session reachable by
+	// whatever closes it (a kick, a rejoin of the same key), so that the
+	// close finds its entry.
+	if err := sess.watch(p, raw); err != nil {
+		h.cfg.Stats.SessionsRefused.Add(1)
+		log.Warn("join: cannot watch the session", "err", err)
+		return
+	}
 	if err := s.admit(sess, hello.Resume, hello.Cred, conn.ChannelBinding()); err != nil {
 		// The writer never started: what admit queued (a Welcome, if the
 		// join failed after it) is not sent, the refusal is.
+		if sess.entry != nil {
+			sess.entry.Remove()
+		}
 		h.refuse(conn, err.Error())
 		return
 	}
 	log.Info("member joined", "room", s.ref, "nick", sess.nick, "member", sess.fp)
-	sess.start()
 	handed = true
-	wg.Go(func() {
-		defer stop()
-		s.serveSession(sess, buf)
-	})
+	stop()
+	wg.Add(1)
+	sess.done = wg.Done
+	sess.start()
+	sess.touch()
+	if ctx.Err() != nil {
+		// Admitted after Serve closed the room's sessions.
+		sess.close()
+	}
+	// The hello's goroutine, its stack grown by the handshake, reads what
+	// came with the hello and is gone once the session parks.
+	sess.serve()
 }
 
-// serveSession serves an admitted member until its session ends. Its
-// frame, under every idle session's blocked read, is kept small: the
-// runtime shrinks a goroutine's stack only while it uses under a quarter.
-func (s *Sequencer) serveSession(m *hostSession, buf []byte) {
-	s.leave(m, s.serveMember(m, buf))
+// expireIdle ends, once a second, the sessions silent for memberIdle: an
+// idle session has no read waiting whose deadline could end it.
+func (h *Host) expireIdle(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			now := monotime()
+			for _, s := range h.Rooms() {
+				s.expireIdle(now)
+			}
+		}
+	}
 }
 
-// leave sequences the part of a member whose session ended with err. It
-// keeps no logger per session: a With logger costs each of hundreds of
-// sessions its formatted attributes.
+// closeSessions ends every member's session, when the server stops.
+func (s *Sequencer) closeSessions() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, m := range s.members {
+		m.close()
+	}
+}
+
+// errSilent ends the session of a member that sent nothing, not even its
+// once-a-second ack, for memberIdle.
+var errSilent = fmt.Errorf("silent for %v", memberIdle)
+
+// expireIdle ends the sessions of members silent for memberIdle.
+func (s *Sequencer) expireIdle(now time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, m := range s.members {
+		if now-time.Duration(m.lastRead.Load()) > memberIdle {
+			m.silent.Store(true)
+			m.close()
+		}
+	}
+}
+
+// started is the origin of monotime.
+var started = time.Now()
+
+// monotime is the monotonic time since the process started: a session's
+// last read is kept in an atomic integer.
+func monotime() time.Duration { return time.Since(started) }
+
+// leave sequences the part of a member whose session ended with err, once
+// its writer has finished. It keeps no logger per session: a With logger
+// costs each of hundreds of sessions its formatted attributes.
 func (s *Sequencer) leave(m *hostSession, err error) {
+	if m.silent.Load() {
+		err = errSilent
+	}
 	s.part(m)
 	m.close()
 	m.writers.Wait()
+	if m.entry != nil {
+		m.entry.Remove()
+	}
 	s.host.log.Info("member left", "peer", m.conn.RemoteAddr().String(), "room", s.ref, "nick", m.nick, "member", m.fp, "err", err)
+	m.done()
 }
 
 func (h *Host) refuse(conn *secure.Conn, reason string) {
@@ -395,8 +495,9 @@ func (h *Host) refuse(conn *secure.Conn, reason string) {
 //
 // The writer is a goroutine only while there is something to write: it is
 // started when a frame or a catch-up is queued and ends once both are
-// drained. An idle session, most of a busy host's hundreds, is then one
-// goroutine blocked reading (serveMember) and no write buffer.
+// drained. Its reader (serve) is a goroutine only while the member's
+// frames come in: an idle session, most of a busy host's hundreds, is an
+// entry in the host's poller, with no goroutine and no buffer.
 type hostSession struct {
 	// Guarded by the Sequencer's lock.
 	acked     uint64    // everything up to here has reached the member
@@ -418,11 +519,21 @@ type hostSession struct {
 	keyID [wire.KeyIDLen]byte
 	fp    string
 	nick  string
-	// raw and readable let the reader wait for input outside conn.Read
-	// (await); nil where the connection has no file descriptor.
+
+	// The reader: entry parks the session in the host's poller while it
+	// has no input (nil where the connection has no descriptor: its
+	// reader blocks), raw is its descriptor, serveFn is serve, made once
+	// for the goroutine each input starts. lastRead is when the reader
+	// last read a frame (monotime), silent says that it was too long ago
+	// and why the session was closed.
+	entry    *poller.Entry
 	raw      syscall.RawConn
-	readable func(fd uintptr) bool
-	peek     [1]byte
+	serveFn  func()
+	lastRead atomic.Int64
+	silent   atomic.Bool
+	// done ends the session's count in Serve's wait group, once it has
+	// left.
+	done func()
 
 	mu     sync.Mutex
 	frames [][]byte // queued frames, oldest first
@@ -517,6 +628,8 @@ func (m *hostSession) writeLocked() {
 	m.writers.Go(m.write)
 }
 
+// close ends the session: its connection is closed, and its reader, if
+// the session is parked, is started to find that out and leave.
 func (m *hostSession) close() {
 	m.mu.Lock()
 	closed := m.closed
@@ -524,6 +637,9 @@ func (m *hostSession) close() {
 	m.mu.Unlock()
 	if !closed {
 		m.conn.Close()
+		if m.entry != nil {
+			m.entry.Wake()
+		}
 	}
 }
 
@@ -579,38 +695,56 @@ func (m *hostSession) write() {
 	}
 }
 
-// awaitOn has the session wait for input on raw's descriptor (await), if
-// it has one.
-func (m *hostSession) awaitOn(raw net.Conn) {
+// watch registers the session with p, if its connection raw has a
+// descriptor.
+func (m *hostSession) watch(p *poller.Poller, raw net.Conn) error {
 	sc, ok := raw.(syscall.Conn)
 	if !ok {
-		return
+		return nil
 	}
 	rc, err := sc.SyscallConn()
 	if err != nil {
-		return
+		return nil
 	}
 	m.raw = rc
-	// Made once: a closure passed to RawConn.Read escapes, and this one is
-	// called for every frame.
-	m.readable = func(fd uintptr) bool {
-		_, _, err := syscall.Recvfrom(int(fd), m.peek[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		return err != syscall.EAGAIN
+	m.serveFn = m.serve
+	m.entry, err = p.Add(rc, func() { go m.serveFn() })
+	return err
+}
+
+// frameBufs lends readers the buffer frames are read into, while they
+// read: a parked session holds none.
+var frameBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+// serve reads the member's frames while it has input, then parks the
+// session (or, without a poller entry, blocks reading). The first read
+// that fails ends the session: the member left, was silent for too long
+// (expireIdle) or was cut off (close).
+func (m *hostSession) serve() {
+	bp := frameBufs.Get().(*[]byte)
+	var err error
+	for {
+		if m.entry != nil && !m.conn.Buffered() && m.entry.Park() {
+			break
+		}
+		// A frame that has begun must arrive within memberIdle.
+		m.conn.SetReadDeadline(time.Now().Add(memberIdle))
+		if *bp, err = m.seq.serveFrame(m, *bp); err != nil {
+			break
+		}
+		m.touch()
+	}
+	// A buffer grown by a large frame is not kept.
+	if cap(*bp) <= 4<<10 {
+		frameBufs.Put(bp)
+	}
+	if err != nil {
+		m.seq.leave(m, err)
 	}
 }
 
-// await returns once the session has input, or its read deadline passed,
-// or it was closed. An idle session's reader waits here rather than in
-// conn.Read: the goroutine is then about 1 KiB deep instead of 2, which
-// lets the runtime shrink its stack to 4 KiB (it shrinks a stack only while
-// less than a quarter of it is used, counting 800 bytes of guard), and a
-// busy host has hundreds of idle sessions.
-func (m *hostSession) await() error {
-	if m.raw == nil || m.conn.Buffered() {
-		return nil
-	}
-	return m.raw.Read(m.readable)
-}
+// touch records that the member was heard from now.
+func (m *hostSession) touch() { m.lastRead.Store(int64(monotime())) }
 
 // watch is a line a member said, whose receipt count the host reports to
 // it as members acknowledge it.

@@ -208,7 +208,7 @@ func newTestRoomAccess(t *testing.T, n *memnet.Network, name string, store *memS
 	// Registered first, so it runs after every other cleanup: once the
 	// host and members are closed, none of their goroutines (all run
 	// methods) may remain.
-	t.Cleanup(func() { leaktest.Check(t, "meshd/rooms.(*") })
+	t.Cleanup(func() { leaktest.Check(t, "meshd/rooms.(*", "meshd/rooms/poller.") })
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

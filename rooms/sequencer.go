@@ -45,16 +45,20 @@ const (
 	// flushBytes flushes a batch early once it holds this much.
 	flushBytes = 16 * wire.ShardData
 	// A busy room's block gathers its batches for up to blockHold, and
-	// goes once no batch came for blockIdle: a block of some 40 to 64
-	// shards at full rate, not one batch of a few. The parity a block
-	// needs is what the unluckiest member loses of it, a smaller share of
-	// a big block (at 5 % loss and 16 members about 11 % of 64 shards
-	// against 25 % of 8), and a block lost in part is decoded only when
-	// it is complete, which is at most blockHold late in a room where
-	// lines come every few milliseconds anyway. A quiet room's batch is
-	// its block: a lone line is never held back.
-	blockHold = 50 * time.Millisecond
-	blockIdle = busyFlushDelay
+	// goes once no batch came for blockIdle: a block of up to 64 shards at
+	// full rate, not one batch of a few. The parity a block needs is what
+	// the unluckiest member loses of it, a smaller share of a big block:
+	// with 16 members, at 5 % loss about 11 % of 64 shards against 25 %
+	// of 8, at 20 % loss about 40 % of 64 against 55 % of 28 (the block a
+	// 50 ms hold made at this testbed's rate). A block lost in part is
+	// decoded only once it is complete, which is at most blockHold late
+	// in a room where lines come every few milliseconds anyway. blockIdle
+	// outlasts the pauses of a busy room's senders (a batch's senders
+	// wait for its answer, up to busyFlushDelay); the last block of a
+	// burst waits it out. A quiet room's batch is its block: a lone line
+	// is never held back.
+	blockHold = 100 * time.Millisecond
+	blockIdle = 2 * busyFlushDelay
 	// repairWindow gathers the NACKs of several members for one block
 	// before repairing it once, with the most any of them asked for.
 	repairWindow = 5 * time.Millisecond
@@ -1046,41 +1050,32 @@ func (s *Sequencer) logFrames(buf []byte, next, end uint64) ([]byte, uint64) {
 	return buf, next
 }
 
-// serveMember answers a member's frames until its session ends.
-func (s *Sequencer) serveMember(m *hostSession, buf []byte) error {
-	for {
-		// Members ack at least once a second: a session silent for
-		// memberIdle belongs to a member that is gone or cut off, and is
-		// ended so the room knows (it rejoins and resumes when it can).
-		m.conn.SetReadDeadline(time.Now().Add(memberIdle))
-		if err := m.await(); err != nil {
-			return err
-		}
-		f, b, err := wire.ReadFrame(m.conn, buf)
-		buf = b
-		if err != nil {
-			return err
-		}
-		switch f := f.(type) {
-		case *wire.Say:
-			s.memberSay(m, f)
-		case *wire.Fetch:
-			s.mu.Lock()
-			s.flushLocked()
-			end := f.From + uint64(f.Count)
-			if end < f.From {
-				end = s.next
-			}
-			m.catchUp(f.From, min(end, s.next))
-			s.mu.Unlock()
-		case *wire.Ack:
-			s.ack(m, f)
-		case *wire.Stream:
-			s.stream(m, f)
-		default:
-			return fmt.Errorf("unexpected frame %T from member", f)
-		}
+// serveFrame reads a member's next frame into buf and answers it.
+func (s *Sequencer) serveFrame(m *hostSession, buf []byte) ([]byte, error) {
+	f, buf, err := wire.ReadFrame(m.conn, buf)
+	if err != nil {
+		return buf, err
 	}
+	switch f := f.(type) {
+	case *wire.Say:
+		s.memberSay(m, f)
+	case *wire.Fetch:
+		s.mu.Lock()
+		s.flushLocked()
+		end := f.From + uint64(f.Count)
+		if end < f.From {
+			end = s.next
+		}
+		m.catchUp(f.From, min(end, s.next))
+		s.mu.Unlock()
+	case *wire.Ack:
+		s.ack(m, f)
+	case *wire.Stream:
+		s.stream(m, f)
+	default:
+		return buf, fmt.Errorf("unexpected frame %T from member", f)
+	}
+	return buf, nil
 }
 
 // memberSay sequences a member's line; its Said goes out once the line's

@@ -13,14 +13,15 @@ import (
 // package has to take its place in the layering on purpose.
 var allowed = map[string][]string{
 	"meshd/cmd/meshctl":           {"meshd/ctl", "meshd/ctl/internal/flatjson"},
-	"meshd/cmd/meshd":             {"meshd/daemon", "meshd/ctl", "meshd/ctl/internal/flatjson", "meshd/ctl/ctlserver", "meshd/ctl/ctlserver/httpd", "meshd/mcast", "meshd/rooms", "meshd/rooms/secure", "meshd/rooms/wire", "meshd/rooms/roomlog", "meshd/fec"},
-	"meshd/daemon":                {"meshd/ctl", "meshd/ctl/internal/flatjson", "meshd/ctl/ctlserver", "meshd/ctl/ctlserver/httpd", "meshd/mcast", "meshd/rooms", "meshd/rooms/secure", "meshd/rooms/wire", "meshd/rooms/roomlog", "meshd/fec"},
+	"meshd/cmd/meshd":             {"meshd/daemon", "meshd/ctl", "meshd/ctl/internal/flatjson", "meshd/ctl/ctlserver", "meshd/ctl/ctlserver/httpd", "meshd/mcast", "meshd/rooms", "meshd/rooms/poller", "meshd/rooms/secure", "meshd/rooms/wire", "meshd/rooms/roomlog", "meshd/fec"},
+	"meshd/daemon":                {"meshd/ctl", "meshd/ctl/internal/flatjson", "meshd/ctl/ctlserver", "meshd/ctl/ctlserver/httpd", "meshd/mcast", "meshd/rooms", "meshd/rooms/poller", "meshd/rooms/secure", "meshd/rooms/wire", "meshd/rooms/roomlog", "meshd/fec"},
 	"meshd/ctl":                   {"meshd/ctl/internal/flatjson"},
 	"meshd/ctl/internal/flatjson": {},
 	"meshd/ctl/ctlserver":         {"meshd/ctl", "meshd/ctl/internal/flatjson", "meshd/ctl/ctlserver/httpd"},
 	"meshd/ctl/ctlserver/httpd":   {},
 	"meshd/ctl/ctltest":           {"meshd/ctl", "meshd/ctl/internal/flatjson", "meshd/ctl/ctlserver", "meshd/ctl/ctlserver/httpd"},
-	"meshd/rooms":                 {"meshd/rooms/secure", "meshd/rooms/wire", "meshd/fec"},
+	"meshd/rooms":                 {"meshd/rooms/poller", "meshd/rooms/secure", "meshd/rooms/wire", "meshd/fec"},
+	"meshd/rooms/poller":          {},
 	"meshd/rooms/secure":          {},
 	"meshd/rooms/roomlog":         {},
 	"meshd/rooms/wire":            {},

@@ -62,5 +62,12 @@ func (d *dh) DH(priv, pub []byte) ([]byte, error) {
 	return out, nil
 }
 
+// forget drops the keys once the handshake is over: the session's cipher
+// states keep their suite, and with it this dh, for the session's
+// lifetime, and an ephemeral private key kept that long would undo the
+// forward secrecy it is for (and cost a busy host some 200 bytes a
+// session).
+func (d *dh) forget() { d.keys = nil }
+
 func (d *dh) DHLen() int     { return 32 }
 func (d *dh) DHName() string { return "25519" }

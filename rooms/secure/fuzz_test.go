@@ -91,11 +91,11 @@ var fuzzHost, fuzzMember = func() (*Static, *Static) {
 // or complete a handshake with a peer that holds no key.
 func FuzzHandshake(f *testing.F) {
 	// Real first messages (an ephemeral key), then garbage or nothing.
-	hs, _ := newHandshake(fuzzMember, true)
+	hs, _, _ := newHandshake(fuzzMember, true)
 	msg1, _, _, _ := hs.WriteMessage(nil, nil)
 	f.Add(true, append([]byte{0, byte(len(msg1))}, msg1...))
 	f.Add(true, append(append([]byte{0, byte(len(msg1))}, msg1...), 0, 160))
-	hs, _ = newHandshake(fuzzHost, false)
+	hs, _, _ = newHandshake(fuzzHost, false)
 	hs.ReadMessage(nil, msg1)
 	msg2, _, _, _ := hs.WriteMessage(nil, fuzzHost.payload())
 	f.Add(false, append([]byte{0, byte(len(msg2))}, msg2...))

@@ -118,10 +118,11 @@ type Config struct {
 // address learns nothing about who joins. Cancelling ctx aborts the
 // handshake; raw's deadlines apply as set.
 func Client(ctx context.Context, raw net.Conn, cfg Config, hostKey ed25519.PublicKey) (*Conn, error) {
-	hs, err := newHandshake(cfg.Static, true)
+	hs, d, err := newHandshake(cfg.Static, true)
 	if err != nil {
 		return nil, err
 	}
+	defer d.forget()
 	var c *Conn
 	err = interruptible(ctx, raw, func() error {
 		msg, _, _, err := hs.WriteMessage(nil, nil)
@@ -171,10 +172,11 @@ func Client(ctx context.Context, raw net.Conn, cfg Config, hostKey ed25519.Publi
 // Server runs the host's side of the handshake over raw and returns the
 // session, whose PeerKey is the member's identity.
 func Server(ctx context.Context, raw net.Conn, cfg Config) (*Conn, error) {
-	hs, err := newHandshake(cfg.Static, false)
+	hs, d, err := newHandshake(cfg.Static, false)
 	if err != nil {
 		return nil, err
 	}
+	defer d.forget()
 	var c *Conn
 	err = interruptible(ctx, raw, func() error {
 		msg, err := readMsg(raw)
@@ -218,18 +220,22 @@ func Server(ctx context.Context, raw net.Conn, cfg Config) (*Conn, error) {
 	return c, nil
 }
 
-func newHandshake(st *Static, initiator bool) (*noise.HandshakeState, error) {
+// newHandshake returns a handshake with st as its static key, and its DH
+// function, whose keys the caller forgets once the handshake is done
+// (dh.forget).
+func newHandshake(st *Static, initiator bool) (*noise.HandshakeState, *dh, error) {
+	d := &dh{keys: []*ecdh.PrivateKey{st.key}}
 	hs, err := noise.NewHandshakeState(noise.Config{
-		CipherSuite:   newCipherSuite(&dh{keys: []*ecdh.PrivateKey{st.key}}),
+		CipherSuite:   newCipherSuite(d),
 		Pattern:       noise.HandshakeXX,
 		Initiator:     initiator,
 		Prologue:      []byte(prologue),
 		StaticKeypair: dhKey(st.key),
 	})
 	if err != nil {
-		return nil, fmt.Errorf("session handshake: %w", err)
+		return nil, nil, fmt.Errorf("session handshake: %w", err)
 	}
-	return hs, nil
+	return hs, d, nil
 }
 
 // interruptible runs a handshake, ending it when ctx does by moving raw's
