@@ -57,8 +57,8 @@ func (r *receiver) recvmsg(fd uintptr) bool {
 // call does not wake the runtime's monitor thread (sysmon) as every
 // ordinary system call after an idle spell does. A router member at 100
 // lines a second wakes for each datagram; that monitor's wake-ups were
-// about half of its context switches (docs/BENCHMARKS.md, "Raw system
-// calls on the per-line path").
+// about half of its context switches (docs/BENCHMARKS.md, "The data
+// path writes its events").
 func (c *Conn) recvMsg(b, oob []byte) (n, oobn, flags int, src netip.AddrPort, err error) {
 	r := c.recv
 	r.mu.Lock()

@@ -10,7 +10,7 @@ import (
 // cannot block, and an ordinary call after an idle spell wakes the
 // runtime's monitor thread (sysmon), a context switch or two on every
 // line a router member delivers at 100 lines a second (docs/BENCHMARKS.md,
-// "Raw system calls on the per-line path"). A test makes it take part of
+// "The data path writes its events"). A test makes it take part of
 // a chunk.
 var sysWrite = func(fd int, p []byte) (int, error) {
 	n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))
