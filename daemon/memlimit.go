@@ -21,16 +21,40 @@ const (
 	// CPU, and autoFloor on a router of 64 MB.
 	MemoryLimitAuto ByteSize = -1
 	// autoFloor is the auto limit's least: a host of 500 sessions (10
-	// rooms of 50, TestBenchRSS) keeps about 14 MiB live, so that 16 MiB
-	// costs it a fifth more CPU and holds it at 17.4 MiB of RSS instead of
-	// 22, while 14 MiB tripled its CPU (docs/BENCHMARKS.md, "Memory of a
-	// busy host").
+	// rooms of 50, TestBenchRSS) keeps about 9 MiB of runtime memory live
+	// (the heap, 3 MiB of the collector's own, what is left of stacks),
+	// and paced by gcPercent it stays under 16 MiB at no cost in CPU; 13
+	// MiB and below cost it CPU (docs/BENCHMARKS.md, "RSS: one poller for
+	// idle sessions"), and the rooms' event backlogs grow by a few MiB
+	// over a long run.
 	autoFloor ByteSize = 16 << 20
 	// minMemoryLimit is refused below: an idle meshd holds about 6 MiB
 	// of runtime memory (heap, stacks, the collector's own), and a limit
 	// under what is live has the collector run without pause.
 	minMemoryLimit ByteSize = 8 << 20
 )
+
+// gcPercent is the collector's pace (GOGC) unless the GOGC variable sets
+// one: it collects once the heap has grown by half of what is live, not
+// by all of it. meshd's per-packet and per-frame paths allocate nothing,
+// so collecting twice as often costs it little: a host of 500 sessions
+// (TestBenchRSS) took the same CPU for its joins and lines and for its
+// quiet, and held about 1.5 MiB less (docs/BENCHMARKS.md, "RSS: one
+// poller for idle sessions"). The memory limit stays the backstop.
+const gcPercent = 50
+
+// ApplyGCPercent sets the collector's pace to gcPercent, unless the GOGC
+// variable set one, and returns the pace in force (-1: off). cmd/meshd
+// calls it at start.
+func ApplyGCPercent() int {
+	if os.Getenv("GOGC") != "" {
+		p := debug.SetGCPercent(-1)
+		debug.SetGCPercent(p)
+		return p
+	}
+	debug.SetGCPercent(gcPercent)
+	return gcPercent
+}
 
 // MemoryLimitFromEnv reports whether the GOMEMLIMIT environment variable
 // sets the memory limit: it wins over memory_limit, as an operator's

@@ -39,3 +39,20 @@ func TestApplyMemoryLimit(t *testing.T) {
 		t.Errorf("with GOMEMLIMIT set, ApplyMemoryLimit(512MiB) = %v, runtime limit %d", got, debug.SetMemoryLimit(-1))
 	}
 }
+
+// ApplyGCPercent paces the collector at gcPercent, unless GOGC set a pace.
+func TestApplyGCPercent(t *testing.T) {
+	prev := debug.SetGCPercent(100)
+	t.Cleanup(func() { debug.SetGCPercent(prev) })
+	t.Setenv("GOGC", "")
+	if got := ApplyGCPercent(); got != gcPercent || debug.SetGCPercent(100) != gcPercent {
+		t.Errorf("ApplyGCPercent() = %d, want %d in force", got, gcPercent)
+	}
+	// The variable is read by the runtime at start; here the pace it set
+	// is imitated.
+	debug.SetGCPercent(200)
+	t.Setenv("GOGC", "200")
+	if got := ApplyGCPercent(); got != 200 || debug.SetGCPercent(200) != 200 {
+		t.Errorf("with GOGC=200, ApplyGCPercent() = %d, want 200 in force", got)
+	}
+}

@@ -236,10 +236,11 @@ func TestQuietRoomLetsBlocksGo(t *testing.T) {
 	}
 }
 
-// TestBusyRoomBlockSpansBatches: a busy room's batches share one block,
-// sent once no batch came for blockIdle, or at once when the next batch
-// would not fit; every batch in it verifies and they follow each other in
-// sequence.
+// TestBusyRoomBlockSpansBatches: a busy room's batches share one block
+// when members report loss (with none, each batch is its block, at
+// once), sent once no batch came for blockIdle, or at once when the next
+// batch would not fit; every batch in it verifies and they follow each
+// other in sequence.
 func TestBusyRoomBlockSpansBatches(t *testing.T) {
 	sink := &blockSink{sent: make(chan struct{}, 1)}
 	s := newPathHost(t, sink)
@@ -257,18 +258,32 @@ func TestBusyRoomBlockSpansBatches(t *testing.T) {
 	}
 	<-sink.sent
 	// The standing clock never ends the window: the room is busy because
-	// the test says so.
+	// the test says so. With no loss reported, a batch is its block.
 	s.busy = true
+	for range 10 {
+		line()
+	}
+	s.flushLocked()
+	if got := sink.sentBlocks(); got[len(got)-1] != 2 || s.openRecs != 0 {
+		s.mu.Unlock()
+		t.Fatalf("a busy room's batch with no loss reported: shards of blocks %v sent, %d records held; want block 2 sent at once", got, s.openRecs)
+	}
+	<-sink.sent
+	// Members that lose shards: the block waits for more batches.
+	for i := range 16 {
+		s.members[[wire.KeyIDLen]byte{0xfe, byte(i)}] = &hostSession{loss: 0.05, reported: true}
+	}
+	sent := len(sink.sentBlocks())
 	for range 3 {
 		for range 10 {
 			line()
 		}
 		s.flushLocked() // as the burst's flush timer does
 	}
-	open, armed, sent := s.openRecs, s.blockArmed, sink.sentBlocks()
+	open, armed, now := s.openRecs, s.blockArmed, sink.sentBlocks()
 	s.mu.Unlock()
-	if open != 30 || !armed || len(sent) != 1 {
-		t.Fatalf("three batches in a busy room: %d records in the open block, block timer armed %v, shards of blocks %v sent; want 30, armed, block 1's only", open, armed, sent)
+	if open != 30 || !armed || len(now) != sent {
+		t.Fatalf("three batches in a busy lossy room: %d records in the open block, block timer armed %v, shards of blocks %v sent; want 30, armed, no more than before", open, armed, now)
 	}
 	select {
 	case <-sink.sent:
@@ -277,34 +292,34 @@ func TestBusyRoomBlockSpansBatches(t *testing.T) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	sb := s.blocks[2%sentBlocks]
-	if sb == nil || sb.no != 2 {
-		t.Fatalf("block 2 not kept for repairs: %+v", sb)
+	sb := s.blocks[3%sentBlocks]
+	if sb == nil || sb.no != 3 {
+		t.Fatalf("block 3 not kept for repairs: %+v", sb)
 	}
 	payload, err := decodeBlock(sb.shards, sb.k, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	next := uint64(2)
+	next := uint64(12)
 	batches := 0
 	for len(payload) > 0 {
 		b, rest, err := wire.NextBlockBatch(payload)
 		if err != nil {
-			t.Fatalf("block 2, batch %d: %v", batches, err)
+			t.Fatalf("block 3, batch %d: %v", batches, err)
 		}
 		bt, err := verifyBatch(s.host.cfg.Identity.Pub, s.opts, b, nil, nil)
 		if err != nil {
-			t.Fatalf("block 2, batch %d: %v", batches, err)
+			t.Fatalf("block 3, batch %d: %v", batches, err)
 		}
 		if bt.First != next || len(bt.Records) != 10 {
-			t.Errorf("block 2, batch %d: %d records from %d, want 10 from %d", batches, len(bt.Records), bt.First, next)
+			t.Errorf("block 3, batch %d: %d records from %d, want 10 from %d", batches, len(bt.Records), bt.First, next)
 		}
 		next += uint64(len(bt.Records))
 		batches++
 		payload = rest
 	}
 	if batches != 3 {
-		t.Errorf("block 2 holds %d batches, want 3", batches)
+		t.Errorf("block 3 holds %d batches, want 3", batches)
 	}
 
 	// Batches until one does not fit: the open block goes first, at

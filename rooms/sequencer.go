@@ -582,8 +582,12 @@ func (s *Sequencer) flushLocked() {
 	}
 	s.open = wire.AppendBlockBatch(s.open, batch)
 	s.openRecs += len(recs)
+	// A block is held for others only where members lose shards: with
+	// no loss reported, a bigger block saves no parity, and holding it
+	// would only delay every line (at 1,000 lines a second, p50 went
+	// from 40 to 160 ms).
 	hold := min(blockIdle, blockHold-s.lastFlush.Sub(s.openSince))
-	if !s.busy || hold <= 0 {
+	if _, loss := s.multicastLossLocked(); !s.busy || hold <= 0 || loss == 0 {
 		s.sendBlockLocked()
 		return
 	}

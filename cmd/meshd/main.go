@@ -56,6 +56,7 @@ func run() error {
 	level.Set(cfg.SlogLevel())
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	applyMemoryLimit(log, cfg.MemoryLimit)
+	log.Info("garbage collector pace", "gogc", daemon.ApplyGCPercent())
 	d, err := daemon.New(cfg, log)
 	if err != nil {
 		return err
