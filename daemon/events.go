@@ -26,6 +26,17 @@ type hub struct {
 	// held counts hold calls not yet released: while above 0, events the
 	// subscribers' streams take wait for release to be sent.
 	held int
+	// offered is the event being offered to the streams: handing them a
+	// pointer to publish's own copy would move that copy to the heap, an
+	// allocation per line.
+	offered ctl.Event
+}
+
+// offer returns ev in h.offered, for ctlserver.Direct.Take, which keeps
+// no reference to it. The caller holds h.mu.
+func (h *hub) offer(ev ctl.Event) *ctl.Event {
+	h.offered = ev
+	return &h.offered
 }
 
 // ring holds a room's newest roomBacklog events. It is a ring, not a
@@ -93,7 +104,7 @@ func (h *hub) publish(ev ctl.Event, keep bool) {
 		if s.room != "" && s.room != ev.Room {
 			continue
 		}
-		if s.direct != nil && s.direct.Take(&ev) {
+		if s.direct != nil && s.direct.Take(h.offer(ev)) {
 			if h.held > 0 {
 				s.unsent = true
 			} else {

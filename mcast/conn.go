@@ -35,6 +35,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 
 	"golang.org/x/net/ipv4"
 	"golang.org/x/sys/unix"
@@ -94,6 +95,8 @@ type Counters struct {
 // that Rescan keeps current. It is safe for concurrent use.
 type Conn struct {
 	uc   *net.UDPConn
+	raw  syscall.RawConn // uc's, for recvMsg
+	recv *receiver
 	pc   *ipv4.PacketConn
 	cfg  Config
 	port int
@@ -150,8 +153,15 @@ func Listen(cfg Config) (*Conn, error) {
 		return nil, fmt.Errorf("mcast: %w", err)
 	}
 	uc := pconn.(*net.UDPConn)
+	raw, err := uc.SyscallConn()
+	if err != nil {
+		uc.Close()
+		return nil, fmt.Errorf("mcast: %w", err)
+	}
 	c := &Conn{
 		uc:     uc,
+		raw:    raw,
+		recv:   newReceiver(),
 		pc:     ipv4.NewPacketConn(uc),
 		cfg:    cfg,
 		port:   uc.LocalAddr().(*net.UDPAddr).Port,
@@ -508,7 +518,7 @@ func (c *Conn) ReadMsg(b []byte) (Msg, error) {
 	// On the stack, so reads neither allocate nor share a buffer.
 	var oob [oobSize]byte
 	for {
-		n, oobn, flags, src, err := c.uc.ReadMsgUDPAddrPort(b, oob[:])
+		n, oobn, flags, src, err := c.recvMsg(b, oob[:])
 		if err != nil {
 			return Msg{}, fmt.Errorf("mcast: %w", err)
 		}

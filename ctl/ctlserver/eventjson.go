@@ -54,6 +54,15 @@ func appendStringField(b []byte, name, s string) []byte {
 
 const hexDigits = "0123456789abcdef"
 
+// plain marks the bytes appendJSONString copies as they are: ASCII but
+// control characters, the quote, the backslash and the HTML characters.
+var plain = func() (t [256]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\' && c != '<' && c != '>' && c != '&'
+	}
+	return t
+}()
+
 // appendJSONString appends s as encoding/json does with HTML escaping on
 // (json.Encoder's default): <, > and & escaped, invalid UTF-8 replaced by
 // U+FFFD, U+2028 and U+2029 escaped.
@@ -61,11 +70,14 @@ func appendJSONString(b []byte, s string) []byte {
 	b = append(b, '"')
 	start := 0
 	for i := 0; i < len(s); {
+		// Most of a line is plain: skip it with a table, a byte a step.
+		for i < len(s) && plain[s[i]] {
+			i++
+		}
+		if i == len(s) {
+			break
+		}
 		if c := s[i]; c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
-				i++
-				continue
-			}
 			b = append(b, s[start:i]...)
 			switch c {
 			case '\\', '"':

@@ -240,9 +240,10 @@ type conn struct {
 	nc net.Conn
 	br *bufio.Reader
 	bw *bufio.Writer
-	// raw writes to the socket without waiting (WriteNow); set at the
-	// first use.
+	// raw writes to the socket without waiting (NowWriter), with nw's
+	// state; both set at the first use.
 	raw syscall.RawConn
+	nw  *nowWrite
 
 	idle bool // between requests; guarded by st.mu
 

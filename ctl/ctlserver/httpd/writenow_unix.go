@@ -4,8 +4,25 @@ package httpd
 
 import "syscall"
 
-// sysWrite is the system call; a test makes it take part of a chunk.
-var sysWrite = syscall.Write
+// nowWrite is writeNow's state, kept per connection with the function
+// RawConn.Write calls, so that a write allocates nothing: a closure made
+// per write would escape, and with it what it captured.
+type nowWrite struct {
+	p     []byte
+	n     int
+	write func(fd uintptr) bool
+}
+
+func (w *nowWrite) call(fd uintptr) bool {
+	n, err := sysWrite(int(fd), w.p)
+	if err != nil {
+		n = 0
+	}
+	w.n = n
+	// The socket is non-blocking (Go's poller owns it): true tells
+	// RawConn not to wait for it to become writable.
+	return true
+}
 
 // writeNow writes p to the connection's socket without waiting for room
 // in it and returns how much it took: 0 when the socket is full, its write
@@ -22,17 +39,13 @@ func (c *conn) writeNow(p []byte) int {
 			return 0
 		}
 		c.raw = raw
+		c.nw = &nowWrite{}
+		c.nw.write = c.nw.call
 	}
-	n := 0
-	// The socket is non-blocking (Go's poller owns it); returning true
-	// tells RawConn not to wait for it to become writable.
-	err := c.raw.Write(func(fd uintptr) bool {
-		var werr error
-		if n, werr = sysWrite(int(fd), p); werr != nil {
-			n = 0
-		}
-		return true
-	})
+	c.nw.p, c.nw.n = p, 0
+	err := c.raw.Write(c.nw.write)
+	n := c.nw.n
+	c.nw.p = nil
 	if err != nil {
 		return 0
 	}
