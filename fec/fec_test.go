@@ -320,6 +320,10 @@ var benchShapes = []struct{ k, m, size int }{
 	{8, 2, 1200},
 	{32, 8, 200},
 	{32, 8, 1200},
+	// A busy room's largest block (rooms: MaxBlockShards, maxParity),
+	// with a loss's worth and all of its parity.
+	{64, 8, 1345},
+	{64, 32, 1345},
 }
 
 func BenchmarkEncode(b *testing.B) {

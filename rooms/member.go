@@ -87,7 +87,8 @@ type Member struct {
 	mu      sync.Mutex
 	conn    *secure.Conn
 	id      [wire.RoomIDLen]byte
-	opts    *ed25519.Options
+	opts    *ed25519.Options // batches' signature context
+	bopts   *ed25519.Options // blocks'
 	key     *epochKey
 	group   netip.AddrPort
 	state   string
@@ -327,7 +328,7 @@ func (m *Member) welcome(conn *secure.Conn, w *wire.Welcome) error {
 	}
 	m.conn, m.id, m.key, m.group = conn, w.Room, k, w.Group
 	m.nackSession, m.nackCounter = w.Session, 0
-	m.opts = batchOpts(w.Room)
+	m.opts, m.bopts = batchOpts(w.Room), blockOpts(w.Room)
 	m.rx.reset(w.Next, w.Block, time.Now())
 	m.members = make(map[[wire.KeyIDLen]byte]string, len(w.Members))
 	for _, mi := range w.Members {

@@ -288,7 +288,8 @@ func TestReceiveAllocs(t *testing.T) {
 // TestFlushAllocs: once its ring of blocks kept for repair is full, the
 // host sends a block with a fixed handful of allocations, however many
 // lines it holds: the batch (kept by the log and members' sessions), three
-// inside Ed25519's signing, one inside reedsolomon's encoding.
+// inside each of Ed25519's two signings (the batch's, for the log and the
+// sessions; the block's, for multicast), one inside reedsolomon's encoding.
 func TestFlushAllocs(t *testing.T) {
 	if raceEnabled {
 		t.Skip("the race detector allocates on its own account")
@@ -312,8 +313,8 @@ func TestFlushAllocs(t *testing.T) {
 		}
 		per[i] = testing.AllocsPerRun(100, flush)
 	}
-	if per[0] > 5 || per[1] > per[0] || per[2] > per[0] {
-		t.Errorf("allocations per block of 1, 8, 32 lines = %v, want at most 5, the same for all", per)
+	if per[0] > 8 || per[1] > per[0] || per[2] > per[0] {
+		t.Errorf("allocations per block of 1, 8, 32 lines = %v, want at most 8, the same for all", per)
 	}
 }
 

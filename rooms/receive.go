@@ -458,34 +458,59 @@ func (m *Member) shardLocked(si wire.ShardInfo, shard []byte, now time.Time) {
 	if repaired {
 		st.BlocksRepaired.Add(1)
 	}
-	for payload := batch; len(payload) > 0; {
-		b, rest, err := wire.NextBlockBatch(payload)
-		if err != nil {
-			st.DataMalformed.Add(1)
-			break
-		}
-		m.batchLocked(b, now)
-		payload = rest
-	}
+	m.blockLocked(batch, now)
 	m.advanceLocked(false)
 }
 
-// batchLocked verifies a batch, from a block or the session, and delivers
-// what is next in sequence.
-func (m *Member) batchLocked(b []byte, now time.Time) {
+// blockLocked checks the host's signature over a decoded block's payload
+// and takes its batches.
+func (m *Member) blockLocked(payload []byte, now time.Time) {
 	rx, st := &m.rx, m.cfg.Stats
-	if m.opts == nil {
+	if m.bopts == nil {
 		return
 	}
-	bt, err := verifyBatch(m.hostKey, m.opts, b, rx.recs, rx.nick)
-	if cap(bt.Records) > cap(rx.recs) {
-		rx.recs = bt.Records[:0]
-	}
+	batches, err := verifyBlock(m.hostKey, m.bopts, payload)
 	switch {
 	case errors.Is(err, ErrBadSignature):
 		st.DataBadSig.Add(1)
 		return
 	case err != nil:
+		st.DataMalformed.Add(1)
+		return
+	}
+	for len(batches) > 0 {
+		body, rest, err := wire.NextBlockBatch(batches)
+		if err != nil {
+			st.DataMalformed.Add(1)
+			return
+		}
+		bt, err := wire.ParseBatchBody(body, rx.recs, rx.nick)
+		m.takeBatchLocked(bt, err, now)
+		batches = rest
+	}
+}
+
+// batchLocked verifies a batch from the session and takes it.
+func (m *Member) batchLocked(b []byte, now time.Time) {
+	if m.opts == nil {
+		return
+	}
+	bt, err := verifyBatch(m.hostKey, m.opts, b, m.rx.recs, m.rx.nick)
+	if errors.Is(err, ErrBadSignature) {
+		m.cfg.Stats.DataBadSig.Add(1)
+		return
+	}
+	m.takeBatchLocked(bt, err, now)
+}
+
+// takeBatchLocked delivers what is next in sequence of a batch parsed
+// with error err (counted if not nil), and holds the rest.
+func (m *Member) takeBatchLocked(bt wire.Batch, err error, now time.Time) {
+	rx, st := &m.rx, m.cfg.Stats
+	if cap(bt.Records) > cap(rx.recs) {
+		rx.recs = bt.Records[:0]
+	}
+	if err != nil {
 		st.DataMalformed.Add(1)
 		return
 	}

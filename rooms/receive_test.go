@@ -59,3 +59,39 @@ func TestBlockLostWholeIsNotGivenUp(t *testing.T) {
 		t.Fatalf("after every block arrived, the member delivered up to %d, want %d", next-1, last)
 	}
 }
+
+// TestForgedBlockIsDropped: a member holds the room's key, so it can seal
+// shards that open; a block it signs itself, batches and all, is counted
+// as badly signed and none of its lines is delivered.
+func TestForgedBlockIsDropped(t *testing.T) {
+	s := newPathHost(t, new(pktSink))
+	m := newPathMember(t, s)
+	forger := newTestIdentity(t)
+	s.mu.Lock()
+	key, room, next, block := s.key, s.id, s.next, s.block
+	s.mu.Unlock()
+	batch, err := signBatch(nil, forger, batchOpts(room), next, []wire.Record{{Kind: wire.KindMessage, KeyID: KeyID(forger.Pub), Nick: "host", Text: "forged"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload, err := signBlock(wire.AppendBlockBatch(nil, batch[:len(batch)-wire.SigLen]), forger, blockOpts(room))
+	if err != nil {
+		t.Fatal(err)
+	}
+	shards, k, err := encodeBlockTo(nil, payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var nb nonceBuf
+	for i := range k {
+		pkt, err := sealShard(nil, &nb, key, room, 1_000_000+uint64(i), wire.ShardInfo{Block: block + 1, Index: uint8(i), K: uint8(k), Sent: uint8(k)}, shards[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.HandlePacket(pkt)
+	}
+	st := m.cfg.Stats
+	if st.DataBadSig.Load() != 1 || st.DataDelivered.Load() != 0 {
+		t.Errorf("a block signed by a member: data_bad_sig %d, %d lines delivered; want 1, none", st.DataBadSig.Load(), st.DataDelivered.Load())
+	}
+}

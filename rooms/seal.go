@@ -134,6 +134,33 @@ func signBatch(buf []byte, id *Identity, opts *ed25519.Options, first uint64, re
 	return append(b, sig...), nil
 }
 
+// blockOpts is the signature context of a room's blocks on multicast.
+func blockOpts(room [wire.RoomIDLen]byte) *ed25519.Options {
+	return &ed25519.Options{Context: wire.BlockContext + string(room[:])}
+}
+
+// signBlock appends the host's signature to a block's batches (§4.2).
+func signBlock(batches []byte, id *Identity, opts *ed25519.Options) ([]byte, error) {
+	sig, err := id.Key.Sign(nil, batches, opts)
+	if err != nil {
+		return nil, fmt.Errorf("sign block: %w", err)
+	}
+	return append(batches, sig...), nil
+}
+
+// verifyBlock checks the host's signature over a block's payload and
+// returns its batches.
+func verifyBlock(hostKey ed25519.PublicKey, opts *ed25519.Options, payload []byte) ([]byte, error) {
+	batches, sig, err := wire.SplitBlock(payload)
+	if err != nil {
+		return nil, err
+	}
+	if ed25519.VerifyWithOptions(hostKey, batches, sig, opts) != nil {
+		return nil, fmt.Errorf("block: %w", ErrBadSignature)
+	}
+	return batches, nil
+}
+
 // verifyBatch decodes a batch into recs[:0], making nicks with nick (nil:
 // a string each), and checks the host signed it.
 func verifyBatch(hostKey ed25519.PublicKey, opts *ed25519.Options, b []byte, recs []wire.Record, nick func([]byte) string) (wire.Batch, error) {

@@ -118,7 +118,8 @@ type Sequencer struct {
 	id     [wire.RoomIDLen]byte
 	keyID  [wire.KeyIDLen]byte
 	group  netip.AddrPort
-	opts   *ed25519.Options
+	opts   *ed25519.Options // batches'
+	bopts  *ed25519.Options // blocks'
 	store  Store
 	serial uint64
 	// hole is the range between the end of the log and where the room
@@ -206,6 +207,7 @@ func newSequencer(h *Host, name string, id [wire.RoomIDLen]byte, store Store, ac
 		keyID:    KeyID(h.cfg.Identity.Pub),
 		group:    DataGroup(h.cfg.DataGroups, id, h.cfg.DataPort),
 		opts:     batchOpts(id),
+		bopts:    blockOpts(id),
 		store:    store,
 		serial:   Epoch(h.cfg.Boot, 0),
 		next:     start,
@@ -574,13 +576,16 @@ func (s *Sequencer) flushLocked() {
 			m.catchUp(first, s.next)
 		}
 	}
-	if len(s.open)+2+len(batch) > wire.MaxBlock {
+	// On multicast the batch goes without its signature, under the
+	// block's.
+	body := batch[:len(batch)-wire.SigLen]
+	if len(s.open)+2+len(body)+wire.SigLen > wire.MaxBlock {
 		s.sendBlockLocked()
 	}
 	if len(s.open) == 0 {
 		s.openSince = s.lastFlush
 	}
-	s.open = wire.AppendBlockBatch(s.open, batch)
+	s.open = wire.AppendBlockBatch(s.open, body)
 	s.openRecs += len(recs)
 	// A block is held for others only where members lose shards: with
 	// no loss reported, a bigger block saves no parity, and holding it
@@ -618,14 +623,19 @@ func (s *Sequencer) sendBlockLocked() {
 		return
 	}
 	recs := s.openRecs
-	payload := s.open
+	payload, err := signBlock(s.open, s.host.cfg.Identity, s.bopts)
 	s.open, s.openRecs = s.open[:0], 0
+	if err != nil {
+		s.host.log.Error("cannot sign block; members get its lines over their sessions", "room", s.ref, "err", err)
+		return
+	}
 	// The block falling out of the repair window lends its memory.
 	sb := s.blocks[(s.block+1)%sentBlocks]
 	if sb == nil {
 		sb = new(sentBlock)
 	}
 	shards, k, err := encodeBlockTo(sb.shards, payload)
+	s.open = payload[:0] // the signature may have grown it
 	if err != nil {
 		s.host.log.Error("cannot encode block", "room", s.ref, "err", err)
 		return

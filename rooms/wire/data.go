@@ -70,8 +70,16 @@ const MaxShards = 128
 // MaxShards, so that a block can have as much parity as data.
 const MaxBlockShards = MaxShards / 2
 
-// MaxBlock bounds the bytes of a block's payload, its batches.
+// MaxBlock bounds the bytes of a block's payload: its batches and the
+// host's signature.
 const MaxBlock = MaxBlockShards * ShardData
+
+// BlockContext begins the signature context of a block's payload. On
+// multicast a block's batches go without their own signatures, under one
+// signature of the host's over them all: a member checks one signature a
+// block, not one a batch (a busy room's block holds several), and the air
+// carries one.
+const BlockContext = "meshd block v3 "
 
 // ShardHeaderLen is the length of a shard packet's cleartext header, all
 // of which is the AEAD's associated data.
@@ -85,8 +93,9 @@ const ShardHeaderLen = SealedHeaderLen + 8 + 3
 //	38  sent           uint8: shards sent at first, before any repair (K + proactive parity)
 //	39  ciphertext of the shard, then the tag
 //
-// A block is one or more signed batches, each behind its length (see
-// AppendBlockBatch), cut into K equal data shards; any K of its shards
+// A block is one or more batches, each behind its length and without its
+// signature (see AppendBlockBatch), then the host's signature over them
+// (BlockContext), cut into K equal data shards; any K of its shards
 // rebuild it.
 type ShardInfo struct {
 	Block uint64
@@ -121,24 +130,34 @@ func ParseShardInfo(b []byte) (ShardInfo, error) {
 	return si, nil
 }
 
-// AppendBlockBatch appends a signed batch to a block's payload: its length
-// (uint16), then its bytes. A busy room's block carries the batches of up
-// to tens of milliseconds, so that its parity is sized for hundreds of
-// lines at once: the unluckiest of many members loses a smaller share of a
-// big block than of a small one.
-func AppendBlockBatch(b, batch []byte) []byte {
-	return append(appendU16(b, uint16(len(batch))), batch...)
+// AppendBlockBatch appends a batch's body (the batch without its
+// signature) to a block's payload: its length (uint16), then its bytes. A
+// busy room's block carries the batches of up to 100 ms, so that its
+// parity is sized for hundreds of lines at once: the unluckiest of many
+// members loses a smaller share of a big block than of a small one.
+func AppendBlockBatch(b, body []byte) []byte {
+	return append(appendU16(b, uint16(len(body))), body...)
 }
 
-// NextBlockBatch splits the first batch off a block's payload; rest is
-// what follows it. The batch is not parsed: ParseBatch does that.
-func NextBlockBatch(b []byte) (batch, rest []byte, err error) {
+// SplitBlock splits a block's payload into its batches and the host's
+// signature over them.
+func SplitBlock(payload []byte) (batches, sig []byte, err error) {
+	if len(payload) < 2+SigLen {
+		return nil, nil, fmt.Errorf("block: %w", ErrShort)
+	}
+	n := len(payload) - SigLen
+	return payload[:n], payload[n:], nil
+}
+
+// NextBlockBatch splits the first batch body off a block's batches; rest
+// is what follows it. The body is not parsed: ParseBatchBody does that.
+func NextBlockBatch(b []byte) (body, rest []byte, err error) {
 	if len(b) < 2 {
 		return nil, nil, fmt.Errorf("block: %w", ErrShort)
 	}
 	n := int(binary.BigEndian.Uint16(b))
 	switch {
-	case n == 0 || n > MaxBatch:
+	case n == 0 || n > MaxBatch-SigLen:
 		return nil, nil, fmt.Errorf("block: %w: batch of %d bytes", ErrInvalid, n)
 	case len(b)-2 < n:
 		return nil, nil, fmt.Errorf("block: %w", ErrShort)
@@ -195,8 +214,9 @@ type Record struct {
 }
 
 // Batch is the unit a host signs: consecutive records starting at sequence
-// number First. One batch makes one FEC block on multicast, one entry of
-// the host's log, and one Batch frame on a session.
+// number First. A batch is one entry of the host's log and one Batch frame
+// on a session; on multicast one or more batches make one FEC block,
+// without their signatures, under the block's (AppendBlockBatch).
 //
 //	first sequence   uint64, ≥ 1
 //	record count     uint8, 1..MaxRecords
@@ -216,7 +236,7 @@ type Batch struct {
 	First   uint64
 	Records []Record
 	Sig     [SigLen]byte
-	Signed  []byte // the batch bytes before Sig; set by ParseBatch
+	Signed  []byte // the batch bytes before Sig; set by ParseBatch and ParseBatchBody
 }
 
 // BatchContext begins the signature context of a batch. It names the
@@ -302,14 +322,28 @@ func ParseBatch(b []byte, recs []Record) (Batch, error) {
 // a new string each), so that a receiver can hand out the strings of the
 // few nicks a room has, rather than allocate one per batch.
 func ParseBatchNicks(b []byte, recs []Record, nick func([]byte) string) (Batch, error) {
-	var bt Batch
 	if len(b) > MaxBatch {
-		return bt, fmt.Errorf("batch: %w", ErrTooLong)
+		return Batch{}, fmt.Errorf("batch: %w", ErrTooLong)
 	}
 	if len(b) < SigLen {
-		return bt, ErrShort
+		return Batch{}, ErrShort
 	}
-	body := b[:len(b)-SigLen]
+	bt, err := ParseBatchBody(b[:len(b)-SigLen], recs, nick)
+	if err != nil {
+		return bt, err
+	}
+	copy(bt.Sig[:], b[len(b)-SigLen:])
+	return bt, nil
+}
+
+// ParseBatchBody decodes the signed part of a batch whose signature is
+// elsewhere (a block's, on multicast), as ParseBatchNicks does; Sig is
+// left zero.
+func ParseBatchBody(body []byte, recs []Record, nick func([]byte) string) (Batch, error) {
+	var bt Batch
+	if len(body) > MaxBatch-SigLen {
+		return bt, fmt.Errorf("batch: %w", ErrTooLong)
+	}
 	r := reader{b: body}
 	bt.First = r.u64()
 	n := int(r.u8())
@@ -365,7 +399,6 @@ func ParseBatchNicks(b []byte, recs []Record, nick func([]byte) string) (Batch, 
 		return Batch{}, fmt.Errorf("batch: %w: %d records at sequence %d", ErrInvalid, n, bt.First)
 	}
 	bt.Records = recs
-	copy(bt.Sig[:], b[len(body):])
 	bt.Signed = body
 	return bt, nil
 }

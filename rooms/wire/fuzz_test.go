@@ -248,27 +248,35 @@ func FuzzReadFrame(f *testing.F) {
 	})
 }
 
-// FuzzNextBlockBatch splits a decoded block's payload into its batches as
-// a member does: every batch it returns is within bounds, and the payload
-// re-encodes from them to the same bytes.
-func FuzzNextBlockBatch(f *testing.F) {
-	f.Add(wire.AppendBlockBatch(wire.AppendBlockBatch(nil, []byte("one batch")), []byte("another")))
-	f.Add([]byte{0, 0})
-	f.Add([]byte{0xff, 0xff, 1})
+// FuzzSplitBlock splits a decoded block's payload into its batches and
+// signature as a member does: every batch body it returns is within
+// bounds, and the payload re-encodes from them to the same bytes.
+func FuzzSplitBlock(f *testing.F) {
+	sig := bytes.Repeat([]byte{0x5a}, wire.SigLen)
+	f.Add(append(wire.AppendBlockBatch(wire.AppendBlockBatch(nil, []byte("one batch")), []byte("another")), sig...))
+	f.Add(append([]byte{0, 0}, sig...))
+	f.Add(append([]byte{0xff, 0xff, 1}, sig...))
 	f.Fuzz(func(t *testing.T, b []byte) {
+		batches, sig, err := wire.SplitBlock(b)
+		if err != nil {
+			return
+		}
+		if len(sig) != wire.SigLen || len(batches) < 2 || len(batches)+len(sig) != len(b) {
+			t.Fatalf("SplitBlock(%d bytes) = %d bytes of batches, %d of signature", len(b), len(batches), len(sig))
+		}
 		var re []byte
-		for payload := b; len(payload) > 0; {
-			batch, rest, err := wire.NextBlockBatch(payload)
+		for rest := batches; len(rest) > 0; {
+			body, after, err := wire.NextBlockBatch(rest)
 			if err != nil {
 				return
 			}
-			if len(batch) == 0 || len(batch) > wire.MaxBatch || len(rest) >= len(payload) {
-				t.Fatalf("NextBlockBatch(%x) = batch of %d bytes, %d bytes left of %d", payload, len(batch), len(rest), len(payload))
+			if len(body) == 0 || len(body) > wire.MaxBatch-wire.SigLen || len(after) >= len(rest) {
+				t.Fatalf("NextBlockBatch(%x) = body of %d bytes, %d bytes left of %d", rest, len(body), len(after), len(rest))
 			}
-			re = wire.AppendBlockBatch(re, batch)
-			payload = rest
+			re = wire.AppendBlockBatch(re, body)
+			rest = after
 		}
-		if !bytes.Equal(re, b) {
+		if re = append(re, sig...); !bytes.Equal(re, b) {
 			t.Fatalf("re-encoding of %x = %x, want the same bytes", b, re)
 		}
 	})
