@@ -383,9 +383,10 @@ func (h *Host) join(ctx context.Context, srv *joinServer, raw net.Conn) {
 		seq:         s,
 		srv:         srv,
 	}
-	// Registered before admit, which makes the session reachable by
-	// whatever closes it (a kick, a rejoin of the same key), so that the
-	// close finds its entry.
+	// Heard from now, and registered, before admit makes the session
+	// reachable by expireIdle and by whatever closes it (a kick, a rejoin
+	// of the same key), so that the close finds its entry.
+	sess.touch()
 	if err := sess.watch(srv.p, raw); err != nil {
 		h.cfg.Stats.SessionsRefused.Add(1)
 		log.Warn("join: cannot watch the session", "err", err)
@@ -405,7 +406,6 @@ func (h *Host) join(ctx context.Context, srv *joinServer, raw net.Conn) {
 	stop()
 	srv.wg.Add(1)
 	sess.start()
-	sess.touch()
 	if ctx.Err() != nil {
 		// Admitted after Serve closed the room's sessions.
 		sess.close()
