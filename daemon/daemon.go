@@ -47,6 +47,7 @@ type Daemon struct {
 	vers  *rooms.VersionWarner // packets of another protocol version, on either socket
 	host  *rooms.Host
 	hub   *hub
+	fps   fingerprints // of senders, for deliver
 
 	disco *mcast.Conn // discovery group: announcements
 	data  *mcast.Conn // rooms' data groups
@@ -395,7 +396,7 @@ func (d *Daemon) announce() {
 // deliver hands a record, in sequence order, to the control API's
 // subscribers. Called by rooms with its locks held: it must not block.
 func (d *Daemon) deliver(dl rooms.Delivery) {
-	ev := ctl.Event{Room: dl.Room, Seq: dl.Seq, Nick: dl.Nick, Fingerprint: rooms.KeyIDFingerprint(dl.KeyID), Text: dl.Text}
+	ev := ctl.Event{Room: dl.Room, Seq: dl.Seq, Nick: dl.Nick, Fingerprint: d.fps.get(dl.KeyID), Text: dl.Text}
 	switch dl.Kind {
 	case wire.KindMessage:
 		ev.Kind = ctl.EventMessage

@@ -6,6 +6,8 @@ import (
 
 	"meshd/ctl"
 	"meshd/ctl/ctlserver"
+	"meshd/rooms"
+	"meshd/rooms/wire"
 )
 
 // Bounds of the event hub. A room keeps its newest events so that a
@@ -187,4 +189,30 @@ func (h *hub) subscribe(ctx context.Context, room string, since uint64, initial 
 		}
 	})
 	return snap, s.ch
+}
+
+// maxFingerprints bounds the fingerprints cache: rooms with more senders
+// than this start it afresh.
+const maxFingerprints = 1024
+
+// fingerprints caches rooms.KeyIDFingerprint for the events of delivered
+// lines: a room's lines come from a few senders, and encoding the
+// fingerprint of each line's cost an allocation and a base32 encoding.
+type fingerprints struct {
+	mu sync.Mutex
+	m  map[[wire.KeyIDLen]byte]string
+}
+
+func (f *fingerprints) get(id [wire.KeyIDLen]byte) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if fp, ok := f.m[id]; ok {
+		return fp
+	}
+	if f.m == nil || len(f.m) >= maxFingerprints {
+		f.m = make(map[[wire.KeyIDLen]byte]string)
+	}
+	fp := rooms.KeyIDFingerprint(id)
+	f.m[id] = fp
+	return fp
 }

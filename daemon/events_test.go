@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"meshd/ctl"
+	"meshd/rooms"
+	"meshd/rooms/wire"
 )
 
 // TestHubBacklog: a room keeps its newest roomBacklog events, oldest
@@ -131,6 +133,26 @@ func TestHubDirect(t *testing.T) {
 	}
 	if len(live) != 0 {
 		t.Errorf("%d more events queued", len(live))
+	}
+}
+
+// TestFingerprints: the cache answers as rooms.KeyIDFingerprint does,
+// stays within its bound, and makes no allocation for a known sender.
+func TestFingerprints(t *testing.T) {
+	var f fingerprints
+	for i := range maxFingerprints + 10 {
+		id := [wire.KeyIDLen]byte{byte(i), byte(i >> 8), 7}
+		if got, want := f.get(id), rooms.KeyIDFingerprint(id); got != want {
+			t.Fatalf("fingerprint of %x = %q, want %q", id, got, want)
+		}
+		if len(f.m) > maxFingerprints {
+			t.Fatalf("%d fingerprints cached, bound %d", len(f.m), maxFingerprints)
+		}
+	}
+	id := [wire.KeyIDLen]byte{1, 2, 3}
+	f.get(id)
+	if n := testing.AllocsPerRun(100, func() { f.get(id) }); n != 0 {
+		t.Errorf("a known sender's fingerprint: %v allocations, want 0", n)
 	}
 }
 

@@ -23,10 +23,10 @@ const (
 	// autoFloor is the auto limit's least: a host of 500 sessions (10
 	// rooms of 50, TestBenchRSS) keeps about 9 MiB of runtime memory live
 	// (the heap, 3 MiB of the collector's own, what is left of stacks),
-	// and paced by gcPercent it stays under 16 MiB at no cost in CPU; 13
-	// MiB and below cost it CPU (docs/BENCHMARKS.md, "RSS: one poller for
-	// idle sessions"), and the rooms' event backlogs grow by a few MiB
-	// over a long run.
+	// and paced at smallGCPercent it holds under 15 MiB of RSS at no cost
+	// in CPU; limits of 13 MiB and below cost it CPU (docs/BENCHMARKS.md,
+	// "RSS: one poller for idle sessions"), and the rooms' event backlogs
+	// grow by a few MiB over a long run.
 	autoFloor ByteSize = 16 << 20
 	// minMemoryLimit is refused below: an idle meshd holds about 6 MiB
 	// of runtime memory (heap, stacks, the collector's own), and a limit
@@ -34,26 +34,39 @@ const (
 	minMemoryLimit ByteSize = 8 << 20
 )
 
-// gcPercent is the collector's pace (GOGC) unless the GOGC variable sets
-// one: it collects once the heap has grown by half of what is live, not
-// by all of it. meshd's per-packet and per-frame paths allocate nothing,
-// so collecting twice as often costs it little: a host of 500 sessions
-// (TestBenchRSS) took the same CPU for its joins and lines and for its
-// quiet, and held about 1.5 MiB less (docs/BENCHMARKS.md, "RSS: one
-// poller for idle sessions"). The memory limit stays the backstop.
-const gcPercent = 50
+// With a memory limit of smallLimit or less, memory is what such a
+// machine runs out of first, and the collector is paced at smallGCPercent
+// (GOGC) rather than the runtime's 100: it collects once the heap has
+// grown by half of what is live, not by all of it, well before the limit,
+// near which the collector runs without pause. meshd's per-frame paths
+// allocate nothing, so a quiet host pays little for it: a host of 500
+// sessions (TestBenchRSS, 16 MiB) held 14.1-15.0 MiB instead of 16.0-16.4
+// for the same CPU. At full rate it costs CPU (capacity-20: the host 5-15
+// % more a line), which is why a machine with memory to spare (a larger
+// limit, or none) keeps the runtime's pace (docs/BENCHMARKS.md, "RSS: one
+// poller for idle sessions").
+const (
+	smallLimit       ByteSize = 32 << 20
+	smallGCPercent            = 50
+	defaultGCPercent          = 100
+)
 
-// ApplyGCPercent sets the collector's pace to gcPercent, unless the GOGC
-// variable set one, and returns the pace in force (-1: off). cmd/meshd
-// calls it at start.
-func ApplyGCPercent() int {
+// ApplyGCPercent paces the collector for the memory limit in force
+// (ApplyMemoryLimit's; 0 for none), unless the GOGC variable set a pace,
+// and returns the pace in force (-1: off). cmd/meshd calls it after
+// ApplyMemoryLimit, at start and on SIGHUP.
+func ApplyGCPercent(limit ByteSize) int {
 	if os.Getenv("GOGC") != "" {
 		p := debug.SetGCPercent(-1)
 		debug.SetGCPercent(p)
 		return p
 	}
-	debug.SetGCPercent(gcPercent)
-	return gcPercent
+	p := defaultGCPercent
+	if limit > 0 && limit <= smallLimit {
+		p = smallGCPercent
+	}
+	debug.SetGCPercent(p)
+	return p
 }
 
 // MemoryLimitFromEnv reports whether the GOMEMLIMIT environment variable

@@ -40,19 +40,30 @@ func TestApplyMemoryLimit(t *testing.T) {
 	}
 }
 
-// ApplyGCPercent paces the collector at gcPercent, unless GOGC set a pace.
+// ApplyGCPercent paces the collector at smallGCPercent under a small
+// limit, at the runtime's pace otherwise, and leaves GOGC's alone.
 func TestApplyGCPercent(t *testing.T) {
 	prev := debug.SetGCPercent(100)
 	t.Cleanup(func() { debug.SetGCPercent(prev) })
 	t.Setenv("GOGC", "")
-	if got := ApplyGCPercent(); got != gcPercent || debug.SetGCPercent(100) != gcPercent {
-		t.Errorf("ApplyGCPercent() = %d, want %d in force", got, gcPercent)
+	for _, c := range []struct {
+		limit ByteSize
+		want  int
+	}{
+		{16 << 20, smallGCPercent},
+		{smallLimit, smallGCPercent},
+		{smallLimit + 1<<20, defaultGCPercent},
+		{0, defaultGCPercent},
+	} {
+		if got := ApplyGCPercent(c.limit); got != c.want || debug.SetGCPercent(c.want) != c.want {
+			t.Errorf("ApplyGCPercent(%v) = %d, want %d in force", c.limit, got, c.want)
+		}
 	}
 	// The variable is read by the runtime at start; here the pace it set
 	// is imitated.
 	debug.SetGCPercent(200)
 	t.Setenv("GOGC", "200")
-	if got := ApplyGCPercent(); got != 200 || debug.SetGCPercent(200) != 200 {
-		t.Errorf("with GOGC=200, ApplyGCPercent() = %d, want 200 in force", got)
+	if got := ApplyGCPercent(16 << 20); got != 200 || debug.SetGCPercent(200) != 200 {
+		t.Errorf("with GOGC=200, ApplyGCPercent(16MiB) = %d, want 200 in force", got)
 	}
 }

@@ -56,7 +56,6 @@ func run() error {
 	level.Set(cfg.SlogLevel())
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	applyMemoryLimit(log, cfg.MemoryLimit)
-	log.Info("garbage collector pace", "gogc", daemon.ApplyGCPercent())
 	d, err := daemon.New(cfg, log)
 	if err != nil {
 		return err
@@ -119,12 +118,14 @@ func reload(log *slog.Logger, level *slog.LevelVar, d *daemon.Daemon, path strin
 }
 
 // applyMemoryLimit sets the Go runtime's memory limit from memory_limit,
-// and says which limit is in force: GOMEMLIMIT's, if it is set, wins.
+// and the collector's pace for it, and says which are in force:
+// GOMEMLIMIT's and GOGC's, if they are set, win.
 func applyMemoryLimit(log *slog.Logger, limit daemon.ByteSize) {
 	inForce := daemon.ApplyMemoryLimit(limit)
+	gogc := daemon.ApplyGCPercent(inForce)
 	if daemon.MemoryLimitFromEnv() {
-		log.Info("memory limit from GOMEMLIMIT; memory_limit is not applied", "limit", inForce, "memory_limit", limit)
+		log.Info("memory limit from GOMEMLIMIT; memory_limit is not applied", "limit", inForce, "memory_limit", limit, "gogc", gogc)
 		return
 	}
-	log.Info("memory limit", "limit", inForce, "memory_limit", limit)
+	log.Info("memory limit", "limit", inForce, "memory_limit", limit, "gogc", gogc)
 }

@@ -42,7 +42,8 @@ const (
 
 // Poller watches parked entries for input. Safe for concurrent use.
 type Poller struct {
-	ep *epoll // nil: a goroutine per parked entry (fallback)
+	ep      *epoll         // nil: a goroutine per parked entry (fallback)
+	waiters sync.WaitGroup // the fallback's, each until its connection has input or is closed
 
 	mu      sync.Mutex
 	entries map[uint64]*Entry // by id: the epoll instance reports ids, never descriptors
@@ -50,7 +51,8 @@ type Poller struct {
 }
 
 // New returns a poller; its caller runs Run on a goroutine of its own and
-// calls Close once every entry has been removed and Run has returned.
+// calls Close once every entry's connection is closed and Run has
+// returned.
 func New() (*Poller, error) {
 	ep, err := newEpoll()
 	if err != nil && !errors.Is(err, errors.ErrUnsupported) {
@@ -72,9 +74,12 @@ func (p *Poller) Run(ctx context.Context) error {
 	return p.ep.run(ctx, p.fire)
 }
 
-// Close releases the epoll instance.
+// Close releases the epoll instance; without one, it waits for the
+// goroutines that wait on parked entries, which end once their
+// connections are closed.
 func (p *Poller) Close() error {
 	if p.ep == nil {
+		p.waiters.Wait()
 		return nil
 	}
 	return p.ep.close()
@@ -154,7 +159,7 @@ func (e *Entry) Park() bool {
 	}
 	e.state.Store(parked)
 	if e.p.ep == nil {
-		go e.wait()
+		e.p.waiters.Go(e.wait)
 		return true
 	}
 	// Armed after the state is set, so that input arriving at once finds
