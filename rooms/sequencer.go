@@ -58,11 +58,11 @@ const (
 	// decoded only once it is complete, which is at most blockHold late
 	// in a room where lines come every few milliseconds anyway. blockIdle
 	// outlasts the pauses of a busy room's senders (a batch's senders
-	// wait for its answer, up to busyFlushDelay); the last block of a
-	// burst waits it out. A quiet room's batch is its block: a lone line
+	// wait for its answer, a round trip of a few milliseconds); the last
+	// block of a burst waits it out. A quiet room's batch is its block: a lone line
 	// is never held back.
 	blockHold = 100 * time.Millisecond
-	blockIdle = 2 * busyFlushDelay
+	blockIdle = busyFlushDelay
 	// repairWindow gathers the NACKs of several members for one block
 	// before repairing it once, with the most any of them asked for.
 	repairWindow = 5 * time.Millisecond
