@@ -262,45 +262,44 @@ func (h *Host) Tick(now time.Time) {
 	}
 }
 
-// Serve accepts joins on ln until ctx ends, then closes every session and
-// returns once their goroutines have finished.
+// Serve accepts joins on ln until ctx ends, then closes every session it
+// admitted and returns once their goroutines have finished.
 //
 // An admitted member's session has no goroutine of its own while it is
 // idle, which most of a busy host's hundreds are between their members'
 // acks: it waits in the poller, and a goroutine reads it only while it
-// has input (hostSession.serve). Serve's wait group counts each session
-// from its admission until it has left, and the goroutines a session
-// starts (its reader, its writer) are its own, waited for before it
-// leaves.
+// has input (hostSession.serve). Serve counts each session from its
+// admission until it has left, and the goroutines a session starts (its
+// reader, its writer) are its own, waited for before it leaves.
 func (h *Host) Serve(ctx context.Context, ln net.Listener) error {
 	p, err := poller.New()
 	if err != nil {
 		return fmt.Errorf("join server: %w", err)
 	}
 	defer p.Close()
-	var wg sync.WaitGroup
+	srv := &joinServer{p: p}
 	ctx, cancel := context.WithCancel(ctx)
-	defer wg.Wait()
+	defer srv.wg.Wait()
 	defer cancel()
-	// At the end, the sessions are closed and their readers woken, here
-	// rather than by a context.AfterFunc each (a couple of hundred bytes
-	// and an entry in ctx's children per session); a join admitted after
-	// this sees ctx done and closes its own (join).
-	stop := context.AfterFunc(ctx, func() {
+	// Once ctx is done, however Serve returns, the listener and this
+	// server's sessions are closed and their readers woken: here rather
+	// than by a context.AfterFunc each (a couple of hundred bytes and an
+	// entry in ctx's children per session); a join admitted after this
+	// sees ctx done and closes its own (join).
+	context.AfterFunc(ctx, func() {
 		ln.Close()
 		for _, s := range h.Rooms() {
-			s.closeSessions()
+			s.closeSessions(srv)
 		}
 	})
-	defer stop()
 	failed := make(chan error, 1)
-	wg.Go(func() {
+	srv.wg.Go(func() {
 		if err := p.Run(ctx); err != nil {
 			failed <- err
 			cancel()
 		}
 	})
-	wg.Go(func() { h.expireIdle(ctx) })
+	srv.wg.Go(func() { h.expireIdle(ctx) })
 	for {
 		c, err := ln.Accept()
 		if err != nil {
@@ -319,14 +318,22 @@ func (h *Host) Serve(ctx context.Context, ln net.Listener) error {
 			c.Close()
 			continue
 		}
-		wg.Go(func() { h.join(ctx, &wg, p, c) })
+		srv.wg.Go(func() { h.join(ctx, srv, c) })
 	}
+}
+
+// joinServer is one Serve's: the poller its sessions park in, and the
+// count of its joins, sessions (each until it has left) and other
+// goroutines.
+type joinServer struct {
+	p  *poller.Poller
+	wg sync.WaitGroup
 }
 
 // join takes a member through the handshake and its hello into the room,
 // then reads what the member sent after its hello and parks the session
-// in p (serve).
-func (h *Host) join(ctx context.Context, wg *sync.WaitGroup, p *poller.Poller, raw net.Conn) {
+// in srv's poller (serve).
+func (h *Host) join(ctx context.Context, srv *joinServer, raw net.Conn) {
 	stop := context.AfterFunc(ctx, func() { raw.Close() })
 	handed := false
 	defer func() {
@@ -374,11 +381,13 @@ func (h *Host) join(ctx context.Context, wg *sync.WaitGroup, p *poller.Poller, r
 		fp:          Fingerprint(pub),
 		nick:        hello.Nick,
 		seq:         s,
+		srv:         srv,
 	}
-	// Registered before admit, which makes the session reachable by
-	// whatever closes it (a kick, a rejoin of the same key), so that the
-	// close finds its entry.
-	if err := sess.watch(p, raw); err != nil {
+	// Heard from now, and registered, before admit makes the session
+	// reachable by expireIdle and by whatever closes it (a kick, a rejoin
+	// of the same key), so that the close finds its entry.
+	sess.touch()
+	if err := sess.watch(srv.p, raw); err != nil {
 		h.cfg.Stats.SessionsRefused.Add(1)
 		log.Warn("join: cannot watch the session", "err", err)
 		return
@@ -395,10 +404,8 @@ func (h *Host) join(ctx context.Context, wg *sync.WaitGroup, p *poller.Poller, r
 	log.Info("member joined", "room", s.ref, "nick", sess.nick, "member", sess.fp)
 	handed = true
 	stop()
-	wg.Add(1)
-	sess.done = wg.Done
+	srv.wg.Add(1)
 	sess.start()
-	sess.touch()
 	if ctx.Err() != nil {
 		// Admitted after Serve closed the room's sessions.
 		sess.close()
@@ -426,12 +433,14 @@ func (h *Host) expireIdle(ctx context.Context) {
 	}
 }
 
-// closeSessions ends every member's session, when the server stops.
-func (s *Sequencer) closeSessions() {
+// closeSessions ends the sessions srv admitted, when it stops.
+func (s *Sequencer) closeSessions(srv *joinServer) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, m := range s.members {
-		m.close()
+		if m.srv == srv {
+			m.close()
+		}
 	}
 }
 
@@ -472,7 +481,7 @@ func (s *Sequencer) leave(m *hostSession, err error) {
 		m.entry.Remove()
 	}
 	s.host.log.Info("member left", "peer", m.conn.RemoteAddr().String(), "room", s.ref, "nick", m.nick, "member", m.fp, "err", err)
-	m.done()
+	m.srv.wg.Done()
 }
 
 func (h *Host) refuse(conn *secure.Conn, reason string) {
@@ -531,9 +540,9 @@ type hostSession struct {
 	serveFn  func()
 	lastRead atomic.Int64
 	silent   atomic.Bool
-	// done ends the session's count in Serve's wait group, once it has
-	// left.
-	done func()
+	// srv is the server that admitted the session; it counts the session
+	// until it has left.
+	srv *joinServer
 
 	mu     sync.Mutex
 	frames [][]byte // queued frames, oldest first

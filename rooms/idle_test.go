@@ -1,7 +1,12 @@
 package rooms
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"net"
+	"net/netip"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -83,5 +88,71 @@ func TestSilentSessionEnds(t *testing.T) {
 	}
 	if m := tr.seq.Members(); m[1].Nick != "live" {
 		t.Fatalf("members %+v: the live one left", m)
+	}
+}
+
+// failingListener's Accept fails, once fail is called, with an error other
+// than the listener being closed.
+type failingListener struct {
+	net.Listener
+	failed atomic.Bool
+}
+
+var errAcceptFailed = errors.New("accept failed")
+
+func (l *failingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil && l.failed.Load() {
+		return nil, errAcceptFailed
+	}
+	return c, err
+}
+
+func (l *failingListener) fail() {
+	l.failed.Store(true)
+	l.Listener.Close()
+}
+
+// TestServeEndsItsSessions: a Serve that returns because its listener
+// failed, not because its context ended, still ends the sessions it
+// admitted, parked as they are, and waits for them; those of another
+// Serve of the same host stay.
+func TestServeEndsItsSessions(t *testing.T) {
+	tr := newTestRoom(t, memnet.New(13), "general")
+	stay := dialRaw(t, tr, "stay")
+	stay.keepAlive(t)
+
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := &failingListener{Listener: inner}
+	done := make(chan error, 1)
+	go func() { done <- tr.host.Serve(context.Background(), ln) }()
+	other := *tr
+	other.kn.Addrs = []netip.AddrPort{netip.MustParseAddrPort(inner.Addr().String())}
+	leaving := dialRaw(t, &other, "leaving")
+	awaitMembers(t, tr, 2)
+	noSessionGoroutines(t)
+
+	ln.fail()
+	select {
+	case err := <-done:
+		if !errors.Is(err, errAcceptFailed) {
+			t.Fatalf("Serve returned %v, want the accept error", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Serve did not return within 10 s of its listener failing")
+	}
+	if _, _, err := wire.ReadFrame(leaving.conn, nil); err == nil {
+		// Frames queued before the close may still arrive: read on until
+		// the end.
+		for err == nil {
+			_, _, err = wire.ReadFrame(leaving.conn, nil)
+		}
+	}
+	awaitMembers(t, tr, 1)
+	if m := tr.seq.Members(); m[1].Nick != "stay" {
+		t.Fatalf("members %+v: the other server's member left", m)
 	}
 }
