@@ -4,7 +4,6 @@ import (
 	"math"
 	"os"
 	"runtime/debug"
-	"syscall"
 )
 
 // The Go runtime's soft memory limit (memory_limit, GOMEMLIMIT semantics):
@@ -101,10 +100,9 @@ func ApplyMemoryLimit(limit ByteSize) ByteSize {
 // autoMemoryLimit is a quarter of the machine's RAM, rounded down to a
 // MiB, at least autoFloor; no limit if the kernel does not say.
 func autoMemoryLimit() ByteSize {
-	var si syscall.Sysinfo_t
-	if err := syscall.Sysinfo(&si); err != nil {
+	ram, ok := totalRAM()
+	if !ok {
 		return 0
 	}
-	ram := uint64(si.Totalram) * uint64(si.Unit)
 	return max(ByteSize(ram/4)&^(1<<20-1), autoFloor)
 }

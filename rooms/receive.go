@@ -382,6 +382,16 @@ func (m *Member) pruneLocked() {
 		}
 		rx.dropPartial(no, p)
 	}
+	if !rx.lossKnown && rx.lossSent >= minLossSample {
+		// The first reading goes to the host at once, not at the next
+		// once-a-second tick: until the host knows its members lose
+		// shards it sends no parity and holds no block for more batches,
+		// and a busy room that started lossy spent its first second or
+		// two on small blocks repaired by NACK alone.
+		rx.loss, rx.lossKnown = 1-float64(rx.lossGot)/float64(rx.lossSent), true
+		rx.lossSent, rx.lossGot = 0, 0
+		m.ackSoonLocked()
+	}
 }
 
 func (m *Member) shardLocked(si wire.ShardInfo, shard []byte, now time.Time) {

@@ -18,51 +18,48 @@ import (
 // Tuning of the host's send path.
 const (
 	// FlushDelay is the longest a line waits for others to share its
-	// block: short enough that nobody notices, long enough that a burst
-	// costs one signature and one block. A line that finds the room quiet
-	// (no block sent for FlushDelay, nothing pending) does not wait: it
-	// goes out at once, and the lines that follow it within FlushDelay
-	// share the next block.
+	// batch: short enough that nobody notices, long enough that a burst
+	// costs one signature and, in a quiet room, one block. A line that
+	// finds the room quiet (no batch made for FlushDelay, nothing
+	// pending) does not wait: it goes out at once, and the lines that
+	// follow it within FlushDelay share the next batch.
 	FlushDelay = 5 * time.Millisecond
-	// busyFlushDelay is how long a line waits instead when the room is
+	// busyFlushDelay is how long a line may wait instead when the room is
 	// busy: the last busyWindow held busyLines lines or more (500 lines a
-	// second). A busy room's blocks are where the bytes go, and a bigger
-	// block needs less parity per shard: the unluckiest of 16 members at
-	// 5 % loss loses about one shard in a block of 3, two in a block of 9.
-	// Nobody waits on a busy room's lines to the millisecond; a room at
-	// 100 lines a second, even with the bursts a stalled sender makes,
-	// keeps FlushDelay.
+	// second), while lines keep coming. Nobody waits on a busy room's
+	// lines to the millisecond; a room at 100 lines a second, even with
+	// the bursts a stalled sender makes, keeps FlushDelay.
 	busyFlushDelay = 20 * time.Millisecond
 	// burstGap ends a busy room's batch early: a batch goes out once no
 	// line has come for burstGap, so that it waits out a burst, not the
 	// whole busyFlushDelay. Senders whose says wait for their batch (a
 	// front end pasting lines, the harness's 56 says in flight) send
-	// nothing more until it goes, and holding it the full 20 ms capped
-	// such a room at one batch per 20 ms: 1,900 lines a second. Since a
-	// busy room's block gathers batches (blockHold), a batch no longer
-	// needs to be big to save parity, only to save signatures: each
-	// round of those senders waited out the gap, and 2 ms of it capped
-	// the harness's room at about 6,500 lines a second, 0.5 ms at 7,500.
+	// nothing more until it goes, so each of their rounds waits out the
+	// gap: 20 ms capped such a room at 1,900 lines a second, 2 ms at about
+	// 6,500, 0.5 ms at 7,500. A batch need not be big to save parity,
+	// since a busy room's block gathers batches (blockHold), only to save
+	// signatures.
 	burstGap   = 500 * time.Microsecond
 	busyWindow = 100 * time.Millisecond
 	busyLines  = 50
 	// flushBytes flushes a batch early once it holds this much.
 	flushBytes = 16 * wire.ShardData
-	// A busy room's block gathers its batches for up to blockHold, and
-	// goes once no batch came for blockIdle: a block of up to 64 shards at
-	// full rate, not one batch of a few. The parity a block needs is what
-	// the unluckiest member loses of it, a smaller share of a big block:
-	// with 16 members, at 5 % loss about 11 % of 64 shards against 25 %
-	// of 8, at 20 % loss about 40 % of 64 against 55 % of 28 (the block a
-	// 50 ms hold made at this testbed's rate). A block lost in part is
-	// decoded only once it is complete, which is at most blockHold late
-	// in a room where lines come every few milliseconds anyway. blockIdle
-	// outlasts the pauses of a busy room's senders (a batch's senders
-	// wait for its answer, up to busyFlushDelay); the last block of a
-	// burst waits it out. A quiet room's batch is its block: a lone line
-	// is never held back.
+	// A busy room whose members lose shards gathers its batches into one
+	// block for up to blockHold, and sends it once no batch came for
+	// blockIdle: a block of up to 64 shards at full rate, not one batch
+	// of a few. The parity a block needs is what the unluckiest member
+	// loses of it, a smaller share of a big block: with 16 members, at
+	// 5 % loss about 11 % of 64 shards against 25 % of 8, at 20 % loss
+	// about 40 % of 64 against 55 % of 28. A block lost in part is decoded
+	// only once it is complete, at most blockHold late in a room where
+	// lines come every few milliseconds anyway. blockIdle outlasts the
+	// pauses of a busy room's senders (a batch's senders wait for its
+	// answer, a round trip of a few milliseconds); the last block of a
+	// burst waits it out. A quiet room's batch is its block, and so is
+	// every batch while no member reports loss: a lone line is never held
+	// back, nor is a lossless room's.
 	blockHold = 100 * time.Millisecond
-	blockIdle = 2 * busyFlushDelay
+	blockIdle = busyFlushDelay
 	// repairWindow gathers the NACKs of several members for one block
 	// before repairing it once, with the most any of them asked for.
 	repairWindow = 5 * time.Millisecond
@@ -480,7 +477,7 @@ func (s *Sequencer) submitLocked(rec wire.Record) (uint64, error) {
 	case s.pendingLen >= flushBytes:
 		s.flushLocked()
 	case len(s.pending) == 1 && now.Sub(s.lastFlush) >= quiet:
-		// A quiet room: nothing else is pending and no block went out
+		// A quiet room: nothing else is pending and no batch was made
 		// lately, so waiting would only delay this line. (In a busy
 		// room a pause shorter than busyFlushDelay is not quiet: the
 		// senders of the last batch are still answering.) Nor does its
@@ -542,9 +539,9 @@ func (s *Sequencer) flush() {
 }
 
 // flushLocked signs the pending records as one batch, logs it, and adds
-// it to the block that goes out on multicast: at once in a quiet room,
-// within blockHold in a busy one. Members that multicast does not reach
-// get the batch over their sessions at once.
+// it to the block that goes out on multicast: at once, or within
+// blockHold in a busy room whose members lose shards. Members that
+// multicast does not reach get the batch over their sessions at once.
 func (s *Sequencer) flushLocked() {
 	if s.flushArmed {
 		// A timer that fired already and waits for the lock finds
