@@ -312,3 +312,88 @@ func TestParkAllocs(t *testing.T) {
 		t.Fatalf("%v allocations per park and wake-up, want 0", allocs)
 	}
 }
+
+// BenchmarkWakeUp is one frame's round through an idle connection: the
+// peer writes a byte, the connection's reader reads it and waits again.
+// "poller": the reader is a goroutine started by ready, which parks the
+// entry and ends (a host session's reader); "goroutine": one goroutine
+// blocked in Read throughout (what a session was before the poller).
+func BenchmarkWakeUp(b *testing.B) {
+	b.Run("poller", func(b *testing.B) {
+		ep, err := newEpoll()
+		if err != nil {
+			b.Skip(err)
+		}
+		p := newPoller(ep)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- p.Run(ctx) }()
+		defer func() { cancel(); <-done; p.Close() }()
+		local, peer := tcpPair(b)
+		rc, err := local.SyscallConn()
+		if err != nil {
+			b.Fatal(err)
+		}
+		got := make(chan struct{}, 1)
+		var e *Entry
+		buf := make([]byte, 1)
+		read := func() {
+			for {
+				local.Read(buf)
+				got <- struct{}{}
+				if e.Park() {
+					return
+				}
+			}
+		}
+		if e, err = p.Add(rc, func() { go read() }); err != nil {
+			b.Fatal(err)
+		}
+		e.Park()
+		msg := []byte{1}
+		b.ReportAllocs()
+		for b.Loop() {
+			peer.Write(msg)
+			<-got
+		}
+	})
+	b.Run("goroutine", func(b *testing.B) {
+		local, peer := tcpPair(b)
+		got := make(chan struct{}, 1)
+		go func() {
+			buf := make([]byte, 1)
+			for {
+				if _, err := local.Read(buf); err != nil {
+					return
+				}
+				got <- struct{}{}
+			}
+		}()
+		msg := []byte{1}
+		b.ReportAllocs()
+		for b.Loop() {
+			peer.Write(msg)
+			<-got
+		}
+	})
+}
+
+// tcpPair is a connection on loopback: the reader's end and the peer's.
+func tcpPair(tb testing.TB) (*net.TCPConn, net.Conn) {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer ln.Close()
+	peer, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	local, err := ln.Accept()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { local.Close(); peer.Close() })
+	return local.(*net.TCPConn), peer
+}
