@@ -480,10 +480,12 @@ func (s *Sequencer) submitLocked(rec wire.Record) (uint64, error) {
 		// A quiet room: nothing else is pending and no batch was made
 		// lately, so waiting would only delay this line. (In a busy
 		// room a pause shorter than busyFlushDelay is not quiet: the
-		// senders of the last batch are still answering.) Nor does its
-		// block wait for more.
+		// senders of the last batch are still answering.) Its block
+		// goes as flushLocked decides: in a busy lossy room, a pause
+		// is more often the host's own (blocked on a full link) than
+		// the senders', and sending the block then made blocks of a
+		// line or a batch, at three times the parity per shard.
 		s.flushLocked()
-		s.sendBlockLocked()
 	case !s.flushArmed && s.busy:
 		s.batchSince = now
 		s.armFlushLocked(burstGap)
