@@ -6,6 +6,7 @@ import (
 	"maps"
 	"runtime"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -103,7 +104,10 @@ func writeMetrics(st ctl.Status, mem ctl.Memory) []byte {
 		}
 		ms = append(ms, metric{mn, help, "counter", []sample{{"", i(v)}}})
 	}
-	slices.SortFunc(ms, func(a, b metric) int { return strings.Compare(a.name, b.name) })
+	// sort.Slice, not slices.SortFunc: one sort for every element type (each
+	// slices.SortFunc over a struct type is compiled anew, some 15 KB of a
+	// router's 6 MiB budget), on a path where speed does not matter.
+	sort.Slice(ms, func(i, j int) bool { return ms[i].name < ms[j].name })
 
 	var b bytes.Buffer
 	for _, m := range ms {
