@@ -57,21 +57,9 @@ type conn struct {
 
 func newConn(t *testing.T, p *Poller) *conn {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	peer, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	local, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &conn{local: local.(*net.TCPConn), peer: peer, ready: make(chan struct{}, 16)}
-	t.Cleanup(func() { c.local.Close(); c.peer.Close() })
+	local, peer := tcpPair(t)
+	c := &conn{local: local, peer: peer, ready: make(chan struct{}, 16)}
+	var err error
 	if c.rc, err = c.local.SyscallConn(); err != nil {
 		t.Fatal(err)
 	}
