@@ -18,32 +18,41 @@ import (
 func backends(t *testing.T, test func(t *testing.T, p *Poller)) {
 	run := func(t *testing.T, ep *epoll) {
 		t.Cleanup(func() { leaktest.Check(t, "poller.(*Entry).wait", "poller.(*Poller).Run") })
-		p := newPoller(ep)
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- p.Run(ctx) }()
-		t.Cleanup(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("Run: %v", err)
-			}
-			if err := p.Close(); err != nil {
-				t.Errorf("Close: %v", err)
-			}
-		})
-		test(t, p)
+		test(t, startPoller(t, ep))
 	}
-	t.Run("epoll", func(t *testing.T) {
-		ep, err := newEpoll()
-		if errors.Is(err, errors.ErrUnsupported) {
-			t.Skip("no epoll here")
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		run(t, ep)
-	})
+	t.Run("epoll", func(t *testing.T) { run(t, needEpoll(t)) })
 	t.Run("fallback", func(t *testing.T) { run(t, nil) })
+}
+
+// needEpoll returns an epoll instance, skipping where there is none.
+func needEpoll(tb testing.TB) *epoll {
+	ep, err := newEpoll()
+	if errors.Is(err, errors.ErrUnsupported) {
+		tb.Skip("no epoll here")
+	}
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return ep
+}
+
+// startPoller runs a poller on ep (nil: the fallback) until the test
+// ends, then checks that it stops cleanly.
+func startPoller(tb testing.TB, ep *epoll) *Poller {
+	p := newPoller(ep)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	tb.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			tb.Errorf("Run: %v", err)
+		}
+		if err := p.Close(); err != nil {
+			tb.Errorf("Close: %v", err)
+		}
+	})
+	return p
 }
 
 // conn is one TCP connection on loopback: the watched end and the peer.
@@ -143,15 +152,7 @@ func TestParkWithInput(t *testing.T) {
 // Input that arrives between Park's look at the connection and the
 // instance being armed is reported: arming is level-triggered.
 func TestArmSeesInputAlreadyThere(t *testing.T) {
-	ep, err := newEpoll()
-	if err != nil {
-		t.Skip(err)
-	}
-	p := newPoller(ep)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx) }()
-	defer func() { cancel(); <-done; p.Close() }()
+	p := startPoller(t, needEpoll(t))
 	c := newConn(t, p)
 	c.send(t, "late")
 	c.recv(t, "la")
@@ -277,15 +278,7 @@ func TestManyEntries(t *testing.T) {
 // Parking and reading again allocate nothing: a session parks after each
 // burst of frames.
 func TestParkAllocs(t *testing.T) {
-	ep, err := newEpoll()
-	if err != nil {
-		t.Skip(err)
-	}
-	p := newPoller(ep)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx) }()
-	defer func() { cancel(); <-done; p.Close() }()
+	p := startPoller(t, needEpoll(t))
 	c := newConn(t, p)
 	b := []byte{1}
 	allocs := testing.AllocsPerRun(100, func() {
@@ -308,15 +301,7 @@ func TestParkAllocs(t *testing.T) {
 // blocked in Read throughout (what a session was before the poller).
 func BenchmarkWakeUp(b *testing.B) {
 	b.Run("poller", func(b *testing.B) {
-		ep, err := newEpoll()
-		if err != nil {
-			b.Skip(err)
-		}
-		p := newPoller(ep)
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- p.Run(ctx) }()
-		defer func() { cancel(); <-done; p.Close() }()
+		p := startPoller(b, needEpoll(b))
 		local, peer := tcpPair(b)
 		rc, err := local.SyscallConn()
 		if err != nil {
