@@ -18,7 +18,7 @@ func parityFor(k int) int { return min(max(k, 4), maxParity) }
 
 // maxParity bounds a block's parity: a big block's parity shards cost the
 // host CPU (each is a sum over every data shard) and memory while it keeps
-// the block for repairs, and a third of a big block is more than any loss
+// the block for repairs, and half of a full block is more than any loss
 // that NACK repair can keep up with.
 const maxParity = wire.MaxBlockShards / 2
 

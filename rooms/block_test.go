@@ -345,3 +345,32 @@ func TestBlockParityFromMembersLoss(t *testing.T) {
 		}
 	}
 }
+
+// TestRepairShards: a repair sends what was asked where nothing is lost,
+// otherwise the fewest shards that bring the asker all it asked for with
+// probability 0.9, within the limit.
+func TestRepairShards(t *testing.T) {
+	for _, missing := range []int{1, 2, 4, 10, 30} {
+		if got := repairShards(missing, 96, 0); got != missing {
+			t.Errorf("repairShards(%d, 96, 0) = %d, want %d", missing, got, missing)
+		}
+		for _, loss := range []float64{0.01, 0.05, 0.2, 0.5, 0.95} {
+			r := repairShards(missing, 96, loss)
+			eff := min(loss, 0.9)
+			switch {
+			case r < missing || r > 96:
+				t.Errorf("repairShards(%d, 96, %v) = %d, want %d..96", missing, loss, r, missing)
+			case r < 96 && blockLossProb(missing, r, eff) > 0.1:
+				t.Errorf("repairShards(%d, 96, %v) = %d: the asker misses some with probability %v > 0.1", missing, loss, r, blockLossProb(missing, r, eff))
+			case r > missing && blockLossProb(missing, r-1, eff) <= 0.1:
+				t.Errorf("repairShards(%d, 96, %v) = %d, but %d would do", missing, loss, r, r-1)
+			}
+		}
+	}
+	if got := repairShards(4, 96, 0.2); got != 6 {
+		t.Errorf("repairShards(4, 96, 0.2) = %d, want 6", got)
+	}
+	if got := repairShards(30, 32, 0.5); got != 32 {
+		t.Errorf("repairShards(30, 32, 0.5) = %d, want the limit 32", got)
+	}
+}
