@@ -95,3 +95,20 @@ func TestForgedBlockIsDropped(t *testing.T) {
 		t.Errorf("a block signed by a member: data_bad_sig %d, %d lines delivered; want 1, none", st.DataBadSig.Load(), st.DataDelivered.Load())
 	}
 }
+
+// TestShardSetCountBelow: a block's received indexes are counted below
+// any bound, across the words of the set.
+func TestShardSetCountBelow(t *testing.T) {
+	var s shardSet
+	for _, i := range []uint8{0, 5, 63, 64, 65, 100, 127} {
+		s.add(i)
+	}
+	s.add(5) // twice: a set
+	for _, tt := range []struct{ n, want int }{
+		{0, 0}, {1, 1}, {6, 2}, {63, 2}, {64, 3}, {65, 4}, {66, 5}, {101, 6}, {127, 6}, {128, 7}, {200, 7},
+	} {
+		if got := s.countBelow(tt.n); got != tt.want {
+			t.Errorf("countBelow(%d) = %d, want %d", tt.n, got, tt.want)
+		}
+	}
+}
