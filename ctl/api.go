@@ -319,6 +319,7 @@ var counterHelp = map[string]string{
 	"access_denied":        "joins refused by a room's access: not invited, bad invite, wrong or missing passphrase",
 	"says_muted":           "lines refused because the host muted their member",
 	"says_limited":         "lines refused: their member said more than host.member_rate",
+	"says_waited":          "lines that waited for the host's link to drain before they were sequenced: the room said more than its link carries",
 	"joins_limited":        "join connections over their source address's rate, closed",
 	"rekeys":               "room keys rotated as host: a member left or was kicked, or a key's budget ran out",
 	"packets_sent":         "packets sent",

@@ -250,7 +250,9 @@ func runBench(t *testing.T, c benchCase, path string) benchResult {
 	}
 	link0 := linkBytes(t, hst)
 	countLink(hst)
-	shards0 := daemonCounters(ctx, t, []*host{hst}, shardKinds...)
+	self0 := procCPU(t, os.Getpid())
+	busy0, total0 := machineCPU(t)
+	shards0 := daemonCounters(ctx, t, []*host{hst}, append(shardKinds, "says_waited")...)
 	nacks0 := daemonCounters(ctx, t, members, "nack_bytes_sent", "blocks_decoded", "data_fetched")
 
 	profiled := profileRun(t, c.name+"-"+path, hst, members[0])
@@ -273,6 +275,14 @@ func runBench(t *testing.T, c benchCase, path string) benchResult {
 	}
 	res.elapsed = done.Sub(start)
 	profiled()
+	// What else ran: the harness itself (its sayers and its 16 event
+	// streams) and the kernel share the machine with the daemons, and on
+	// 2 cores a busy machine, not the link, can be what holds a room back.
+	busy1, total1 := machineCPU(t)
+	t.Logf("%s/%s: machine %.0f %% busy over the run, harness %.1f µs a line, link carried %.0f %% of its cap", c.name, path,
+		100*float64(busy1-busy0)/float64(max(total1-total0, 1)),
+		float64((procCPU(t, os.Getpid())-self0).Microseconds())/float64(max(accepted, 1)),
+		linkUse(t, hst, link0, res.elapsed, c.capMbit))
 
 	for i, p := range procs {
 		used := procCPU(t, p.cmd.Process.Pid) - cpu0[i]
@@ -285,15 +295,19 @@ func runBench(t *testing.T, c benchCase, path string) benchResult {
 		res.memberCPUMax = max(res.memberCPUMax, perMsg)
 	}
 	res.linkPerPayload = float64(linkBytes(t, hst)-link0) / float64(accepted*c.size)
-	shards := daemonCounters(ctx, t, []*host{hst}, shardKinds...)
+	shards := daemonCounters(ctx, t, []*host{hst}, append(shardKinds, "says_waited")...)
 	for k, v := range shards0 {
 		shards[k] -= v
 	}
 	mc := daemonCounters(ctx, t, members, "nack_bytes_sent", "blocks_decoded", "data_fetched")
 	blocks := float64(mc["blocks_decoded"]-nacks0["blocks_decoded"]) / float64(len(members))
-	t.Logf("%s/%s: %s %.1f lines per block, %.1f batches fetched per member", c.name, path,
+	// Lines that waited for the host's link: the link, not the
+	// machine's CPU, was what held the room back.
+	waited := shards["says_waited"]
+	delete(shards, "says_waited")
+	t.Logf("%s/%s: %s %.1f lines per block, %.1f batches fetched per member, %d lines waited for the link", c.name, path,
 		linkBreakdown(linkCounts(t, hst), shards, mc["nack_bytes_sent"]-nacks0["nack_bytes_sent"], int64(accepted*c.size)),
-		float64(accepted)/max(blocks, 1), float64(mc["data_fetched"]-nacks0["data_fetched"])/float64(len(members)))
+		float64(accepted)/max(blocks, 1), float64(mc["data_fetched"]-nacks0["data_fetched"])/float64(len(members)), waited)
 	res.hostRSS = rssKiB(t, hst.cmd.Process.Pid)
 	for _, m := range members {
 		res.memberRSSMax = max(res.memberRSSMax, rssKiB(t, m.cmd.Process.Pid))
@@ -577,6 +591,38 @@ func procCPU(t *testing.T, pid int) time.Duration {
 	}
 	const tick = 10 * time.Millisecond // USER_HZ is 100 on Linux
 	return time.Duration(ut+st) * tick
+}
+
+// machineCPU returns the jiffies all CPUs spent busy (user, system,
+// interrupts) and in all, from /proc/stat.
+func machineCPU(t *testing.T) (busy, total int64) {
+	t.Helper()
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line) // cpu user nice system idle iowait irq softirq steal ...
+	for i, v := range f[1:] {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			t.Fatalf("/proc/stat: %q", line)
+		}
+		total += n
+		if i != 3 && i != 4 { // idle, iowait
+			busy += n
+		}
+	}
+	return busy, total
+}
+
+// linkUse is the share, in percent, of a link capped at capMbit that h's
+// eth0 sent since it had sent link0 bytes, elapsed ago; 0 with no cap.
+func linkUse(t *testing.T, h *host, link0 int64, elapsed time.Duration, capMbit int) float64 {
+	if capMbit == 0 || elapsed <= 0 {
+		return 0
+	}
+	return 100 * float64(linkBytes(t, h)-link0) * 8 / (float64(capMbit) * 1e6 * elapsed.Seconds())
 }
 
 // linkBytes is how many bytes h's eth0 has sent and received.

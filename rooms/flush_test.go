@@ -73,6 +73,7 @@ func TestLoneLineIsNotHeldBack(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
+		s.sendQueuedLocked()
 		return sink.sentBlocks(), s.flushArmed, len(s.pending)
 	}
 
@@ -150,6 +151,7 @@ func TestBusyRoomWaitsLonger(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
+		s.sendQueuedLocked()
 		return len(sink.sentBlocks()), s.flushArmed
 	}
 	waitBlocks := func(n int) {
@@ -252,6 +254,7 @@ func TestBusyRoomBlockSpansBatches(t *testing.T) {
 	}
 	s.mu.Lock()
 	line() // a quiet room's lone line: block 1, at once
+	s.sendQueuedLocked()
 	if got := sink.sentBlocks(); len(got) != 1 {
 		s.mu.Unlock()
 		t.Fatalf("a lone line: shards of blocks %v sent, want one of block 1", got)
@@ -264,6 +267,7 @@ func TestBusyRoomBlockSpansBatches(t *testing.T) {
 		line()
 	}
 	s.flushLocked()
+	s.sendQueuedLocked()
 	if got := sink.sentBlocks(); got[len(got)-1] != 2 || s.openRecs != 0 {
 		s.mu.Unlock()
 		t.Fatalf("a busy room's batch with no loss reported: shards of blocks %v sent, %d records held; want block 2 sent at once", got, s.openRecs)
@@ -280,6 +284,7 @@ func TestBusyRoomBlockSpansBatches(t *testing.T) {
 		}
 		s.flushLocked() // as the burst's flush timer does
 	}
+	s.sendQueuedLocked()
 	open, armed, now := s.openRecs, s.blockArmed, sink.sentBlocks()
 	s.mu.Unlock()
 	if open != 30 || !armed || len(now) != sent {

@@ -443,7 +443,7 @@ func (h *Host) expireIdle(ctx context.Context) {
 // closeSessions ends the sessions srv admitted, when it stops.
 func (s *Sequencer) closeSessions(srv *joinServer) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.unlock()
 	for _, m := range s.members {
 		if m.srv == srv {
 			m.close()
@@ -458,7 +458,7 @@ var errSilent = fmt.Errorf("silent for %v", memberIdle)
 // expireIdle ends the sessions of members silent for memberIdle.
 func (s *Sequencer) expireIdle(now time.Duration) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.unlock()
 	for _, m := range s.members {
 		if now-time.Duration(m.lastRead.Load()) > memberIdle {
 			m.silent.Store(true)

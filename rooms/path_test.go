@@ -144,6 +144,7 @@ func makeBlocks(tb testing.TB, s *Sequencer, sink *pktSink, n, lines int, loss f
 			}
 		}
 		s.flushLocked()
+		s.sendQueuedLocked()
 		blocks[i], sink.pkts = sink.pkts, nil
 	}
 	return blocks
@@ -249,7 +250,7 @@ func BenchmarkSequencer(b *testing.B) {
 					}
 				}
 				s.flushLocked()
-				s.mu.Unlock()
+				s.unlock()
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*lines), "ns/line")
 			// UDP payload per payload byte, no parity (no members): the
@@ -300,7 +301,7 @@ func TestFlushAllocs(t *testing.T) {
 		rec := wire.Record{Kind: wire.KindMessage, KeyID: s.keyID, Nick: "ann", Text: pathLine}
 		flush := func() {
 			s.mu.Lock()
-			defer s.mu.Unlock()
+			defer s.unlock()
 			for range lines {
 				if _, err := s.submitLocked(rec); err != nil {
 					t.Fatal(err)

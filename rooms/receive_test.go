@@ -27,6 +27,7 @@ func TestBlockLostWholeIsNotGivenUp(t *testing.T) {
 			}
 		}
 		s.flushLocked()
+		s.sendQueuedLocked()
 		blocks[i], sink.pkts = sink.pkts, nil
 	}
 	last := s.next - 1

@@ -168,9 +168,17 @@ type Sequencer struct {
 	banned     map[[wire.KeyIDLen]byte]time.Time // zero time: until restart
 	access     *accessState
 	muted      map[[wire.KeyIDLen]byte]bool // members whose lines the host refuses
-	buf        []byte
+	buf        []byte                       // scratch for opening NACKs
 	nonce      nonceBuf
 	closed     bool
+	// The send path (outbox.go): packets sealed, oldest first, and not
+	// yet written; buffers to seal the next ones into; whether a
+	// goroutine is writing the outbox, and the chunk it writes.
+	outbox   [][]byte
+	free     [][]byte
+	draining bool
+	chunk    [][]byte
+	drained  sync.Cond // broadcast as the outbox empties
 }
 
 // answer is a Said waiting for its line's batch to reach the log.
@@ -198,7 +206,7 @@ func newSequencer(h *Host, name string, id [wire.RoomIDLen]byte, store Store, ac
 	if holeFrom == 0 || holeFrom > start {
 		holeFrom = start
 	}
-	return &Sequencer{
+	s := &Sequencer{
 		holeFrom: holeFrom,
 		holeTo:   start,
 		host:     h,
@@ -221,6 +229,8 @@ func newSequencer(h *Host, name string, id [wire.RoomIDLen]byte, store Store, ac
 		members:  make(map[[wire.KeyIDLen]byte]*hostSession),
 		buf:      make([]byte, 0, wire.MaxPacket),
 	}
+	s.drained.L = &s.mu
+	return s
 }
 
 // Name returns the room's name.
@@ -238,7 +248,7 @@ func (s *Sequencer) ID() [wire.RoomIDLen]byte { return s.id }
 // LastSeq returns the newest sequence number assigned.
 func (s *Sequencer) LastSeq() uint64 {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.unlock()
 	return s.next - 1
 }
 
@@ -286,7 +296,7 @@ var ErrNoSuchMember = errors.New("no such member")
 // invite-only room it needs a new invite.
 func (s *Sequencer) Kick(nick string, ban bool) error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.unlock()
 	for _, m := range s.members {
 		if m.nick != nick {
 			continue
@@ -313,7 +323,7 @@ func (s *Sequencer) Kick(nick string, ban bool) error {
 // Access returns who the room admits.
 func (s *Sequencer) Access() Access {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.unlock()
 	return s.access.mode
 }
 
@@ -323,7 +333,7 @@ func (s *Sequencer) Access() Access {
 // name@fingerprint/TOKEN.
 func (s *Sequencer) Invite(uses int, ttl time.Duration) (invite string, expires time.Time, err error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.unlock()
 	now := time.Now()
 	token, err := s.access.issue(s.ref, uses, ttl, now)
 	if err != nil {
@@ -348,7 +358,7 @@ func (s *Sequencer) SetAccess(cfg RoomAccess) error {
 		return fmt.Errorf("room %s: %w", s.ref, err)
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.unlock()
 	if acc.mode != s.access.mode {
 		// Announcements that differ must not share a serial.
 		s.serial++
@@ -372,7 +382,7 @@ func (s *Sequencer) saveAccessLocked() error {
 // stays muted if it rejoins.
 func (s *Sequencer) Mute(nick string, mute bool) error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.unlock()
 	for _, m := range s.members {
 		if m.nick != nick {
 			continue
@@ -394,6 +404,7 @@ func (s *Sequencer) Say(text string) (uint64, error) {
 		return 0, err
 	}
 	s.mu.Lock()
+	s.waitOutboxLocked()
 	seq, err := s.submitLocked(wire.Record{Kind: wire.KindMessage, KeyID: s.keyID, Nick: s.host.Nick(), Text: text})
 	if err == nil && len(s.members) > 0 {
 		s.watches = addWatch(s.watches, seq)
@@ -405,7 +416,7 @@ func (s *Sequencer) Say(text string) (uint64, error) {
 		}
 		logged = s.logged
 	}
-	s.mu.Unlock()
+	s.unlock()
 	if err != nil {
 		return 0, err
 	}
@@ -535,7 +546,7 @@ func (s *Sequencer) newSenderLocked(rec *wire.Record) bool {
 
 func (s *Sequencer) flush() {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.unlock()
 	s.flushArmed = false
 	s.flushLocked()
 }
@@ -609,7 +620,7 @@ func (s *Sequencer) flushLocked() {
 
 func (s *Sequencer) sendBlock() {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.unlock()
 	s.blockArmed = false
 	s.sendBlockLocked()
 }
@@ -709,39 +720,25 @@ func (s *Sequencer) answerLocked() {
 	}
 }
 
-// sendShardLocked seals and sends shard i of sb; it returns the bytes
-// sent, 0 if it sent nothing.
+// sendShardLocked seals shard i of sb and queues it; it returns the bytes
+// queued, 0 if it queued nothing.
 func (s *Sequencer) sendShardLocked(sb *sentBlock, i int) int {
 	s.counter++
-	pkt, err := sealShard(s.buf, &s.nonce, s.key, s.id, s.counter, wire.ShardInfo{
+	pkt, err := sealShard(s.packetBufLocked(), &s.nonce, s.key, s.id, s.counter, wire.ShardInfo{
 		Block: sb.no, Index: uint8(i), K: uint8(sb.k), Sent: uint8(sb.sent),
 	}, sb.shards[i])
 	if err != nil {
 		s.host.log.Error("cannot seal shard", "room", s.ref, "err", err)
 		return 0
 	}
-	return s.sendLocked(pkt)
-}
-
-// sendLocked multicasts pkt to the room's group; it returns the bytes
-// sent, 0 on failure.
-func (s *Sequencer) sendLocked(pkt []byte) int {
-	s.lastSend = time.Now()
-	st := s.host.cfg.Stats
-	if err := s.host.cfg.Sender.WriteTo(pkt, s.group); err != nil {
-		st.SendErrors.Add(1)
-		s.host.log.Debug("multicast send failed", "room", s.ref, "err", err)
-		return 0
-	}
-	st.PacketsSent.Add(1)
-	return len(pkt)
+	return s.queueLocked(pkt)
 }
 
 // tick sends a heartbeat when the room has been silent for a Heartbeat,
 // lets the loss estimate decay, and lets a quiet room's sent blocks go.
 func (s *Sequencer) tick(now time.Time) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.unlock()
 	s.loss *= lossDecay
 	if s.closed {
 		return
@@ -756,12 +753,12 @@ func (s *Sequencer) tick(now time.Time) {
 		return
 	}
 	s.counter++
-	pkt, err := sealHeartbeat(s.buf, &s.nonce, s.key, s.id, s.counter, wire.Heartbeat{Next: s.next - uint64(len(s.pending)+s.openRecs), LastBlock: s.block})
+	pkt, err := sealHeartbeat(s.packetBufLocked(), &s.nonce, s.key, s.id, s.counter, wire.Heartbeat{Next: s.next - uint64(len(s.pending)+s.openRecs), LastBlock: s.block})
 	if err != nil {
 		s.host.log.Warn("heartbeat", "room", s.ref, "err", err)
 		return
 	}
-	s.host.cfg.Stats.HeartbeatBytesSent.Add(int64(s.sendLocked(pkt)))
+	s.host.cfg.Stats.HeartbeatBytesSent.Add(int64(s.queueLocked(pkt)))
 }
 
 // HandleNack takes a member's multicast NACK: the blocks it asks about
@@ -776,7 +773,7 @@ func (s *Sequencer) HandleNack(pkt []byte) {
 		return
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.unlock()
 	if h.Epoch != s.key.epoch {
 		st.DataBadEpoch.Add(1)
 		return
@@ -828,7 +825,7 @@ func (s *Sequencer) HandleNack(pkt []byte) {
 // sent, then, once a block's parity is spent, its data shards again.
 func (s *Sequencer) repair() {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.unlock()
 	s.repairTmr = nil
 	if s.closed {
 		return
@@ -870,7 +867,7 @@ func (s *Sequencer) announcement(addrs []netip.AddrPort) ([]byte, error) {
 		Addrs:    addrs,
 		Access:   uint8(s.access.mode),
 	}
-	s.mu.Unlock()
+	s.unlock()
 	return SignAnnounce(s.host.cfg.Identity, &a)
 }
 
@@ -886,7 +883,7 @@ type MemberState struct {
 // Members returns the room's participants, the host first.
 func (s *Sequencer) Members() []MemberState {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.unlock()
 	out := make([]MemberState, 0, 1+len(s.members))
 	out = append(out, MemberState{MemberInfo: wire.MemberInfo{KeyID: s.keyID, Nick: s.host.Nick()}, Host: true, Acked: s.next - 1})
 	for _, m := range s.members {
@@ -915,7 +912,7 @@ func (s *Sequencer) memberInfosLocked() []wire.MemberInfo {
 // Receipt counts the members that hold seq, the host included, of all.
 func (s *Sequencer) Receipt(seq uint64) (seen, of int) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.unlock()
 	return s.receiptLocked(seq)
 }
 
@@ -937,7 +934,7 @@ func (s *Sequencer) admit(m *hostSession, resume uint64, cred, binding []byte) e
 		return err
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.unlock()
 	if len(s.members) >= wire.MaxMembers-1 {
 		return fmt.Errorf("room %s is full (%d members)", s.ref, len(s.members)+1)
 	}
@@ -1010,7 +1007,7 @@ func (s *Sequencer) admit(m *hostSession, resume uint64, cred, binding []byte) e
 // key replaced it.
 func (s *Sequencer) part(m *hostSession) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.unlock()
 	if s.members[m.keyID] != m {
 		return
 	}
@@ -1088,7 +1085,7 @@ func (s *Sequencer) serveFrame(m *hostSession, buf []byte) ([]byte, error) {
 			end = s.next
 		}
 		m.catchUp(f.From, min(end, s.next))
-		s.mu.Unlock()
+		s.unlock()
 	case *wire.Ack:
 		s.ack(m, f)
 	case *wire.Stream:
@@ -1107,7 +1104,8 @@ func (s *Sequencer) memberSay(m *hostSession, f *wire.Say) {
 		return
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.unlock()
+	s.waitOutboxLocked()
 	refuse := func(err error) { m.send(&wire.Said{ID: f.ID, Error: err.Error()}) }
 	if s.members[m.keyID] != m {
 		refuse(errors.New("not a member of the room"))
@@ -1149,7 +1147,7 @@ func (s *Sequencer) memberSay(m *hostSession, f *wire.Say) {
 // (the member's once-a-second ack still gets its answer).
 func (s *Sequencer) ack(m *hostSession, a *wire.Ack) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.unlock()
 	if now := s.now(); now.Sub(m.answered) >= ackAnswerEvery {
 		m.answered = now
 		m.send(&wire.Ack{Seq: s.next - uint64(len(s.pending)) - 1})
@@ -1181,7 +1179,7 @@ func (s *Sequencer) ack(m *hostSession, a *wire.Ack) {
 // refused (wire.Stream); stopping needs no answer.
 func (s *Sequencer) stream(m *hostSession, f *wire.Stream) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.unlock()
 	if s.members[m.keyID] != m {
 		return
 	}
@@ -1245,13 +1243,14 @@ func (s *Sequencer) sharedLossLocked(m *hostSession) (room float64, peers int, s
 
 func (s *Sequencer) close() {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.unlock()
 	if s.closed {
 		return
 	}
 	s.flushLocked()
 	s.sendBlockLocked()
 	s.closed = true
+	s.drained.Broadcast()
 	if s.repairTmr != nil {
 		s.repairTmr.Stop()
 	}

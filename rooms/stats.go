@@ -66,6 +66,7 @@ type Stats struct {
 	Rekeys          atomic.Int64 // epoch keys this daemon's hosted rooms rotated
 	SaysLimited     atomic.Int64 // lines refused: their member said more than host.member_rate
 	SaysMuted       atomic.Int64 // lines refused: the host muted their member
+	SaysWaited      atomic.Int64 // lines that waited for the host's link to drain before they were sequenced
 	AccessDenied    atomic.Int64 // joins refused by a room's access: not invited, bad invite, wrong or missing passphrase
 	SessionsRefused atomic.Int64
 	// SessionsTampered counts session records that failed authentication
@@ -139,6 +140,7 @@ func (s *Stats) Snapshot() map[string]int64 {
 		"sessions_tampered":    s.SessionsTampered.Load(),
 		"version_mismatch":     s.VersionMismatch.Load(),
 		"says_muted":           s.SaysMuted.Load(),
+		"says_waited":          s.SaysWaited.Load(),
 		"access_denied":        s.AccessDenied.Load(),
 	}
 }

@@ -1,0 +1,101 @@
+package rooms
+
+import (
+	"time"
+
+	"meshd/rooms/wire"
+)
+
+// The host's send path. A room seals its packets under its lock, in
+// sequence, and queues them in its outbox; they are written to the socket
+// with the lock released, by whichever goroutine finds the outbox
+// unattended as it unlocks the room (unlock). Writing under the lock made
+// everything the room does wait for a full link: says, acks and NACKs
+// stalled, the room looked quiet for as long as the socket blocked, and a
+// busy room's blocks went out a few batches at a time, each with its own
+// parity. Now lines go on being sequenced and gathered into blocks while
+// the link drains, and only says wait for it (waitOutboxLocked), outside
+// the lock: a sender learns of a full link as a slower answer, never as a
+// lost line.
+const (
+	// outboxLimit is how many packets may wait in a room's outbox before
+	// says wait for the link: about 40 ms of a 20 Mbit/s link, on top of
+	// what the socket and the interface queue hold. A block of 64 data
+	// and 32 parity shards may go past it; the next say waits.
+	outboxLimit = 64
+	// drainChunk is how many packets the drainer takes at a time, so
+	// that says waiting for room see it as soon as some is made.
+	drainChunk = 16
+	// freePackets bounds the packet buffers a room keeps for reuse: a
+	// busy room allocates none at full rate, and a quiet one holds one.
+	freePackets = outboxLimit + drainChunk
+)
+
+// packetBufLocked returns an empty buffer of wire.MaxPacket bytes to seal
+// a packet into.
+func (s *Sequencer) packetBufLocked() []byte {
+	if n := len(s.free); n > 0 {
+		b := s.free[n-1]
+		s.free = s.free[:n-1]
+		return b[:0]
+	}
+	return make([]byte, 0, wire.MaxPacket)
+}
+
+// queueLocked puts a sealed packet, in a buffer from packetBufLocked, in
+// the outbox; it returns the bytes queued.
+func (s *Sequencer) queueLocked(pkt []byte) int {
+	s.lastSend = time.Now()
+	s.outbox = append(s.outbox, pkt)
+	return len(pkt)
+}
+
+// unlock releases the room's lock, and writes the outbox if nobody else
+// is: with the lock released, so that the room goes on while the link
+// drains. Every path that may queue packets unlocks with it.
+func (s *Sequencer) unlock() {
+	if len(s.outbox) == 0 || s.draining {
+		s.mu.Unlock()
+		return
+	}
+	s.draining = true
+	st := s.host.cfg.Stats
+	for len(s.outbox) > 0 {
+		n := min(len(s.outbox), drainChunk)
+		chunk := append(s.chunk[:0], s.outbox[:n]...)
+		s.outbox = s.outbox[:copy(s.outbox, s.outbox[n:])]
+		s.drained.Broadcast()
+		s.mu.Unlock()
+		for _, pkt := range chunk {
+			if err := s.host.cfg.Sender.WriteTo(pkt, s.group); err != nil {
+				st.SendErrors.Add(1)
+				s.host.log.Debug("multicast send failed", "room", s.ref, "err", err)
+				continue
+			}
+			st.PacketsSent.Add(1)
+		}
+		s.mu.Lock()
+		for _, pkt := range chunk {
+			if len(s.free) < freePackets {
+				s.free = append(s.free, pkt)
+			}
+		}
+		clear(chunk)
+		s.chunk = chunk[:0]
+	}
+	s.draining = false
+	s.drained.Broadcast()
+	s.mu.Unlock()
+}
+
+// waitOutboxLocked waits, with the lock released meanwhile, until the
+// outbox has room for a say's packets, or the room closes.
+func (s *Sequencer) waitOutboxLocked() {
+	if len(s.outbox) < outboxLimit || s.closed {
+		return
+	}
+	s.host.cfg.Stats.SaysWaited.Add(1)
+	for len(s.outbox) >= outboxLimit && !s.closed {
+		s.drained.Wait()
+	}
+}
