@@ -528,6 +528,10 @@ type hostSession struct {
 
 	// nackSession names this session in the member's NACKs (Welcome.Session).
 	nackSession uint64
+	// mac is the member's slot and key in small blocks' MACs, guarded by
+	// the Sequencer's lock; noSlot says it was admitted with none free.
+	mac    *blockMAC
+	noSlot bool
 
 	seq   *Sequencer
 	conn  *secure.Conn // Close does not wait for a stuck write

@@ -666,7 +666,7 @@ func vectorIdentity(t *testing.T) *Identity {
 // TestBatchVector pins the batch and shard test vectors of
 // docs/PROTOCOL.md (appendix): a batch of one line signed by the identity
 // of seed 00 01 … 1f, its block (the batch's body behind its length, then the block's
-// signature), its data and first parity shard and a
+// signature and its kind), its data and first parity shard and a
 // heartbeat sealed under the epoch key 32 × 42.
 func TestBatchVector(t *testing.T) {
 	id := vectorIdentity(t)
@@ -693,8 +693,8 @@ func TestBatchVector(t *testing.T) {
 	const wantBlockSig = "" +
 		"4787dd74cf468cfc91560bb7db4996f5d0584b3432124df21edc134b81ef5c7f" +
 		"d50d7f2be862d5e9c9b65d1a395751a77c3960e002b588129ed38f0eb27cff03"
-	if got := hex.EncodeToString(block[len(block)-wire.SigLen:]); got != wantBlockSig {
-		t.Errorf("block signature = %s, want %s", got, wantBlockSig)
+	if got := hex.EncodeToString(block[len(block)-wire.BlockSigLen : len(block)-1]); got != wantBlockSig || block[len(block)-1] != wire.AuthSig {
+		t.Errorf("block signature = %s, kind %d, want %s, kind %d", got, block[len(block)-1], wantBlockSig, wire.AuthSig)
 	}
 	shards, k, err := encodeBlockTo(nil, block)
 	if err != nil || k != 1 || len(shards) != 5 || len(shards[0]) != len(block)+2 {
@@ -710,8 +710,8 @@ func TestBatchVector(t *testing.T) {
 	}
 	var nb nonceBuf
 	for i, want := range []string{
-		"4d440303f815eecef14f5ec0000000010000000000000000000000010000000000000001000101105e69234362d57529698b86902d268c4e361717aec27e6927194a694d5c73e7e60b47a7ae96157ff9869bb427f2e0e8cecdb6389f668d9cae12ba4f87ffd0538d4ba5eb36564030b704dd3ea7c51f94a63548ef96ff8b854cce88e770484a2a5ab58383edf81511b9d0e59d9f3a9846fe01",
-		"4d440303f815eecef14f5ec0000000010000000000000000000000020000000000000001010101ca89bf13701fb3801accd4f516069fb253bc86b90371b61870da50ee051390b0ed64be57a1463d1d019e9792bee015709075e0a06b61b9c8cc326eb7f464296b1bfc954e35977afef2fdaefba6cad0c18fc4923d462059e4920e10ebc8da5d5d238ce05077c7c3485d3a8b964af176dc921c",
+		"4d440303f815eecef14f5ec0000000010000000000000000000000010000000000000001000101105f69234362d57529698b86902d268c4e361717aec27e6927194a694d5c73e7e60b47a7ae96157ff9869bb427f2e0e8cecdb6389f668d9cae12ba4f87ffd0538d4ba5eb36564030b704dd3ea7c51f94a63548ef96ff8b854cce88e770484a2a5ab5cd7f49b07db65519c2045bec53d617dd24",
+		"4d440303f815eecef14f5ec0000000010000000000000000000000020000000000000001010101ca88bf13701fb3801accd4f516069fb253bc86b90371b61870da50ee051390b0ed64be57a1463d1d019e9792bee015709075e0a06b61b9c8cc326eb7f464296b1bfc954e35977afef2fdaefba6cad0c18fc4923d462059e4920e10ebc8da5d5d238c96288d86750ef338f9a23709d47a6f39a6",
 	} {
 		pkt, err := sealShard(nil, &nb, ek, room, uint64(i+1), wire.ShardInfo{Block: 1, Index: uint8(i), K: 1, Sent: 1}, shards[i])
 		if err != nil {
