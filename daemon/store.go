@@ -35,7 +35,12 @@ var _ rooms.Store = (*roomStore)(nil)
 // historyFormat ends the name of a hosted room's log directory: the batch
 // format its batches are in (wire.BatchContext), so that a log is only
 // ever read by a daemon that writes the same format.
-const historyFormat = ".b2"
+const historyFormat = ".b3"
+
+// oldHistoryFormats end the names of the log directories of older batch
+// formats: v1 (key id and nick in every record) in the directory named by
+// the room id alone, v2 (a record's kind and length in 3 fixed bytes).
+var oldHistoryFormats = []string{"", ".b2"}
 
 func dirExists(path string) bool {
 	fi, err := os.Stat(path)
@@ -56,14 +61,15 @@ func (d *Daemon) openStore(name string, id [wire.RoomIDLen]byte) (rooms.Store, e
 	if dir == "" {
 		dir = filepath.Join(filepath.Dir(d.cfg.Socket), "history")
 	}
-	// A log of v1 batches (key id and nick in every record), in the
-	// directory named by the room id alone, cannot be served: members
-	// would reject every batch in it. It goes, and the room resumes above
-	// its reservation, so that members asking for it are told it is gone.
-	if old := filepath.Join(dir, idHex); dirExists(old) {
-		d.log.Warn("removing a room's history of an older batch format", "room", name, "dir", old)
-		if err := os.RemoveAll(old); err != nil {
-			return nil, fmt.Errorf("history: %w", err)
+	// A log of an older batch format cannot be served: members would
+	// reject every batch in it. It goes, and the room resumes above its
+	// reservation, so that members asking for it are told it is gone.
+	for _, f := range oldHistoryFormats {
+		if old := filepath.Join(dir, idHex+f); dirExists(old) {
+			d.log.Warn("removing a room's history of an older batch format", "room", name, "dir", old)
+			if err := os.RemoveAll(old); err != nil {
+				return nil, fmt.Errorf("history: %w", err)
+			}
 		}
 	}
 	log, err := roomlog.Open(roomlog.Options{

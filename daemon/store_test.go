@@ -19,8 +19,8 @@ func TestLogHoldsAnyBatch(t *testing.T) {
 	}
 }
 
-// TestOpenStoreDropsOldFormatHistory: a room's log of v1 batches, which
-// no member could verify, is removed, and the room starts above its
+// TestOpenStoreDropsOldFormatHistory: a room's log of v1 or v2 batches,
+// which no member could verify, is removed, and the room starts above its
 // reservation rather than at the old log's end.
 func TestOpenStoreDropsOldFormatHistory(t *testing.T) {
 	dir := t.TempDir()
@@ -29,11 +29,13 @@ func TestOpenStoreDropsOldFormatHistory(t *testing.T) {
 	d.cfg.Host.HistoryDir = filepath.Join(dir, "history")
 	id := [wire.RoomIDLen]byte{1, 2, 3}
 	old := filepath.Join(d.cfg.Host.HistoryDir, hex.EncodeToString(id[:]))
-	if err := os.MkdirAll(old, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(old, "00000000000000000001.seg"), []byte("a v1 log"), 0o600); err != nil {
-		t.Fatal(err)
+	for _, f := range []string{"", ".b2"} {
+		if err := os.MkdirAll(old+f, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(old+f, "00000000000000000001.seg"), []byte("an old log"), 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
 
 	s, err := d.openStore("general", id)
@@ -41,8 +43,10 @@ func TestOpenStoreDropsOldFormatHistory(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if _, err := os.Stat(old); !os.IsNotExist(err) {
-		t.Errorf("%s: %v, want it removed", old, err)
+	for _, f := range []string{"", ".b2"} {
+		if _, err := os.Stat(old + f); !os.IsNotExist(err) {
+			t.Errorf("%s: %v, want it removed", old+f, err)
+		}
 	}
 	if err := s.Append(1, 1, []byte("batch")); err != nil {
 		t.Fatal(err)

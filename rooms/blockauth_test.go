@@ -182,7 +182,7 @@ func TestForgedMACBlockIsDropped(t *testing.T) {
 		}
 		var nb nonceBuf
 		for j := range k {
-			pkt, err := sealShard(nil, &nb, key, room, 1_000_000+uint64(100*i+j), wire.ShardInfo{Block: block + 1 + uint64(i), Index: uint8(j), K: uint8(k), Sent: uint8(k)}, shards[j])
+			pkt, err := sealShard(nil, &nb, key, room, wire.ShardInfo{Block: block + 1 + uint64(i), Index: uint8(j), K: uint8(k), Sent: uint8(k)}, shards[j])
 			if err != nil {
 				t.Fatal(err)
 			}

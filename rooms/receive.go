@@ -290,19 +290,10 @@ func (m *Member) HandlePacket(pkt []byte) {
 		m.overhear(pkt)
 		return
 	}
-	h, err := wire.ParseSealedHeader(pkt)
+	h, err := parseSealed(pkt)
 	if err != nil {
 		st.DataMalformed.Add(1)
 		return
-	}
-	hdrLen := wire.SealedHeaderLen
-	var si wire.ShardInfo
-	if h.Type == wire.TypeShard {
-		if si, err = wire.ParseShardInfo(pkt); err != nil {
-			st.DataMalformed.Add(1)
-			return
-		}
-		hdrLen = wire.ShardHeaderLen
 	}
 	now := time.Now()
 	m.mu.Lock()
@@ -311,12 +302,12 @@ func (m *Member) HandlePacket(pkt []byte) {
 	case h.Room != m.id:
 		st.DataNotJoined.Add(1)
 		return
-	case m.key == nil || h.Epoch != m.key.epoch:
+	case m.key == nil || h.Epoch != m.key.wireEpoch():
 		st.DataBadEpoch.Add(1)
 		return
 	}
 	rx := &m.rx
-	pt, err := openSealed(rx.scratch, &rx.nonce, m.key, h, pkt, hdrLen)
+	pt, err := openSealed(rx.scratch, &rx.nonce, m.key, &h, pkt)
 	if err != nil {
 		st.DataAuthFailed.Add(1)
 		return
@@ -338,7 +329,7 @@ func (m *Member) HandlePacket(pkt []byte) {
 		m.sequenceStateLocked(now)
 		return
 	}
-	m.shardLocked(si, pt, now)
+	m.shardLocked(h.shard, pt, now)
 }
 
 // learnBlockLocked notes that block b exists. A member more than a window
@@ -759,7 +750,7 @@ func (m *Member) overhear(pkt []byte) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	rx := &m.rx
-	if m.key == nil || h.Room != m.id || h.Epoch != m.key.epoch {
+	if m.key == nil || h.Room != m.id || h.Epoch != m.key.wireEpoch() {
 		return
 	}
 	if err := openNack(rx.scratch, m.key, h, pkt, &rx.nack); err != nil {

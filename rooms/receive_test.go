@@ -85,7 +85,7 @@ func TestForgedBlockIsDropped(t *testing.T) {
 	}
 	var nb nonceBuf
 	for i := range k {
-		pkt, err := sealShard(nil, &nb, key, room, 1_000_000+uint64(i), wire.ShardInfo{Block: block + 1, Index: uint8(i), K: uint8(k), Sent: uint8(k)}, shards[i])
+		pkt, err := sealShard(nil, &nb, key, room, wire.ShardInfo{Block: block + 1, Index: uint8(i), K: uint8(k), Sent: uint8(k)}, shards[i])
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -542,15 +542,15 @@ func TestOutsiderCannotRead(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		h, err := wire.ParseSealedHeader(buf[:nb])
+		h, err := parseSealed(buf[:nb])
 		if err != nil || h.Type != wire.TypeShard {
 			continue
 		}
-		guess, err := newEpochKey(h.Epoch, [32]byte{})
+		guess, err := newEpochKey(uint64(h.Epoch), [32]byte{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := openSealed(nil, new(nonceBuf), guess, h, buf[:nb], wire.ShardHeaderLen); !errors.Is(err, errAuth) {
+		if _, err := openSealed(nil, new(nonceBuf), guess, &h, buf[:nb]); !errors.Is(err, errAuth) {
 			t.Fatalf("open without the key: err = %v, want errAuth", err)
 		}
 		if bytes.Contains(buf[:nb], []byte("secret")) {

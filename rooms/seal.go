@@ -23,12 +23,13 @@ import (
 func Epoch(boot, rekey uint32) uint64 { return uint64(boot)<<32 | uint64(rekey) }
 
 // epochKey is a room's key for one epoch. Each epoch's key is fresh from
-// crypto/rand, so a packet counter that restarts with the key can never
-// repeat a (key, nonce) pair, even after a crash that lost state.
+// crypto/rand, so block numbers and heartbeat counters that restart with
+// the key can never repeat a (key, nonce) pair, even after a crash that
+// lost state.
 type epochKey struct {
 	epoch uint64
 	key   [chacha20poly1305.KeySize]byte
-	aead  cipher.AEAD // the host's packets, counter nonces
+	aead  cipher.AEAD // the host's packets, nonces from their headers (nonce)
 	nack  cipher.AEAD // members' NACKs, random nonces, under a derived key
 }
 
@@ -50,47 +51,103 @@ func newEpochKey(epoch uint64, key [chacha20poly1305.KeySize]byte) (*epochKey, e
 	return &epochKey{epoch: epoch, key: key, aead: aead, nack: nack}, nil
 }
 
+// wireEpoch is the half of the epoch that packets carry (wire.SealedHeader).
+func (k *epochKey) wireEpoch() uint32 { return uint32(k.epoch) }
+
 // nonceBuf holds the nonce of one Seal or Open. The AEAD takes it through
 // an interface, so a nonce on the stack would escape to the heap on every
 // packet; senders and receivers keep one beside their other scratch space.
 type nonceBuf [chacha20poly1305.NonceSize]byte
 
-// nonce writes the counter nonce into nb and returns it.
-func nonce(nb *nonceBuf, counter uint64) []byte {
+// nonce writes into nb, and returns, the nonce of a packet of type typ
+// numbered n: typ, three zero bytes, then n as a big-endian uint64. The
+// type keeps shards' and heartbeats' numbers apart; a shard's n is its
+// block and index (shardNonceNo), a heartbeat's its counter. No nonce
+// travels: each is rebuilt from the associated data.
+//
+// Why a shard's nonce may repeat: the host seals shard i of block b under
+// one key only ever as the same bytes. A block is numbered once per key,
+// its shards are coded once, all its parity included, when it is sent,
+// and its k and sent never change, so every repair of a shard seals the
+// same plaintext with the same associated data under the same nonce: a
+// byte-identical packet, which tells an observer nothing new (it could
+// have copied the first). Sealing anything else under (b, i) would be
+// ChaCha20-Poly1305's nonce reuse: sendShardLocked takes shard i of the
+// block it numbers b, under the lock that codes it.
+func nonce(nb *nonceBuf, typ byte, n uint64) []byte {
 	*nb = nonceBuf{}
-	binary.BigEndian.PutUint64(nb[4:], counter)
+	nb[0] = typ
+	binary.BigEndian.PutUint64(nb[4:], n)
 	return nb[:]
 }
 
-// errCounterExhausted stops a sender before its nonce could wrap.
-var errCounterExhausted = errors.New("packet counter exhausted; the room needs a new epoch key")
+// shardNonceNo is a shard's number in its nonce: its block, then its index.
+func shardNonceNo(si wire.ShardInfo) uint64 { return si.Block<<8 | uint64(si.Index) }
+
+// errCounterExhausted stops a sender before a block number or heartbeat
+// counter could wrap; the room needs a new epoch key first, and the host
+// rekeys long before (rekeyPackets).
+var errCounterExhausted = errors.New("block number or heartbeat counter exhausted; the room needs a new epoch key")
 
 // sealShard appends to buf[:0] a shard packet: the headers in clear, as
-// associated data, and the shard sealed.
-func sealShard(buf []byte, nb *nonceBuf, k *epochKey, room [wire.RoomIDLen]byte, counter uint64, si wire.ShardInfo, shard []byte) ([]byte, error) {
-	if counter == ^uint64(0) {
+// associated data, and the shard sealed under the nonce of its block and
+// index.
+func sealShard(buf []byte, nb *nonceBuf, k *epochKey, room [wire.RoomIDLen]byte, si wire.ShardInfo, shard []byte) ([]byte, error) {
+	if si.Block == 0 || si.Block > wire.MaxBlockNo {
 		return nil, errCounterExhausted
 	}
-	b := wire.AppendShardHeader(buf[:0], wire.SealedHeader{Room: room, Epoch: k.epoch, Counter: counter}, si)
-	return k.aead.Seal(b, nonce(nb, counter), shard, b), nil
+	b := wire.AppendShardHeader(buf[:0], wire.SealedHeader{Room: room, Epoch: k.wireEpoch()}, si)
+	return k.aead.Seal(b, nonce(nb, wire.TypeShard, shardNonceNo(si)), shard, b), nil
 }
 
-// sealHeartbeat appends to buf[:0] a sealed heartbeat packet.
+// sealHeartbeat appends to buf[:0] a sealed heartbeat packet. counter must
+// be higher than that of the epoch's heartbeats before it.
 func sealHeartbeat(buf []byte, nb *nonceBuf, k *epochKey, room [wire.RoomIDLen]byte, counter uint64, hb wire.Heartbeat) ([]byte, error) {
-	if counter == ^uint64(0) {
+	if counter == 0 || counter > 1<<32-1 {
 		return nil, errCounterExhausted
 	}
-	b := wire.AppendSealedHeader(buf[:0], wire.SealedHeader{Type: wire.TypeHeartbeat, Room: room, Epoch: k.epoch, Counter: counter})
+	b := wire.AppendHeartbeatHeader(buf[:0], wire.SealedHeader{Room: room, Epoch: k.wireEpoch()}, uint32(counter))
 	var pt [wire.HeartbeatLen]byte
-	return k.aead.Seal(b, nonce(nb, counter), wire.AppendHeartbeat(pt[:0], hb), b), nil
+	return k.aead.Seal(b, nonce(nb, wire.TypeHeartbeat, counter), wire.AppendHeartbeat(pt[:0], hb), b), nil
 }
 
 var errAuth = errors.New("not sealed under the room key")
 
-// openSealed opens a shard or heartbeat packet whose cleartext header is
-// hdrLen bytes long, into scratch[:0].
-func openSealed(scratch []byte, nb *nonceBuf, k *epochKey, h wire.SealedHeader, pkt []byte, hdrLen int) ([]byte, error) {
-	out, err := k.aead.Open(scratch[:0], nonce(nb, h.Counter), pkt[hdrLen:], pkt[:hdrLen])
+// sealed is the cleartext of a shard or heartbeat packet, parsed.
+type sealed struct {
+	wire.SealedHeader
+	shard  wire.ShardInfo // a shard's place in its block
+	hdrLen int            // the cleartext's length: where the ciphertext starts
+	n      uint64         // the nonce's number (nonce): shardNonceNo, or the heartbeat's counter
+}
+
+// parseSealed decodes the cleartext of a shard or heartbeat packet.
+func parseSealed(pkt []byte) (sealed, error) {
+	var s sealed
+	h, err := wire.ParseSealedHeader(pkt)
+	if err != nil {
+		return s, err
+	}
+	s.SealedHeader = h
+	if h.Type == wire.TypeShard {
+		if s.shard, err = wire.ParseShardInfo(pkt); err != nil {
+			return s, err
+		}
+		s.hdrLen, s.n = wire.ShardHeaderLen, shardNonceNo(s.shard)
+		return s, nil
+	}
+	c, err := wire.ParseHeartbeatCounter(pkt)
+	if err != nil {
+		return s, err
+	}
+	s.hdrLen, s.n = wire.HeartbeatHeaderLen, uint64(c)
+	return s, nil
+}
+
+// openSealed opens a shard or heartbeat packet, whose cleartext is s,
+// into scratch[:0].
+func openSealed(scratch []byte, nb *nonceBuf, k *epochKey, s *sealed, pkt []byte) ([]byte, error) {
+	out, err := k.aead.Open(scratch[:0], nonce(nb, s.Type, s.n), pkt[s.hdrLen:], pkt[:s.hdrLen])
 	if err != nil {
 		return scratch[:0], errAuth
 	}
@@ -100,7 +157,7 @@ func openSealed(scratch []byte, nb *nonceBuf, k *epochKey, h wire.SealedHeader, 
 // sealNack appends to buf[:0] a NACK packet sealed under the epoch's NACK
 // key with a random nonce.
 func sealNack(buf []byte, k *epochKey, room [wire.RoomIDLen]byte, body []byte) ([]byte, error) {
-	h := wire.NackHeader{Room: room, Epoch: k.epoch}
+	h := wire.NackHeader{Room: room, Epoch: k.wireEpoch()}
 	if _, err := rand.Read(h.Nonce[:]); err != nil {
 		return nil, err
 	}

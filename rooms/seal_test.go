@@ -43,11 +43,11 @@ func testShard(n int) []byte {
 	return b
 }
 
-func mustSealShard(t testing.TB, k *epochKey, counter uint64, si wire.ShardInfo, shard []byte) []byte {
+func mustSealShard(t testing.TB, k *epochKey, si wire.ShardInfo, shard []byte) []byte {
 	t.Helper()
-	pkt, err := sealShard(nil, new(nonceBuf), k, sealRoom, counter, si, shard)
+	pkt, err := sealShard(nil, new(nonceBuf), k, sealRoom, si, shard)
 	if err != nil {
-		t.Fatalf("sealShard(counter %d) = %v, want nil", counter, err)
+		t.Fatalf("sealShard(%+v) = %v, want nil", si, err)
 	}
 	return pkt
 }
@@ -63,40 +63,31 @@ func mustSealHeartbeat(t testing.TB, k *epochKey, counter uint64, hb wire.Heartb
 
 // openPacket opens a shard or heartbeat packet as a receiver does: it
 // parses the cleartext headers, then opens the rest.
-func openPacket(scratch []byte, k *epochKey, pkt []byte) (wire.SealedHeader, wire.ShardInfo, []byte, error) {
-	var si wire.ShardInfo
-	h, err := wire.ParseSealedHeader(pkt)
+func openPacket(scratch []byte, k *epochKey, pkt []byte) (sealed, []byte, error) {
+	h, err := parseSealed(pkt)
 	if err != nil {
-		return h, si, nil, err
+		return h, nil, err
 	}
-	hdrLen := wire.SealedHeaderLen
-	if h.Type == wire.TypeShard {
-		if si, err = wire.ParseShardInfo(pkt); err != nil {
-			return h, si, nil, err
-		}
-		hdrLen = wire.ShardHeaderLen
-	}
-	pt, err := openSealed(scratch, new(nonceBuf), k, h, pkt, hdrLen)
-	return h, si, pt, err
+	pt, err := openSealed(scratch, new(nonceBuf), k, &h, pkt)
+	return h, pt, err
 }
 
 func TestSealShardOpen(t *testing.T) {
 	k := newTestEpochKey(t, Epoch(3, 1))
 	tests := []struct {
-		name    string
-		counter uint64
-		si      wire.ShardInfo
-		shard   []byte
+		name  string
+		si    wire.ShardInfo
+		shard []byte
 	}{
-		{"first", 0, wire.ShardInfo{Block: 1, Index: 0, K: 1, Sent: 1}, testShard(202)},
-		{"parity", 7, wire.ShardInfo{Block: 9, Index: 5, K: 3, Sent: 4}, testShard(wire.ShardData + 2)},
-		{"empty", 8, wire.ShardInfo{Block: 2, Index: 0, K: 1, Sent: 1}, nil},
-		{"last counter", ^uint64(0) - 1, wire.ShardInfo{Block: ^uint64(0), Index: wire.MaxShards - 1, K: wire.MaxBlockShards, Sent: wire.MaxShards}, testShard(300)},
+		{"first", wire.ShardInfo{Block: 1, Index: 0, K: 1, Sent: 1}, testShard(202)},
+		{"parity", wire.ShardInfo{Block: 9, Index: 5, K: 3, Sent: 4}, testShard(wire.ShardData + 2)},
+		{"empty", wire.ShardInfo{Block: 2, Index: 0, K: 1, Sent: 1}, nil},
+		{"last block", wire.ShardInfo{Block: wire.MaxBlockNo, Index: wire.MaxShards - 1, K: wire.MaxBlockShards, Sent: wire.MaxShards}, testShard(300)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			buf := make([]byte, 0, wire.MaxPacket)
-			pkt, err := sealShard(buf, new(nonceBuf), k, sealRoom, tt.counter, tt.si, tt.shard)
+			pkt, err := sealShard(buf, new(nonceBuf), k, sealRoom, tt.si, tt.shard)
 			if err != nil {
 				t.Fatalf("sealShard = %v, want nil", err)
 			}
@@ -106,15 +97,15 @@ func TestSealShardOpen(t *testing.T) {
 			if len(tt.shard) > 16 && bytes.Contains(pkt, tt.shard[:16]) {
 				t.Errorf("shard packet shows the shard in the clear")
 			}
-			h, si, pt, err := openPacket(nil, k, pkt)
+			h, pt, err := openPacket(nil, k, pkt)
 			if err != nil {
 				t.Fatalf("open(sealShard(…)) = %v, want nil", err)
 			}
-			if want := (wire.SealedHeader{Type: wire.TypeShard, Room: sealRoom, Epoch: k.epoch, Counter: tt.counter}); h != want {
-				t.Errorf("header = %+v, want %+v", h, want)
+			if want := (wire.SealedHeader{Type: wire.TypeShard, Room: sealRoom, Epoch: uint32(k.epoch)}); h.SealedHeader != want {
+				t.Errorf("header = %+v, want %+v", h.SealedHeader, want)
 			}
-			if si != tt.si {
-				t.Errorf("shard info = %+v, want %+v", si, tt.si)
+			if h.shard != tt.si {
+				t.Errorf("shard info = %+v, want %+v", h.shard, tt.si)
 			}
 			if !bytes.Equal(pt, tt.shard) {
 				t.Errorf("opened shard = %x, want %x", pt, tt.shard)
@@ -127,15 +118,15 @@ func TestSealHeartbeatOpen(t *testing.T) {
 	k := newTestEpochKey(t, Epoch(1, 0))
 	for _, hb := range []wire.Heartbeat{{Next: 1}, {Next: 42, LastBlock: 7}, {Next: ^uint64(0), LastBlock: ^uint64(0)}} {
 		pkt := mustSealHeartbeat(t, k, 3, hb)
-		if want := wire.SealedHeaderLen + wire.HeartbeatLen + wire.TagLen; len(pkt) != want {
+		if want := wire.HeartbeatHeaderLen + wire.HeartbeatLen + wire.TagLen; len(pkt) != want {
 			t.Errorf("heartbeat packet of %d bytes, want %d", len(pkt), want)
 		}
-		h, _, pt, err := openPacket(nil, k, pkt)
+		h, pt, err := openPacket(nil, k, pkt)
 		if err != nil {
 			t.Fatalf("open(sealHeartbeat(%+v)) = %v, want nil", hb, err)
 		}
-		if want := (wire.SealedHeader{Type: wire.TypeHeartbeat, Room: sealRoom, Epoch: k.epoch, Counter: 3}); h != want {
-			t.Errorf("header = %+v, want %+v", h, want)
+		if want := (wire.SealedHeader{Type: wire.TypeHeartbeat, Room: sealRoom, Epoch: uint32(k.epoch)}); h.SealedHeader != want || h.n != 3 {
+			t.Errorf("header = %+v, counter %d, want %+v, 3", h.SealedHeader, h.n, want)
 		}
 		got, err := wire.ParseHeartbeat(pt)
 		if err != nil || got != hb {
@@ -148,37 +139,35 @@ func TestSealHeartbeatOpen(t *testing.T) {
 // sealed shard and heartbeat: the packet as received, headers parsed from
 // it, must fail to open. Opening it with the header of the unflipped
 // packet must fail too: the whole cleartext header is associated data.
+// A flipped block number, index or heartbeat counter also names another
+// nonce.
 func TestSealedRejectsEveryFlip(t *testing.T) {
 	k := newTestEpochKey(t, 1)
 	pkts := map[string][]byte{
-		"shard":     mustSealShard(t, k, 5, wire.ShardInfo{Block: 2, Index: 1, K: 2, Sent: 3}, testShard(300)),
+		"shard":     mustSealShard(t, k, wire.ShardInfo{Block: 2, Index: 1, K: 2, Sent: 3}, testShard(300)),
 		"heartbeat": mustSealHeartbeat(t, k, 6, wire.Heartbeat{Next: 10, LastBlock: 2}),
 	}
 	scratch := make([]byte, 0, wire.MaxPacket)
 	for name, pkt := range pkts {
 		t.Run(name, func(t *testing.T) {
-			h0, err := wire.ParseSealedHeader(pkt)
+			h0, err := parseSealed(pkt)
 			if err != nil {
 				t.Fatal(err)
-			}
-			hdrLen := wire.SealedHeaderLen
-			if h0.Type == wire.TypeShard {
-				hdrLen = wire.ShardHeaderLen
 			}
 			for i := range pkt {
 				for _, x := range []byte{0x01, 0x80, 0xff} {
 					m := bytes.Clone(pkt)
 					m[i] ^= x
-					if _, err := openSealed(scratch, new(nonceBuf), k, h0, m, hdrLen); !errors.Is(err, errAuth) {
+					if _, err := openSealed(scratch, new(nonceBuf), k, &h0, m); !errors.Is(err, errAuth) {
 						t.Errorf("openSealed(byte %d ^ %#x) = %v, want %v", i, x, err, errAuth)
 					}
 					// As received: the header may no longer parse, which
 					// rejects the packet before any opening.
-					h, err := wire.ParseSealedHeader(m)
+					h, err := parseSealed(m)
 					if err != nil || h.Type != h0.Type {
 						continue
 					}
-					if _, err := openSealed(scratch, new(nonceBuf), k, h, m, hdrLen); !errors.Is(err, errAuth) {
+					if _, err := openSealed(scratch, new(nonceBuf), k, &h, m); !errors.Is(err, errAuth) {
 						t.Errorf("openSealed(parsed, byte %d ^ %#x) = %v, want %v", i, x, err, errAuth)
 					}
 				}
@@ -191,10 +180,10 @@ func TestSealedRejectsOutsiders(t *testing.T) {
 	k := newTestEpochKey(t, 1)
 	other := newTestEpochKey(t, 1) // the same epoch number, another key
 	si := wire.ShardInfo{Block: 1, Index: 0, K: 1, Sent: 1}
-	shard := mustSealShard(t, k, 1, si, testShard(100))
+	shard := mustSealShard(t, k, si, testShard(100))
 	hb := mustSealHeartbeat(t, k, 2, wire.Heartbeat{Next: 1})
 
-	random := wire.AppendShardHeader(nil, wire.SealedHeader{Room: sealRoom, Epoch: k.epoch, Counter: 5}, si)
+	random := wire.AppendShardHeader(nil, wire.SealedHeader{Room: sealRoom, Epoch: uint32(k.epoch)}, si)
 	random = append(random, make([]byte, 100)...)
 	if _, err := rand.Read(random[wire.ShardHeaderLen:]); err != nil {
 		t.Fatal(err)
@@ -206,56 +195,98 @@ func TestSealedRejectsOutsiders(t *testing.T) {
 	}{
 		{"random bytes", k, random},
 		{"bare tag", k, random[:wire.ShardHeaderLen+wire.TagLen]},
-		{"shard sealed under another key", k, mustSealShard(t, other, 1, si, testShard(100))},
+		{"shard sealed under another key", k, mustSealShard(t, other, si, testShard(100))},
 		{"shard opened with another key", other, shard},
 		{"heartbeat sealed under another key", k, mustSealHeartbeat(t, other, 2, wire.Heartbeat{Next: 1})},
 		{"heartbeat opened with another key", other, hb},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if _, _, _, err := openPacket(nil, tt.k, tt.pkt); !errors.Is(err, errAuth) {
+			if _, _, err := openPacket(nil, tt.k, tt.pkt); !errors.Is(err, errAuth) {
 				t.Errorf("open = %v, want %v", err, errAuth)
 			}
 		})
 	}
+}
 
-	// A heartbeat is no shard: read with a shard's header length, its
-	// associated data and ciphertext are cut elsewhere.
-	h, err := wire.ParseSealedHeader(hb)
-	if err != nil {
-		t.Fatal(err)
+// TestSealedNonceDomains: a shard and a heartbeat whose numbers coincide
+// (block 0, index 2 and counter 2 would, were they one domain; block 1,
+// index 0 is 256) never share a nonce, and a heartbeat cut as a shard, or
+// a shard as a heartbeat, does not open.
+func TestSealedNonceDomains(t *testing.T) {
+	var bs, bh nonceBuf
+	si := wire.ShardInfo{Block: 1, Index: 0, K: 1, Sent: 1}
+	if ns, nh := nonce(&bs, wire.TypeShard, shardNonceNo(si)), nonce(&bh, wire.TypeHeartbeat, shardNonceNo(si)); bytes.Equal(ns, nh) {
+		t.Errorf("shard and heartbeat nonce of number %d are both %x", shardNonceNo(si), ns)
 	}
-	if _, err := openSealed(nil, new(nonceBuf), k, h, hb, wire.ShardHeaderLen); !errors.Is(err, errAuth) {
+	// Every (block, index) has its own number.
+	seen := map[uint64]wire.ShardInfo{}
+	for _, b := range []uint64{1, 2, 255, 256, wire.MaxBlockNo - 1, wire.MaxBlockNo} {
+		for _, i := range []uint8{0, 1, wire.MaxShards - 1, 255} {
+			si := wire.ShardInfo{Block: b, Index: i}
+			if o, ok := seen[shardNonceNo(si)]; ok {
+				t.Errorf("shards %+v and %+v share nonce number %d", si, o, shardNonceNo(si))
+			}
+			seen[shardNonceNo(si)] = si
+		}
+	}
+
+	k := newTestEpochKey(t, 1)
+	shard := mustSealShard(t, k, si, testShard(100))
+	hb := mustSealHeartbeat(t, k, 256, wire.Heartbeat{Next: 1})
+	// The heartbeat with the shard's header length and number, and the
+	// other way round.
+	asShard := sealed{SealedHeader: wire.SealedHeader{Type: wire.TypeShard}, hdrLen: wire.ShardHeaderLen, n: 256}
+	if _, err := openSealed(nil, new(nonceBuf), k, &asShard, hb); !errors.Is(err, errAuth) {
 		t.Errorf("openSealed(heartbeat as shard) = %v, want %v", err, errAuth)
+	}
+	asHeartbeat := sealed{SealedHeader: wire.SealedHeader{Type: wire.TypeHeartbeat}, hdrLen: wire.HeartbeatHeaderLen, n: 256}
+	if _, err := openSealed(nil, new(nonceBuf), k, &asHeartbeat, shard); !errors.Is(err, errAuth) {
+		t.Errorf("openSealed(shard as heartbeat) = %v, want %v", err, errAuth)
+	}
+}
+
+// TestSealShardRepairIdentical: a shard sealed again, as a repair, is the
+// same packet, bytes and all: its nonce is repeated only with the same
+// plaintext and associated data (seal.go, nonce).
+func TestSealShardRepairIdentical(t *testing.T) {
+	k := newTestEpochKey(t, Epoch(2, 5))
+	si := wire.ShardInfo{Block: 77, Index: 4, K: 3, Sent: 4}
+	first := mustSealShard(t, k, si, testShard(500))
+	if again := mustSealShard(t, k, si, testShard(500)); !bytes.Equal(again, first) {
+		t.Errorf("shard sealed again = %x, want the first packet %x", again, first)
 	}
 }
 
 func TestSealCounterExhausted(t *testing.T) {
 	k := newTestEpochKey(t, 1)
 	buf := make([]byte, 0, wire.MaxPacket)
-	si := wire.ShardInfo{Block: 1, Index: 0, K: 1, Sent: 1}
-	if pkt, err := sealShard(buf, new(nonceBuf), k, sealRoom, ^uint64(0), si, testShard(10)); !errors.Is(err, errCounterExhausted) || pkt != nil {
-		t.Errorf("sealShard(counter 2^64-1) = %x, %v, want nil, %v", pkt, err, errCounterExhausted)
+	for _, b := range []uint64{0, wire.MaxBlockNo + 1, ^uint64(0)} {
+		si := wire.ShardInfo{Block: b, Index: 0, K: 1, Sent: 1}
+		if pkt, err := sealShard(buf, new(nonceBuf), k, sealRoom, si, testShard(10)); !errors.Is(err, errCounterExhausted) || pkt != nil {
+			t.Errorf("sealShard(block %d) = %x, %v, want nil, %v", b, pkt, err, errCounterExhausted)
+		}
 	}
-	if pkt, err := sealHeartbeat(buf, new(nonceBuf), k, sealRoom, ^uint64(0), wire.Heartbeat{Next: 1}); !errors.Is(err, errCounterExhausted) || pkt != nil {
-		t.Errorf("sealHeartbeat(counter 2^64-1) = %x, %v, want nil, %v", pkt, err, errCounterExhausted)
+	for _, c := range []uint64{0, 1 << 32, ^uint64(0)} {
+		if pkt, err := sealHeartbeat(buf, new(nonceBuf), k, sealRoom, c, wire.Heartbeat{Next: 1}); !errors.Is(err, errCounterExhausted) || pkt != nil {
+			t.Errorf("sealHeartbeat(counter %d) = %x, %v, want nil, %v", c, pkt, err, errCounterExhausted)
+		}
 	}
-	// The counter before it is the last one used, and its nonce is its own.
-	last := mustSealShard(t, k, ^uint64(0)-1, si, testShard(10))
-	h, err := wire.ParseSealedHeader(last)
-	if err != nil || h.Counter != ^uint64(0)-1 {
-		t.Errorf("last counter = %d, %v, want %d", h.Counter, err, ^uint64(0)-1)
+	// The last block and counter are used, with nonces of their own.
+	h, _, err := openPacket(nil, k, mustSealShard(t, k, wire.ShardInfo{Block: wire.MaxBlockNo, Index: 0, K: 1, Sent: 1}, testShard(10)))
+	if err != nil || h.shard.Block != wire.MaxBlockNo {
+		t.Errorf("last block = %d, %v, want %d", h.shard.Block, err, uint64(wire.MaxBlockNo))
 	}
-	var b0, bl nonceBuf
-	if n0, nl := nonce(&b0, 0), nonce(&bl, ^uint64(0)-1); bytes.Equal(n0, nl) {
-		t.Errorf("nonce(0) = nonce(2^64-2) = %x", n0)
+	h, _, err = openPacket(nil, k, mustSealHeartbeat(t, k, 1<<32-1, wire.Heartbeat{Next: 1}))
+	if err != nil || h.n != 1<<32-1 {
+		t.Errorf("last heartbeat counter = %d, %v, want %d", h.n, err, uint64(1<<32-1))
 	}
 }
 
 func TestSealShardReusesBuffer(t *testing.T) {
 	k := newTestEpochKey(t, 1)
 	buf := make([]byte, 0, wire.MaxPacket)
-	pkt, err := sealShard(buf, new(nonceBuf), k, sealRoom, 1, wire.ShardInfo{Block: 1, K: 1, Sent: 1}, testShard(300))
+	pkt, err := sealShard(buf, new(nonceBuf), k, sealRoom, wire.ShardInfo{Block: 1, K: 1, Sent: 1}, testShard(300))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -263,7 +294,7 @@ func TestSealShardReusesBuffer(t *testing.T) {
 		t.Errorf("sealShard allocated although cap(buf) = %d sufficed", cap(buf))
 	}
 	scratch := make([]byte, 0, wire.MaxPacket)
-	_, _, pt, err := openPacket(scratch, k, pkt)
+	_, pt, err := openPacket(scratch, k, pkt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -318,8 +349,8 @@ func TestSealNackOpen(t *testing.T) {
 	if err != nil {
 		t.Fatalf("openNack(sealNack(…)) = %v, want nil", err)
 	}
-	if h.Room != sealRoom || h.Epoch != k.epoch {
-		t.Errorf("header = room %x epoch %d, want %x, %d", h.Room, h.Epoch, sealRoom, k.epoch)
+	if h.Room != sealRoom || h.Epoch != uint32(k.epoch) {
+		t.Errorf("header = room %x epoch %d, want %x, %d", h.Room, h.Epoch, sealRoom, uint32(k.epoch))
 	}
 	if got.KeyID != want.KeyID || got.Session != want.Session || got.Counter != want.Counter || !slices.Equal(got.Entries, want.Entries) {
 		t.Errorf("openNack = %+v, want %+v", got, *want)
@@ -545,10 +576,8 @@ func BenchmarkSealShard(b *testing.B) {
 	var nb nonceBuf
 	b.SetBytes(int64(len(shard)))
 	b.ReportAllocs()
-	var counter uint64
 	for b.Loop() {
-		counter++
-		if _, err := sealShard(buf, &nb, k, sealRoom, counter, benchShardInfo(), shard); err != nil {
+		if _, err := sealShard(buf, &nb, k, sealRoom, benchShardInfo(), shard); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -557,8 +586,8 @@ func BenchmarkSealShard(b *testing.B) {
 func BenchmarkOpenSealed(b *testing.B) {
 	k := newTestEpochKey(b, 1)
 	shard := testShard(300)
-	pkt := mustSealShard(b, k, 1, benchShardInfo(), shard)
-	h, err := wire.ParseSealedHeader(pkt)
+	pkt := mustSealShard(b, k, benchShardInfo(), shard)
+	h, err := parseSealed(pkt)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -567,7 +596,7 @@ func BenchmarkOpenSealed(b *testing.B) {
 	b.SetBytes(int64(len(shard)))
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := openSealed(scratch, &nb, k, h, pkt, wire.ShardHeaderLen); err != nil {
+		if _, err := openSealed(scratch, &nb, k, &h, pkt); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -617,7 +646,7 @@ func TestNackVector(t *testing.T) {
 	for i := range key {
 		key[i] = 0x42
 	}
-	k, err := newEpochKey(1<<32, key)
+	k, err := newEpochKey(Epoch(1, 2), key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -630,16 +659,16 @@ func TestNackVector(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := wire.NackHeader{Room: [wire.RoomIDLen]byte{0xf8, 0x15, 0xee, 0xce, 0xf1, 0x4f, 0x5e, 0xc0}, Epoch: k.epoch}
+	h := wire.NackHeader{Room: [wire.RoomIDLen]byte{0xf8, 0x15, 0xee, 0xce, 0xf1, 0x4f, 0x5e, 0xc0}, Epoch: k.wireEpoch()}
 	for i := range h.Nonce {
 		h.Nonce[i] = byte(i)
 	}
 	b := wire.AppendNackHeader(nil, h)
 	pkt := k.nack.Seal(b, h.Nonce[:], body, b[:wire.NackHeaderLen])
-	const want = "4d440305f815eecef14f5ec00000000100000000" +
+	const want = "4d440405f815eecef14f5ec000000002" +
 		"000102030405060708090a0b0c0d0e0f1011121314151617" +
 		"2a545fd86f759b26557667c73d2268d0ecf551337144ba416bcf4437b5e04f3f95e2" + // sealed
-		"3c3cee8ca063a71f73b62450195e48f1" // tag
+		"83268a0bdf67a6987538f46d24456c50" // tag
 	if got := hex.EncodeToString(pkt); got != want {
 		t.Errorf("NACK vector (%d bytes) =\n%s\nbody %x\nwant\n%s", len(pkt), got, body, want)
 	}
@@ -675,14 +704,14 @@ func TestBatchVector(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const wantBatch = "0000000000000001 01 01 56475aa75463474c 05616c696365 01 00 0002 6869"
+	const wantBatch = "0000000000000001 01 01 56475aa75463474c 05616c696365 11 00 6869"
 	sig := hex.EncodeToString(batch[len(batch)-wire.SigLen:])
 	if got := hex.EncodeToString(batch[:len(batch)-wire.SigLen]); got != strings.ReplaceAll(wantBatch, " ", "") {
 		t.Errorf("batch body = %s, want %s", got, wantBatch)
 	}
 	const wantSig = "" +
-		"bc636554151833b7fa993222891b9bf1fd373dbea98318256ba8aef268a0c0b5" +
-		"9b22f14676883be6929f00b4b82aa610fb2459f40ac086f4045aef9f5224fe06"
+		"17aeecd2a929444e4f5d94d7a68fd807ccc02ba28a016bf41d8123ba4ec3e320" +
+		"f35cd19ab6711b08ea56d7830b424e050a85c0808eb7f205b4679ca995c31809"
 	if sig != wantSig {
 		t.Errorf("batch signature = %s, want %s", sig, wantSig)
 	}
@@ -691,8 +720,8 @@ func TestBatchVector(t *testing.T) {
 		t.Fatal(err)
 	}
 	const wantBlockSig = "" +
-		"4787dd74cf468cfc91560bb7db4996f5d0584b3432124df21edc134b81ef5c7f" +
-		"d50d7f2be862d5e9c9b65d1a395751a77c3960e002b588129ed38f0eb27cff03"
+		"550c457d4fe20c3e4194dd6455cb6023845904da34b933eeb2a783bc82fba900" +
+		"864bdaaf7d19de2f356d3ac756ef0aabb2ca669c5685bcb08f84281f968e4f0f"
 	if got := hex.EncodeToString(block[len(block)-wire.BlockSigLen : len(block)-1]); got != wantBlockSig || block[len(block)-1] != wire.AuthSig {
 		t.Errorf("block signature = %s, kind %d, want %s, kind %d", got, block[len(block)-1], wantBlockSig, wire.AuthSig)
 	}
@@ -704,16 +733,16 @@ func TestBatchVector(t *testing.T) {
 	for i := range key {
 		key[i] = 0x42
 	}
-	ek, err := newEpochKey(1<<32, key)
+	ek, err := newEpochKey(Epoch(1, 2), key)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var nb nonceBuf
 	for i, want := range []string{
-		"4d440303f815eecef14f5ec0000000010000000000000000000000010000000000000001000101105f69234362d57529698b86902d268c4e361717aec27e6927194a694d5c73e7e60b47a7ae96157ff9869bb427f2e0e8cecdb6389f668d9cae12ba4f87ffd0538d4ba5eb36564030b704dd3ea7c51f94a63548ef96ff8b854cce88e770484a2a5ab5cd7f49b07db65519c2045bec53d617dd24",
-		"4d440303f815eecef14f5ec0000000010000000000000000000000020000000000000001010101ca88bf13701fb3801accd4f516069fb253bc86b90371b61870da50ee051390b0ed64be57a1463d1d019e9792bee015709075e0a06b61b9c8cc326eb7f464296b1bfc954e35977afef2fdaefba6cad0c18fc4923d462059e4920e10ebc8da5d5d238c96288d86750ef338f9a23709d47a6f39a6",
+		"4d440403f815eecef14f5ec00000000200000001000101bb667914872041752f7eec2c27645545dea680a47e4e0f0b277fbd0345b06ec851a0c7de4bbe18e7c056fcb3dafe7b80e34836b86abafb9d9f2338d41c1e6be3eaa085577e37c72ea831ea782ffce63407913f40b8598f4e683aacfd9d4d9831aa46304dcb6022b19f57344e37f444b545",
+		"4d440403f815eecef14f5ec00000000200000001010101bdc7b7b1cba00e56ae6d81ff4f2cc0c3842a05fe35f60cc5fc81019690d2c389deb73f13c615c2eb8aa61d7ae097832fa923c0ab10f7ea81bb45af1c3c54c2076f4f080e69959e77d8c8d81067a4b1961260b8026dd65683121c37213b08b554fc429646ff9bf4c0a9a9b526df9076a81c",
 	} {
-		pkt, err := sealShard(nil, &nb, ek, room, uint64(i+1), wire.ShardInfo{Block: 1, Index: uint8(i), K: 1, Sent: 1}, shards[i])
+		pkt, err := sealShard(nil, &nb, ek, room, wire.ShardInfo{Block: 1, Index: uint8(i), K: 1, Sent: 1}, shards[i])
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -721,9 +750,9 @@ func TestBatchVector(t *testing.T) {
 			t.Errorf("shard %d (%d bytes) = %s, want %s", i, len(pkt), got, want)
 		}
 	}
-	const wantHeartbeat = "4d440304f815eecef14f5ec0" + "0000000100000000" + "0000000000000003" +
-		"f6f1632f7fc1f7193d6557b19cb1e2be" + // sealed
-		"5f2098d88b182bee7ca0dbe2dd93c27d" // tag
+	const wantHeartbeat = "4d440404f815eecef14f5ec0" + "00000002" + "00000003" +
+		"7e7ad4e9434713fa47a764fb013dda40" + // sealed
+		"d1c90a37109a0c9e7bf84f36a2710cb3" // tag
 	pkt, err := sealHeartbeat(nil, &nb, ek, room, 3, wire.Heartbeat{Next: 2, LastBlock: 1})
 	if err != nil {
 		t.Fatal(err)
@@ -748,11 +777,11 @@ func TestAnnounceVector(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const want = "4d4403010000000100000001" +
+	const want = "4d4404010000000100000001" +
 		"03a107bff3ce10be1d70dd18e74bc09967e4d6309ba50d5f1ddc8664125531b8" +
 		"001e04efff4ece1e170767656e6572616c01040a0000011e1600" +
-		"2cf363ca919078e5ac4978f942efc46d08e010dbf41ac87507f7f0276dcd8451" +
-		"15789d2972abc59999db96c10dc5d8273ffb4317b3b5d04649d5e90744e5b603"
+		"4795f5514325de7a4b07eca3bfefcfc3d9e153ac34ecf0ab7a5bd0133b5197dc" +
+		"08286e1e6649ed0d72fbd717a6e879fb0d5fdb23521655832ab759813e555c05"
 	if got := hex.EncodeToString(b); got != want {
 		t.Errorf("announcement (%d bytes) = %s, want %s", len(b), got, want)
 	}

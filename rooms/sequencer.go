@@ -95,7 +95,8 @@ const (
 	receiptWatches = 64
 	// An epoch key is replaced after rekeyPackets packets or rekeyAge,
 	// whichever comes first, so that a key that leaked stops being
-	// useful, and well before its nonce counter could run out.
+	// useful, and long before its 32-bit block numbers and heartbeat
+	// counters, which make the nonces (seal.go), could run out.
 	rekeyPackets = 1 << 24
 	rekeyAge     = time.Hour
 	// memberIdle ends the session of a member that sent nothing, not even
@@ -132,7 +133,7 @@ type Sequencer struct {
 	mu         sync.Mutex
 	key        *epochKey
 	rekeys     uint32
-	counter    uint64 // packets sealed under key
+	counter    uint64 // packets sealed under key; a heartbeat's nonce (sealHeartbeat)
 	next       uint64 // the next sequence number to assign
 	reserved   uint64 // sequence numbers below this are reserved on disk
 	pending    []wire.Record
@@ -660,6 +661,9 @@ func (s *Sequencer) sendBlockLocked() {
 	shards, k, err := encodeBlockTo(sb.shards, payload)
 	s.open = payload[:0] // the signature or MACs may have grown it
 	if err != nil {
+		// The old block's shards may be half overwritten: repairing it
+		// would seal other bytes under its shards' nonces (seal.go).
+		s.blocks[(s.block+1)%sentBlocks] = nil
 		s.host.log.Error("cannot encode block", "room", s.ref, "err", err)
 		return
 	}
@@ -733,7 +737,7 @@ func (s *Sequencer) answerLocked() {
 // queued, 0 if it queued nothing.
 func (s *Sequencer) sendShardLocked(sb *sentBlock, i int) int {
 	s.counter++
-	pkt, err := sealShard(s.packetBufLocked(), &s.nonce, s.key, s.id, s.counter, wire.ShardInfo{
+	pkt, err := sealShard(s.packetBufLocked(), &s.nonce, s.key, s.id, wire.ShardInfo{
 		Block: sb.no, Index: uint8(i), K: uint8(sb.k), Sent: uint8(sb.sent),
 	}, sb.shards[i])
 	if err != nil {
@@ -752,7 +756,9 @@ func (s *Sequencer) tick(now time.Time) {
 	if s.closed {
 		return
 	}
-	if len(s.members) > 0 && (s.counter > rekeyPackets || now.Sub(s.rotatedAt) > rekeyAge) {
+	// A room without members rekeys too, by count: its block numbers
+	// and heartbeat counters must not wrap.
+	if s.counter > rekeyPackets || len(s.members) > 0 && now.Sub(s.rotatedAt) > rekeyAge {
 		s.rotateLocked()
 	}
 	if now.Sub(s.lastFlush) > quietBlocks && s.blocks[s.block%sentBlocks] != nil {
@@ -783,7 +789,7 @@ func (s *Sequencer) HandleNack(pkt []byte) {
 	}
 	s.mu.Lock()
 	defer s.unlock()
-	if h.Epoch != s.key.epoch {
+	if h.Epoch != s.key.wireEpoch() {
 		st.DataBadEpoch.Add(1)
 		return
 	}

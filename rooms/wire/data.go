@@ -13,9 +13,9 @@ const RoomIDLen = 8
 // member's Ed25519 key, naming who sent a record.
 const KeyIDLen = 8
 
-// SealedHeaderLen is the length of the cleartext header of a packet the
-// host seals under the room's epoch key.
-const SealedHeaderLen = HeaderLen + RoomIDLen + 8 + 8
+// SealedHeaderLen is the length of the cleartext header every packet the
+// host seals under the room's epoch key begins with.
+const SealedHeaderLen = HeaderLen + RoomIDLen + 4
 
 // TagLen is the length of the ChaCha20-Poly1305 tag after a ciphertext.
 const TagLen = 16
@@ -25,21 +25,29 @@ const TagLen = 16
 //
 //	 0  header (TypeShard or TypeHeartbeat)  4 bytes
 //	 4  room id                             8 bytes
-//	12  key epoch                           uint64
-//	20  packet counter                      uint64, the AEAD nonce, unique per epoch
+//	12  key epoch                           uint32: the low half of the epoch (see below)
+//
+// The nonce is not on the wire: a shard's is its place in its block
+// (ShardInfo), a heartbeat's its counter (HeartbeatHeaderLen), each in a
+// domain of its own (docs/PROTOCOL.md §4.3).
+//
+// A key's epoch is 64 bits (the host's boot, its rekeys since), and the
+// session's Welcome and Rekey frames carry all of it; the packets carry
+// its low half, which tells a member's key from the one before and after
+// it. Two boots' epochs can share a low half, but a host's restart ends
+// every session, and a packet under a key the member does not hold fails
+// to open.
 type SealedHeader struct {
-	Type    byte
-	Room    [RoomIDLen]byte
-	Epoch   uint64
-	Counter uint64
+	Type  byte
+	Room  [RoomIDLen]byte
+	Epoch uint32
 }
 
 // AppendSealedHeader appends h to b.
 func AppendSealedHeader(b []byte, h SealedHeader) []byte {
 	b = appendHeader(b, h.Type)
 	b = append(b, h.Room[:]...)
-	b = appendU64(b, h.Epoch)
-	return appendU64(b, h.Counter)
+	return appendU32(b, h.Epoch)
 }
 
 // ParseSealedHeader decodes the header of a shard or heartbeat packet.
@@ -58,8 +66,7 @@ func ParseSealedHeader(b []byte) (SealedHeader, error) {
 	}
 	h.Type = typ
 	copy(h.Room[:], b[HeaderLen:])
-	h.Epoch = binary.BigEndian.Uint64(b[HeaderLen+RoomIDLen:])
-	h.Counter = binary.BigEndian.Uint64(b[HeaderLen+RoomIDLen+8:])
+	h.Epoch = binary.BigEndian.Uint32(b[HeaderLen+RoomIDLen:])
 	return h, nil
 }
 
@@ -79,36 +86,43 @@ const MaxBlock = MaxBlockShards * ShardData
 // signature of the host's over them all: a member checks one signature a
 // block, not one a batch (a busy room's block holds several), and the air
 // carries one.
-const BlockContext = "meshd block v3 "
+const BlockContext = "meshd block v4 "
 
 // ShardHeaderLen is the length of a shard packet's cleartext header, all
 // of which is the AEAD's associated data.
-const ShardHeaderLen = SealedHeaderLen + 8 + 3
+const ShardHeaderLen = SealedHeaderLen + 4 + 3
+
+// MaxBlockNo is the highest block number a shard can carry. A host moves
+// to a new epoch key, whose blocks count from 1 again, long before (§4.3).
+const MaxBlockNo = 1<<32 - 1
 
 // ShardInfo places a shard in its block. It follows the sealed header.
 //
-//	28  block number   uint64, counting from 1 within the epoch
-//	36  index          uint8: 0..K-1 data shards, K.. parity shards
-//	37  K              uint8: data shards of the block, 1..MaxBlockShards
-//	38  sent           uint8: shards sent at first, before any repair (K + proactive parity)
-//	39  ciphertext of the shard, then the tag
+//	16  block number   uint32, counting from 1 within the epoch
+//	20  index          uint8: 0..K-1 data shards, K.. parity shards
+//	21  K              uint8: data shards of the block, 1..MaxBlockShards
+//	22  sent           uint8: shards sent at first, before any repair (K + proactive parity)
+//	23  ciphertext of the shard, then the tag
 //
 // A block is one or more batches, each behind its length and without its
 // signature (see AppendBlockBatch), then the host's signature over them
-// (BlockContext) or its members' tags (AppendBlockTags), cut into K equal
-// data shards; any K of its shards rebuild it.
+// (BlockContext) or its members' MACs (AppendBlockMACs), cut into K
+// equal data shards; any K of its shards rebuild it. The shard's nonce is
+// its block and index (§4.3): every copy of a shard, first or repair, is
+// the same packet.
 type ShardInfo struct {
-	Block uint64
+	Block uint64 // at most MaxBlockNo
 	Index uint8
 	K     uint8
 	Sent  uint8
 }
 
-// AppendShardHeader appends a shard packet's header to b.
+// AppendShardHeader appends a shard packet's header to b. The caller
+// keeps si.Block at most MaxBlockNo.
 func AppendShardHeader(b []byte, h SealedHeader, si ShardInfo) []byte {
 	h.Type = TypeShard
 	b = AppendSealedHeader(b, h)
-	b = appendU64(b, si.Block)
+	b = appendU32(b, uint32(si.Block))
 	return append(b, si.Index, si.K, si.Sent)
 }
 
@@ -119,8 +133,8 @@ func ParseShardInfo(b []byte) (ShardInfo, error) {
 	if len(b) < ShardHeaderLen+TagLen {
 		return si, ErrShort
 	}
-	si.Block = binary.BigEndian.Uint64(b[SealedHeaderLen:])
-	si.Index, si.K, si.Sent = b[SealedHeaderLen+8], b[SealedHeaderLen+9], b[SealedHeaderLen+10]
+	si.Block = uint64(binary.BigEndian.Uint32(b[SealedHeaderLen:]))
+	si.Index, si.K, si.Sent = b[SealedHeaderLen+4], b[SealedHeaderLen+5], b[SealedHeaderLen+6]
 	switch {
 	case si.Block == 0 || si.K == 0 || si.K > MaxBlockShards || si.Index >= MaxShards:
 		return si, fmt.Errorf("shard: %w: block %d index %d of k %d", ErrInvalid, si.Block, si.Index, si.K)
@@ -158,9 +172,36 @@ func NextBlockBatch(b []byte) (body, rest []byte, err error) {
 // HeartbeatLen is the length of a heartbeat's plaintext.
 const HeartbeatLen = 16
 
+// HeartbeatHeaderLen is the length of a heartbeat packet's cleartext
+// header, the sealed header and then the heartbeat's counter, all of it
+// the AEAD's associated data:
+//
+//	16  counter   uint32 ≥ 1, higher than the epoch's heartbeats before it: the nonce
+//	20  ciphertext of the plaintext, then the tag
+const HeartbeatHeaderLen = SealedHeaderLen + 4
+
+// AppendHeartbeatHeader appends a heartbeat packet's header to b.
+func AppendHeartbeatHeader(b []byte, h SealedHeader, counter uint32) []byte {
+	h.Type = TypeHeartbeat
+	return appendU32(AppendSealedHeader(b, h), counter)
+}
+
+// ParseHeartbeatCounter decodes the counter of a packet whose sealed
+// header says it is a heartbeat.
+func ParseHeartbeatCounter(b []byte) (uint32, error) {
+	if len(b) < HeartbeatHeaderLen+TagLen {
+		return 0, ErrShort
+	}
+	c := binary.BigEndian.Uint32(b[SealedHeaderLen:])
+	if c == 0 {
+		return 0, fmt.Errorf("heartbeat: %w: counter 0", ErrInvalid)
+	}
+	return c, nil
+}
+
 // Heartbeat is what a host multicasts when a room is idle, so that a
 // member that lost the tail of the stream learns of it. Its plaintext,
-// sealed after the sealed header:
+// sealed after the heartbeat header:
 //
 //	next sequence number   uint64: the next the host will assign
 //	last block             uint64: the newest block of this epoch, 0 if none
@@ -182,20 +223,27 @@ func ParseHeartbeat(b []byte) (Heartbeat, error) {
 	return Heartbeat{Next: binary.BigEndian.Uint64(b), LastBlock: binary.BigEndian.Uint64(b[8:])}, nil
 }
 
-// Record kinds. ONLY APPEND.
+// Record kinds. ONLY APPEND, and at most MaxKind: a record carries its
+// kind in the low three bits of its head (Record).
 const (
 	KindMessage = 1 // a chat line
 	KindJoin    = 2 // a member joined; Text is empty
 	KindPart    = 3 // a member left; Text is empty
+	MaxKind     = 7
 )
 
 // Record is one sequenced event of a room. In a batch, its sender (key id
 // and nick) is an index into the batch's sender table, so that a busy
 // room's lines do not each carry their author's 8-byte key id and nick:
 //
-//	kind    uint8
+//	head    uvarint, 1 to 3 bytes: length of text × 8 + kind (1..MaxKind), text ≤ MaxText bytes
 //	sender  uint8: index into the batch's senders
-//	text    uint16 length, ≤ MaxText bytes
+//	text
+//
+// A 200-byte line is then a 203-byte record, and a line of up to 15
+// bytes costs 2 beyond its text. The head is the shortest uvarint
+// (encoding/binary's, little-endian groups of 7 bits) of its value;
+// a decoder rejects longer ones, which would be a second encoding.
 type Record struct {
 	Kind  byte
 	KeyID [KeyIDLen]byte // who it is from
@@ -230,9 +278,10 @@ type Batch struct {
 }
 
 // BatchContext begins the signature context of a batch. It names the
-// batch format: v1 batches carried the key id and nick in every record, and
-// a batch of one format cannot verify as the other.
-const BatchContext = "meshd batch v2 "
+// batch format: v1 batches carried the key id and nick in every record,
+// v2 a record's kind and length in 3 fixed bytes, and a batch of one
+// format cannot verify as another.
+const BatchContext = "meshd batch v3 "
 
 // MaxRecords bounds the records in one batch.
 const MaxRecords = 255
@@ -243,7 +292,7 @@ const MaxBatch = 24 << 10
 // RecordLen is how many bytes rec adds to a batch body: its record, and
 // if newSender, its sender's entry in the sender table.
 func RecordLen(rec *Record, newSender bool) int {
-	n := 1 + 1 + 2 + len(rec.Text)
+	n := recordHeadLen(len(rec.Text)) + 1 + len(rec.Text)
 	if newSender {
 		n += KeyIDLen + 1 + len(rec.Nick)
 	}
@@ -272,7 +321,7 @@ func AppendBatchBody(b []byte, first uint64, recs []Record) ([]byte, error) {
 	n := 0
 	for i := range recs {
 		r := &recs[i]
-		if r.Kind == 0 || len(r.Nick) > MaxNick || len(r.Text) > MaxText {
+		if r.Kind == 0 || r.Kind > MaxKind || len(r.Nick) > MaxNick || len(r.Text) > MaxText {
 			return b[:start], fmt.Errorf("%w: record %d", ErrInvalid, i)
 		}
 		s := 0
@@ -290,8 +339,8 @@ func AppendBatchBody(b []byte, first uint64, recs []Record) ([]byte, error) {
 	b[start+9] = byte(n)
 	for i := range recs {
 		r := &recs[i]
-		b = append(b, r.Kind, of[i])
-		b = appendU16(b, uint16(len(r.Text)))
+		b = binary.AppendUvarint(b, uint64(len(r.Text))<<3|uint64(r.Kind))
+		b = append(b, of[i])
 		b = append(b, r.Text...)
 	}
 	if len(b)-start+SigLen > MaxBatch {
@@ -299,6 +348,22 @@ func AppendBatchBody(b []byte, first uint64, recs []Record) ([]byte, error) {
 	}
 	return b, nil
 }
+
+// recordHeadLen is the length of the head of a record with text of n
+// bytes.
+func recordHeadLen(n int) int {
+	switch v := n << 3; {
+	case v < 1<<7:
+		return 1
+	case v < 1<<14:
+		return 2
+	}
+	return 3
+}
+
+// maxRecordHead is the longest record head: MaxText × 8 + MaxKind needs 18
+// bits, three groups of 7.
+const maxRecordHead = 3
 
 func sameSender(a, b *Record) bool { return a.KeyID == b.KeyID && a.Nick == b.Nick }
 
@@ -361,9 +426,14 @@ func ParseBatchBody(body []byte, recs []Record, nick func([]byte) string) (Batch
 	recs = recs[:0]
 	for i := 0; i < n && r.err == nil; i++ {
 		var rec Record
-		rec.Kind = r.u8()
+		head := r.uvarint(maxRecordHead)
+		rec.Kind = byte(head & MaxKind)
 		si := int(r.u8())
-		rec.Text = string(r.bytes16(MaxText))
+		if head>>3 > MaxText {
+			r.fail(ErrTooLong)
+			break
+		}
+		rec.Text = string(r.take(int(head >> 3)))
 		if rec.Kind == 0 || si > named || si >= ns {
 			r.fail(ErrInvalid)
 			break

@@ -43,12 +43,11 @@ func FuzzParseAnnounce(f *testing.F) {
 
 // FuzzParseSealedHeader decodes the cleartext of shard and heartbeat
 // packets as a receiver does (the sealed header, then a shard's place in
-// its block), and a heartbeat's plaintext.
+// its block or a heartbeat's counter), and a heartbeat's plaintext.
 func FuzzParseSealedHeader(f *testing.F) {
 	f.Add(sampleShardPacket())
-	f.Add(rawShard(^uint64(0), wire.MaxShards-1, wire.MaxBlockShards, wire.MaxShards))
-	hb := wire.AppendSealedHeader(nil, wire.SealedHeader{Type: wire.TypeHeartbeat, Room: sampleRoom, Epoch: 1, Counter: 2})
-	f.Add(append(hb, make([]byte, wire.HeartbeatLen+wire.TagLen)...))
+	f.Add(rawShard(^uint32(0), wire.MaxShards-1, wire.MaxBlockShards, wire.MaxShards))
+	f.Add(sampleHeartbeatPacket())
 	f.Add(wire.AppendHeartbeat(nil, wire.Heartbeat{Next: 9, LastBlock: 3}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if hb, err := wire.ParseHeartbeat(b); err == nil {
@@ -64,6 +63,7 @@ func FuzzParseSealedHeader(f *testing.F) {
 			t.Fatalf("ParseSealedHeader accepted %d bytes, fewer than a header and a tag", len(b))
 		}
 		var si wire.ShardInfo
+		var counter uint32
 		switch h.Type {
 		case wire.TypeShard:
 			if si, err = wire.ParseShardInfo(b); err != nil {
@@ -72,14 +72,20 @@ func FuzzParseSealedHeader(f *testing.F) {
 			if len(b) < wire.ShardHeaderLen+wire.TagLen {
 				t.Fatalf("ParseShardInfo accepted %d bytes, fewer than a header and a tag", len(b))
 			}
-			if si.Block == 0 || si.K == 0 || si.K > wire.MaxBlockShards || si.Index >= wire.MaxShards || si.Sent < si.K || si.Sent > wire.MaxShards {
+			if si.Block == 0 || si.Block > wire.MaxBlockNo || si.K == 0 || si.K > wire.MaxBlockShards || si.Index >= wire.MaxShards || si.Sent < si.K || si.Sent > wire.MaxShards {
 				t.Fatalf("ParseShardInfo(%x) = %+v, out of bounds", b, si)
 			}
 		case wire.TypeHeartbeat:
+			if counter, err = wire.ParseHeartbeatCounter(b); err != nil {
+				return
+			}
+			if len(b) < wire.HeartbeatHeaderLen+wire.TagLen || counter == 0 {
+				t.Fatalf("ParseHeartbeatCounter(%d bytes) = %d, want a counter ≥ 1 and room for a tag", len(b), counter)
+			}
 		default:
 			t.Fatalf("ParseSealedHeader(%x) = type %d, want shard or heartbeat", b, h.Type)
 		}
-		if re := reencodeSealed(h, si, b); !bytes.Equal(re, b) {
+		if re := reencodeSealed(h, si, counter, b); !bytes.Equal(re, b) {
 			t.Fatalf("re-encoding of %x = %x, want the same bytes", b, re)
 		}
 	})

@@ -9,7 +9,7 @@ const NonceXLen = 24
 
 // NackHeaderLen is the length of a NACK packet's cleartext header, which
 // is also its AEAD's associated data (the nonce aside).
-const NackHeaderLen = HeaderLen + RoomIDLen + 8
+const NackHeaderLen = HeaderLen + RoomIDLen + 4
 
 // MaxNackEntries bounds the blocks one NACK asks about.
 const MaxNackEntries = 32
@@ -24,9 +24,9 @@ const MissingAll = 0xff
 //
 //	 0  header (TypeNack)      4 bytes
 //	 4  room id                8 bytes
-//	12  key epoch              uint64
-//	20  nonce                  24 bytes
-//	44  XChaCha20-Poly1305 ciphertext of the body, then the tag
+//	12  key epoch              uint32, the low half, as in SealedHeader
+//	16  nonce                  24 bytes
+//	40  XChaCha20-Poly1305 ciphertext of the body, then the tag
 //
 // The body, sealed under a key derived from the epoch key:
 //
@@ -55,7 +55,7 @@ type NackEntry struct {
 // NackHeader is the cleartext start of a NACK packet.
 type NackHeader struct {
 	Room  [RoomIDLen]byte
-	Epoch uint64
+	Epoch uint32
 	Nonce [NonceXLen]byte
 }
 
@@ -63,7 +63,7 @@ type NackHeader struct {
 func AppendNackHeader(b []byte, h NackHeader) []byte {
 	b = appendHeader(b, TypeNack)
 	b = append(b, h.Room[:]...)
-	b = appendU64(b, h.Epoch)
+	b = appendU32(b, h.Epoch)
 	return append(b, h.Nonce[:]...)
 }
 
@@ -83,7 +83,7 @@ func ParseNackHeader(b []byte) (NackHeader, error) {
 	}
 	r := reader{b: b[HeaderLen : NackHeaderLen+NonceXLen]}
 	copy(h.Room[:], r.take(RoomIDLen))
-	h.Epoch = r.u64()
+	h.Epoch = r.u32()
 	copy(h.Nonce[:], r.take(NonceXLen))
 	return h, r.err
 }

@@ -23,11 +23,12 @@ import (
 	"net/netip"
 )
 
-// Version is the protocol version in every packet header. It is 3 since
-// an FEC block carries several batches (data.go); 2 came with batch format
-// v2. Daemons of different versions do not interoperate, and a receiver
+// Version is the protocol version in every packet header. It is 4 since
+// sealed packets carry no nonce (a shard's is its place in its block) and
+// 32-bit epochs and block numbers, with batch format v3 (data.go); 3 came
+// with FEC blocks of several batches, 2 with batch format v2. Daemons of different versions do not interoperate, and a receiver
 // tells its user so instead of counting the other's packets as malformed.
-const Version = 3
+const Version = 4
 
 // Packet types. ONLY APPEND: a number, once used, keeps its meaning forever.
 const (
@@ -129,6 +130,35 @@ func (r *reader) u64() uint64 {
 	if v := r.take(8); v != nil {
 		return binary.BigEndian.Uint64(v)
 	}
+	return 0
+}
+
+// uvarint reads an unsigned varint (encoding/binary's) of at most max
+// bytes, in its shortest encoding: a longer one, such as 0x80 0x00 for 0,
+// would give a value a second encoding.
+func (r *reader) uvarint(max int) uint64 {
+	if r.err != nil {
+		return 0
+	}
+	var v uint64
+	for i := 0; i < max && i < len(r.b); i++ {
+		c := r.b[i]
+		v |= uint64(c&0x7f) << (7 * i)
+		if c < 0x80 {
+			if c == 0 && i > 0 {
+				r.fail(ErrInvalid)
+				return 0
+			}
+			r.b = r.b[i+1:]
+			return v
+		}
+	}
+	if len(r.b) < max {
+		r.fail(ErrShort)
+	} else {
+		r.fail(ErrTooLong)
+	}
+	r.b = nil
 	return 0
 }
 

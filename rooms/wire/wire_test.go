@@ -289,19 +289,20 @@ func TestPacketTypeErrors(t *testing.T) {
 		wantErr error
 	}{
 		{"", 0, wire.ErrShort},
-		{"MD\x03", 0, wire.ErrShort},
+		{"MD\x04", 0, wire.ErrShort},
 		{"XD\x01\x01", 0, wire.ErrMagic},
 		{"MX\x01\x01", 0, wire.ErrMagic},
 		{"MD\x00\x01", 0, wire.ErrVersion},
 		{"MD\x01\x01", 0, wire.ErrVersion}, // the version before batch format v2
 		{"MD\x02\x01", 0, wire.ErrVersion}, // the version before blocks of several batches
-		{"MD\x04\x01", 0, wire.ErrVersion},
-		{"MD\x03\x01", wire.TypeAnnounce, nil},
-		{"MD\x03\x02", 2, nil}, // retired, but PacketType only reads the header
-		{"MD\x03\x03", wire.TypeShard, nil},
-		{"MD\x03\x04", wire.TypeHeartbeat, nil},
-		{"MD\x03\x05", wire.TypeNack, nil},
-		{"MD\x03\x63 and more", 0x63, nil},
+		{"MD\x03\x01", 0, wire.ErrVersion}, // the version with a nonce counter in every sealed packet
+		{"MD\x05\x01", 0, wire.ErrVersion},
+		{"MD\x04\x01", wire.TypeAnnounce, nil},
+		{"MD\x04\x02", 2, nil}, // retired, but PacketType only reads the header
+		{"MD\x04\x03", wire.TypeShard, nil},
+		{"MD\x04\x04", wire.TypeHeartbeat, nil},
+		{"MD\x04\x05", wire.TypeNack, nil},
+		{"MD\x04\x63 and more", 0x63, nil},
 	}
 	for _, tt := range tests {
 		got, err := wire.PacketType([]byte(tt.in))
@@ -338,21 +339,21 @@ func TestParseHeaderErrors(t *testing.T) {
 		in      []byte
 		wantErr error
 	}{
-		{"announce magic", "announce", withHeader(ann, "md\x03\x01"), wire.ErrMagic},
+		{"announce magic", "announce", withHeader(ann, "md\x04\x01"), wire.ErrMagic},
 		{"announce version", "announce", withHeader(ann, "MD\x01\x01"), wire.ErrVersion},
-		{"announce as shard", "announce", withHeader(ann, "MD\x03\x03"), wire.ErrType},
-		{"announce unknown type", "announce", withHeader(ann, "MD\x03\x09"), wire.ErrType},
-		{"shard magic", "sealed", withHeader(shard, "DM\x03\x03"), wire.ErrMagic},
+		{"announce as shard", "announce", withHeader(ann, "MD\x04\x03"), wire.ErrType},
+		{"announce unknown type", "announce", withHeader(ann, "MD\x04\x09"), wire.ErrType},
+		{"shard magic", "sealed", withHeader(shard, "DM\x04\x03"), wire.ErrMagic},
 		{"shard version", "sealed", withHeader(shard, "MD\xff\x03"), wire.ErrVersion},
-		{"shard as announce", "sealed", withHeader(shard, "MD\x03\x01"), wire.ErrType},
-		{"shard as retired data", "sealed", withHeader(shard, "MD\x03\x02"), wire.ErrType},
-		{"shard as nack", "sealed", withHeader(shard, "MD\x03\x05"), wire.ErrType},
-		{"shard unknown type", "sealed", withHeader(shard, "MD\x03\x00"), wire.ErrType},
-		{"nack magic", "nack", withHeader(nack, "MM\x03\x05"), wire.ErrMagic},
+		{"shard as announce", "sealed", withHeader(shard, "MD\x04\x01"), wire.ErrType},
+		{"shard as retired data", "sealed", withHeader(shard, "MD\x04\x02"), wire.ErrType},
+		{"shard as nack", "sealed", withHeader(shard, "MD\x04\x05"), wire.ErrType},
+		{"shard unknown type", "sealed", withHeader(shard, "MD\x04\x00"), wire.ErrType},
+		{"nack magic", "nack", withHeader(nack, "MM\x04\x05"), wire.ErrMagic},
 		{"nack version", "nack", withHeader(nack, "MD\x00\x05"), wire.ErrVersion},
-		{"nack as shard", "nack", withHeader(nack, "MD\x03\x03"), wire.ErrType},
-		{"nack as heartbeat", "nack", withHeader(nack, "MD\x03\x04"), wire.ErrType},
-		{"nack as retired data", "nack", withHeader(nack, "MD\x03\x02"), wire.ErrType},
+		{"nack as shard", "nack", withHeader(nack, "MD\x04\x03"), wire.ErrType},
+		{"nack as heartbeat", "nack", withHeader(nack, "MD\x04\x04"), wire.ErrType},
+		{"nack as retired data", "nack", withHeader(nack, "MD\x04\x02"), wire.ErrType},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -409,17 +410,38 @@ func sampleShardInfo() wire.ShardInfo { return wire.ShardInfo{Block: 7, Index: 2
 
 // sampleShardPacket is a shard packet with a stand-in ciphertext.
 func sampleShardPacket() []byte {
-	h := wire.SealedHeader{Room: sampleRoom, Epoch: 1<<32 | 2, Counter: 99}
+	h := wire.SealedHeader{Room: sampleRoom, Epoch: 2}
 	return append(wire.AppendShardHeader(nil, h, sampleShardInfo()), bytes.Repeat([]byte{0xee}, 40)...)
+}
+
+// sampleHeartbeatPacket is a heartbeat packet with a stand-in ciphertext.
+func sampleHeartbeatPacket() []byte {
+	h := wire.SealedHeader{Room: sampleRoom, Epoch: 2}
+	return append(wire.AppendHeartbeatHeader(nil, h, 99), bytes.Repeat([]byte{0xee}, wire.HeartbeatLen+wire.TagLen)...)
+}
+
+// parseSealed decodes the headers of a shard or heartbeat packet as a
+// receiver does: the sealed header, then the shard's place in its block or
+// the heartbeat's counter.
+func parseSealed(pkt []byte) (h wire.SealedHeader, si wire.ShardInfo, counter uint32, err error) {
+	if h, err = wire.ParseSealedHeader(pkt); err != nil {
+		return
+	}
+	if h.Type == wire.TypeShard {
+		si, err = wire.ParseShardInfo(pkt)
+	} else {
+		counter, err = wire.ParseHeartbeatCounter(pkt)
+	}
+	return
 }
 
 // reencodeSealed encodes the headers of a decoded shard or heartbeat packet
 // again and appends the rest of pkt after them.
-func reencodeSealed(h wire.SealedHeader, si wire.ShardInfo, pkt []byte) []byte {
+func reencodeSealed(h wire.SealedHeader, si wire.ShardInfo, counter uint32, pkt []byte) []byte {
 	if h.Type == wire.TypeShard {
 		return append(wire.AppendShardHeader(nil, h, si), pkt[wire.ShardHeaderLen:]...)
 	}
-	return append(wire.AppendSealedHeader(nil, h), pkt[wire.SealedHeaderLen:]...)
+	return append(wire.AppendHeartbeatHeader(nil, h, counter), pkt[wire.HeartbeatHeaderLen:]...)
 }
 
 func TestSealedHeaderRoundTrip(t *testing.T) {
@@ -428,9 +450,9 @@ func TestSealedHeaderRoundTrip(t *testing.T) {
 		rest int
 	}{
 		{wire.SealedHeader{Type: wire.TypeHeartbeat}, wire.TagLen},
-		{wire.SealedHeader{Type: wire.TypeHeartbeat, Room: sampleRoom, Epoch: 1<<32 | 2, Counter: 99}, wire.HeartbeatLen + wire.TagLen},
-		{wire.SealedHeader{Type: wire.TypeShard, Room: sampleRoom, Epoch: 3, Counter: 4}, 100},
-		{wire.SealedHeader{Type: wire.TypeShard, Room: [wire.RoomIDLen]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, Epoch: ^uint64(0), Counter: ^uint64(0)}, wire.MaxPacket - wire.SealedHeaderLen},
+		{wire.SealedHeader{Type: wire.TypeHeartbeat, Room: sampleRoom, Epoch: 2}, 4 + wire.HeartbeatLen + wire.TagLen},
+		{wire.SealedHeader{Type: wire.TypeShard, Room: sampleRoom, Epoch: 3}, 100},
+		{wire.SealedHeader{Type: wire.TypeShard, Room: [wire.RoomIDLen]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, Epoch: ^uint32(0)}, wire.MaxPacket - wire.SealedHeaderLen},
 	}
 	for _, tt := range tests {
 		rest := bytes.Repeat([]byte{0x5a}, tt.rest)
@@ -450,12 +472,15 @@ func TestSealedHeaderRoundTrip(t *testing.T) {
 }
 
 func TestSealedHeaderLayout(t *testing.T) {
-	h := wire.SealedHeader{Type: wire.TypeHeartbeat, Room: sampleRoom, Epoch: 0x1112131415161718, Counter: 0x2122232425262728}
-	want := []byte{'M', 'D', 3, wire.TypeHeartbeat, 1, 2, 3, 4, 5, 6, 7, 8,
-		0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18,
-		0x21, 0x22, 0x23, 0x24, 0x25, 0x26, 0x27, 0x28}
+	h := wire.SealedHeader{Type: wire.TypeHeartbeat, Room: sampleRoom, Epoch: 0x11121314}
+	want := []byte{'M', 'D', 4, wire.TypeHeartbeat, 1, 2, 3, 4, 5, 6, 7, 8,
+		0x11, 0x12, 0x13, 0x14}
 	if got := wire.AppendSealedHeader(nil, h); !bytes.Equal(got, want) {
 		t.Errorf("AppendSealedHeader(%+v) = %x, want %x", h, got, want)
+	}
+	want = append(want, 0x21, 0x22, 0x23, 0x24)
+	if got := wire.AppendHeartbeatHeader(nil, h, 0x21222324); !bytes.Equal(got, want) {
+		t.Errorf("AppendHeartbeatHeader(%+v, 0x21222324) = %x, want %x", h, got, want)
 	}
 }
 
@@ -473,15 +498,43 @@ func TestSealedHeaderShort(t *testing.T) {
 	}
 }
 
+func TestHeartbeatHeader(t *testing.T) {
+	h := wire.SealedHeader{Type: wire.TypeHeartbeat, Room: sampleRoom, Epoch: 7}
+	for _, c := range []uint32{1, 2, 1 << 24, ^uint32(0)} {
+		pkt := append(wire.AppendHeartbeatHeader(nil, h, c), make([]byte, wire.TagLen)...)
+		if len(pkt) != wire.HeartbeatHeaderLen+wire.TagLen {
+			t.Errorf("heartbeat header of %d bytes, want %d", len(pkt)-wire.TagLen, wire.HeartbeatHeaderLen)
+		}
+		got, sh, gc, err := parseSealed(pkt)
+		if err != nil || got != h || gc != c || sh != (wire.ShardInfo{}) {
+			t.Errorf("parse(heartbeat, counter %d) = %+v, %d, %v, want %+v, %d, nil", c, got, gc, err, h, c)
+		}
+		if re := reencodeSealed(got, sh, gc, pkt); !bytes.Equal(re, pkt) {
+			t.Errorf("re-encoding = %x, want %x", re, pkt)
+		}
+		// Short of a tag, or of the counter: no heartbeat.
+		for _, n := range []int{len(pkt) - 1, wire.SealedHeaderLen + wire.TagLen} {
+			if _, err := wire.ParseHeartbeatCounter(pkt[:n]); !errors.Is(err, wire.ErrShort) {
+				t.Errorf("ParseHeartbeatCounter(%d bytes) = %v, want %v", n, err, wire.ErrShort)
+			}
+		}
+	}
+	// Counter 0 is never sent: the counter counts from 1.
+	pkt := append(wire.AppendHeartbeatHeader(nil, h, 0), make([]byte, wire.TagLen)...)
+	if _, err := wire.ParseHeartbeatCounter(pkt); !errors.Is(err, wire.ErrInvalid) {
+		t.Errorf("ParseHeartbeatCounter(counter 0) = %v, want %v", err, wire.ErrInvalid)
+	}
+}
+
 func TestShardHeaderRoundTrip(t *testing.T) {
 	tests := []struct {
 		h  wire.SealedHeader
 		si wire.ShardInfo
 	}{
-		{wire.SealedHeader{Room: sampleRoom, Epoch: 1, Counter: 1}, wire.ShardInfo{Block: 1, Index: 0, K: 1, Sent: 1}},
+		{wire.SealedHeader{Room: sampleRoom, Epoch: 1}, wire.ShardInfo{Block: 1, Index: 0, K: 1, Sent: 1}},
 		// The type is always TypeShard, whatever h says.
-		{wire.SealedHeader{Type: wire.TypeHeartbeat, Room: sampleRoom, Epoch: 2, Counter: 9}, sampleShardInfo()},
-		{wire.SealedHeader{Epoch: ^uint64(0), Counter: ^uint64(0) - 1}, wire.ShardInfo{Block: ^uint64(0), Index: wire.MaxShards - 1, K: wire.MaxBlockShards, Sent: wire.MaxShards}},
+		{wire.SealedHeader{Type: wire.TypeHeartbeat, Room: sampleRoom, Epoch: 2}, sampleShardInfo()},
+		{wire.SealedHeader{Epoch: ^uint32(0)}, wire.ShardInfo{Block: wire.MaxBlockNo, Index: wire.MaxShards - 1, K: wire.MaxBlockShards, Sent: wire.MaxShards}},
 		{wire.SealedHeader{Room: sampleRoom}, wire.ShardInfo{Block: 5, Index: 40, K: 2, Sent: 2}}, // a repair shard, after those sent
 	}
 	for _, tt := range tests {
@@ -500,30 +553,32 @@ func TestShardHeaderRoundTrip(t *testing.T) {
 		if err != nil || si != tt.si {
 			t.Errorf("ParseShardInfo(%x) = %+v, %v, want %+v, nil", pkt, si, err, tt.si)
 		}
-		if re := reencodeSealed(h, si, pkt); !bytes.Equal(re, pkt) {
+		if re := reencodeSealed(h, si, 0, pkt); !bytes.Equal(re, pkt) {
 			t.Errorf("re-encoding = %x, want %x", re, pkt)
 		}
 	}
 }
 
 func TestShardHeaderLayout(t *testing.T) {
-	h := wire.SealedHeader{Room: sampleRoom, Epoch: 0x1112131415161718, Counter: 0x2122232425262728}
-	si := wire.ShardInfo{Block: 0x3132333435363738, Index: 4, K: 3, Sent: 5}
-	want := []byte{'M', 'D', 3, wire.TypeShard, 1, 2, 3, 4, 5, 6, 7, 8,
-		0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18,
-		0x21, 0x22, 0x23, 0x24, 0x25, 0x26, 0x27, 0x28,
-		0x31, 0x32, 0x33, 0x34, 0x35, 0x36, 0x37, 0x38,
+	h := wire.SealedHeader{Room: sampleRoom, Epoch: 0x11121314}
+	si := wire.ShardInfo{Block: 0x31323334, Index: 4, K: 3, Sent: 5}
+	want := []byte{'M', 'D', 4, wire.TypeShard, 1, 2, 3, 4, 5, 6, 7, 8,
+		0x11, 0x12, 0x13, 0x14,
+		0x31, 0x32, 0x33, 0x34,
 		4, 3, 5}
 	if got := wire.AppendShardHeader([]byte{}, h, si); !bytes.Equal(got, want) {
 		t.Errorf("AppendShardHeader = %x, want %x", got, want)
+	}
+	if len(want) != 23 || wire.ShardHeaderLen != 23 {
+		t.Errorf("shard header of %d bytes (ShardHeaderLen %d), want 23", len(want), wire.ShardHeaderLen)
 	}
 }
 
 // rawShard is a shard packet with the given shard header fields and the
 // shortest ciphertext, built without the encoder.
-func rawShard(block uint64, index, k, sent byte) []byte {
-	b := wire.AppendSealedHeader(nil, wire.SealedHeader{Type: wire.TypeShard, Room: sampleRoom, Epoch: 1, Counter: 1})
-	b = binary.BigEndian.AppendUint64(b, block)
+func rawShard(block uint32, index, k, sent byte) []byte {
+	b := wire.AppendSealedHeader(nil, wire.SealedHeader{Type: wire.TypeShard, Room: sampleRoom, Epoch: 1})
+	b = binary.BigEndian.AppendUint32(b, block)
 	b = append(b, index, k, sent)
 	return append(b, make([]byte, wire.TagLen)...)
 }
@@ -535,7 +590,7 @@ func TestParseShardInfoBounds(t *testing.T) {
 		wantErr error // nil: accepted
 	}{
 		{"minima", rawShard(1, 0, 1, 1), nil},
-		{"maxima", rawShard(^uint64(0), wire.MaxShards-1, wire.MaxBlockShards, wire.MaxShards), nil},
+		{"maxima", rawShard(^uint32(0), wire.MaxShards-1, wire.MaxBlockShards, wire.MaxShards), nil},
 		{"block zero", rawShard(0, 0, 1, 1), wire.ErrInvalid},
 		{"k zero", rawShard(1, 0, 0, 1), wire.ErrInvalid},
 		{"k zero sent zero", rawShard(1, 0, 0, 0), wire.ErrInvalid},
@@ -565,7 +620,7 @@ func TestParseShardInfoBounds(t *testing.T) {
 			if err != nil {
 				return
 			}
-			if re := reencodeSealed(h, si, tt.in); !bytes.Equal(re, tt.in) {
+			if re := reencodeSealed(h, si, 0, tt.in); !bytes.Equal(re, tt.in) {
 				t.Errorf("re-encoding = %x, want %x", re, tt.in)
 			}
 		})
@@ -573,22 +628,17 @@ func TestParseShardInfoBounds(t *testing.T) {
 }
 
 func TestShardMalformed(t *testing.T) {
-	pkt := sampleShardPacket()
-	mutations(pkt, func(name string, m []byte) {
-		h, err := wire.ParseSealedHeader(m)
-		if err != nil {
-			return
-		}
-		var si wire.ShardInfo
-		if h.Type == wire.TypeShard {
-			if si, err = wire.ParseShardInfo(m); err != nil {
+	for _, pkt := range [][]byte{sampleShardPacket(), sampleHeartbeatPacket()} {
+		mutations(pkt, func(name string, m []byte) {
+			h, si, c, err := parseSealed(m)
+			if err != nil {
 				return
 			}
-		}
-		if re := reencodeSealed(h, si, m); !bytes.Equal(re, m) {
-			t.Errorf("%s: re-encoding %x = %x, want the same bytes", name, m, re)
-		}
-	})
+			if re := reencodeSealed(h, si, c, m); !bytes.Equal(re, m) {
+				t.Errorf("%s: re-encoding %x = %x, want the same bytes", name, m, re)
+			}
+		})
+	}
 }
 
 func TestHeartbeat(t *testing.T) {
@@ -641,8 +691,12 @@ func manyRecords(n int) []wire.Record {
 	return recs
 }
 
-// recordOverhead is the encoded size of a record with empty text.
-const recordOverhead = 1 + 1 + 2
+// recordOverhead is the encoded size of a record with text bytes of text
+// beyond its text: its head (the uvarint of text × 8 + kind, for any kind)
+// and its sender.
+func recordOverhead(text int) int {
+	return len(binary.AppendUvarint(nil, uint64(text)<<3|wire.MaxKind)) + 1
+}
 
 // senderOverhead is the encoded size of a sender with an empty nick.
 const senderOverhead = wire.KeyIDLen + 1
@@ -654,7 +708,8 @@ const batchOverhead = 8 + 1 + 1 + wire.SigLen
 // fullBatch returns records whose batch is exactly MaxBatch+extra bytes:
 // a record at MaxText and one filling the rest, from one sender.
 func fullBatch(extra int) []wire.Record {
-	rest := wire.MaxBatch + extra - batchOverhead - senderOverhead - 2*recordOverhead - wire.MaxText
+	// The rest is over 2047 bytes, so its head is 3 bytes long.
+	rest := wire.MaxBatch + extra - batchOverhead - senderOverhead - recordOverhead(wire.MaxText) - wire.MaxText - recordOverhead(1<<11)
 	return []wire.Record{
 		{Kind: wire.KindMessage, Text: strings.Repeat("a", wire.MaxText)},
 		{Kind: wire.KindMessage, Text: strings.Repeat("b", rest)},
@@ -670,7 +725,7 @@ func TestBatchRoundTrip(t *testing.T) {
 		{"one record", 1, sampleRecords()[:1]},
 		{"empty record", 1, []wire.Record{{Kind: wire.KindJoin}}},
 		{"sample", 42, sampleRecords()},
-		{"maxima", 1, []wire.Record{{Kind: 0xff, Nick: strings.Repeat("n", wire.MaxNick), Text: strings.Repeat("t", wire.MaxText)}}},
+		{"maxima", 1, []wire.Record{{Kind: wire.MaxKind, Nick: strings.Repeat("n", wire.MaxNick), Text: strings.Repeat("t", wire.MaxText)}}},
 		{"max records", ^uint64(0) - wire.MaxRecords, manyRecords(wire.MaxRecords)},
 		{"last sequence", ^uint64(0) - 1, manyRecords(1)},
 		{"MaxBatch bytes", 9, fullBatch(0)},
@@ -720,10 +775,10 @@ func TestBatchLayout(t *testing.T) {
 		1, 2, 3, 4, 5, 6, 7, 8, 1, 'a',
 		9, 0, 0, 0, 0, 0, 0, 0, 1, 'b',
 		1, 2, 3, 4, 5, 6, 7, 8, 1, 'c',
-		wire.KindMessage, 0, 0, 2, 'h', 'i',
-		wire.KindJoin, 1, 0, 0,
-		wire.KindMessage, 0, 0, 2, 'y', 'o',
-		wire.KindMessage, 2, 0, 0,
+		2<<3 | wire.KindMessage, 0, 'h', 'i',
+		wire.KindJoin, 1,
+		2<<3 | wire.KindMessage, 0, 'y', 'o',
+		wire.KindMessage, 2,
 	}
 	if err != nil || !bytes.Equal(got, want) {
 		t.Errorf("AppendBatchBody = %x, %v, want %x, nil", got, err, want)
@@ -768,6 +823,8 @@ func TestBatchEncodeBounds(t *testing.T) {
 		{"batch at max", 1, fullBatch(0), nil},
 		{"batch over max", 1, fullBatch(1), wire.ErrTooLong},
 		{"kind zero", 1, []wire.Record{{Kind: 1}, {Kind: 0}}, wire.ErrInvalid},
+		{"kind at max", 1, []wire.Record{{Kind: wire.MaxKind}}, nil},
+		{"kind over max", 1, []wire.Record{{Kind: 1}, {Kind: wire.MaxKind + 1}}, wire.ErrInvalid},
 		{"first zero", 0, manyRecords(1), wire.ErrInvalid},
 		{"last sequence", ^uint64(0) - 1, manyRecords(1), nil},
 		{"sequence wraps", ^uint64(0), manyRecords(1), wire.ErrInvalid},
@@ -796,7 +853,15 @@ func rawSender(id byte, nick int) []byte {
 
 // rawRecord encodes a record by hand, with lengths the encoder refuses.
 func rawRecord(kind, sender byte, text int) []byte {
-	b := binary.BigEndian.AppendUint16([]byte{kind, sender}, uint16(text))
+	b := binary.AppendUvarint(nil, uint64(text)<<3|uint64(kind))
+	b = append(b, sender)
+	return append(b, bytes.Repeat([]byte("t"), text)...)
+}
+
+// rawHeadRecord is a record with the head bytes given, sender 0 and text
+// bytes of text.
+func rawHeadRecord(head []byte, text int) []byte {
+	b := append(bytes.Clone(head), 0)
 	return append(b, bytes.Repeat([]byte("t"), text)...)
 }
 
@@ -822,7 +887,7 @@ func TestParseBatchBounds(t *testing.T) {
 	s0 := [][]byte{rawSender(0, 0)}
 	s1 := [][]byte{rawSender(1, 1)}
 	// Two records filling MaxBatch exactly, and one byte more.
-	fill := wire.MaxBatch - batchOverhead - senderOverhead - 2*recordOverhead - wire.MaxText
+	fill := wire.MaxBatch - batchOverhead - senderOverhead - recordOverhead(wire.MaxText) - wire.MaxText - recordOverhead(1<<11)
 	atMax := rawBatch(1, s0, rawRecord(1, 0, wire.MaxText), rawRecord(1, 0, fill))
 	overMax := rawBatch(1, s0, rawRecord(1, 0, wire.MaxText), rawRecord(1, 0, fill+1))
 	one := rawBatch(1, s1, rawRecord(1, 0, 1))
@@ -853,6 +918,15 @@ func TestParseBatchBounds(t *testing.T) {
 		{"batch at max", atMax, nil},
 		{"batch over max", overMax, wire.ErrTooLong},
 		{"kind zero", rawBatch(1, s1, rawRecord(0, 0, 1)), wire.ErrInvalid},
+		{"kind at max", rawBatch(1, s1, rawRecord(wire.MaxKind, 0, 1)), nil},
+		// The head's shortest uvarint only: a text of 1 byte, kind 1, is
+		// head 0x09, not 0x89 0x00.
+		{"head of two bytes", rawBatch(1, s0, rawHeadRecord([]byte{0x89, 0x80, 0x00}, 1)), wire.ErrInvalid},
+		{"head padded", rawBatch(1, s0, rawHeadRecord([]byte{0x89, 0x00}, 1)), wire.ErrInvalid},
+		{"head of 16 bytes in two", rawBatch(1, s0, rawHeadRecord([]byte{0x81, 0x01}, 16)), nil},
+		{"head of four bytes", rawBatch(1, s0, rawHeadRecord([]byte{0x81, 0x80, 0x80, 0x01}, 1)), wire.ErrTooLong},
+		{"head of three bytes over MaxText", rawBatch(1, s0, rawHeadRecord([]byte{0x81, 0x80, 0x7f}, 0)), wire.ErrTooLong},
+		{"head cut short", rawBatch(1, s0, []byte{0x81}), wire.ErrShort},
 		{"first zero", rawBatch(0, s1, rawRecord(1, 0, 1)), wire.ErrInvalid},
 		{"no records", rawBatch(1, nil), wire.ErrInvalid},
 		{"no records first zero", rawBatch(0, nil), wire.ErrInvalid},
@@ -926,7 +1000,7 @@ func nackEntries(n int) []wire.NackEntry {
 
 // sampleNackPacket is a NACK packet with a stand-in ciphertext.
 func sampleNackPacket() []byte {
-	h := wire.NackHeader{Room: sampleRoom, Epoch: 1<<32 | 2, Nonce: [wire.NonceXLen]byte{0: 0xaa, 23: 0xbb}}
+	h := wire.NackHeader{Room: sampleRoom, Epoch: 2, Nonce: [wire.NonceXLen]byte{0: 0xaa, 23: 0xbb}}
 	return append(wire.AppendNackHeader(nil, h), bytes.Repeat([]byte{0xee}, 30)...)
 }
 
@@ -1110,8 +1184,8 @@ func TestNackHeaderRoundTrip(t *testing.T) {
 		rest int
 	}{
 		{wire.NackHeader{}, wire.TagLen},
-		{wire.NackHeader{Room: sampleRoom, Epoch: 1<<32 | 2, Nonce: [wire.NonceXLen]byte{1, 2, 3, 23: 24}}, 100},
-		{wire.NackHeader{Room: [wire.RoomIDLen]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, Epoch: ^uint64(0),
+		{wire.NackHeader{Room: sampleRoom, Epoch: 2, Nonce: [wire.NonceXLen]byte{1, 2, 3, 23: 24}}, 100},
+		{wire.NackHeader{Room: [wire.RoomIDLen]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, Epoch: ^uint32(0),
 			Nonce: [wire.NonceXLen]byte(bytes.Repeat([]byte{0xff}, wire.NonceXLen))}, wire.MaxPacket - wire.NackHeaderLen - wire.NonceXLen},
 	}
 	for _, tt := range tests {
@@ -1136,15 +1210,15 @@ func TestNackHeaderLayout(t *testing.T) {
 	for i := range nonce {
 		nonce[i] = byte(0x40 + i)
 	}
-	h := wire.NackHeader{Room: sampleRoom, Epoch: 0x1112131415161718, Nonce: nonce}
-	want := []byte{'M', 'D', 3, wire.TypeNack, 1, 2, 3, 4, 5, 6, 7, 8,
-		0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18}
+	h := wire.NackHeader{Room: sampleRoom, Epoch: 0x11121314, Nonce: nonce}
+	want := []byte{'M', 'D', 4, wire.TypeNack, 1, 2, 3, 4, 5, 6, 7, 8,
+		0x11, 0x12, 0x13, 0x14}
 	want = append(want, nonce[:]...)
 	if got := wire.AppendNackHeader(nil, h); !bytes.Equal(got, want) {
 		t.Errorf("AppendNackHeader = %x, want %x", got, want)
 	}
-	if wire.NackHeaderLen != 20 {
-		t.Errorf("NackHeaderLen = %d, want 20: the associated data ends where the nonce begins", wire.NackHeaderLen)
+	if wire.NackHeaderLen != 16 {
+		t.Errorf("NackHeaderLen = %d, want 16: the associated data ends where the nonce begins", wire.NackHeaderLen)
 	}
 }
 
