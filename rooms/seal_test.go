@@ -695,7 +695,7 @@ func vectorIdentity(t *testing.T) *Identity {
 // TestBatchVector pins the batch and shard test vectors of
 // docs/PROTOCOL.md (appendix): a batch of one line signed by the identity
 // of seed 00 01 … 1f, its block (the batch's body behind its length, then the block's
-// signature), its data and first parity shard and a
+// signature and its kind), its data and first parity shard and a
 // heartbeat sealed under the epoch key 32 × 42.
 func TestBatchVector(t *testing.T) {
 	id := vectorIdentity(t)
@@ -722,8 +722,8 @@ func TestBatchVector(t *testing.T) {
 	const wantBlockSig = "" +
 		"550c457d4fe20c3e4194dd6455cb6023845904da34b933eeb2a783bc82fba900" +
 		"864bdaaf7d19de2f356d3ac756ef0aabb2ca669c5685bcb08f84281f968e4f0f"
-	if got := hex.EncodeToString(block[len(block)-wire.SigLen:]); got != wantBlockSig {
-		t.Errorf("block signature = %s, want %s", got, wantBlockSig)
+	if got := hex.EncodeToString(block[len(block)-wire.BlockSigLen : len(block)-1]); got != wantBlockSig || block[len(block)-1] != wire.AuthSig {
+		t.Errorf("block signature = %s, kind %d, want %s, kind %d", got, block[len(block)-1], wantBlockSig, wire.AuthSig)
 	}
 	shards, k, err := encodeBlockTo(nil, block)
 	if err != nil || k != 1 || len(shards) != 5 || len(shards[0]) != len(block)+2 {
@@ -739,8 +739,8 @@ func TestBatchVector(t *testing.T) {
 	}
 	var nb nonceBuf
 	for i, want := range []string{
-		"4d440403f815eecef14f5ec00000000200000001000101bb677914872041752f7eec2c27645545dea680a47e4e0f0b277fbd0345b06ec851a0c7de4bbe18e7c056fcb3dafe7b80e34836b86abafb9d9f2338d41c1e6be3eaa085577e37c72ea831ea782ffce63407913f40b8598f4e683aacfd9d4d9831e9df9c30df484710a5526ea8d0f06290",
-		"4d440403f815eecef14f5ec00000000200000001010101bdc6b7b1cba00e56ae6d81ff4f2cc0c3842a05fe35f60cc5fc81019690d2c389deb73f13c615c2eb8aa61d7ae097832fa923c0ab10f7ea81bb45af1c3c54c2076f4f080e69959e77d8c8d81067a4b1961260b8026dd65683121c37213b08b5548add3556a06b7641144528afd64ac277",
+		"4d440403f815eecef14f5ec00000000200000001000101bb667914872041752f7eec2c27645545dea680a47e4e0f0b277fbd0345b06ec851a0c7de4bbe18e7c056fcb3dafe7b80e34836b86abafb9d9f2338d41c1e6be3eaa085577e37c72ea831ea782ffce63407913f40b8598f4e683aacfd9d4d9831aa46304dcb6022b19f57344e37f444b545",
+		"4d440403f815eecef14f5ec00000000200000001010101bdc7b7b1cba00e56ae6d81ff4f2cc0c3842a05fe35f60cc5fc81019690d2c389deb73f13c615c2eb8aa61d7ae097832fa923c0ab10f7ea81bb45af1c3c54c2076f4f080e69959e77d8c8d81067a4b1961260b8026dd65683121c37213b08b554fc429646ff9bf4c0a9a9b526df9076a81c",
 	} {
 		pkt, err := sealShard(nil, &nb, ek, room, wire.ShardInfo{Block: 1, Index: uint8(i), K: 1, Sent: 1}, shards[i])
 		if err != nil {
