@@ -47,6 +47,16 @@ const saveInterval = 10 * time.Second
 // every repair.
 const dataSendBuffer = 32 << 10
 
+// dataReadBuffer is the data socket's receive buffer, as Linux allows it
+// (net.core.rmem_max; the default, 208 KiB, is 85 ms of a 20 Mbit/s
+// room): what arrives while the daemon is kept from reading, by a busier
+// process or a slower CPU than the host's, waits here rather than being
+// lost. Lost, it has to be repaired for the whole room: on the benchmark's
+// machine, members starved for a moment overflowed the default buffer up
+// to a few hundred times a run, and the repairs for that loss filled the
+// host's link. Memory is taken only while datagrams wait.
+const dataReadBuffer = 1 << 20
+
 // Daemon is one running meshd.
 type Daemon struct {
 	cfg   Config
@@ -214,7 +224,7 @@ func (d *Daemon) open() error {
 		return fmt.Errorf("discovery: %w", err)
 	}
 	d.data, err = mcast.Listen(mcast.Config{Port: d.cfg.Host.DataPort, Interfaces: dc.Interfaces, Exclude: dc.Exclude, TTL: dc.TTL,
-		SendBuffer: dataSendBuffer, Logger: mlog})
+		SendBuffer: dataSendBuffer, ReadBuffer: dataReadBuffer, Logger: mlog})
 	if err != nil {
 		return fmt.Errorf("data socket: %w", err)
 	}

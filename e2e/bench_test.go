@@ -279,10 +279,14 @@ func runBench(t *testing.T, c benchCase, path string) benchResult {
 	// streams) and the kernel share the machine with the daemons, and on
 	// 2 cores a busy machine, not the link, can be what holds a room back.
 	busy1, total1 := machineCPU(t)
-	t.Logf("%s/%s: machine %.0f %% busy over the run, harness %.1f µs a line, link carried %.0f %% of its cap", c.name, path,
+	overflowed := 0
+	for _, m := range members {
+		overflowed += udpRcvbufErrors(t, m)
+	}
+	t.Logf("%s/%s: machine %.0f %% busy over the run, harness %.1f µs a line, link carried %.0f %% of its cap, members' sockets overflowed %d times", c.name, path,
 		100*float64(busy1-busy0)/float64(max(total1-total0, 1)),
 		float64((procCPU(t, os.Getpid())-self0).Microseconds())/float64(max(accepted, 1)),
-		linkUse(t, hst, link0, res.elapsed, c.capMbit))
+		linkUse(t, hst, link0, res.elapsed, c.capMbit), overflowed)
 
 	for i, p := range procs {
 		used := procCPU(t, p.cmd.Process.Pid) - cpu0[i]
@@ -614,6 +618,36 @@ func machineCPU(t *testing.T) (busy, total int64) {
 		}
 	}
 	return busy, total
+}
+
+// udpRcvbufErrors is how many datagrams h's sockets dropped for want of
+// room in their receive buffers since its namespace was made: loss the
+// member's daemon caused by falling behind, on top of the nftables rule's.
+func udpRcvbufErrors(t *testing.T, h *host) int {
+	t.Helper()
+	out, err := exec.Command("ip", "netns", "exec", h.ns, "cat", "/proc/net/snmp").Output()
+	if err != nil {
+		t.Fatalf("/proc/net/snmp in %s: %v", h.ns, err)
+	}
+	// Two "Udp:" lines: the field names, then the values.
+	var names, values []string
+	for line := range strings.Lines(string(out)) {
+		if f := strings.Fields(line); len(f) > 0 && f[0] == "Udp:" {
+			if names == nil {
+				names = f
+			} else {
+				values = f
+			}
+		}
+	}
+	for i, name := range names {
+		if name == "RcvbufErrors" && i < len(values) {
+			n, _ := strconv.Atoi(values[i])
+			return n
+		}
+	}
+	t.Fatalf("/proc/net/snmp in %s has no Udp RcvbufErrors: %s", h.ns, out)
+	return 0
 }
 
 // linkUse is the share, in percent, of a link capped at capMbit that h's

@@ -82,6 +82,10 @@ type Config struct {
 	// socket's datagrams.
 	SendBuffer int
 
+	// ReadBuffer, if not 0, asks for a socket receive buffer of this many
+	// bytes; the system caps it (on Linux at net.core.rmem_max).
+	ReadBuffer int
+
 	// Logger receives the failures that do not fail an operation, such
 	// as a join that failed on one of several interfaces. Nil discards.
 	Logger *slog.Logger
@@ -180,6 +184,12 @@ func Listen(cfg Config) (*Conn, error) {
 	if err := c.setOptions(ttl); err != nil {
 		uc.Close()
 		return nil, err
+	}
+	if cfg.ReadBuffer > 0 {
+		if err := uc.SetReadBuffer(cfg.ReadBuffer); err != nil {
+			uc.Close()
+			return nil, fmt.Errorf("mcast: set receive buffer: %w", err)
+		}
 	}
 	if cfg.SendBuffer > 0 {
 		if err := uc.SetWriteBuffer(cfg.SendBuffer); err != nil {
