@@ -156,12 +156,42 @@ func (c *Coder) EncodeTo(dst, packets [][]byte) ([][]byte, error) {
 	return shards, nil
 }
 
+// ExtendTo adds parity to a block that a Coder for the same k and fewer
+// parity shards coded: shards holds its k data shards and, after them,
+// any parity it has; ExtendTo returns them followed by all m parity
+// shards of this Coder, reusing the capacity of shards. Parity shard k+j
+// does not depend on how many parity shards a Coder makes, so the parity
+// shards already there keep their bytes.
+func (c *Coder) ExtendTo(shards [][]byte) ([][]byte, error) {
+	if len(shards) < c.k || len(shards) > c.k+c.m {
+		return nil, fmt.Errorf("fec: got %d shards to extend, want %d to %d", len(shards), c.k, c.k+c.m)
+	}
+	size := len(shards[0])
+	for i, s := range shards[:c.k] {
+		if len(s) != size {
+			return nil, fmt.Errorf("%w: shard %d is %d bytes, want %d", ErrShardSize, i, len(s), size)
+		}
+	}
+	have := len(shards)
+	if cap(shards) < c.k+c.m {
+		shards = append(make([][]byte, 0, c.k+c.m), shards...)
+	}
+	shards = resize(shards, c.k+c.m, size)
+	if err := c.rs.Encode(shards); err != nil {
+		return nil, fmt.Errorf("fec: extend %d shards: %w", have, err)
+	}
+	return shards, nil
+}
+
 // resize returns dst with n shards of size bytes, reusing the capacity of
-// dst and its shards and allocating what is missing in one piece.
+// dst and its shards and allocating what is missing in one piece. Shards
+// beyond n that dst held are let go: a block that repairs extended keeps
+// no more than the next block needs.
 func resize(dst [][]byte, n, size int) [][]byte {
 	if cap(dst) < n {
 		dst = make([][]byte, n)
 	}
+	clear(dst[n:cap(dst)])
 	dst = dst[:n]
 	short := 0
 	for _, s := range dst {

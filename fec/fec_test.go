@@ -500,3 +500,40 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// TestExtendTo: a block coded with few parity shards, extended by a Coder
+// for more, keeps its shards and gains parity that rebuilds it alone with
+// some data shards, as the bigger Coder's own encoding would.
+func TestExtendTo(t *testing.T) {
+	const k = 5
+	small, big := mustNew(t, k, 2), mustNew(t, k, 9)
+	packets := [][]byte{[]byte("one"), []byte("two"), []byte("three"), nil, []byte("five!")}
+	shards, err := small.Encode(packets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	orig := make([][]byte, len(shards))
+	for i, s := range shards {
+		orig[i] = slices.Clone(s)
+	}
+	ext, err := big.ExtendTo(shards)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := big.Encode(packets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.EqualFunc(ext, want, bytes.Equal) {
+		t.Fatalf("extended shards = %x, want the bigger Coder's %x", ext, want)
+	}
+	if !slices.EqualFunc(ext[:len(orig)], orig, bytes.Equal) {
+		t.Fatalf("extending changed the shards there: %x, were %x", ext[:len(orig)], orig)
+	}
+	// Data shards 0 and 1 and the last three parity shards, none of them
+	// made before the extension.
+	checkDecode(t, big, ext, []int{0, 1, k + 6, k + 7, k + 8}, packets)
+	if _, err := big.ExtendTo(shards[:k-1]); err == nil {
+		t.Error("extending fewer than k shards succeeded")
+	}
+}

@@ -22,28 +22,52 @@ func parityFor(k int) int { return min(max(k, 4), maxParity) }
 // that NACK repair can keep up with.
 const maxParity = wire.MaxBlockShards / 2
 
-// coders holds one FEC coder per block size, made on first use: building
-// one inverts a matrix, and a room sends blocks of a handful of sizes.
+// coders holds FEC coders per block size, made on first use: for k data
+// shards, one that makes the parityFor(k) parity shards a block is sent
+// with, and one that makes all wire.MaxShards - k a block may have, which
+// decodes and, when repairs have spent a block's parity, makes more
+// (extendBlock). Parity shard k+j is the same for both.
 var coders struct {
 	sync.Mutex
-	c [wire.MaxBlockShards + 1]*fec.Coder
+	send, all [wire.MaxBlockShards + 1]*fec.Coder
 }
 
-func coderFor(k int) (*fec.Coder, error) {
+func coderFor(k int) (*fec.Coder, error) { return cachedCoder(k, false) }
+
+func fullCoderFor(k int) (*fec.Coder, error) { return cachedCoder(k, true) }
+
+func cachedCoder(k int, all bool) (*fec.Coder, error) {
 	if k < 1 || k > wire.MaxBlockShards {
 		return nil, fmt.Errorf("block of %d data shards: %w", k, wire.ErrInvalid)
 	}
 	coders.Lock()
 	defer coders.Unlock()
-	if c := coders.c[k]; c != nil {
-		return c, nil
+	slot, m := &coders.send[k], parityFor(k)
+	if all {
+		slot, m = &coders.all[k], wire.MaxShards-k
 	}
-	c, err := fec.New(k, parityFor(k))
+	if *slot == nil {
+		c, err := fec.New(k, m)
+		if err != nil {
+			return nil, err
+		}
+		*slot = c
+	}
+	return *slot, nil
+}
+
+// extendBlock adds parity to a block of k data shards whose parity
+// repairs have spent: all the parity a block may have. A repair that sent
+// a data shard again helped only the members that had lost that shard; a
+// fresh parity shard helps every member that lacks any. At 20 % loss,
+// members that lost whole runs of a block drew repairs of data shards
+// that others had already, four times the data in all.
+func extendBlock(shards [][]byte, k int) ([][]byte, error) {
+	c, err := fullCoderFor(k)
 	if err != nil {
 		return nil, err
 	}
-	coders.c[k] = c
-	return c, nil
+	return c.ExtendTo(shards)
 }
 
 // encodeBlockTo cuts a block's payload, its batches, into k data shards
@@ -69,13 +93,18 @@ func encodeBlockTo(dst [][]byte, payload []byte) (shards [][]byte, k int, err er
 	return shards, k, err
 }
 
-// decodeBlock rebuilds a block's payload, into buf[:0], from a block's shards (nil
-// where missing; a lost data shard given as an empty buffer is rebuilt
-// there).
+// decodeBlock rebuilds a block's payload, into buf[:0], from its shards in
+// index order, up to wire.MaxShards of them (nil where missing; a lost
+// data shard given as an empty buffer is rebuilt there).
 func decodeBlock(shards [][]byte, k int, buf []byte) ([]byte, error) {
-	c, err := coderFor(k)
+	c, err := fullCoderFor(k)
 	if err != nil {
 		return nil, err
+	}
+	if len(shards) < wire.MaxShards {
+		// The receive path keeps room for them all; a block as its
+		// host made it has fewer.
+		shards = append(shards[:len(shards):len(shards)], make([][]byte, wire.MaxShards-len(shards))...)
 	}
 	var chunkArr [wire.MaxBlockShards][]byte // on the stack: no allocation per block
 	chunks, err := c.DecodeTo(chunkArr[:0], shards)

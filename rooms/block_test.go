@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"testing"
+	"time"
 
 	"meshd/fec"
 	"meshd/rooms/wire"
@@ -372,5 +373,72 @@ func TestRepairShards(t *testing.T) {
 	}
 	if got := repairShards(30, 32, 0.5); got != 32 {
 		t.Errorf("repairShards(30, 32, 0.5) = %d, want the limit 32", got)
+	}
+}
+
+// TestRepairsMakeFreshParity: repairs that have spent a block's parity
+// send parity made for them, never sent before, up to wire.MaxShards
+// shards, and a member that got nothing else of the block rebuilds it
+// from them.
+func TestRepairsMakeFreshParity(t *testing.T) {
+	sink := new(pktSink)
+	s := newPathHost(t, sink)
+	makeBlocks(t, s, sink, 1, 1, 0) // a quiet room's first line: a block of its own
+	m := newPathMember(t, s)
+	makeBlocks(t, s, sink, 1, 40, 0)
+	clock := time.Unix(1_000_000, 0)
+	s.mu.Lock()
+	s.now = func() time.Time { return clock }
+	no, last := s.block, s.next-1
+	k := s.blocks[no%sentBlocks].k
+	s.mu.Unlock()
+	if k < 4 || 2*k+parityFor(k) > wire.MaxShards {
+		t.Fatalf("a block of 40 lines has k = %d; the test wants 4 <= k <= %d", k, (wire.MaxShards-parityFor(k))/2)
+	}
+	round := func() []wire.ShardInfo {
+		sink.pkts = nil
+		s.mu.Lock()
+		s.repairs[no] = k
+		clock = clock.Add(repairHold)
+		s.mu.Unlock()
+		s.repair()
+		var got []wire.ShardInfo
+		for _, p := range sink.pkts {
+			si, err := wire.ParseShardInfo(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, si)
+		}
+		return got
+	}
+	var fresh [][]byte
+	next := k
+	for r := range 2 {
+		got := round()
+		if len(got) != k {
+			t.Fatalf("repair round %d: %d shards, want %d", r, len(got), k)
+		}
+		for _, si := range got {
+			if int(si.Index) != next {
+				t.Fatalf("repair round %d sent shard %d, want %d: parity not sent before", r, si.Index, next)
+			}
+			next++
+		}
+		if r == 1 {
+			fresh = sink.pkts
+		}
+	}
+	if next <= k+parityFor(k) {
+		t.Fatalf("two rounds of %d sent up to shard %d, within the block's first %d parity", k, next-1, parityFor(k))
+	}
+	for _, p := range fresh {
+		m.HandlePacket(p)
+	}
+	m.mu.Lock()
+	got := m.rx.next - 1
+	m.mu.Unlock()
+	if got != last {
+		t.Fatalf("from the second round's parity alone the member delivered up to %d, want %d", got, last)
 	}
 }

@@ -413,11 +413,12 @@ func (m *Member) shardLocked(si wire.ShardInfo, shard []byte, now time.Time) {
 			return
 		}
 		p.k, p.sent = k, int(si.Sent)
-		n := k + parityFor(k)
-		if cap(p.shards) < n {
-			p.shards = make([][]byte, n, wire.MaxShards)
+		// Any index below wire.MaxShards: a block's parity beyond
+		// parityFor(k) is made when repairs have spent the rest.
+		if cap(p.shards) < wire.MaxShards {
+			p.shards = make([][]byte, wire.MaxShards)
 		}
-		p.shards = p.shards[:n]
+		p.shards = p.shards[:wire.MaxShards]
 	}
 	if p.k != k || int(si.Index) >= len(p.shards) {
 		st.DataMalformed.Add(1)

@@ -608,8 +608,8 @@ func TestStatsSnapshotNamesEveryCounter(t *testing.T) {
 }
 
 // When members report heavy loss the host sends all of a block's parity at
-// once; a repair asked for after that sends the data shards again rather
-// than running off the end of the block.
+// once; a repair asked for after that makes more rather than running off
+// the end of the block.
 func TestRepairAfterAllParitySent(t *testing.T) {
 	n := memnet.New(5)
 	tr := newTestRoom(t, n, "general")

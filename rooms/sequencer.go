@@ -683,8 +683,8 @@ func (s *Sequencer) sendBlockLocked() {
 	default:
 		sb.sent = k + proactiveParity(k, members, mean)
 	}
-	// Once the parity is spent, repairs send the data shards again.
-	sb.next = sb.sent % len(shards)
+	// Repairs send the parity not sent yet, then more (moreShardsLocked).
+	sb.next = sb.sent
 	s.blocks[sb.no%sentBlocks] = sb
 	st := s.host.cfg.Stats
 	for i := range sb.sent {
@@ -865,15 +865,33 @@ func (s *Sequencer) repair() {
 		// Shards of the block still in the outbox are on their way: a
 		// NACK sent while a block is queued behind others (or behind
 		// the says of a full link) asks for them too early.
-		want = repairShards(max(want-sb.unsent, 0), len(sb.shards), loss) - sb.repaired
+		want = repairShards(max(want-sb.unsent, 0), wire.MaxShards, loss) - sb.repaired
 		sb.repaired += max(want, 0)
 		for range want {
+			if sb.next == len(sb.shards) {
+				s.moreShardsLocked(sb)
+			}
 			n := s.sendShardLocked(sb, sb.next, true)
-			sb.next = (sb.next + 1) % len(sb.shards)
+			sb.next++
 			s.host.cfg.Stats.RepairsSent.Add(1)
 			s.host.cfg.Stats.RepairBytesSent.Add(int64(n))
 		}
 	}
+}
+
+// moreShardsLocked gives a repair more shards to send once it has sent
+// all sb has: fresh parity, up to wire.MaxShards shards in all; past that,
+// the data shards again, from the first.
+func (s *Sequencer) moreShardsLocked(sb *sentBlock) {
+	if len(sb.shards) < wire.MaxShards {
+		shards, err := extendBlock(sb.shards, sb.k)
+		if err == nil {
+			sb.shards = shards
+			return
+		}
+		s.host.log.Error("cannot extend a block's parity; its repairs send data shards again", "room", s.ref, "block", sb.no, "err", err)
+	}
+	sb.next = 0
 }
 
 func (s *Sequencer) announcement(addrs []netip.AddrPort) ([]byte, error) {
