@@ -33,6 +33,14 @@ const tick = 250 * time.Millisecond
 // line at 100 lines a second, and a router's flash a write a second.
 const saveInterval = 10 * time.Second
 
+// dataSendBuffer is the data socket's send buffer: about 28 shards (the
+// system doubles it, and a shard takes some 2.3 KiB of it), 16 ms of a
+// 20 Mbit/s link. A hosted room queues what the link cannot take yet in
+// its own outbox, where repairs go ahead of blocks; the default buffer,
+// 200 KiB, let the interface's queue hold another 90 shards ahead of
+// every repair.
+const dataSendBuffer = 32 << 10
+
 // Daemon is one running meshd.
 type Daemon struct {
 	cfg   Config
@@ -199,7 +207,8 @@ func (d *Daemon) open() error {
 	if err != nil {
 		return fmt.Errorf("discovery: %w", err)
 	}
-	d.data, err = mcast.Listen(mcast.Config{Port: d.cfg.Host.DataPort, Interfaces: dc.Interfaces, Exclude: dc.Exclude, TTL: dc.TTL, Logger: mlog})
+	d.data, err = mcast.Listen(mcast.Config{Port: d.cfg.Host.DataPort, Interfaces: dc.Interfaces, Exclude: dc.Exclude, TTL: dc.TTL,
+		SendBuffer: dataSendBuffer, Logger: mlog})
 	if err != nil {
 		return fmt.Errorf("data socket: %w", err)
 	}

@@ -75,6 +75,13 @@ type Config struct {
 	// the traffic on the local link.
 	TTL int
 
+	// SendBuffer, if not 0, sets the socket's send buffer, in bytes (the
+	// system doubles it, and counts each datagram's bookkeeping too).
+	// Datagrams sent count against it until the interface has sent
+	// them, so it bounds how long the interface's queue may hold this
+	// socket's datagrams.
+	SendBuffer int
+
 	// Logger receives the failures that do not fail an operation, such
 	// as a join that failed on one of several interfaces. Nil discards.
 	Logger *slog.Logger
@@ -173,6 +180,12 @@ func Listen(cfg Config) (*Conn, error) {
 	if err := c.setOptions(ttl); err != nil {
 		uc.Close()
 		return nil, err
+	}
+	if cfg.SendBuffer > 0 {
+		if err := uc.SetWriteBuffer(cfg.SendBuffer); err != nil {
+			uc.Close()
+			return nil, fmt.Errorf("mcast: set send buffer: %w", err)
+		}
 	}
 	return c, nil
 }

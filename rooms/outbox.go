@@ -1,6 +1,7 @@
 package rooms
 
 import (
+	"slices"
 	"time"
 
 	"meshd/rooms/wire"
@@ -42,11 +43,42 @@ func (s *Sequencer) packetBufLocked() []byte {
 	return make([]byte, 0, wire.MaxPacket)
 }
 
+// outPacket is a packet in the outbox, and the block it is a shard of
+// (nil for a heartbeat), which counts it as unsent until it is written.
+type outPacket struct {
+	pkt []byte
+	sb  *sentBlock
+	no  uint64 // sb's number when queued: sb is reused for later blocks
+}
+
 // queueLocked puts a sealed packet, in a buffer from packetBufLocked, in
-// the outbox; it returns the bytes queued.
-func (s *Sequencer) queueLocked(pkt []byte) int {
+// the outbox, a shard of sb if sb is not nil; it returns the bytes queued.
+func (s *Sequencer) queueLocked(pkt []byte, sb *sentBlock) int {
 	s.lastSend = time.Now()
-	s.outbox = append(s.outbox, pkt)
+	s.outbox = append(s.outbox, s.outPacketLocked(pkt, sb))
+	return len(pkt)
+}
+
+func (s *Sequencer) outPacketLocked(pkt []byte, sb *sentBlock) outPacket {
+	p := outPacket{pkt: pkt, sb: sb}
+	if sb != nil {
+		sb.unsent++
+		p.no = sb.no
+	}
+	return p
+}
+
+// queueFirstLocked puts a repair in the outbox ahead of the blocks
+// waiting there, behind the repairs queued before it. A member waits for
+// a repair: it holds up every line after the block it completes, and a
+// repair that waited behind a full outbox, the socket and the interface's
+// queue came after its member had asked again (nackRetry), which the host
+// took for a new loss and answered with more shards, on a link that had
+// no room for them.
+func (s *Sequencer) queueFirstLocked(pkt []byte, sb *sentBlock) int {
+	s.lastSend = time.Now()
+	s.outbox = slices.Insert(s.outbox, s.first, s.outPacketLocked(pkt, sb))
+	s.first++
 	return len(pkt)
 }
 
@@ -64,10 +96,11 @@ func (s *Sequencer) unlock() {
 		n := min(len(s.outbox), drainChunk)
 		chunk := append(s.chunk[:0], s.outbox[:n]...)
 		s.outbox = s.outbox[:copy(s.outbox, s.outbox[n:])]
+		s.first -= min(s.first, n)
 		s.drained.Broadcast()
 		s.mu.Unlock()
-		for _, pkt := range chunk {
-			if err := s.host.cfg.Sender.WriteTo(pkt, s.group); err != nil {
+		for _, p := range chunk {
+			if err := s.host.cfg.Sender.WriteTo(p.pkt, s.group); err != nil {
 				st.SendErrors.Add(1)
 				s.host.log.Debug("multicast send failed", "room", s.ref, "err", err)
 				continue
@@ -75,17 +108,26 @@ func (s *Sequencer) unlock() {
 			st.PacketsSent.Add(1)
 		}
 		s.mu.Lock()
-		for _, pkt := range chunk {
-			if len(s.free) < freePackets {
-				s.free = append(s.free, pkt)
-			}
-		}
+		s.writtenLocked(chunk)
 		clear(chunk)
 		s.chunk = chunk[:0]
 	}
 	s.draining = false
 	s.drained.Broadcast()
 	s.mu.Unlock()
+}
+
+// writtenLocked counts packets taken from the outbox as written, and
+// keeps their buffers for the next.
+func (s *Sequencer) writtenLocked(ps []outPacket) {
+	for _, p := range ps {
+		if p.sb != nil && p.sb.no == p.no {
+			p.sb.unsent--
+		}
+		if len(s.free) < freePackets {
+			s.free = append(s.free, p.pkt)
+		}
+	}
 }
 
 // waitOutboxLocked waits, with the lock released meanwhile, until the

@@ -16,12 +16,53 @@ import (
 // before it lets the lock go, calls it first. Packets a step queued are
 // sent by the time the step's caller has the lock back.
 func (s *Sequencer) sendQueuedLocked() {
-	for _, pkt := range s.outbox {
-		if err := s.host.cfg.Sender.WriteTo(pkt, s.group); err != nil {
+	for _, p := range s.outbox {
+		if err := s.host.cfg.Sender.WriteTo(p.pkt, s.group); err != nil {
 			panic(err)
 		}
 	}
-	s.outbox = s.outbox[:0]
+	s.writtenLocked(s.outbox)
+	s.outbox, s.first = s.outbox[:0], 0
+}
+
+// TestRepairGoesFirst: a repair is written before the blocks that were
+// waiting in the outbox when it was made, and repairs keep their order.
+func TestRepairGoesFirst(t *testing.T) {
+	sink := new(pktSink)
+	s := newPathHost(t, sink)
+	makeBlocks(t, s, sink, 2, 40, 0.05)
+	s.mu.Lock()
+	repaired := s.block - 1
+	for range 40 {
+		if _, err := s.submitLocked(wire.Record{Kind: wire.KindMessage, KeyID: s.keyID, Nick: "ann", Text: pathLine}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.flushLocked()
+	queued := len(s.outbox)
+	s.repairs[repaired] = 2
+	s.repairs[repaired+1] = 1
+	s.mu.Unlock() // not unlock: the new block stays queued, unwritten
+	if queued == 0 {
+		t.Fatal("the new block was not queued")
+	}
+	s.repair()
+
+	var got []uint64
+	for _, p := range sink.pkts {
+		if si, err := wire.ParseShardInfo(p); err == nil {
+			got = append(got, si.Block)
+		}
+	}
+	repairs := len(got) - queued
+	if repairs < 3 {
+		t.Fatalf("blocks of the shards written: %v; want 3 or more repairs before the %d shards of the new block", got, queued)
+	}
+	for i, no := range got {
+		if (i < repairs) != (no < s.block) {
+			t.Fatalf("blocks of the shards written: %v; want the repairs of blocks %d and %d first, then block %d", got, repaired, repaired+1, s.block)
+		}
+	}
 }
 
 // gatedSink is a link that carries nothing until its gate opens: the
@@ -134,5 +175,45 @@ func TestBlockedLinkDoesNotStallTheRoom(t *testing.T) {
 		if shards[no] == 0 {
 			t.Errorf("block %d never written", no)
 		}
+	}
+}
+
+// TestNackForQueuedShards: a NACK for a block whose shards are still in
+// the outbox asks for what is on its way, and gets no repair; once the
+// block is written, the same NACK does.
+func TestNackForQueuedShards(t *testing.T) {
+	sink := new(pktSink)
+	s := newPathHost(t, sink)
+	makeBlocks(t, s, sink, 1, 40, 0.05)
+	sink.pkts = nil
+	s.mu.Lock()
+	for range 40 {
+		if _, err := s.submitLocked(wire.Record{Kind: wire.KindMessage, KeyID: s.keyID, Nick: "ann", Text: pathLine}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.flushLocked()
+	no := s.block
+	sb := s.blocks[no%sentBlocks]
+	sent := sb.sent
+	if sb.unsent != sent {
+		t.Errorf("block %d: %d shards unsent, want all %d queued", no, sb.unsent, sent)
+	}
+	s.repairs[no] = 3
+	s.mu.Unlock() // not unlock: the block stays queued
+	s.repair()
+	if got := len(sink.pkts); got != sent {
+		t.Fatalf("a NACK for 3 shards of a block still queued: %d shards written, want the block's %d alone", got, sent)
+	}
+	s.mu.Lock()
+	unsent := sb.unsent
+	s.repairs[no] = 3
+	s.mu.Unlock()
+	if unsent != 0 {
+		t.Fatalf("block %d written, %d shards still counted unsent", no, unsent)
+	}
+	s.repair()
+	if got := len(sink.pkts) - sent; got < 3 {
+		t.Fatalf("a NACK for 3 shards of a block written: %d repairs, want 3 or more", got)
 	}
 }

@@ -175,10 +175,11 @@ type Sequencer struct {
 	// The send path (outbox.go): packets sealed, oldest first, and not
 	// yet written; buffers to seal the next ones into; whether a
 	// goroutine is writing the outbox, and the chunk it writes.
-	outbox   [][]byte
+	outbox   []outPacket
+	first    int // the repairs at the front of outbox
 	free     [][]byte
 	draining bool
-	chunk    [][]byte
+	chunk    []outPacket
 	drained  sync.Cond // broadcast as the outbox empties
 }
 
@@ -195,6 +196,7 @@ type sentBlock struct {
 	shards [][]byte // k data, then parity
 	sent   int      // shards sent at first
 	next   int      // the next shard a repair sends
+	unsent int      // shards first sent that are in the outbox, not yet written
 	// The repair round in progress: repaired shards sent since
 	// repairedAt, which count against NACKs until repairHold after it.
 	repaired   int
@@ -677,7 +679,7 @@ func (s *Sequencer) sendBlockLocked() {
 	s.blocks[sb.no%sentBlocks] = sb
 	st := s.host.cfg.Stats
 	for i := range sb.sent {
-		n := int64(s.sendShardLocked(sb, i))
+		n := int64(s.sendShardLocked(sb, i, false))
 		if i < k {
 			st.DataBytesSent.Add(n)
 		} else {
@@ -724,9 +726,9 @@ func (s *Sequencer) answerLocked() {
 	}
 }
 
-// sendShardLocked seals shard i of sb and queues it; it returns the bytes
-// queued, 0 if it queued nothing.
-func (s *Sequencer) sendShardLocked(sb *sentBlock, i int) int {
+// sendShardLocked seals shard i of sb and queues it, a repair ahead of
+// the blocks waiting; it returns the bytes queued, 0 if it queued nothing.
+func (s *Sequencer) sendShardLocked(sb *sentBlock, i int, repair bool) int {
 	s.counter++
 	pkt, err := sealShard(s.packetBufLocked(), &s.nonce, s.key, s.id, wire.ShardInfo{
 		Block: sb.no, Index: uint8(i), K: uint8(sb.k), Sent: uint8(sb.sent),
@@ -735,7 +737,11 @@ func (s *Sequencer) sendShardLocked(sb *sentBlock, i int) int {
 		s.host.log.Error("cannot seal shard", "room", s.ref, "err", err)
 		return 0
 	}
-	return s.queueLocked(pkt)
+	if repair {
+		// Counted by the repair round (sb.repaired), not as unsent.
+		return s.queueFirstLocked(pkt, nil)
+	}
+	return s.queueLocked(pkt, sb)
 }
 
 // tick sends a heartbeat when the room has been silent for a Heartbeat,
@@ -764,7 +770,7 @@ func (s *Sequencer) tick(now time.Time) {
 		s.host.log.Warn("heartbeat", "room", s.ref, "err", err)
 		return
 	}
-	s.host.cfg.Stats.HeartbeatBytesSent.Add(int64(s.queueLocked(pkt)))
+	s.host.cfg.Stats.HeartbeatBytesSent.Add(int64(s.queueLocked(pkt, nil)))
 }
 
 // HandleNack takes a member's multicast NACK: the blocks it asks about
@@ -847,10 +853,13 @@ func (s *Sequencer) repair() {
 		if now.Sub(sb.repairedAt) >= repairHold {
 			sb.repaired, sb.repairedAt = 0, now
 		}
-		want = repairShards(want, len(sb.shards), loss) - sb.repaired
+		// Shards of the block still in the outbox are on their way: a
+		// NACK sent while a block is queued behind others (or behind
+		// the says of a full link) asks for them too early.
+		want = repairShards(max(want-sb.unsent, 0), len(sb.shards), loss) - sb.repaired
 		sb.repaired += max(want, 0)
 		for range want {
-			n := s.sendShardLocked(sb, sb.next)
+			n := s.sendShardLocked(sb, sb.next, true)
 			sb.next = (sb.next + 1) % len(sb.shards)
 			s.host.cfg.Stats.RepairsSent.Add(1)
 			s.host.cfg.Stats.RepairBytesSent.Add(int64(n))
