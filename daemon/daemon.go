@@ -22,8 +22,14 @@ import (
 var Version = "dev"
 
 // tick paces the host's housekeeping: heartbeats of idle rooms and the
-// expiry of lapsed announcements.
-const tick = 250 * time.Millisecond
+// expiry of lapsed announcements. A daemon that hosts no room has only
+// the expiries, rescans and saves, none of which needs a finer step than
+// idleTick: each tick is a wake-up of the process, and its runtime's
+// monitor thread with it.
+const (
+	tick     = 250 * time.Millisecond
+	idleTick = time.Second
+)
 
 // saveInterval paces the saving of how far each membership got. Joins and
 // leaves are saved at once and a clean shutdown saves the rest, so only a
@@ -360,7 +366,7 @@ func (d *Daemon) hostedByID(id [wire.RoomIDLen]byte) *rooms.Sequencer {
 // timers announces hosted rooms every interval, sends heartbeats and
 // expires lapsed rooms, until ctx ends.
 func (d *Daemon) timers(ctx context.Context) {
-	t := time.NewTicker(tick)
+	t := time.NewTimer(tick)
 	defer t.Stop()
 	var lastAnnounce, lastSave time.Time
 	lastRescan := time.Now()
@@ -380,6 +386,13 @@ func (d *Daemon) timers(ctx context.Context) {
 		}
 		d.host.Tick(now)
 		d.dir.Expire(now)
+		// A room hosted meanwhile through the API waits at most idleTick
+		// for its first heartbeat, which it sends once a second anyway.
+		if len(d.host.Rooms()) > 0 {
+			t.Reset(tick)
+		} else {
+			t.Reset(idleTick)
+		}
 		select {
 		case <-ctx.Done():
 			return

@@ -1,6 +1,7 @@
 package rooms
 
 import (
+	"crypto/sha256"
 	"net/netip"
 	"sync"
 	"testing"
@@ -305,7 +306,7 @@ func TestBusyRoomBlockSpansBatches(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	payload, err = verifyBlock(s.host.cfg.Identity.Pub, s.bopts, payload)
+	payload, err = verifyBlock(s.host.cfg.Identity.Pub, s.bopts, s.id, nil, sha256.New(), payload)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -237,12 +237,19 @@ func (h *Host) Rooms() []*Sequencer {
 
 // Announcements returns a signed announcement for every hosted room.
 func (h *Host) Announcements() [][]byte {
+	rooms := h.Rooms()
+	if len(rooms) == 0 {
+		// The addresses come from a netlink dump: a dozen system calls,
+		// each waking the runtime's monitor thread, every announce
+		// interval of a daemon that hosts nothing.
+		return nil
+	}
 	addrs := h.cfg.Addrs()
 	if len(addrs) > wire.MaxAddrs {
 		addrs = addrs[:wire.MaxAddrs]
 	}
 	var out [][]byte
-	for _, s := range h.Rooms() {
+	for _, s := range rooms {
 		pkt, err := s.announcement(addrs)
 		if err != nil {
 			h.log.Warn("cannot announce room", "room", s.ref, "err", err)
@@ -521,6 +528,10 @@ type hostSession struct {
 
 	// nackSession names this session in the member's NACKs (Welcome.Session).
 	nackSession uint64
+	// mac is the member's slot and key in small blocks' MACs, guarded by
+	// the Sequencer's lock; noSlot says it was admitted with none free.
+	mac    *blockMAC
+	noSlot bool
 
 	seq   *Sequencer
 	conn  *secure.Conn // Close does not wait for a stuck write

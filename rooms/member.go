@@ -91,6 +91,7 @@ type Member struct {
 	opts    *ed25519.Options // batches' signature context
 	bopts   *ed25519.Options // blocks'
 	key     *epochKey
+	mac     *blockMAC // this session's slot and key in small blocks' MACs; nil: none
 	group   netip.AddrPort
 	state   string
 	sayID   uint32
@@ -330,6 +331,10 @@ func (m *Member) welcome(conn *secure.Conn, w *wire.Welcome) error {
 	m.conn, m.id, m.key, m.group = conn, w.Room, k, w.Group
 	m.nackSession, m.nackCounter = w.Session, 0
 	m.opts, m.bopts = batchOpts(w.Room), blockOpts(w.Room)
+	m.mac = nil
+	if w.MACSlot != wire.NoMACSlot {
+		m.mac = newBlockMAC(w.MACSlot, w.MACKey)
+	}
 	m.rx.reset(w.Next, w.Block, time.Now())
 	m.members = make(map[[wire.KeyIDLen]byte]string, len(w.Members))
 	for _, mi := range w.Members {

@@ -88,8 +88,15 @@ func newPathHost(tb testing.TB, sender PacketSender) *Sequencer {
 func newPathMember(tb testing.TB, s *Sequencer) *Member {
 	tb.Helper()
 	s.mu.Lock()
-	w := &wire.Welcome{Room: s.id, Epoch: s.key.epoch, Key: s.key.key, Next: s.next, Block: s.block, Group: s.group}
+	w := &wire.Welcome{Room: s.id, Epoch: s.key.epoch, Key: s.key.key, Next: s.next, Block: s.block, Group: s.group, MACSlot: wire.NoMACSlot}
 	s.mu.Unlock()
+	return welcomedMember(tb, s, w)
+}
+
+// welcomedMember returns a member of s's room that took Welcome w, with no
+// session.
+func welcomedMember(tb testing.TB, s *Sequencer, w *wire.Welcome) *Member {
+	tb.Helper()
 	kn := Known{Announce: wire.Announce{Room: s.name}}
 	copy(kn.HostKey[:], s.host.cfg.Identity.Pub)
 	m := newMember(MemberConfig{

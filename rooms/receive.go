@@ -2,7 +2,9 @@ package rooms
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
+	"hash"
 	"math/bits"
 	"math/rand/v2"
 	"time"
@@ -110,6 +112,7 @@ type receiver struct {
 	// Ed25519 allocates inside.
 	scratch []byte
 	nonce   nonceBuf
+	digest  hash.Hash // SHA-256, for blocks' MACs
 	block   []byte
 	recs    []wire.Record
 	nack    wire.Nack
@@ -168,6 +171,7 @@ func newReceiver() receiver {
 		partials: make(map[uint64]*partial),
 		receipts: make(map[uint64]wire.Seen),
 		scratch:  make([]byte, 0, wire.MaxPacket),
+		digest:   sha256.New(),
 		nicks:    make(map[string]string),
 	}
 }
@@ -470,7 +474,7 @@ func (m *Member) blockLocked(payload []byte, now time.Time) {
 	if m.bopts == nil {
 		return
 	}
-	batches, err := verifyBlock(m.hostKey, m.bopts, payload)
+	batches, err := verifyBlock(m.hostKey, m.bopts, m.id, m.mac, rx.digest, payload)
 	switch {
 	case errors.Is(err, ErrBadSignature):
 		st.DataBadSig.Add(1)

@@ -4,11 +4,13 @@ import (
 	"crypto/cipher"
 	"crypto/ed25519"
 	"crypto/hkdf"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash"
 
 	"golang.org/x/crypto/chacha20poly1305"
 
@@ -202,18 +204,34 @@ func signBlock(batches []byte, id *Identity, opts *ed25519.Options) ([]byte, err
 	if err != nil {
 		return nil, fmt.Errorf("sign block: %w", err)
 	}
-	return append(batches, sig...), nil
+	return wire.AppendBlockSig(batches, sig), nil
 }
 
-// verifyBlock checks the host's signature over a block's payload and
-// returns its batches.
-func verifyBlock(hostKey ed25519.PublicKey, opts *ed25519.Options, payload []byte) ([]byte, error) {
-	batches, sig, err := wire.SplitBlock(payload)
+// verifyBlock checks that the host sent a block of room's, by its
+// signature or by this member's MAC (bm, nil if it has no slot; digest is
+// a SHA-256 kept for the check), and returns its batches.
+func verifyBlock(hostKey ed25519.PublicKey, opts *ed25519.Options, room [wire.RoomIDLen]byte, bm *blockMAC, digest hash.Hash, payload []byte) ([]byte, error) {
+	batches, auth, err := wire.SplitBlock(payload)
 	if err != nil {
 		return nil, err
 	}
-	if ed25519.VerifyWithOptions(hostKey, batches, sig, opts) != nil {
-		return nil, fmt.Errorf("block: %w", ErrBadSignature)
+	if auth.Sig != nil {
+		if ed25519.VerifyWithOptions(hostKey, batches, auth.Sig, opts) != nil {
+			return nil, fmt.Errorf("block: %w", ErrBadSignature)
+		}
+		return batches, nil
+	}
+	if bm == nil {
+		return nil, fmt.Errorf("block: %w: MACed, and this member has no slot", ErrBadSignature)
+	}
+	mac := auth.MAC(bm.slot)
+	if mac == nil {
+		return nil, fmt.Errorf("block: %w: no MAC for slot %d", ErrBadSignature, bm.slot)
+	}
+	d := blockDigest(digest, room, batches)
+	var want [wire.MACLen]byte
+	if !hmac.Equal(bm.appendMAC(want[:0], &d), mac) {
+		return nil, fmt.Errorf("block: %w: MAC", ErrBadSignature)
 	}
 	return batches, nil
 }

@@ -695,7 +695,7 @@ func vectorIdentity(t *testing.T) *Identity {
 // TestBatchVector pins the batch and shard test vectors of
 // docs/PROTOCOL.md (appendix): a batch of one line signed by the identity
 // of seed 00 01 … 1f, its block (the batch's body behind its length, then the block's
-// signature), its data and first parity shard and a
+// signature and its kind), its data and first parity shard and a
 // heartbeat sealed under the epoch key 32 × 42.
 func TestBatchVector(t *testing.T) {
 	id := vectorIdentity(t)
@@ -722,8 +722,8 @@ func TestBatchVector(t *testing.T) {
 	const wantBlockSig = "" +
 		"550c457d4fe20c3e4194dd6455cb6023845904da34b933eeb2a783bc82fba900" +
 		"864bdaaf7d19de2f356d3ac756ef0aabb2ca669c5685bcb08f84281f968e4f0f"
-	if got := hex.EncodeToString(block[len(block)-wire.SigLen:]); got != wantBlockSig {
-		t.Errorf("block signature = %s, want %s", got, wantBlockSig)
+	if got := hex.EncodeToString(block[len(block)-wire.BlockSigLen : len(block)-1]); got != wantBlockSig || block[len(block)-1] != wire.AuthSig {
+		t.Errorf("block signature = %s, kind %d, want %s, kind %d", got, block[len(block)-1], wantBlockSig, wire.AuthSig)
 	}
 	shards, k, err := encodeBlockTo(nil, block)
 	if err != nil || k != 1 || len(shards) != 5 || len(shards[0]) != len(block)+1 {
@@ -739,8 +739,8 @@ func TestBatchVector(t *testing.T) {
 	}
 	var nb nonceBuf
 	for i, want := range []string{
-		"4d440403f815eecef14f5ec00000000200000001000101bb257908872041752f7fed2c702259a5d062938b3c6366032873cf663cd953ad41d1cd410862554d5ca6741cef169ffa63cb06db6ded7ad4ae38399337e544a8b64422e1dd012c6ca79b865073b85e55d3c70f59526cbc7acfa1126c44cc5743ec7fa656177d2e86fb934e00193552",
-		"4d440403f815eecef14f5ec00000000200000001010101bd84b7adcba00e56ae6c80ff186acc238aee16d177db65cdf38d73f3e9bbfeeccec6358c85c98f41165695d5d57f675529a0f0c817a06bc88a5eae5b17afed4c33abafb8caa37535d762b4383be009f7c636881b87e365b7b58789b0e2897aed7a1c831d1163cb8f98b43c21c9708e",
+		"4d440403f815eecef14f5ec00000000200000001000101bb257908872041752f7fed2c702259a5d062938b3c6366032873cf663cd953ad41d1cd410862554d5ca6741cef169ffa63cb06db6ded7ad4ae38399337e544a8b64422e1dd012c6ca79b865073b85e55d3c70f59526cbc7acfa1126c44ccd6bee7cb45fffd4c4ea2e18ca02e9b113b00",
+		"4d440403f815eecef14f5ec00000000200000001010101bd84b7adcba00e56ae6c80ff186acc238aee16d177db65cdf38d73f3e9bbfeeccec6358c85c98f41165695d5d57f675529a0f0c817a06bc88a5eae5b17afed4c33abafb8caa37535d762b4383be009f7c636881b87e365b7b58789b0e289fbdb90f25c3a01a698c00b89d15006875afd",
 	} {
 		pkt, err := sealShard(nil, &nb, ek, room, wire.ShardInfo{Block: 1, Index: uint8(i), K: 1, Sent: 1}, shards[i])
 		if err != nil {

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"hash"
 	"net/netip"
 	"slices"
 	"sort"
@@ -160,9 +161,16 @@ type Sequencer struct {
 	loss       float64 // the worst recent loss a multicast member reported
 	lastSend   time.Time
 	members    map[[wire.KeyIDLen]byte]*hostSession
-	lastAddr   []netip.AddrPort
-	watches    []watch // the hosting user's lines awaiting receipts
-	rotatedAt  time.Time
+	// Members' slots in small blocks' MACs (blockauth.go); unslotted
+	// counts the members that found none free. digest and macBuf are the
+	// MACs' scratch.
+	macs      [wire.MaxMACSlots]*hostSession
+	unslotted int
+	digest    hash.Hash
+	macBuf    []byte
+	lastAddr  []netip.AddrPort
+	watches   []watch // the hosting user's lines awaiting receipts
+	rotatedAt time.Time
 	// The pending batch's senders, answered once it is logged.
 	unanswered []answer
 	logged     chan struct{}                     // closed when the pending batch is logged
@@ -230,6 +238,7 @@ func newSequencer(h *Host, name string, id [wire.RoomIDLen]byte, store Store, ac
 		access:   access,
 		muted:    make(map[[wire.KeyIDLen]byte]bool),
 		members:  make(map[[wire.KeyIDLen]byte]*hostSession),
+		digest:   sha256.New(),
 		buf:      make([]byte, 0, wire.MaxPacket),
 	}
 	s.drained.L = &s.mu
@@ -596,7 +605,7 @@ func (s *Sequencer) flushLocked() {
 	// On multicast the batch goes without its signature, under the
 	// block's.
 	body := batch[:len(batch)-wire.SigLen]
-	if len(s.open)+2+len(body)+wire.SigLen > wire.MaxBlock {
+	if len(s.open)+2+len(body)+wire.BlockSigLen > wire.MaxBlock {
 		s.sendBlockLocked()
 	}
 	if len(s.open) == 0 {
@@ -640,7 +649,7 @@ func (s *Sequencer) sendBlockLocked() {
 		return
 	}
 	recs := s.openRecs
-	payload, err := signBlock(s.open, s.host.cfg.Identity, s.bopts)
+	payload, err := s.authBlockLocked(s.open)
 	s.open, s.openRecs = s.open[:0], 0
 	if err != nil {
 		s.host.log.Error("cannot sign block; members get its lines over their sessions", "room", s.ref, "err", err)
@@ -652,7 +661,7 @@ func (s *Sequencer) sendBlockLocked() {
 		sb = new(sentBlock)
 	}
 	shards, k, err := encodeBlockTo(sb.shards, payload)
-	s.open = payload[:0] // the signature may have grown it
+	s.open = payload[:0] // the signature or MACs may have grown it
 	if err != nil {
 		// The old block's shards may be half overwritten: repairing it
 		// would seal other bytes under its shards' nonces (seal.go).
@@ -984,6 +993,10 @@ func (s *Sequencer) admit(m *hostSession, resume uint64, cred, binding []byte) e
 	if resume > 0 && resume < s.next {
 		start = resume
 	}
+	slot, macKey, err := s.slotLocked(m)
+	if err != nil {
+		return err
+	}
 	w := &wire.Welcome{
 		Room:    s.id,
 		Epoch:   s.key.epoch,
@@ -992,15 +1005,19 @@ func (s *Sequencer) admit(m *hostSession, resume uint64, cred, binding []byte) e
 		Block:   s.block,
 		Session: m.nackSession,
 		Group:   s.group,
+		MACSlot: slot,
+		MACKey:  macKey,
 		Members: s.memberInfosLocked(),
 	}
 	if !m.send(w) {
+		s.unslotLocked(m)
 		return errors.New("member too slow")
 	}
 	s.members[m.keyID] = m
 	m.acked = start - 1
 	if _, err := s.submitLocked(wire.Record{Kind: wire.KindJoin, KeyID: m.keyID, Nick: m.nick}); err != nil {
 		delete(s.members, m.keyID)
+		s.unslotLocked(m)
 		return err
 	}
 	if redeem != nil {
@@ -1032,6 +1049,7 @@ func (s *Sequencer) part(m *hostSession) {
 
 func (s *Sequencer) dropLocked(m *hostSession) {
 	delete(s.members, m.keyID)
+	s.unslotLocked(m)
 	m.close()
 	if _, err := s.submitLocked(wire.Record{Kind: wire.KindPart, KeyID: m.keyID, Nick: m.nick}); err != nil {
 		s.host.log.Warn("cannot sequence part", "room", s.ref, "err", err)

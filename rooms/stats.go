@@ -35,7 +35,7 @@ type Stats struct {
 	DataNotJoined   atomic.Int64 // for a room this daemon is not a member of
 	DataBadEpoch    atomic.Int64 // for a key epoch this member does not hold
 	DataAuthFailed  atomic.Int64 // AEAD open failed: not sealed under the room key
-	DataBadSig      atomic.Int64 // sealed correctly but not signed by the host
+	DataBadSig      atomic.Int64 // sealed correctly but not signed by the host, or not MACed by it for this member
 	DataOutOfWindow atomic.Int64 // records too far ahead of the next one to hold
 	DataLost        atomic.Int64 // records the host no longer held: declared to the user as a gap
 	DataFetched     atomic.Int64 // batches received over the session: history at a join, fetches after a gap, the fallback stream

@@ -77,9 +77,9 @@ const MaxShards = 128
 // MaxShards, so that a block can have as much parity as data.
 const MaxBlockShards = MaxShards / 2
 
-// MaxBlock bounds the bytes of a block's payload: its batches and the
-// host's signature, which with the padding's first byte fill at most
-// MaxBlockShards shards.
+// MaxBlock bounds the bytes of a block's payload: its batches and how
+// they are authenticated (blockauth.go), which with the padding's first
+// byte (package fec) fill at most MaxBlockShards shards.
 const MaxBlock = MaxBlockShards*ShardData - 1
 
 // BlockContext begins the signature context of a block's payload. On
@@ -107,10 +107,10 @@ const MaxBlockNo = 1<<32 - 1
 //
 // A block is one or more batches, each behind its length and without its
 // signature (see AppendBlockBatch), then the host's signature over them
-// (BlockContext), padded and cut into K equal data shards (package fec);
-// any K of its shards rebuild it. The shard's nonce is its block and
-// index (§4.3): every copy of a shard, first or repair, is the same
-// packet.
+// (BlockContext) or its members' MACs (AppendBlockMACs), padded and cut
+// into K equal data shards (package fec); any K of its shards rebuild it.
+// The shard's nonce is its block and index (§4.3): every copy of a shard,
+// first or repair, is the same packet.
 type ShardInfo struct {
 	Block uint64 // at most MaxBlockNo
 	Index uint8
@@ -152,16 +152,6 @@ func ParseShardInfo(b []byte) (ShardInfo, error) {
 // members loses a smaller share of a big block than of a small one.
 func AppendBlockBatch(b, body []byte) []byte {
 	return append(appendU16(b, uint16(len(body))), body...)
-}
-
-// SplitBlock splits a block's payload into its batches and the host's
-// signature over them.
-func SplitBlock(payload []byte) (batches, sig []byte, err error) {
-	if len(payload) < 2+SigLen {
-		return nil, nil, fmt.Errorf("block: %w", ErrShort)
-	}
-	n := len(payload) - SigLen
-	return payload[:n], payload[n:], nil
 }
 
 // NextBlockBatch splits the first batch body off a block's batches; rest

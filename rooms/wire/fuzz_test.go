@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"slices"
 	"testing"
 
 	"meshd/rooms/wire"
@@ -255,22 +256,52 @@ func FuzzReadFrame(f *testing.F) {
 }
 
 // FuzzSplitBlock splits a decoded block's payload into its batches and
-// signature as a member does: every batch body it returns is within
-// bounds, and the payload re-encodes from them to the same bytes.
+// how they are authenticated, as a member does: every batch body it
+// returns is within bounds, a signature is SigLen bytes, MACs a whole
+// number of slots within MaxMACSlots, and the payload re-encodes from
+// them to the same bytes.
 func FuzzSplitBlock(f *testing.F) {
 	sig := bytes.Repeat([]byte{0x5a}, wire.SigLen)
-	f.Add(append(wire.AppendBlockBatch(wire.AppendBlockBatch(nil, []byte("one batch")), []byte("another")), sig...))
-	f.Add(append([]byte{0, 0}, sig...))
-	f.Add(append([]byte{0xff, 0xff, 1}, sig...))
+	batches := wire.AppendBlockBatch(wire.AppendBlockBatch(nil, []byte("one batch")), []byte("another"))
+	f.Add(wire.AppendBlockSig(slices.Clone(batches), sig))
+	f.Add(wire.AppendBlockSig([]byte{0, 0}, sig))
+	f.Add(wire.AppendBlockSig([]byte{0xff, 0xff, 1}, sig))
+	f.Add(append(slices.Clone(batches), sig...)) // no kind: version 3's
+	for _, n := range []int{1, 3, wire.MaxMACSlots} {
+		b, err := wire.AppendBlockMACs(slices.Clone(batches), bytes.Repeat([]byte{0xa5}, n*wire.MACLen))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add(append(slices.Clone(batches), 0, wire.AuthMACs))
+	f.Add(append(slices.Clone(batches), wire.MaxMACSlots+1, wire.AuthMACs))
+	f.Add(append(slices.Clone(batches), 3))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		batches, sig, err := wire.SplitBlock(b)
+		batches, auth, err := wire.SplitBlock(b)
 		if err != nil {
 			return
 		}
-		if len(sig) != wire.SigLen || len(batches) < 2 || len(batches)+len(sig) != len(b) {
-			t.Fatalf("SplitBlock(%d bytes) = %d bytes of batches, %d of signature", len(b), len(batches), len(sig))
-		}
 		var re []byte
+		switch {
+		case auth.Sig != nil && auth.MACs == nil:
+			if len(auth.Sig) != wire.SigLen || len(batches)+wire.BlockSigLen != len(b) {
+				t.Fatalf("SplitBlock(%d bytes) = %d bytes of batches, %d of signature", len(b), len(batches), len(auth.Sig))
+			}
+		case auth.MACs != nil && auth.Sig == nil:
+			n := len(auth.MACs) / wire.MACLen
+			if n == 0 || n > wire.MaxMACSlots || len(auth.MACs)%wire.MACLen != 0 || len(batches)+wire.BlockMACsLen(n) != len(b) {
+				t.Fatalf("SplitBlock(%d bytes) = %d bytes of batches, %d of MACs", len(b), len(batches), len(auth.MACs))
+			}
+			if auth.MAC(uint8(n-1)) == nil || auth.MAC(uint8(n)) != nil {
+				t.Fatalf("SplitBlock(%d bytes): %d MACs, but slot %d's is %x and slot %d's %x", len(b), n, n-1, auth.MAC(uint8(n-1)), n, auth.MAC(uint8(n)))
+			}
+		default:
+			t.Fatalf("SplitBlock(%d bytes) = signature %x and MACs %x: want one", len(b), auth.Sig, auth.MACs)
+		}
+		if len(batches) < 2 {
+			t.Fatalf("SplitBlock(%d bytes) = %d bytes of batches", len(b), len(batches))
+		}
 		for rest := batches; len(rest) > 0; {
 			body, after, err := wire.NextBlockBatch(rest)
 			if err != nil {
@@ -282,7 +313,12 @@ func FuzzSplitBlock(f *testing.F) {
 			re = wire.AppendBlockBatch(re, body)
 			rest = after
 		}
-		if re = append(re, sig...); !bytes.Equal(re, b) {
+		if auth.Sig != nil {
+			re = wire.AppendBlockSig(re, auth.Sig)
+		} else if re, err = wire.AppendBlockMACs(re, auth.MACs); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(re, b) {
 			t.Fatalf("re-encoding of %x = %x, want the same bytes", b, re)
 		}
 	})

@@ -54,6 +54,8 @@ const MaxCred = 64
 //	block      uint64: the newest block number of the epoch
 //	session    uint64, nonzero: this session's id, which the member's NACKs carry
 //	data group addr
+//	MAC slot   uint8: the member's place in a block's MACs, < MaxMACSlots, or NoMACSlot
+//	MAC key    32 bytes: the key of the member's MACs (zero with NoMACSlot)
 //	members    uint16 count, ≤ MaxMembers, then each: key id (8 bytes), nick (uint8 length)
 type Welcome struct {
 	Room    [RoomIDLen]byte
@@ -63,6 +65,11 @@ type Welcome struct {
 	Block   uint64 // the host's newest block: the member awaits the ones after it
 	Session uint64 // names the session in the member's NACKs, so replays of old ones are dropped
 	Group   netip.AddrPort
+	// MACSlot and MACKey let the member check a small block by its own
+	// MAC rather than by the host's signature (AppendBlockMACs). The key
+	// is fresh for each session and travels only inside it.
+	MACSlot uint8
+	MACKey  [32]byte
 	Members []MemberInfo
 }
 
@@ -183,6 +190,9 @@ func AppendFrame(b []byte, f Frame) ([]byte, error) {
 		if f.Session == 0 {
 			return b[:start], fmt.Errorf("welcome: %w: session 0", ErrInvalid)
 		}
+		if f.MACSlot >= MaxMACSlots && f.MACSlot != NoMACSlot {
+			return b[:start], fmt.Errorf("welcome: %w: MAC slot %d", ErrInvalid, f.MACSlot)
+		}
 		b = append(b, FrameWelcome)
 		b = append(b, f.Room[:]...)
 		b = appendU64(b, f.Epoch)
@@ -191,6 +201,8 @@ func AppendFrame(b []byte, f Frame) ([]byte, error) {
 		b = appendU64(b, f.Block)
 		b = appendU64(b, f.Session)
 		b = appendAddrPort(b, f.Group)
+		b = append(b, f.MACSlot)
+		b = append(b, f.MACKey[:]...)
 		b = appendU16(b, uint16(len(f.Members)))
 		for _, m := range f.Members {
 			if len(m.Nick) > MaxNick {
@@ -297,6 +309,10 @@ func ParseFrame(b []byte) (Frame, error) {
 			r.fail(ErrInvalid)
 		}
 		w.Group = r.addrPort()
+		if w.MACSlot = r.u8(); r.err == nil && w.MACSlot >= MaxMACSlots && w.MACSlot != NoMACSlot {
+			r.fail(ErrInvalid)
+		}
+		copy(w.MACKey[:], r.take(len(w.MACKey)))
 		n := int(r.u16())
 		if n > MaxMembers {
 			r.fail(ErrTooLong)

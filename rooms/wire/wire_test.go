@@ -1264,6 +1264,8 @@ func sampleWelcome() *wire.Welcome {
 		Block:   5,
 		Session: 0x0a0b0c0d0e0f1011,
 		Group:   ap("239.255.78.9:4243"),
+		MACSlot: 3,
+		MACKey:  [32]byte{0: 0x5c, 31: 0x5d},
 		Members: []wire.MemberInfo{{KeyID: [wire.KeyIDLen]byte{1}, Nick: "ann"}, {KeyID: [wire.KeyIDLen]byte{2}, Nick: "bob"}},
 	}
 }
@@ -1430,9 +1432,12 @@ func sampleBatch() []byte {
 }
 
 func TestFrameLayout(t *testing.T) {
-	welcome := []byte{0, 0, 0, 106, wire.FrameWelcome, 1, 2, 3, 4, 5, 6, 7, 8, 0, 0, 0, 1, 0, 0, 0, 1}
+	welcome := []byte{0, 0, 0, 139, wire.FrameWelcome, 1, 2, 3, 4, 5, 6, 7, 8, 0, 0, 0, 1, 0, 0, 0, 1}
 	welcome = append(welcome, make([]byte, 31)...)
-	welcome = append(welcome, 0x77, 0, 0, 0, 0, 0, 0, 0, 12, 0, 0, 0, 0, 0, 0, 0, 5, 0x0a, 0x0b, 0x0c, 0x0d, 0x0e, 0x0f, 0x10, 0x11, 4, 239, 255, 78, 9, 0x10, 0x93, 0, 2,
+	welcome = append(welcome, 0x77, 0, 0, 0, 0, 0, 0, 0, 12, 0, 0, 0, 0, 0, 0, 0, 5, 0x0a, 0x0b, 0x0c, 0x0d, 0x0e, 0x0f, 0x10, 0x11, 4, 239, 255, 78, 9, 0x10, 0x93,
+		3, 0x5c)
+	welcome = append(welcome, make([]byte, 30)...)
+	welcome = append(welcome, 0x5d, 0, 2,
 		1, 0, 0, 0, 0, 0, 0, 0, 3, 'a', 'n', 'n', 2, 0, 0, 0, 0, 0, 0, 0, 3, 'b', 'o', 'b')
 	tests := []struct {
 		f    wire.Frame
@@ -1479,6 +1484,8 @@ func TestAppendFrameBounds(t *testing.T) {
 	tooMany.Members = members(wire.MaxMembers + 1)
 	noSession := sampleWelcome()
 	noSession.Session = 0
+	overSlot := sampleWelcome()
+	overSlot.MACSlot = wire.MaxMACSlots
 	long := strings.Repeat("x", wire.MaxText+1)
 	tests := []struct {
 		name    string
@@ -1492,6 +1499,7 @@ func TestAppendFrameBounds(t *testing.T) {
 		{"welcome nick", overNick, wire.ErrTooLong},
 		{"welcome group", noGroup, wire.ErrInvalid},
 		{"welcome session zero", noSession, wire.ErrInvalid},
+		{"welcome MAC slot", overSlot, wire.ErrInvalid},
 		{"refuse", &wire.Refuse{Reason: long}, wire.ErrTooLong},
 		{"say", &wire.Say{Text: long}, wire.ErrTooLong},
 		{"said", &wire.Said{Error: long}, wire.ErrTooLong},
@@ -1536,11 +1544,11 @@ func bytes16(n int) []byte {
 func u(n int) []byte { return make([]byte, n) }
 
 func rawWelcome(group []byte, nicks ...int) []byte {
-	return rawWelcomeSession(1, group, nicks...)
+	return rawWelcomeSession(1, wire.NoMACSlot, group, nicks...)
 }
 
-func rawWelcomeSession(session uint64, group []byte, nicks ...int) []byte {
-	b := rawFrame(wire.FrameWelcome, u(wire.RoomIDLen), u(8), u(32), u(8), u(8), binary.BigEndian.AppendUint64(nil, session), group, binary.BigEndian.AppendUint16(nil, uint16(len(nicks))))
+func rawWelcomeSession(session uint64, slot byte, group []byte, nicks ...int) []byte {
+	b := rawFrame(wire.FrameWelcome, u(wire.RoomIDLen), u(8), u(32), u(8), u(8), binary.BigEndian.AppendUint64(nil, session), group, []byte{slot}, u(32), binary.BigEndian.AppendUint16(nil, uint16(len(nicks))))
 	for i, n := range nicks {
 		b = append(b, byte(i>>8), byte(i), 0, 0, 0, 0, 0, 0)
 		b = append(b, str8(n)...)
@@ -1577,7 +1585,11 @@ func TestParseFrameBounds(t *testing.T) {
 		{"welcome v6 group", rawWelcome(v6addr([16]byte{0xff, 0x15, 15: 1}, 1)), nil},
 		{"welcome v4-in-v6 group", rawWelcome(v6addr(netip.MustParseAddr("::ffff:239.0.0.1").As16(), 1)), wire.ErrInvalid},
 		{"welcome trailing", append(rawWelcome(group, 1), 0), wire.ErrTrailing},
-		{"welcome session zero", rawWelcomeSession(0, group, 1), wire.ErrInvalid},
+		{"welcome session zero", rawWelcomeSession(0, wire.NoMACSlot, group, 1), wire.ErrInvalid},
+		{"welcome MAC slot 0", rawWelcomeSession(1, 0, group, 1), nil},
+		{"welcome MAC slot at max", rawWelcomeSession(1, wire.MaxMACSlots-1, group, 1), nil},
+		{"welcome MAC slot over max", rawWelcomeSession(1, wire.MaxMACSlots, group, 1), wire.ErrInvalid},
+		{"welcome MAC slot 0xfe", rawWelcomeSession(1, 0xfe, group, 1), wire.ErrInvalid},
 		{"refuse at max", rawFrame(wire.FrameRefuse, bytes16(wire.MaxText)), nil},
 		{"refuse over max", rawFrame(wire.FrameRefuse, bytes16(wire.MaxText+1)), wire.ErrTooLong},
 		{"refuse trailing", rawFrame(wire.FrameRefuse, bytes16(1), u(1)), wire.ErrTrailing},
