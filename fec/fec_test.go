@@ -176,8 +176,8 @@ func TestShardLayout(t *testing.T) {
 		{'a', 'b', 'w'},
 		{'x', 'y', 'z'},
 		{0x80, 0, 0},
-		{0x99, 0x1b, 0x0d},
-		{0xd5, 0xeb, 0x30},
+		{0x68, 0x67, 0x10},
+		{0x8c, 0x29, 0x9f},
 	}
 	if !slices.EqualFunc(shards, want, bytes.Equal) {
 		t.Errorf("shards = %x, want %x", shards, want)
@@ -209,6 +209,58 @@ func TestPadding(t *testing.T) {
 				present[i] = i + 1
 			}
 			checkDecode(t, c, shards, present, data)
+		}
+	}
+}
+
+// TestCauchyParity: parity is what the package comment says, computed
+// here from the formula alone: byte j of parity shard r is the sum over
+// data shards c of their byte j times 1/(r XOR c) in GF(2^8) with the
+// polynomial x^8+x^4+x^3+x^2+1, so that another implementation can
+// decode it.
+func TestCauchyParity(t *testing.T) {
+	mul := func(a, b byte) byte {
+		var p byte
+		for ; b != 0; b >>= 1 {
+			if b&1 != 0 {
+				p ^= a
+			}
+			carry := a & 0x80
+			a <<= 1
+			if carry != 0 {
+				a ^= 0x1d
+			}
+		}
+		return p
+	}
+	inv := func(a byte) byte {
+		for x := 1; x < 256; x++ {
+			if mul(a, byte(x)) == 1 {
+				return byte(x)
+			}
+		}
+		panic("0 has no inverse")
+	}
+	const k, m = 5, 4
+	c := mustNew(t, k, m)
+	rng := rand.New(rand.NewPCG(7, 7))
+	data := make([]byte, k*(1+rng.IntN(40)))
+	for j := range data {
+		data[j] = byte(rng.Uint32())
+	}
+	shards, err := c.Encode(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for r := k; r < k+m; r++ {
+		for j := range shards[r] {
+			var want byte
+			for d := range k {
+				want ^= mul(shards[d][j], inv(byte(r^d)))
+			}
+			if shards[r][j] != want {
+				t.Fatalf("parity shard %d byte %d = %#x, want %#x", r, j, shards[r][j], want)
+			}
 		}
 	}
 }
