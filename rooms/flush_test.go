@@ -40,8 +40,10 @@ func (s *blockSink) sentBlocks() []uint64 {
 	return append([]uint64(nil), s.blocks...)
 }
 
-// TestLoneLineIsNotHeldBack: a line that finds the room quiet is sent
-// before Say returns, with no flush timer armed, while the lines of a
+// TestLoneLineIsNotHeldBack: a line that finds the room quiet is queued
+// for the link before Say returns (and written by its goroutine, or by the
+// one writing the room's outbox already), with no flush timer armed,
+// while the lines of a
 // burst that follows it wait for the timer and share one block. The
 // Sequencer's clock is the test's, so "quiet" does not depend on how fast
 // this machine runs the test.
@@ -122,6 +124,7 @@ func TestLoneLineIsNotHeldBack(t *testing.T) {
 	if _, err := s.Say("and later"); err != nil {
 		t.Fatal(err)
 	}
+	waitWritten(t, s)
 	if got := sink.sentBlocks(); len(got) != 4 || got[3] != 4 {
 		t.Fatalf("after Say in a quiet room, shards of blocks %v were sent, want a fourth block", got)
 	}

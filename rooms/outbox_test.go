@@ -65,6 +65,19 @@ func TestRepairGoesFirst(t *testing.T) {
 	}
 }
 
+// waitWritten waits until no packet of s waits in its outbox or is being
+// written: a step's packets are written by whichever goroutine drains the
+// outbox, which may be another's that was draining already when the step
+// returned.
+func waitWritten(t *testing.T, s *Sequencer) {
+	t.Helper()
+	waitUntil(t, "the outbox written", func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return len(s.outbox) == 0 && !s.draining
+	})
+}
+
 // gatedSink is a link that carries nothing until its gate opens: the
 // first write waits there, as a write to a full socket does.
 type gatedSink struct {
@@ -144,11 +157,7 @@ func TestBlockedLinkDoesNotStallTheRoom(t *testing.T) {
 		}
 	}
 	// Every block went out whole and in order.
-	waitUntil(t, "the outbox written", func() bool {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		return len(s.outbox) == 0 && !s.draining
-	})
+	waitWritten(t, s)
 	s.mu.Lock()
 	last := s.block
 	s.mu.Unlock()
