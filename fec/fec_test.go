@@ -171,11 +171,66 @@ func TestShardLayout(t *testing.T) {
 		{0, 2, 'a', 'b', 0, 0},
 		{0, 0, 0, 0, 0, 0},
 		{0, 4, 'w', 'x', 'y', 'z'},
-		{0x00, 0x06, 0x16, 0x1a, 0x79, 0x7a},
-		{0x00, 0x06, 0x3a, 0x09, 0x0b, 0x01},
+		{0x00, 0xf1, 0xa3, 0xad, 0x79, 0x7a},
+		{0x00, 0x7b, 0xc7, 0x82, 0x6e, 0xe0},
 	}
 	if !slices.EqualFunc(shards, want, bytes.Equal) {
 		t.Errorf("shards = %x, want %x", shards, want)
+	}
+}
+
+// TestCauchyParity: parity is what the package comment says, computed
+// here from the formula alone: byte j of parity shard r is the sum over
+// data shards c of their byte j times 1/(r XOR c) in GF(2^8) with the
+// polynomial x^8+x^4+x^3+x^2+1, so that another implementation can
+// decode it.
+func TestCauchyParity(t *testing.T) {
+	mul := func(a, b byte) byte {
+		var p byte
+		for ; b != 0; b >>= 1 {
+			if b&1 != 0 {
+				p ^= a
+			}
+			carry := a & 0x80
+			a <<= 1
+			if carry != 0 {
+				a ^= 0x1d
+			}
+		}
+		return p
+	}
+	inv := func(a byte) byte {
+		for x := 1; x < 256; x++ {
+			if mul(a, byte(x)) == 1 {
+				return byte(x)
+			}
+		}
+		panic("0 has no inverse")
+	}
+	const k, m = 5, 4
+	c := mustNew(t, k, m)
+	rng := rand.New(rand.NewPCG(7, 7))
+	packets := make([][]byte, k)
+	for i := range packets {
+		packets[i] = make([]byte, 1+rng.IntN(40))
+		for j := range packets[i] {
+			packets[i][j] = byte(rng.Uint32())
+		}
+	}
+	shards, err := c.Encode(packets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for r := k; r < k+m; r++ {
+		for j := range shards[r] {
+			var want byte
+			for d := range k {
+				want ^= mul(shards[d][j], inv(byte(r^d)))
+			}
+			if shards[r][j] != want {
+				t.Fatalf("parity shard %d byte %d = %#x, want %#x", r, j, shards[r][j], want)
+			}
+		}
 	}
 }
 
