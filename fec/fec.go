@@ -1,15 +1,21 @@
-// Package fec is the FEC block coder: k variable-length packets in, k data
-// shards plus m parity shards out; any k of the k+m shards rebuild the k
-// packets.
+// Package fec is the FEC block coder: a block's data in, k data shards
+// plus m parity shards out; any k of the k+m shards rebuild the data.
 //
-// A data shard is one packet behind its length as a 2-byte big-endian
-// prefix, zero-padded so that the block's longest packet fills its shard
-// exactly:
+// The data is padded with one 0x80 byte and then zeros (the bit padding
+// of ISO/IEC 7816-4) to k × size bytes, size = ⌈(len(data) + 1) / k⌉,
+// and cut into the k data shards:
 //
-//	+--------+------------------+---------+
-//	| length | packet           | zeros   |
-//	+--------+------------------+---------+
-//	  2 bytes  length bytes       padding
+//	+---------------------------------------+------+-------+
+//	| data                                  | 0x80 | zeros |
+//	+---------------------------------------+------+-------+
+//	  shard 0 | shard 1 | … | shard k−1, each size bytes
+//
+// so a shard carries no length of its own: the padding, at most k bytes
+// of a block, says where the data ends. (Until protocol version 4 each
+// data shard carried its own packet behind a 2-byte length, 2 bytes in
+// every packet sent.) Padding of more than k bytes, or data whose last
+// nonzero byte is not 0x80, is not the encoder's and does not decode: a
+// block has one encoding.
 //
 // Parity shards have the same size and are Reed-Solomon code words over
 // GF(2^8) (polynomial x^8+x^4+x^3+x^2+1), computed by
@@ -27,16 +33,14 @@
 // Coding and decoding cost the same with either.
 //
 // Reed-Solomon recovers erased shards; it does not detect wrong ones. A
-// corrupted or forged shard given to Decode rebuilds wrong packets, and
-// the length checks catch only some of that. Shards must therefore be
+// corrupted or forged shard given to Decode rebuilds wrong data, and the
+// padding check catches only some of that. Shards must therefore be
 // authenticated (AEAD) before they reach Decode.
 package fec
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"math"
 
 	"github.com/klauspost/reedsolomon"
 )
@@ -48,11 +52,8 @@ import (
 // unluckiest of many receivers, is a small share of it.
 const MaxShards = 128
 
-// MaxPacketLen is the longest packet the 2-byte length prefix can frame.
-const MaxPacketLen = math.MaxUint16
-
-// lenSize is the size of the length prefix of a data shard.
-const lenSize = 2
+// padStart is the byte that begins a block's padding.
+const padStart = 0x80
 
 // maxCacheBytes bounds the memory that the cache of inverted decode
 // matrices of one Coder may reach; see cacheInversions.
@@ -68,11 +69,11 @@ var (
 	ErrShardSize = errors.New("fec: shard sizes differ")
 
 	// ErrCorrupt is returned by Decode when the rebuilt data shards
-	// cannot have come from Encode.
+	// cannot have come from Encode: their padding is not Encode's.
 	ErrCorrupt = errors.New("fec: corrupt block")
 )
 
-// Coder encodes and decodes blocks of k packets with m parity shards. It
+// Coder encodes and decodes blocks of k data shards with m parity shards. It
 // is safe for concurrent use, but the slices passed to one call must not
 // be used by another call at the same time.
 type Coder struct {
@@ -121,35 +122,26 @@ func cacheInversions(k, m int) bool {
 	return true
 }
 
-// Encode returns the k+m shards of a block of exactly k packets; a short
-// block can be padded with empty packets. Each packet must be at most
-// MaxPacketLen bytes.
-func (c *Coder) Encode(packets [][]byte) ([][]byte, error) {
-	return c.EncodeTo(nil, packets)
+// Encode returns the k+m shards of a block of data, of any length.
+func (c *Coder) Encode(data []byte) ([][]byte, error) {
+	return c.EncodeTo(nil, data)
 }
 
 // EncodeTo is Encode writing into dst, typically the shards of a
 // previous block, whose slice and shard buffers it reuses where their
 // capacity allows; it returns the resized dst. Once the buffers have
 // grown to the largest block, EncodeTo does not allocate. The shards of
-// dst must not overlap the packets.
-func (c *Coder) EncodeTo(dst, packets [][]byte) ([][]byte, error) {
-	if len(packets) != c.k {
-		return nil, fmt.Errorf("fec: got %d packets, want %d", len(packets), c.k)
+// dst must not overlap data.
+func (c *Coder) EncodeTo(dst [][]byte, data []byte) ([][]byte, error) {
+	size := (len(data) + c.k) / c.k // ⌈(len(data) + 1) / k⌉: room for the padding's first byte
+	shards := resize(dst, c.k+c.m, size)
+	rest := data
+	for _, s := range shards[:c.k] {
+		n := copy(s, rest)
+		clear(s[n:]) // a buffer may hold a longer block
+		rest = rest[n:]
 	}
-	longest := 0
-	for i, p := range packets {
-		if len(p) > MaxPacketLen {
-			return nil, fmt.Errorf("fec: packet %d is %d bytes, longer than %d", i, len(p), MaxPacketLen)
-		}
-		longest = max(longest, len(p))
-	}
-	shards := resize(dst, c.k+c.m, lenSize+longest)
-	for i, p := range packets {
-		s := shards[i]
-		binary.BigEndian.PutUint16(s, uint16(len(p)))
-		clear(s[lenSize+copy(s[lenSize:], p):])
-	}
+	shards[len(data)/size][len(data)%size] = padStart
 	if err := c.rs.Encode(shards); err != nil {
 		return nil, fmt.Errorf("fec: encode: %w", err)
 	}
@@ -183,19 +175,19 @@ func resize(dst [][]byte, n, size int) [][]byte {
 	return dst
 }
 
-// Decode rebuilds the k packets of a block from its k+m shards, in which
-// nil or empty entries are missing; at least k must be present. Decode
-// stores the rebuilt data shards in shards, reusing the capacity of empty
-// entries, and the returned packets alias them.
-func (c *Coder) Decode(shards [][]byte) ([][]byte, error) {
+// Decode rebuilds a block's data from its k+m shards, in which nil or
+// empty entries are missing; at least k must be present. Decode stores
+// the rebuilt data shards in shards, reusing the capacity of empty
+// entries.
+func (c *Coder) Decode(shards [][]byte) ([]byte, error) {
 	return c.DecodeTo(nil, shards)
 }
 
-// DecodeTo is Decode returning the packets in packets[:0], whose capacity
-// it reuses. A missing data shard is rebuilt into the capacity of its
-// empty entry when that holds a shard (give s[:0] for a spare buffer s),
-// so with both supplied DecodeTo does not allocate.
-func (c *Coder) DecodeTo(packets, shards [][]byte) ([][]byte, error) {
+// DecodeTo is Decode appending the data to buf[:0], whose capacity it
+// reuses. A missing data shard is rebuilt into the capacity of its empty
+// entry when that holds a shard (give s[:0] for a spare buffer s), so
+// with both supplied DecodeTo does not allocate.
+func (c *Coder) DecodeTo(buf []byte, shards [][]byte) ([]byte, error) {
 	if len(shards) != c.k+c.m {
 		return nil, fmt.Errorf("fec: got %d shards, want %d", len(shards), c.k+c.m)
 	}
@@ -214,24 +206,21 @@ func (c *Coder) DecodeTo(packets, shards [][]byte) ([][]byte, error) {
 	if present < c.k {
 		return nil, fmt.Errorf("%w: have %d, need %d", ErrTooFewShards, present, c.k)
 	}
-	if size < lenSize {
-		return nil, fmt.Errorf("%w: %d-byte shards cannot hold the length prefix", ErrCorrupt, size)
-	}
 	if err := c.rs.ReconstructData(shards); err != nil {
 		return nil, fmt.Errorf("fec: reconstruct: %w", err)
 	}
-	packets = packets[:0]
-	longest := 0
-	for i, s := range shards[:c.k] {
-		n := int(binary.BigEndian.Uint16(s))
-		if n > size-lenSize {
-			return nil, fmt.Errorf("%w: packet %d claims %d bytes in a %d-byte shard", ErrCorrupt, i, n, size)
-		}
-		longest = max(longest, n)
-		packets = append(packets, s[lenSize:lenSize+n:lenSize+n])
+	buf = buf[:0]
+	for _, s := range shards[:c.k] {
+		buf = append(buf, s...)
 	}
-	if longest != size-lenSize {
-		return nil, fmt.Errorf("%w: no packet fills the %d-byte shards", ErrCorrupt, size)
+	// The padding: 0x80, then zeros, at most k bytes in all, as Encode
+	// makes it.
+	end := len(buf) - 1
+	for end >= 0 && buf[end] == 0 && len(buf)-end < c.k {
+		end--
 	}
-	return packets, nil
+	if end < 0 || buf[end] != padStart {
+		return nil, fmt.Errorf("%w: no padding in its last %d bytes", ErrCorrupt, c.k)
+	}
+	return buf[:end], nil
 }

@@ -46,47 +46,33 @@ func coderFor(k int) (*fec.Coder, error) {
 	return c, nil
 }
 
-// encodeBlockTo cuts a block's payload, its batches, into k data shards
-// of at most wire.ShardData bytes and adds parity: k data shards, then
-// parityFor(k) parity shards. The payload is cut evenly, not into full
-// shards and a short last one: a block's shards are all as long as its
-// longest, so the last one's padding would be sent k+parity times. It
-// reuses the shards of dst, typically an older block's, where their
-// capacity allows.
+// encodeBlockTo codes a block's payload, its batches and signature, into
+// k data shards of at most wire.ShardData bytes, padded (package fec), and
+// adds parity: k data shards, then parityFor(k) parity shards. It reuses
+// the shards of dst, typically an older block's, where their capacity
+// allows.
 func encodeBlockTo(dst [][]byte, payload []byte) (shards [][]byte, k int, err error) {
-	k = (len(payload) + wire.ShardData - 1) / wire.ShardData
+	if len(payload) == 0 {
+		return nil, 0, fmt.Errorf("empty block: %w", wire.ErrInvalid)
+	}
+	k = (len(payload) + wire.ShardData) / wire.ShardData // ⌈(len + 1) / ShardData⌉: the padding's first byte
 	c, err := coderFor(k)
 	if err != nil {
 		return nil, 0, err
 	}
-	size := (len(payload) + k - 1) / k
-	var chunkArr [wire.MaxBlockShards][]byte // on the stack: no allocation per block
-	chunks := chunkArr[:k]
-	for i := range chunks {
-		chunks[i] = payload[i*size : min(len(payload), (i+1)*size)]
-	}
-	shards, err = c.EncodeTo(dst, chunks)
+	shards, err = c.EncodeTo(dst, payload)
 	return shards, k, err
 }
 
-// decodeBlock rebuilds a block's payload, into buf[:0], from a block's shards (nil
-// where missing; a lost data shard given as an empty buffer is rebuilt
-// there).
+// decodeBlock rebuilds a block's payload, into buf[:0], from a block's
+// shards (nil where missing; a lost data shard given as an empty buffer is
+// rebuilt there).
 func decodeBlock(shards [][]byte, k int, buf []byte) ([]byte, error) {
 	c, err := coderFor(k)
 	if err != nil {
 		return nil, err
 	}
-	var chunkArr [wire.MaxBlockShards][]byte // on the stack: no allocation per block
-	chunks, err := c.DecodeTo(chunkArr[:0], shards)
-	if err != nil {
-		return nil, err
-	}
-	buf = buf[:0]
-	for _, ch := range chunks {
-		buf = append(buf, ch...)
-	}
-	return buf, nil
+	return c.DecodeTo(buf, shards)
 }
 
 // Proactive parity: how many parity shards go with a block's data shards

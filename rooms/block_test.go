@@ -23,7 +23,7 @@ func testBatch(n int, seed uint64) []byte {
 	return b
 }
 
-var blockSizes = []int{1, 200, wire.ShardData, wire.ShardData + 1, wire.MaxText + 500, wire.MaxBatch}
+var blockSizes = []int{1, 200, wire.ShardData - 1, wire.ShardData, wire.MaxText + 500, wire.MaxBatch}
 
 func mustEncodeBlock(t testing.TB, batch []byte) ([][]byte, int) {
 	t.Helper()
@@ -47,20 +47,21 @@ func TestBlockRoundTrip(t *testing.T) {
 	for _, n := range blockSizes {
 		batch := testBatch(n, uint64(n))
 		shards, k := mustEncodeBlock(t, batch)
-		if want := (n + wire.ShardData - 1) / wire.ShardData; k != want {
+		// Room for the payload and the padding's first byte.
+		if want := (n + 1 + wire.ShardData - 1) / wire.ShardData; k != want {
 			t.Errorf("encodeBlockTo(%d bytes): k = %d, want %d", n, k, want)
 		}
 		if want := k + parityFor(k); len(shards) != want {
 			t.Errorf("encodeBlockTo(%d bytes) = %d shards, want %d", n, len(shards), want)
 		}
 		for i, s := range shards {
-			if len(s) != len(shards[0]) || len(s) > wire.ShardData+2 {
-				t.Errorf("encodeBlockTo(%d bytes): shard %d of %d bytes, shard 0 of %d, bound %d", n, i, len(s), len(shards[0]), wire.ShardData+2)
+			if len(s) != len(shards[0]) || len(s) > wire.ShardData {
+				t.Errorf("encodeBlockTo(%d bytes): shard %d of %d bytes, shard 0 of %d, bound %d", n, i, len(s), len(shards[0]), wire.ShardData)
 			}
 		}
-		// Cut evenly: the padding is less than a byte per shard.
-		if pad := k*(len(shards[0])-2) - n; pad >= k {
-			t.Errorf("encodeBlockTo(%d bytes): %d shards of %d bytes pad %d bytes, want < %d", n, k, len(shards[0])-2, pad, k)
+		// Cut evenly: the padding is at most a byte per shard.
+		if pad := k*len(shards[0]) - n; pad < 1 || pad > k {
+			t.Errorf("encodeBlockTo(%d bytes): %d shards of %d bytes pad %d bytes, want 1 to %d", n, k, len(shards[0]), pad, k)
 		}
 		if pkt := wire.ShardHeaderLen + len(shards[0]) + wire.TagLen; pkt > wire.MaxPacket {
 			t.Errorf("encodeBlockTo(%d bytes): a shard packet would be %d bytes, over MaxPacket", n, pkt)

@@ -726,8 +726,8 @@ func TestBatchVector(t *testing.T) {
 		t.Errorf("block signature = %s, kind %d, want %s, kind %d", got, block[len(block)-1], wantBlockSig, wire.AuthSig)
 	}
 	shards, k, err := encodeBlockTo(nil, block)
-	if err != nil || k != 1 || len(shards) != 5 || len(shards[0]) != len(block)+2 {
-		t.Fatalf("encodeBlockTo = %d shards of k %d, %v; want 5 of %d bytes, k 1", len(shards), k, err, len(block)+2)
+	if err != nil || k != 1 || len(shards) != 5 || len(shards[0]) != len(block)+1 {
+		t.Fatalf("encodeBlockTo = %d shards of k %d, %v; want 5 of %d bytes, k 1", len(shards), k, err, len(block)+1)
 	}
 	var key [32]byte
 	for i := range key {
@@ -739,8 +739,8 @@ func TestBatchVector(t *testing.T) {
 	}
 	var nb nonceBuf
 	for i, want := range []string{
-		"4d440403f815eecef14f5ec00000000200000001000101bb667914872041752f7eec2c27645545dea680a47e4e0f0b277fbd0345b06ec851a0c7de4bbe18e7c056fcb3dafe7b80e34836b86abafb9d9f2338d41c1e6be3eaa085577e37c72ea831ea782ffce63407913f40b8598f4e683aacfd9d4d9831aa46304dcb6022b19f57344e37f444b545",
-		"4d440403f815eecef14f5ec00000000200000001010101bdc7b7b1cba00e56ae6d81ff4f2cc0c3842a05fe35f60cc5fc81019690d2c389deb73f13c615c2eb8aa61d7ae097832fa923c0ab10f7ea81bb45af1c3c54c2076f4f080e69959e77d8c8d81067a4b1961260b8026dd65683121c37213b08b554fc429646ff9bf4c0a9a9b526df9076a81c",
+		"4d440403f815eecef14f5ec00000000200000001000101bb257908872041752f7fed2c702259a5d062938b3c6366032873cf663cd953ad41d1cd410862554d5ca6741cef169ffa63cb06db6ded7ad4ae38399337e544a8b64422e1dd012c6ca79b865073b85e55d3c70f59526cbc7acfa1126c44ccd6bee7cb45fffd4c4ea2e18ca02e9b113b00",
+		"4d440403f815eecef14f5ec00000000200000001010101bd84b7adcba00e56ae6c80ff186acc238aee16d177db65cdf38d73f3e9bbfeeccec6358c85c98f41165695d5d57f675529a0f0c817a06bc88a5eae5b17afed4c33abafb8caa37535d762b4383be009f7c636881b87e365b7b58789b0e289fbdb90f25c3a01a698c00b89d15006875afd",
 	} {
 		pkt, err := sealShard(nil, &nb, ek, room, wire.ShardInfo{Block: 1, Index: uint8(i), K: 1, Sent: 1}, shards[i])
 		if err != nil {

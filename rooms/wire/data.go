@@ -78,8 +78,9 @@ const MaxShards = 128
 const MaxBlockShards = MaxShards / 2
 
 // MaxBlock bounds the bytes of a block's payload: its batches and how
-// they are authenticated (blockauth.go).
-const MaxBlock = MaxBlockShards * ShardData
+// they are authenticated (blockauth.go), which with the padding's first
+// byte (package fec) fill at most MaxBlockShards shards.
+const MaxBlock = MaxBlockShards*ShardData - 1
 
 // BlockContext begins the signature context of a block's payload. On
 // multicast a block's batches go without their own signatures, under one
@@ -106,10 +107,10 @@ const MaxBlockNo = 1<<32 - 1
 //
 // A block is one or more batches, each behind its length and without its
 // signature (see AppendBlockBatch), then the host's signature over them
-// (BlockContext) or its members' MACs (AppendBlockMACs), cut into K
-// equal data shards; any K of its shards rebuild it. The shard's nonce is
-// its block and index (§4.3): every copy of a shard, first or repair, is
-// the same packet.
+// (BlockContext) or its members' MACs (AppendBlockMACs), padded and cut
+// into K equal data shards (package fec); any K of its shards rebuild it.
+// The shard's nonce is its block and index (§4.3): every copy of a shard,
+// first or repair, is the same packet.
 type ShardInfo struct {
 	Block uint64 // at most MaxBlockNo
 	Index uint8
