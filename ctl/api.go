@@ -292,6 +292,7 @@ var counterHelp = map[string]string{
 	"data_bad_epoch":       "room records under a key epoch not held",
 	"data_auth_failed":     "room records not sealed under the room key",
 	"data_bad_sig":         "room records not signed by the room's host",
+	"data_no_mac":          "room blocks MACed for other members only (sent while this member's session began or ended): their records come over the session",
 	"data_out_of_window":   "room records too far ahead to hold",
 	"data_lost":            "room records the host no longer held (gaps)",
 	"data_fetched":         "packets fetched over a session: history and repairs",

@@ -4,6 +4,7 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"hash"
 
@@ -15,6 +16,13 @@ import (
 // holds lines enough to share one signature check, and there the
 // signature's 65 bytes are fewer than the MACs' 8 a member.
 const macBlockMax = 4 * wire.ShardData
+
+// errNoMAC is a block MACed with none for this member: made before its
+// session's slot was (the session is new), or after its slot was freed,
+// which leaves zeros there (the session is ending), or while it had none.
+// Not a forgery, though a forger can make one: either way the member
+// drops the block, and its lines come over the session.
+var errNoMAC = errors.New("block MACed for other members only")
 
 // blockMAC is one member's key for the MACs of small blocks, and its slot
 // in them: made by the host when it admits the member's session and sent

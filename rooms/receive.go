@@ -480,6 +480,9 @@ func (m *Member) blockLocked(payload []byte, now time.Time) {
 	case errors.Is(err, ErrBadSignature):
 		st.DataBadSig.Add(1)
 		return
+	case errors.Is(err, errNoMAC):
+		st.DataNoMAC.Add(1)
+		return
 	case err != nil:
 		st.DataMalformed.Add(1)
 		return

@@ -221,12 +221,12 @@ func verifyBlock(hostKey ed25519.PublicKey, opts *ed25519.Options, room [wire.Ro
 		}
 		return batches, nil
 	}
-	if bm == nil {
-		return nil, fmt.Errorf("block: %w: MACed, and this member has no slot", ErrBadSignature)
+	var mac []byte
+	if bm != nil {
+		mac = auth.MAC(bm.slot)
 	}
-	mac := auth.MAC(bm.slot)
-	if mac == nil {
-		return nil, fmt.Errorf("block: %w: no MAC for slot %d", ErrBadSignature, bm.slot)
+	if mac == nil || [wire.MACLen]byte(mac) == [wire.MACLen]byte{} {
+		return nil, fmt.Errorf("block: %w", errNoMAC)
 	}
 	d := blockDigest(digest, room, batches)
 	var want [wire.MACLen]byte

@@ -36,6 +36,7 @@ type Stats struct {
 	DataBadEpoch    atomic.Int64 // for a key epoch this member does not hold
 	DataAuthFailed  atomic.Int64 // AEAD open failed: not sealed under the room key
 	DataBadSig      atomic.Int64 // sealed correctly but not signed by the host, or not MACed by it for this member
+	DataNoMAC       atomic.Int64 // blocks MACed with none for this member: sent while its session was new or ending
 	DataOutOfWindow atomic.Int64 // records too far ahead of the next one to hold
 	DataLost        atomic.Int64 // records the host no longer held: declared to the user as a gap
 	DataFetched     atomic.Int64 // batches received over the session: history at a join, fetches after a gap, the fallback stream
@@ -111,6 +112,7 @@ func (s *Stats) Snapshot() map[string]int64 {
 		"data_bad_epoch":       s.DataBadEpoch.Load(),
 		"data_auth_failed":     s.DataAuthFailed.Load(),
 		"data_bad_sig":         s.DataBadSig.Load(),
+		"data_no_mac":          s.DataNoMAC.Load(),
 		"data_fetched":         s.DataFetched.Load(),
 		"data_out_of_window":   s.DataOutOfWindow.Load(),
 		"data_lost":            s.DataLost.Load(),

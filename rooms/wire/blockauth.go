@@ -24,11 +24,16 @@ const (
 	AuthSig  = 1
 	AuthMACs = 2
 
-	// MACLen is the length of one member's MAC (HMAC-SHA256, truncated): a forger's chance per try
-	// is 2^-64, and each try costs it a packet the member drops.
+	// MACLen is the length of one member's MAC (HMAC-SHA256,
+	// truncated): a forger's chance per try is 2^-64, and each try costs
+	// it a packet the member drops.
 	MACLen = 8
-	// MaxMACSlots bounds a block's MACs: 256 bytes at most.
-	MaxMACSlots = 32
+	// MaxMACSlots bounds a block's MACs, 128 bytes at most: a bigger room
+	// signs. 32 members' MACs cost each block 258 bytes, four times a
+	// signature, copied to every member: in a room of 32 at 1000 lines a
+	// second the host's link carried 22 % more bytes and its CPU grew
+	// 15 % a line (docs/BENCHMARKS.md).
+	MaxMACSlots = 16
 	// NoMACSlot is a Welcome's MAC slot when the member has none: its
 	// room's blocks are signed while it is a member.
 	NoMACSlot = 0xff
