@@ -181,18 +181,25 @@ type KickRequest struct {
 	Ban  bool   `json:"ban,omitempty"`
 }
 
-// SayRequest is the body of POST /v0/rooms/{room}/say.
+// MaxSayLines bounds the Lines of one SayRequest.
+const MaxSayLines = 256
+
+// SayRequest is the body of POST /v0/rooms/{room}/say: Text, one message,
+// or Lines, each a message of its own, in order.
 type SayRequest struct {
-	Text string `json:"text"`
+	Text  string   `json:"text,omitempty"`
+	Lines []string `json:"lines,omitempty"`
 	// Wait, if set, makes the request wait up to this long until every
 	// member holds the line, and report how many did.
 	Wait Duration `json:"wait,omitempty"`
 }
 
-// SayResult answers a say: the place the host gave the message.
+// SayResult answers a say: the place the host gave the message, or, for
+// Lines, the first line's place and the last's.
 type SayResult struct {
 	Room string `json:"room"`
 	Seq  uint64 `json:"seq"`
+	Last uint64 `json:"last,omitempty"`
 	// Seen of Of members held the line when the wait ended (with Wait).
 	Seen int `json:"seen,omitempty"`
 	Of   int `json:"of,omitempty"`

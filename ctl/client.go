@@ -247,6 +247,8 @@ func decodeSayResult(b []byte) (r SayResult, ok bool) {
 		switch string(name) {
 		case "seq":
 			r.Seq = n
+		case "last":
+			r.Last = n
 		case "seen", "of":
 			if n > math.MaxInt {
 				return false

@@ -304,10 +304,15 @@ func (b backend) Say(ctx context.Context, ref string, req ctl.SayRequest) (ctl.S
 		defer cancel()
 		_, receipts = d.hub.subscribe(wctx, ref, 0, false, nil)
 	}
-	var seq uint64
-	if s != nil {
+	var seq, last uint64
+	switch {
+	case len(req.Lines) > 0 && s != nil:
+		seq, last, err = s.SayLines(req.Lines)
+	case len(req.Lines) > 0:
+		seq, last, err = m.SayLines(ctx, req.Lines)
+	case s != nil:
 		seq, err = s.Say(req.Text)
-	} else {
+	default:
 		seq, err = m.Say(ctx, req.Text)
 	}
 	switch {
@@ -316,9 +321,12 @@ func (b backend) Say(ctx context.Context, ref string, req ctl.SayRequest) (ctl.S
 	case err != nil:
 		return ctl.SayResult{}, ctlserver.BadRequest(err)
 	}
-	res := ctl.SayResult{Room: ref, Seq: seq}
+	res := ctl.SayResult{Room: ref, Seq: seq, Last: last}
 	if receipts == nil {
 		return res, nil
+	}
+	if last != 0 {
+		seq = last // the wait is for every line
 	}
 	if s != nil {
 		res.Seen, res.Of = s.Receipt(seq)

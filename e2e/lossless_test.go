@@ -411,7 +411,8 @@ func TestMemberComesBack(t *testing.T) {
 
 // TestReceiptsAndLongLines: `say -wait` reports how many members hold a
 // line; a 16 KiB line read from standard input arrives whole; a longer one
-// is refused with the limit.
+// is refused with the limit; `say -lines` sends each line of its input as
+// a message, the host's with consecutive numbers.
 func TestReceiptsAndLongLines(t *testing.T) {
 	requireE2E(t)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -447,6 +448,28 @@ func TestReceiptsAndLongLines(t *testing.T) {
 	b, err = cmd.CombinedOutput()
 	if err == nil || !strings.Contains(string(b), "the limit is 16384 bytes") {
 		t.Errorf("say of a 16385-byte line: err %v, output %q; want a refusal that states the limit", err, b)
+	}
+
+	for _, h := range []*host{r.host, r.members[0]} {
+		cmd = exec.Command(bins.meshctl, "-socket", h.socket, "--json", "say", "general", "-lines", "-")
+		cmd.Stdin = strings.NewReader("first of " + h.name + "\nsecond\nthird\n")
+		if b, err = cmd.Output(); err != nil {
+			t.Fatalf("say -lines on %s: %v", h.name, err)
+		}
+		res = ctl.SayResult{}
+		if err := json.Unmarshal(b, &res); err != nil {
+			t.Fatal(err)
+		}
+		if res.Last < res.Seq+2 || (h == r.host && res.Last != res.Seq+2) {
+			t.Errorf("say -lines on %s: #%d to #%d, want 3 lines (consecutive from the host)", h.name, res.Seq, res.Last)
+		}
+		v.waitFor(res.Last, 10*time.Second)
+		v.mu.Lock()
+		got := []string{v.bySeq[res.Seq].Text, v.bySeq[res.Last].Text}
+		v.mu.Unlock()
+		if got[0] != "first of "+h.name || got[1] != "third" {
+			t.Errorf("m2 got %q at #%d and #%d, want the first and third lines", got, res.Seq, res.Last)
+		}
 	}
 }
 

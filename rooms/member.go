@@ -550,6 +550,36 @@ func (m *Member) Say(ctx context.Context, text string) (uint64, error) {
 	}
 }
 
+// SayLines says texts, each a message of its own, in order, and returns
+// the first's sequence number. A member's lines go one after another,
+// each once the host has answered the last; others' lines may come
+// between them (the host's own paste, Sequencer.SayLines, stays
+// together). If one fails, the error says which were sent.
+func (m *Member) SayLines(ctx context.Context, texts []string) (first, last uint64, err error) {
+	if len(texts) == 0 {
+		return 0, 0, errors.New("no lines to say")
+	}
+	for i, text := range texts {
+		if err := ValidateText(text); err != nil {
+			return 0, 0, fmt.Errorf("line %d: %w", i+1, err)
+		}
+	}
+	for i, text := range texts {
+		seq, err := m.Say(ctx, text)
+		if err != nil {
+			if i > 0 {
+				err = fmt.Errorf("lines 1 to %d were sent, the first as #%d and the last as #%d; line %d: %w", i, first, last, i+1, err)
+			}
+			return first, last, err
+		}
+		if i == 0 {
+			first = seq
+		}
+		last = seq
+	}
+	return first, last, nil
+}
+
 // Receipt returns how many members held line seq, of how many, when the
 // host last said; ok is false if it has not said yet.
 func (m *Member) Receipt(seq uint64) (seen, of int, ok bool) {

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/netip"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -825,5 +826,71 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestSayLinesStayTogether: the hosting user's lines said at once get
+// consecutive sequence numbers while a member says lines of its own, and
+// reach the member in order; a paste with an invalid line sends nothing;
+// a member's paste arrives in order.
+func TestSayLinesStayTogether(t *testing.T) {
+	n := memnet.New(7)
+	tr := newTestRoom(t, n, "general")
+	tm, err := tr.join("10.0.0.2", "alice", tr.kn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	chatter := make(chan error, 1)
+	go func() {
+		for i := 0; ctx.Err() == nil; i++ {
+			if _, err := tm.m.Say(ctx, fmt.Sprintf("alice %d", i)); err != nil && ctx.Err() == nil {
+				chatter <- err
+				return
+			}
+		}
+		chatter <- nil
+	}()
+	paste := make([]string, 100)
+	for i := range paste {
+		paste[i] = fmt.Sprintf("paste %d", i)
+	}
+	first, last, err := tr.seq.SayLines(paste)
+	if err != nil || last-first+1 != uint64(len(paste)) {
+		t.Fatalf("SayLines = #%d to #%d, %v; want %d consecutive numbers", first, last, err, len(paste))
+	}
+	got := tm.rec.waitFor(t, "the paste", func(d []Delivery) bool { return len(d) > 0 && d[len(d)-1].Seq >= last })
+	for _, d := range got {
+		if d.Seq >= first && d.Seq <= last && d.Text != paste[d.Seq-first] {
+			t.Fatalf("#%d is %q, want %q: the paste was split", d.Seq, d.Text, paste[d.Seq-first])
+		}
+	}
+	cancel()
+	if err := <-chatter; err != nil {
+		t.Fatal(err)
+	}
+
+	before := tr.seq.LastSeq()
+	if _, _, err := tr.seq.SayLines([]string{"fine", "bad\x00line"}); err == nil || !strings.Contains(err.Error(), "line 2") {
+		t.Errorf("SayLines with an invalid second line: %v, want an error naming line 2", err)
+	}
+	if after := tr.seq.LastSeq(); after != before {
+		t.Errorf("a refused paste sequenced #%d to #%d", before+1, after)
+	}
+
+	first, last, err = tm.m.SayLines(context.Background(), []string{"m1", "m2", "m3"})
+	if err != nil || last < first+2 {
+		t.Fatalf("member SayLines = #%d to #%d, %v", first, last, err)
+	}
+	got = tr.rec.waitFor(t, "the member's paste", func(d []Delivery) bool { return len(d) > 0 && d[len(d)-1].Seq >= last })
+	var texts []string
+	for _, d := range got {
+		if d.Seq >= first && d.Seq <= last {
+			texts = append(texts, d.Text)
+		}
+	}
+	if !slices.Equal(texts, []string{"m1", "m2", "m3"}) {
+		t.Errorf("the host delivered %q for the member's paste, want m1 m2 m3 in order", texts)
 	}
 }

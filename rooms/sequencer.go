@@ -415,29 +415,71 @@ func (s *Sequencer) Say(text string) (uint64, error) {
 	if err := ValidateText(text); err != nil {
 		return 0, err
 	}
+	first, _, err := s.sayLines([]string{text})
+	return first, err
+}
+
+// SayLines sequences lines from the hosting user, each a message of its
+// own, one after another with no other line between them: a paste stays
+// together, and a front end relaying a busy source pays one request, not
+// one a line. It returns the first and last lines' sequence numbers.
+// No line is sequenced unless every one is valid; if the room fails
+// partway (it is closing, or its log cannot reserve numbers), the error
+// says which were.
+func (s *Sequencer) SayLines(texts []string) (first, last uint64, err error) {
+	if len(texts) == 0 {
+		return 0, 0, errors.New("no lines to say")
+	}
+	for i, text := range texts {
+		if err := ValidateText(text); err != nil {
+			return 0, 0, fmt.Errorf("line %d: %w", i+1, err)
+		}
+	}
+	first, n, err := s.sayLines(texts)
+	last = first + uint64(n) - 1
+	if err != nil && n > 0 {
+		err = fmt.Errorf("lines 1 to %d were sent, as #%d to #%d; line %d: %w", n, first, last, n+1, err)
+	}
+	if n == 0 {
+		last = 0
+	}
+	return first, last, err
+}
+
+// sayLines submits valid texts and waits until the last is logged; it
+// returns the first's sequence number and how many it submitted.
+func (s *Sequencer) sayLines(texts []string) (first uint64, n int, err error) {
 	s.mu.Lock()
 	s.waitOutboxLocked()
-	seq, err := s.submitLocked(wire.Record{Kind: wire.KindMessage, KeyID: s.keyID, Nick: s.host.Nick(), Text: text})
-	if err == nil && len(s.members) > 0 {
-		s.watches = addWatch(s.watches, seq)
+	for _, text := range texts {
+		var seq uint64
+		seq, err = s.submitLocked(wire.Record{Kind: wire.KindMessage, KeyID: s.keyID, Nick: s.host.Nick(), Text: text})
+		if err != nil {
+			break
+		}
+		if n == 0 {
+			first = seq
+		}
+		n++
+		if len(s.members) > 0 {
+			s.watches = addWatch(s.watches, seq)
+		}
 	}
 	var logged chan struct{}
-	if err == nil && len(s.pending) > 0 {
+	if n > 0 && len(s.pending) > 0 {
 		if s.logged == nil {
 			s.logged = make(chan struct{})
 		}
 		logged = s.logged
 	}
 	s.unlock()
-	if err != nil {
-		return 0, err
-	}
-	// Accepted means logged: a crash after this loses nothing. (A line
-	// whose batch went out at once was logged already, and logged is nil.)
+	// Accepted means logged: a crash after this loses nothing. (Lines
+	// whose batch went out at once were logged already, and logged is
+	// nil; so were those of any batch they filled.)
 	if logged != nil {
 		<-logged
 	}
-	return seq, nil
+	return first, n, err
 }
 
 func addWatch(ws []watch, seq uint64) []watch {

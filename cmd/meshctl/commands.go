@@ -273,6 +273,7 @@ func (c *cli) leave(ctx context.Context, args []string) error {
 func (c *cli) say(ctx context.Context, args []string) error {
 	fs := c.flagSet("say")
 	wait := fs.Duration("wait", 0, "wait up to this long until every member holds the line, and say how many do")
+	lines := fs.Bool("lines", false, "send each line of the text as a message of its own (a paste, or a log piped in with -)")
 	pos, err := c.parse(fs, args, 2, -1)
 	if err != nil {
 		return err
@@ -290,18 +291,58 @@ func (c *cli) say(ctx context.Context, args []string) error {
 	if text == "" {
 		return usageErrorf("nothing to say: the message is empty")
 	}
-	res, err := c.client.Say(ctx, room, ctl.SayRequest{Text: text, Wait: ctl.Duration(*wait)})
-	if err != nil {
-		return err
+	if !*lines {
+		res, err := c.client.Say(ctx, room, ctl.SayRequest{Text: text, Wait: ctl.Duration(*wait)})
+		if err != nil {
+			return err
+		}
+		return c.printSaid(res, *wait > 0)
 	}
+	var say []string
+	for line := range strings.Lines(text) {
+		if line = strings.TrimRight(line, "\r\n"); line != "" {
+			say = append(say, line)
+		}
+	}
+	// Requests of up to ctl.MaxSayLines lines and 48 KiB, within the
+	// control API's 64 KiB body.
+	for len(say) > 0 {
+		n, size := 0, 0
+		for n < len(say) && n < ctl.MaxSayLines && (n == 0 || size+len(say[n]) <= 48<<10) {
+			size += len(say[n])
+			n++
+		}
+		req := ctl.SayRequest{Lines: say[:n]}
+		if n == len(say) {
+			req.Wait = ctl.Duration(*wait)
+		}
+		res, err := c.client.Say(ctx, room, req)
+		if err != nil {
+			return err
+		}
+		if err := c.printSaid(res, req.Wait > 0); err != nil {
+			return err
+		}
+		say = say[n:]
+	}
+	return nil
+}
+
+// printSaid prints where a say's lines went.
+func (c *cli) printSaid(res ctl.SayResult, waited bool) error {
 	if c.json {
 		return c.printJSON(res)
 	}
-	if *wait > 0 {
-		_, err = fmt.Fprintf(c.stdout, "%s #%d seen by %d of %d\n", clean(res.Room), res.Seq, res.Seen, res.Of)
-		return err
+	at := fmt.Sprintf("#%d", res.Seq)
+	if res.Last > res.Seq {
+		at = fmt.Sprintf("#%d-#%d", res.Seq, res.Last)
 	}
-	_, err = fmt.Fprintf(c.stdout, "%s #%d\n", clean(res.Room), res.Seq)
+	var err error
+	if waited {
+		_, err = fmt.Fprintf(c.stdout, "%s %s seen by %d of %d\n", clean(res.Room), at, res.Seen, res.Of)
+	} else {
+		_, err = fmt.Fprintf(c.stdout, "%s %s\n", clean(res.Room), at)
+	}
 	return err
 }
 

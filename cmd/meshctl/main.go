@@ -63,7 +63,7 @@ var commands = []command{
 	{"kick", "ROOM NICK [-ban]", "remove NICK from ROOM, which this daemon hosts; the room's key rotates", (*cli).kick},
 	{"mute", "ROOM NICK", "refuse NICK's lines in ROOM, which this daemon hosts; NICK still receives the room", (*cli).mute},
 	{"unmute", "ROOM NICK", "accept NICK's lines in ROOM again", (*cli).unmute},
-	{"say", "ROOM TEXT... | say ROOM - [-wait 5s]", "send TEXT to ROOM; with -, send standard input; -wait reports how many members got it", (*cli).say},
+	{"say", "ROOM TEXT... | say ROOM - [-wait 5s] [-lines]", "send TEXT to ROOM; with -, send standard input; -wait reports how many members got it; -lines sends each line as a message", (*cli).say},
 	{"who", "ROOM", "list ROOM's members", (*cli).who},
 	{"tail", "ROOM [-since SEQ] [-n]", "print ROOM's recent messages, then follow new ones until interrupted;\n\t-since SEQ shows only messages after SEQ, -n exits instead of following", (*cli).tail},
 	{"status", "", "show the daemon's identity, rooms and counters", (*cli).status},

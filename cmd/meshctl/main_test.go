@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -98,6 +99,24 @@ func TestCommands(t *testing.T) {
 			t.Errorf("status: exit %d, stdout %q; want it to contain %q", r.code, r.stdout, want)
 		}
 	}
+}
+
+// TestSayLines: say -lines sends each line of its text as a message of
+// its own, blank lines left out, in requests of at most ctl.MaxSayLines.
+func TestSayLines(t *testing.T) {
+	_, sock := start(t)
+	ctx := context.Background()
+	check(t, meshctl(ctx, "", sock, "host", "general"), 0, "hosting general@abcd1234\n")
+	check(t, meshctl(ctx, "one\r\ntwo\n\nthree\n", sock, "say", "general", "-", "-lines"), 0, "general@abcd1234 #1-#3\n")
+	check(t, meshctl(ctx, "", sock, "say", "-lines", "general", "just one"), 0, "general@abcd1234 #4\n")
+	check(t, meshctl(ctx, "", sock, "tail", "general", "-n"), 0,
+		"#1 <tester> one\n#2 <tester> two\n#3 <tester> three\n#4 <tester> just one\n")
+	var many strings.Builder
+	for i := range ctl.MaxSayLines + 2 {
+		fmt.Fprintf(&many, "line %d\n", i)
+	}
+	check(t, meshctl(ctx, many.String(), sock, "say", "general", "-", "-lines"), 0,
+		fmt.Sprintf("general@abcd1234 #5-#%d\ngeneral@abcd1234 #%d-#%d\n", 4+ctl.MaxSayLines, 5+ctl.MaxSayLines, 6+ctl.MaxSayLines))
 }
 
 func TestSearchAndPeers(t *testing.T) {

@@ -57,6 +57,9 @@ func sayFields(body []byte, req *ctl.SayRequest) bool {
 func appendSayResult(b []byte, res *ctl.SayResult) []byte {
 	b = appendJSONString(append(b, `{"room":`...), res.Room)
 	b = strconv.AppendUint(append(b, `,"seq":`...), res.Seq, 10)
+	if res.Last != 0 {
+		b = strconv.AppendUint(append(b, `,"last":`...), res.Last, 10)
+	}
 	if res.Seen != 0 {
 		b = strconv.AppendInt(append(b, `,"seen":`...), int64(res.Seen), 10)
 	}

@@ -348,8 +348,18 @@ func (s *Server) say(r *httpd.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if req.Text == "" {
-		return nil, BadRequest(errors.New(`field "text" is required and must not be empty`))
+	switch {
+	case req.Text == "" && len(req.Lines) == 0:
+		return nil, BadRequest(errors.New(`field "text" (one message) or "lines" (several) is required and must not be empty`))
+	case req.Text != "" && len(req.Lines) > 0:
+		return nil, BadRequest(errors.New(`give "text" (one message) or "lines" (several), not both`))
+	case len(req.Lines) > ctl.MaxSayLines:
+		return nil, BadRequest(fmt.Errorf(`field "lines" has %d lines; say at most %d at a time`, len(req.Lines), ctl.MaxSayLines))
+	}
+	for i, line := range req.Lines {
+		if line == "" {
+			return nil, BadRequest(fmt.Errorf(`line %d of field "lines" is empty`, i+1))
+		}
 	}
 	if req.Wait < 0 || time.Duration(req.Wait) > maxSayWait {
 		return nil, BadRequest(fmt.Errorf(`field "wait" must be between 0s and %v`, maxSayWait))

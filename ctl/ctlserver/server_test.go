@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -194,7 +195,19 @@ func TestErrorMapping(t *testing.T) {
 		{"empty name", func() error { _, err := c.Host(ctx, ctl.HostRequest{Name: ""}); return err },
 			400, `field "name" is required: the name of the room to host`},
 		{"empty text", func() error { _, err := c.Say(ctx, "general", ctl.SayRequest{Text: ""}); return err },
-			400, `field "text" is required and must not be empty`},
+			400, `field "text" (one message) or "lines" (several) is required and must not be empty`},
+		{"text and lines", func() error {
+			_, err := c.Say(ctx, "general", ctl.SayRequest{Text: "a", Lines: []string{"b"}})
+			return err
+		}, 400, `give "text" (one message) or "lines" (several), not both`},
+		{"empty line", func() error {
+			_, err := c.Say(ctx, "general", ctl.SayRequest{Lines: []string{"a", ""}})
+			return err
+		}, 400, `line 2 of field "lines" is empty`},
+		{"too many lines", func() error {
+			_, err := c.Say(ctx, "general", ctl.SayRequest{Lines: make([]string, ctl.MaxSayLines+1)})
+			return err
+		}, 400, fmt.Sprintf(`field "lines" has %d lines; say at most %d at a time`, ctl.MaxSayLines+1, ctl.MaxSayLines)},
 		{"unknown room events", func() error { _, err := c.Events(ctx, "nope", 0, true); return err },
 			404, `room "nope" is not known: run "meshctl rooms" to see the rooms on this network`},
 	}

@@ -5,6 +5,7 @@
 package ctltest
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -461,7 +462,10 @@ func (b *Backend) Leave(_ context.Context, room string) error {
 
 // Say implements ctlserver.Backend.
 func (b *Backend) Say(_ context.Context, room string, req ctl.SayRequest) (ctl.SayResult, error) {
-	text := req.Text
+	texts := req.Lines
+	if len(texts) == 0 {
+		texts = []string{req.Text}
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if err := b.failLocked("Say"); err != nil {
@@ -474,9 +478,16 @@ func (b *Backend) Say(_ context.Context, room string, req ctl.SayRequest) (ctl.S
 	if !r.Joined {
 		return ctl.SayResult{}, ctlserver.Conflict(fmt.Errorf(`not a member of %s: join it first with "meshctl join %s"`, r.Ref, r.Ref))
 	}
-	ev := ctl.Event{Kind: ctl.EventMessage, Room: r.Ref, Seq: r.LastSeq + 1, Nick: r.Nick, Fingerprint: Fingerprint, Text: text}
-	b.publishLocked(ev)
-	return ctl.SayResult{Room: r.Ref, Seq: ev.Seq}, nil
+	res := ctl.SayResult{Room: r.Ref}
+	for _, text := range texts {
+		ev := ctl.Event{Kind: ctl.EventMessage, Room: r.Ref, Seq: r.LastSeq + 1, Nick: r.Nick, Fingerprint: Fingerprint, Text: text}
+		b.publishLocked(ev)
+		res.Seq = cmp.Or(res.Seq, ev.Seq)
+		if len(req.Lines) > 0 {
+			res.Last = ev.Seq
+		}
+	}
+	return res, nil
 }
 
 // Who implements ctlserver.Backend.
