@@ -335,19 +335,21 @@ func TestBusyRoomBlockSpansBatches(t *testing.T) {
 		t.Errorf("block 3 holds %d batches, want 3", batches)
 	}
 
-	// Batches until one does not fit: the open block goes first, at
-	// most MaxBlock of them.
-	before := s.block
+	// Lines until the open block is full: the batch is cut where the
+	// next line would not fit, and the block goes, full to the shard;
+	// the burst's other lines start the next.
+	before, sent := s.block, 0
 	for s.block == before {
 		for range 40 {
 			line()
+			sent++
 		}
 		s.flushLocked()
 	}
-	if sb := s.blocks[s.block%sentBlocks]; sb.k > wire.MaxBlockShards || sb.k < wire.MaxBlockShards*3/4 {
-		t.Errorf("a full block has k = %d, want at most %d and close to it", sb.k, wire.MaxBlockShards)
+	if sb := s.blocks[s.block%sentBlocks]; sb.k != wire.MaxBlockShards {
+		t.Errorf("a full block has k = %d, want %d", sb.k, wire.MaxBlockShards)
 	}
-	if s.openRecs != 40 {
-		t.Errorf("after a full block, %d records open, want the batch that did not fit (40)", s.openRecs)
+	if s.openRecs == 0 || s.openRecs >= 40 || (sent-s.openRecs)%40 == 0 {
+		t.Errorf("after a full block, %d records open, want the rest of the burst that filled it", s.openRecs)
 	}
 }

@@ -137,7 +137,9 @@ func (s *Sequencer) waitOutboxLocked() {
 		return
 	}
 	s.host.cfg.Stats.SaysWaited.Add(1)
+	s.sayWaiting++
 	for len(s.outbox) >= outboxLimit && !s.closed {
 		s.drained.Wait()
 	}
+	s.sayWaiting--
 }

@@ -226,3 +226,42 @@ func TestNackForQueuedShards(t *testing.T) {
 		t.Fatalf("a NACK for 3 shards of a block written: %d repairs, want 3 or more", got)
 	}
 }
+
+// TestBlockWaitsOutSaysWaiting: the block timer does not take says
+// waiting for the link for a pause of the room's: it holds the block on,
+// up to blockHold, and sends it once nobody waits.
+func TestBlockWaitsOutSaysWaiting(t *testing.T) {
+	sink := new(pktSink)
+	s := newPathHost(t, sink)
+	makeBlocks(t, s, sink, 1, 1, 0) // a quiet room's first line, a block of its own
+	s.mu.Lock()
+	s.busy = true
+	for i := range 16 {
+		s.members[[wire.KeyIDLen]byte{0xfe, byte(i)}] = &hostSession{loss: 0.05, reported: true}
+	}
+	for range 10 {
+		if _, err := s.submitLocked(wire.Record{Kind: wire.KindMessage, KeyID: s.keyID, Nick: "ann", Text: pathLine}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.flushLocked()
+	before := s.block
+	if s.openRecs != 10 || !s.blockArmed {
+		t.Fatalf("a busy lossy room's batch: %d records open, timer armed %v; want 10, armed", s.openRecs, s.blockArmed)
+	}
+	s.sayWaiting = 1
+	s.mu.Unlock()
+	s.sendBlock() // as the timer does
+	s.mu.Lock()
+	if s.block != before || !s.blockArmed {
+		t.Errorf("with a say waiting: block %d (was %d), timer armed %v; want the block held, the timer armed again", s.block, before, s.blockArmed)
+	}
+	s.sayWaiting = 0
+	s.mu.Unlock()
+	s.sendBlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.block != before+1 || s.openRecs != 0 {
+		t.Errorf("with nobody waiting: block %d, %d records open; want block %d sent", s.block, s.openRecs, before+1)
+	}
+}

@@ -188,7 +188,9 @@ type Sequencer struct {
 	free     [][]byte
 	draining bool
 	chunk    []outPacket
-	drained  sync.Cond // broadcast as the outbox empties
+	// sayWaiting counts says waiting for the outbox to drain.
+	sayWaiting int
+	drained    sync.Cond // broadcast as the outbox empties
 }
 
 // answer is a Said waiting for its line's batch to reach the log.
@@ -521,7 +523,15 @@ func (s *Sequencer) submitLocked(rec wire.Record) (uint64, error) {
 		s.reserved = seq + reserveStep
 	}
 	newSender := s.newSenderLocked(&rec)
-	if len(s.pending) == wire.MaxRecords || s.pendingLen+wire.RecordLen(&rec, newSender) > flushBytes {
+	switch n := s.pendingLen + wire.RecordLen(&rec, newSender); {
+	case len(s.pending) > 0 && len(s.open) > 0 && n > s.openRoomLocked():
+		// The open block can take the pending batch, but not with this
+		// line: the batch fills it, and it goes. A batch cut at
+		// flushBytes alone left a quarter of each block empty.
+		s.flushLocked()
+		s.sendBlockLocked()
+		newSender = true
+	case len(s.pending) == wire.MaxRecords || n > flushBytes:
 		s.flushLocked()
 		newSender = true
 	}
@@ -562,6 +572,12 @@ func (s *Sequencer) submitLocked(rec wire.Record) (uint64, error) {
 		s.flushTimer.Reset(burstGap)
 	}
 	return seq, nil
+}
+
+// openRoomLocked is how many bytes of records, sender table included, a
+// batch may hold and still fit in the open block.
+func (s *Sequencer) openRoomLocked() int {
+	return wire.MaxBlock - len(s.open) - 2 - wire.BatchHeaderLen - wire.BlockSigLen
 }
 
 func (s *Sequencer) armFlushLocked(d time.Duration) {
@@ -648,6 +664,8 @@ func (s *Sequencer) flushLocked() {
 	// block's.
 	body := batch[:len(batch)-wire.SigLen]
 	if len(s.open)+2+len(body)+wire.BlockSigLen > wire.MaxBlock {
+		// A batch flushed for its own reasons (flushBytes, a timer) that
+		// the open block cannot take.
 		s.sendBlockLocked()
 	}
 	if len(s.open) == 0 {
@@ -676,6 +694,15 @@ func (s *Sequencer) sendBlock() {
 	s.mu.Lock()
 	defer s.unlock()
 	s.blockArmed = false
+	// Says waiting for the link are no pause of the room's: its senders
+	// are there, held back by the host's own link. Sending the block then
+	// sent a batch or two a block, at several times the parity a line,
+	// for as long as the link was full.
+	if left := blockHold - s.now().Sub(s.openSince); s.sayWaiting > 0 && left > 0 && len(s.open) > 0 {
+		s.blockArmed = true
+		s.blockTimer.Reset(min(blockIdle, left))
+		return
+	}
 	s.sendBlockLocked()
 }
 
