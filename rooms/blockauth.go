@@ -37,23 +37,39 @@ func newBlockMAC(slot uint8, key [32]byte) *blockMAC {
 	return &blockMAC{slot: slot, mac: hmac.New(sha256.New, key[:])}
 }
 
-// appendMAC appends the MAC of a block digest d to b.
-func (bm *blockMAC) appendMAC(b []byte, d *[sha256.Size]byte) []byte {
+// sumMAC returns the MAC of a block digest d, in bm's scratch.
+func (bm *blockMAC) sumMAC(d *[sha256.Size]byte) []byte {
 	bm.mac.Reset()
 	bm.mac.Write(d[:])
-	return append(b, bm.mac.Sum(bm.sum[:0])[:wire.MACLen]...)
+	return bm.mac.Sum(bm.sum[:0])[:wire.MACLen]
 }
 
-// blockDigest is what a block's MACs are computed over: the SHA-256 of
-// the MAC context, the room id and the block's batches, through h (a
-// SHA-256 kept for it, so that a block allocates none).
-func blockDigest(h hash.Hash, room [wire.RoomIDLen]byte, batches []byte) (d [sha256.Size]byte) {
-	h.Reset()
-	h.Write([]byte(wire.MACContext))
-	h.Write(room[:])
-	h.Write(batches)
-	h.Sum(d[:0])
-	return d
+// appendMAC appends the MAC of a block digest d to b.
+func (bm *blockMAC) appendMAC(b []byte, d *[sha256.Size]byte) []byte {
+	return append(b, bm.sumMAC(d)...)
+}
+
+// macContext is wire.MACContext as the hash takes it, made once.
+var macContext = []byte(wire.MACContext)
+
+// blockDigester computes what a block's MACs are computed over: the
+// SHA-256 of the MAC context, the room id and the block's batches. A
+// receiver and a room keep one, so that a block allocates nothing.
+type blockDigester struct {
+	h   hash.Hash
+	sum [sha256.Size]byte
+}
+
+func newBlockDigester() *blockDigester { return &blockDigester{h: sha256.New()} }
+
+// digest returns the digest of room's block of batches, in bd's scratch.
+func (bd *blockDigester) digest(room *[wire.RoomIDLen]byte, batches []byte) *[sha256.Size]byte {
+	bd.h.Reset()
+	bd.h.Write(macContext)
+	bd.h.Write(room[:])
+	bd.h.Write(batches)
+	bd.h.Sum(bd.sum[:0])
+	return &bd.sum
 }
 
 // slotLocked gives member m a slot in the room's block MACs and a fresh
@@ -102,14 +118,14 @@ func (s *Sequencer) authBlockLocked(batches []byte) ([]byte, error) {
 	if slots == 0 || s.unslotted > 0 || len(batches) > macBlockMax {
 		return signBlock(batches, s.host.cfg.Identity, s.bopts)
 	}
-	d := blockDigest(s.digest, s.id, batches)
+	d := s.digest.digest(&s.id, batches)
 	macs := s.macBuf[:0]
 	for _, m := range s.macs[:slots] {
 		if m == nil {
 			macs = append(macs, make([]byte, wire.MACLen)...)
 			continue
 		}
-		macs = m.mac.appendMAC(macs, &d)
+		macs = m.mac.appendMAC(macs, d)
 	}
 	s.macBuf = macs
 	return wire.AppendBlockMACs(batches, macs)

@@ -2,7 +2,6 @@ package rooms
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"testing"
 
 	"meshd/mcast/memnet"
@@ -166,8 +165,7 @@ func TestForgedMACBlockIsDropped(t *testing.T) {
 		t.Fatal(err)
 	}
 	batches := wire.AppendBlockBatch(nil, forged[:len(forged)-wire.SigLen])
-	d := blockDigest(sha256.New(), room, batches)
-	own := forger.mac.appendMAC(nil, &d)
+	own := forger.mac.appendMAC(nil, newBlockDigester().digest(&room, batches))
 	for i, macs := range [][]byte{
 		append(own, auth.MAC(victim.mac.slot)...),               // the victim's from the genuine block
 		append(own, bytes.Repeat([]byte{0x5a}, wire.MACLen)...), // made up

@@ -1,7 +1,6 @@
 package rooms
 
 import (
-	"crypto/sha256"
 	"net/netip"
 	"sync"
 	"testing"
@@ -309,7 +308,7 @@ func TestBusyRoomBlockSpansBatches(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	payload, err = verifyBlock(s.host.cfg.Identity.Pub, s.bopts, s.id, nil, sha256.New(), payload)
+	payload, err = verifyBlock(s.host.cfg.Identity.Pub, s.bopts, &s.id, nil, newBlockDigester(), payload)
 	if err != nil {
 		t.Fatal(err)
 	}

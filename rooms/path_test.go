@@ -169,9 +169,28 @@ type pathFeed struct {
 }
 
 func newPathFeed(tb testing.TB, lines, blocks, lost int, loss float64) *pathFeed {
+	return newPathFeedSlots(tb, lines, blocks, lost, loss, 0)
+}
+
+// newPathFeedSlots is newPathFeed in a room of members with slots in its
+// blocks' MACs, the member fed among them: its small blocks are MACed,
+// not signed (slots 0: no member has one).
+func newPathFeedSlots(tb testing.TB, lines, blocks, lost int, loss float64, slots int) *pathFeed {
 	sink := new(pktSink)
 	s := newPathHost(tb, sink)
-	m := newPathMember(tb, s)
+	var m *Member
+	if slots == 0 {
+		m = newPathMember(tb, s)
+	} else {
+		s.mu.Lock()
+		for range slots - 1 {
+			if _, _, err := s.slotLocked(new(hostSession)); err != nil {
+				tb.Fatal(err)
+			}
+		}
+		s.mu.Unlock()
+		m, _ = slottedMember(tb, s)
+	}
 	f := &pathFeed{m: m, next: s.next, block0: s.block, lost: lost}
 	f.blocks = makeBlocks(tb, s, sink, blocks, lines, loss)
 	return f
@@ -199,24 +218,31 @@ func (f *pathFeed) one() bool {
 
 // BenchmarkMemberReceive is a member's whole receive path per block of
 // lines 200-byte lines: open each shard, rebuild the block, verify the
-// host's signature, deliver in order (to a Deliver that does nothing).
-// ns/line is what a line costs a member.
+// host's signature or the member's MAC, deliver in order (to a Deliver
+// that does nothing). ns/line is what a line costs a member.
 func BenchmarkMemberReceive(b *testing.B) {
 	for _, tt := range []struct {
 		lines, lost int
 		loss        float64
+		slots       int // members with MAC slots, the one measured among them
 	}{
-		{1, 0, 0}, {8, 0, 0}, {32, 0, 0},
+		{1, 0, 0, 0}, {8, 0, 0, 0}, {32, 0, 0, 0},
 		// At 5 % loss the host sends proactive parity, and the first
 		// data shard is lost: the block is rebuilt from parity.
-		{1, 1, 0.05}, {32, 1, 0.05},
+		{1, 1, 0.05, 0}, {32, 1, 0.05, 0},
+		// A room of 16 members with slots: blocks of up to macBlockMax
+		// bytes carry 16 MACs rather than a signature.
+		{1, 0, 0, 16}, {8, 0, 0, 16}, {1, 1, 0.05, 16},
 	} {
 		name := fmt.Sprintf("lines=%d", tt.lines)
 		if tt.lost > 0 {
 			name += "/repaired"
 		}
+		if tt.slots > 0 {
+			name += fmt.Sprintf("/macs=%d", tt.slots)
+		}
 		b.Run(name, func(b *testing.B) {
-			f := newPathFeed(b, tt.lines, 128, tt.lost, tt.loss)
+			f := newPathFeedSlots(b, tt.lines, 128, tt.lost, tt.loss, tt.slots)
 			b.SetBytes(int64(tt.lines * len(pathLine)))
 			b.ReportAllocs()
 			b.ResetTimer()
@@ -268,27 +294,27 @@ func BenchmarkSequencer(b *testing.B) {
 }
 
 // TestReceiveAllocs: a block that arrives whole costs a member one
-// allocation per line (its text, which the member hands on) and the one
-// inside Ed25519's verification, however many shards and lines it has:
-// nothing per packet. A block rebuilt from parity adds reedsolomon's few
-// of its own.
+// allocation per line (its text, which the member hands on) and, if it is
+// signed, the one inside Ed25519's verification, however many shards and
+// lines it has: nothing per packet, nothing for its MACs. A block rebuilt
+// from parity adds reedsolomon's few of its own.
 func TestReceiveAllocs(t *testing.T) {
 	if raceEnabled {
 		t.Skip("the race detector allocates on its own account")
 	}
-	for _, lines := range []int{1, 8, 32} {
-		f := newPathFeed(t, lines, 120, 0, 0)
+	for _, tt := range []struct{ lines, slots int }{{1, 0}, {8, 0}, {32, 0}, {1, 16}, {8, 16}} {
+		f := newPathFeedSlots(t, tt.lines, 120, 0, 0, tt.slots)
 		f.one() // the first block sizes the scratch space
 		got := testing.AllocsPerRun(100, func() {
 			if !f.one() {
 				t.Fatal("out of blocks")
 			}
 		})
-		if want := float64(lines + 1); got > want {
-			t.Errorf("%d lines a block: %v allocations per block, want at most %v", lines, got, want)
+		if want := float64(tt.lines + 1); got > want {
+			t.Errorf("%d lines a block, %d MAC slots: %v allocations per block, want at most %v", tt.lines, tt.slots, got, want)
 		}
-		if d := f.m.cfg.Stats.DataDelivered.Load(); d != int64(102*lines) {
-			t.Errorf("%d lines a block: %d lines delivered, want %d", lines, d, 102*lines)
+		if d := f.m.cfg.Stats.DataDelivered.Load(); d != int64(102*tt.lines) {
+			t.Errorf("%d lines a block, %d MAC slots: %d lines delivered, want %d", tt.lines, tt.slots, d, 102*tt.lines)
 		}
 	}
 }

@@ -2,9 +2,7 @@ package rooms
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
-	"hash"
 	"math/bits"
 	"math/rand/v2"
 	"time"
@@ -112,7 +110,7 @@ type receiver struct {
 	// Ed25519 allocates inside.
 	scratch []byte
 	nonce   nonceBuf
-	digest  hash.Hash // SHA-256, for blocks' MACs
+	digest  *blockDigester // for blocks' MACs
 	block   []byte
 	recs    []wire.Record
 	nack    wire.Nack
@@ -171,7 +169,7 @@ func newReceiver() receiver {
 		partials: make(map[uint64]*partial),
 		receipts: make(map[uint64]wire.Seen),
 		scratch:  make([]byte, 0, wire.MaxPacket),
-		digest:   sha256.New(),
+		digest:   newBlockDigester(),
 		nicks:    make(map[string]string),
 	}
 }
@@ -475,7 +473,7 @@ func (m *Member) blockLocked(payload []byte, now time.Time) {
 	if m.bopts == nil {
 		return
 	}
-	batches, err := verifyBlock(m.hostKey, m.bopts, m.id, m.mac, rx.digest, payload)
+	batches, err := verifyBlock(m.hostKey, m.bopts, &m.id, m.mac, rx.digest, payload)
 	switch {
 	case errors.Is(err, ErrBadSignature):
 		st.DataBadSig.Add(1)

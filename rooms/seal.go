@@ -10,7 +10,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash"
 
 	"golang.org/x/crypto/chacha20poly1305"
 
@@ -208,9 +207,9 @@ func signBlock(batches []byte, id *Identity, opts *ed25519.Options) ([]byte, err
 }
 
 // verifyBlock checks that the host sent a block of room's, by its
-// signature or by this member's MAC (bm, nil if it has no slot; digest is
-// a SHA-256 kept for the check), and returns its batches.
-func verifyBlock(hostKey ed25519.PublicKey, opts *ed25519.Options, room [wire.RoomIDLen]byte, bm *blockMAC, digest hash.Hash, payload []byte) ([]byte, error) {
+// signature or by this member's MAC (bm, nil if it has no slot; bd
+// hashes the block for it), and returns its batches.
+func verifyBlock(hostKey ed25519.PublicKey, opts *ed25519.Options, room *[wire.RoomIDLen]byte, bm *blockMAC, bd *blockDigester, payload []byte) ([]byte, error) {
 	batches, auth, err := wire.SplitBlock(payload)
 	if err != nil {
 		return nil, err
@@ -228,9 +227,7 @@ func verifyBlock(hostKey ed25519.PublicKey, opts *ed25519.Options, room [wire.Ro
 	if mac == nil || [wire.MACLen]byte(mac) == [wire.MACLen]byte{} {
 		return nil, fmt.Errorf("block: %w", errNoMAC)
 	}
-	d := blockDigest(digest, room, batches)
-	var want [wire.MACLen]byte
-	if !hmac.Equal(bm.appendMAC(want[:0], &d), mac) {
+	if !hmac.Equal(bm.sumMAC(bd.digest(room, batches)), mac) {
 		return nil, fmt.Errorf("block: %w: MAC", ErrBadSignature)
 	}
 	return batches, nil

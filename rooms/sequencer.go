@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"hash"
 	"net/netip"
 	"slices"
 	"sort"
@@ -166,7 +165,7 @@ type Sequencer struct {
 	// MACs' scratch.
 	macs      [wire.MaxMACSlots]*hostSession
 	unslotted int
-	digest    hash.Hash
+	digest    *blockDigester
 	macBuf    []byte
 	lastAddr  []netip.AddrPort
 	watches   []watch // the hosting user's lines awaiting receipts
@@ -240,7 +239,7 @@ func newSequencer(h *Host, name string, id [wire.RoomIDLen]byte, store Store, ac
 		access:   access,
 		muted:    make(map[[wire.KeyIDLen]byte]bool),
 		members:  make(map[[wire.KeyIDLen]byte]*hostSession),
-		digest:   sha256.New(),
+		digest:   newBlockDigester(),
 		buf:      make([]byte, 0, wire.MaxPacket),
 	}
 	s.drained.L = &s.mu
