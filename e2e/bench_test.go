@@ -252,7 +252,7 @@ func runBench(t *testing.T, c benchCase, path string) benchResult {
 	countLink(hst)
 	self0 := procCPU(t, os.Getpid())
 	busy0, total0 := machineCPU(t)
-	shards0 := daemonCounters(ctx, t, []*host{hst}, append(shardKinds, "says_waited")...)
+	shards0 := daemonCounters(ctx, t, []*host{hst}, append(shardKinds, "says_waited", "nack_limited")...)
 	nacks0 := daemonCounters(ctx, t, members, "nack_bytes_sent", "blocks_decoded", "data_fetched")
 
 	profiled := profileRun(t, c.name+"-"+path, hst, members[0])
@@ -299,7 +299,7 @@ func runBench(t *testing.T, c benchCase, path string) benchResult {
 		res.memberCPUMax = max(res.memberCPUMax, perMsg)
 	}
 	res.linkPerPayload = float64(linkBytes(t, hst)-link0) / float64(accepted*c.size)
-	shards := daemonCounters(ctx, t, []*host{hst}, append(shardKinds, "says_waited")...)
+	shards := daemonCounters(ctx, t, []*host{hst}, append(shardKinds, "says_waited", "nack_limited")...)
 	for k, v := range shards0 {
 		shards[k] -= v
 	}
@@ -307,11 +307,12 @@ func runBench(t *testing.T, c benchCase, path string) benchResult {
 	blocks := float64(mc["blocks_decoded"]-nacks0["blocks_decoded"]) / float64(len(members))
 	// Lines that waited for the host's link: the link, not the
 	// machine's CPU, was what held the room back.
-	waited := shards["says_waited"]
+	waited, limited := shards["says_waited"], shards["nack_limited"]
 	delete(shards, "says_waited")
-	t.Logf("%s/%s: %s %.1f lines per block, %.1f batches fetched per member, %d lines waited for the link", c.name, path,
+	delete(shards, "nack_limited")
+	t.Logf("%s/%s: %s %.1f lines per block, %.1f batches fetched per member, %d lines waited for the link, %d NACKs over members' rate", c.name, path,
 		linkBreakdown(linkCounts(t, hst), shards, mc["nack_bytes_sent"]-nacks0["nack_bytes_sent"], int64(accepted*c.size)),
-		float64(accepted)/max(blocks, 1), float64(mc["data_fetched"]-nacks0["data_fetched"])/float64(len(members)), waited)
+		float64(accepted)/max(blocks, 1), float64(mc["data_fetched"]-nacks0["data_fetched"])/float64(len(members)), waited, limited)
 	res.hostRSS = rssKiB(t, hst.cmd.Process.Pid)
 	for _, m := range members {
 		res.memberRSSMax = max(res.memberRSSMax, rssKiB(t, m.cmd.Process.Pid))

@@ -232,6 +232,7 @@ func TestQuietRoomLetsBlocksGo(t *testing.T) {
 	if kept() != 0 {
 		t.Fatalf("%d blocks kept after %v of quiet, want none", kept(), quietBlocks+time.Second)
 	}
+
 	before := tr.stats.PacketsSent.Load()
 	if _, err := tr.seq.Say("two"); err != nil {
 		t.Fatal(err)

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"meshd/mcast/memnet"
 	"meshd/rooms/wire"
 )
 
@@ -263,5 +264,33 @@ func TestBlockWaitsOutSaysWaiting(t *testing.T) {
 	defer s.mu.Unlock()
 	if s.block != before+1 || s.openRecs != 0 {
 		t.Errorf("with nobody waiting: block %d, %d records open; want block %d sent", s.block, s.openRecs, before+1)
+	}
+}
+
+// TestQuietRoomLetsBuffersGo: the packet buffers of a burst are kept for
+// the next while the room is busy, and let go once it has been quiet for
+// a Heartbeat.
+func TestQuietRoomLetsBuffersGo(t *testing.T) {
+	tr := newTestRoom(t, memnet.New(1), "general")
+	free := func() int {
+		tr.seq.mu.Lock()
+		defer tr.seq.mu.Unlock()
+		return len(tr.seq.free)
+	}
+	if _, err := tr.seq.Say(strings.Repeat("x", wire.MaxText)); err != nil {
+		t.Fatal(err)
+	}
+	waitWritten(t, tr.seq)
+	if n := free(); n < 10 {
+		t.Fatalf("%d packet buffers kept after a 16 KiB line, want its shards' (over 10)", n)
+	}
+	tr.host.Tick(time.Now().Add(Heartbeat / 2))
+	if n := free(); n < 10 {
+		t.Fatalf("%d packet buffers kept after %v, want them all still", n, Heartbeat/2)
+	}
+	tr.host.Tick(time.Now().Add(2 * Heartbeat))
+	waitWritten(t, tr.seq)
+	if n := free(); n > 1 {
+		t.Errorf("%d packet buffers kept after %v of quiet, want at most the heartbeat's", n, 2*Heartbeat)
 	}
 }

@@ -32,14 +32,17 @@ const (
 	busyFlushDelay = 20 * time.Millisecond
 	// burstGap ends a busy room's batch early: a batch goes out once no
 	// line has come for burstGap, so that it waits out a burst, not the
-	// whole busyFlushDelay. Senders whose says wait for their batch (a
-	// front end pasting lines, the harness's 56 says in flight) send
+	// whole busyFlushDelay. Senders whose says wait for their batch send
 	// nothing more until it goes, so each of their rounds waits out the
-	// gap: 20 ms capped such a room at 1,900 lines a second, 2 ms at about
-	// 6,500, 0.5 ms at 7,500. A batch need not be big to save parity,
-	// since a busy room's block gathers batches (blockHold), only to save
-	// signatures.
-	burstGap   = 500 * time.Microsecond
+	// gap: with a line a say and 56 says in flight, 20 ms capped a room at
+	// 1,900 lines a second, 2 ms at about 6,500, 0.5 ms at 7,500; with 8
+	// lines a say (a paste, a relay), 2 ms and 0.5 ms both carry a 20
+	// Mbit/s link full. Shorter, a room of 1,000 lines a second made a
+	// packet of a line or two each millisecond, and each costs the host,
+	// and every member, a wake-up: host CPU a line went from 172 to 200 µs
+	// with one member and from 208 to 258 µs with 32 (a batch then waits
+	// up to busyFlushDelay, p50 11 ms at that rate, against 2).
+	burstGap   = 2 * time.Millisecond
 	busyWindow = 100 * time.Millisecond
 	busyLines  = 50
 	// flushBytes flushes a batch early once it holds this much.
@@ -841,6 +844,11 @@ func (s *Sequencer) tick(now time.Time) {
 	if now.Sub(s.lastSend) < Heartbeat {
 		return
 	}
+	// A quiet room lets its last burst's packet buffers go (up to
+	// freePackets of them, 110 KiB a room: a host of 10 rooms was over its
+	// 16 MB with them), keeping the one its heartbeat goes back in.
+	clear(s.free)
+	s.free = s.free[:0]
 	s.counter++
 	pkt, err := sealHeartbeat(s.packetBufLocked(), &s.nonce, s.key, s.id, s.counter, wire.Heartbeat{Next: s.next - uint64(len(s.pending)+s.openRecs), LastBlock: s.block})
 	if err != nil {
