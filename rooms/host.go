@@ -521,6 +521,7 @@ type hostSession struct {
 	loss      float64   // the share of multicast shards it lost, as it last reported
 	reported  bool      // loss holds a report
 	answered  time.Time // when the host last answered an ack
+	ackedAt   time.Time // when acked last changed, or the member joined
 	watches   []watch
 	nackLimit bucket
 	nackSeen  replayWindow // the counters of this session's NACKs accepted so far

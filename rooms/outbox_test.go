@@ -294,3 +294,56 @@ func TestQuietRoomLetsBuffersGo(t *testing.T) {
 		t.Errorf("%d packet buffers kept after %v of quiet, want at most the heartbeat's", n, 2*Heartbeat)
 	}
 }
+
+// TestSaysWaitForMembersBehind: says wait while a member on multicast
+// that acks is more than aheadLimit lines behind, go on once its ack
+// shows it caught up, and are not held back by a member whose acks
+// stopped for ackStale.
+func TestSaysWaitForMembersBehind(t *testing.T) {
+	s := newPathHost(t, new(countSink))
+	stats := s.host.cfg.Stats
+	clock := time.Unix(1_000_000, 0)
+	slow := &hostSession{keyID: [wire.KeyIDLen]byte{0xfe, 1}, closed: true}
+	s.mu.Lock()
+	s.now = func() time.Time { return clock }
+	s.members[slow.keyID] = slow
+	slow.acked, slow.ackedAt = s.next-1, clock
+	for range aheadLimit + 10 {
+		if _, err := s.submitLocked(wire.Record{Kind: wire.KindMessage, KeyID: s.keyID, Nick: "ann", Text: "line"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.flushLocked()
+	s.unlock()
+
+	said := make(chan error, 1)
+	say := func() {
+		go func() {
+			_, err := s.Say("one more")
+			said <- err
+		}()
+	}
+	say()
+	waitUntil(t, "a say waiting for the slow member", func() bool { return stats.SaysWaited.Load() == 1 })
+	s.mu.Lock()
+	next := s.next
+	s.mu.Unlock()
+	s.ack(slow, &wire.Ack{Seq: next - 1})
+	if err := <-said; err != nil {
+		t.Fatal(err)
+	}
+
+	// Behind again; then its acks stop.
+	s.mu.Lock()
+	slow.acked, slow.ackedAt = 1, clock
+	s.mu.Unlock()
+	say()
+	waitUntil(t, "a say waiting for the slow member again", func() bool { return stats.SaysWaited.Load() == 2 })
+	s.mu.Lock()
+	clock = clock.Add(ackStale)
+	s.mu.Unlock()
+	s.tick(clock)
+	if err := <-said; err != nil {
+		t.Fatal(err)
+	}
+}

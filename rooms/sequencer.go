@@ -841,6 +841,10 @@ func (s *Sequencer) tick(now time.Time) {
 	if now.Sub(s.lastFlush) > quietBlocks && s.blocks[s.block%sentBlocks] != nil {
 		clear(s.blocks[:])
 	}
+	if s.sayWaiting > 0 {
+		// A member whose acks stopped no longer holds says back.
+		s.drained.Broadcast()
+	}
 	if now.Sub(s.lastSend) < Heartbeat {
 		return
 	}
@@ -1108,7 +1112,7 @@ func (s *Sequencer) admit(m *hostSession, resume uint64, cred, binding []byte) e
 		return errors.New("member too slow")
 	}
 	s.members[m.keyID] = m
-	m.acked = start - 1
+	m.acked, m.ackedAt = start-1, s.now()
 	if _, err := s.submitLocked(wire.Record{Kind: wire.KindJoin, KeyID: m.keyID, Nick: m.nick}); err != nil {
 		delete(s.members, m.keyID)
 		s.unslotLocked(m)
@@ -1289,7 +1293,8 @@ func (s *Sequencer) ack(m *hostSession, a *wire.Ack) {
 	if s.members[m.keyID] != m || a.Seq <= m.acked {
 		return
 	}
-	m.acked = min(a.Seq, s.next-1)
+	m.acked, m.ackedAt = min(a.Seq, s.next-1), s.now()
+	s.drained.Broadcast() // a say may be waiting for this member
 	for _, o := range s.members {
 		o.watches = s.updateWatchesLocked(o.watches, func(seq uint64, seen, of int) {
 			o.send(&wire.Seen{Seq: seq, Seen: uint16(seen), Of: uint16(of)})
