@@ -176,16 +176,7 @@ func TestForgedMACBlockIsDropped(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		shards, k, err := encodeBlockTo(nil, payload)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var nb nonceBuf
-		for j := range k {
-			pkt, err := sealShard(nil, &nb, key, room, wire.ShardInfo{Block: block + 1 + uint64(i), Index: uint8(j), K: uint8(k), Sent: uint8(k)}, shards[j])
-			if err != nil {
-				t.Fatal(err)
-			}
+		for _, pkt := range sealBlock(t, key, room, block+1+uint64(i), payload) {
 			victim.HandlePacket(pkt)
 		}
 	}

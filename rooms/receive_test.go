@@ -79,22 +79,31 @@ func TestForgedBlockIsDropped(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	shards, k, err := encodeBlockTo(nil, payload)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var nb nonceBuf
-	for i := range k {
-		pkt, err := sealShard(nil, &nb, key, room, wire.ShardInfo{Block: block + 1, Index: uint8(i), K: uint8(k), Sent: uint8(k)}, shards[i])
-		if err != nil {
-			t.Fatal(err)
-		}
+	for _, pkt := range sealBlock(t, key, room, block+1, payload) {
 		m.HandlePacket(pkt)
 	}
 	st := m.cfg.Stats
 	if st.DataBadSig.Load() != 1 || st.DataDelivered.Load() != 0 {
 		t.Errorf("a block signed by a member: data_bad_sig %d, %d lines delivered; want 1, none", st.DataBadSig.Load(), st.DataDelivered.Load())
 	}
+}
+
+// sealBlock codes a block's payload and seals its data shards as block no
+// under key, as anyone holding the room's key can.
+func sealBlock(t *testing.T, key *epochKey, room [wire.RoomIDLen]byte, no uint64, payload []byte) [][]byte {
+	t.Helper()
+	shards, k, err := encodeBlockTo(nil, payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var nb nonceBuf
+	pkts := make([][]byte, k)
+	for i := range k {
+		if pkts[i], err = sealShard(nil, &nb, key, room, wire.ShardInfo{Block: no, Index: uint8(i), K: uint8(k), Sent: uint8(k)}, shards[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return pkts
 }
 
 // TestShardSetCountBelow: a block's received indexes are counted below
