@@ -28,7 +28,8 @@ const (
 	// that says waiting for room see it as soon as some is made.
 	drainChunk = 16
 	// freePackets bounds the packet buffers a room keeps for reuse: a
-	// busy room allocates none at full rate, and a quiet one holds one.
+	// busy room allocates none at full rate; a quiet one lets them go
+	// (tick).
 	freePackets = outboxLimit + drainChunk
 )
 
@@ -151,17 +152,18 @@ func (s *Sequencer) waitOutboxLocked() {
 // closes. A host that says faster than its members' repairs close gaps
 // overran them: at 30,000 lines a second (8 lines a say, no cap on the
 // link), members dropped 44,000 records a run and fetched them, and the
-// run took 6.5 s instead of 1.5. So says wait while a member that acks
-// is more than aheadLimit lines behind; one whose acks stopped for
-// ackStale (gone, or on a link too poor to follow) does not hold the
-// room back: it catches up over its session.
+// run took 6.5 s instead of 1.5. So says wait while a member whose acks
+// show it moving is more than aheadLimit lines behind; one whose acked
+// position has not moved for ackStale (gone, stuck on a gap it fetches,
+// or on a link too poor to follow) does not hold the room back: it
+// catches up over its session.
 const (
 	aheadLimit = maxPending / 2
 	ackStale   = time.Second
 )
 
-// holdsBackLocked reports whether a member on multicast that acked within
-// ackStale is more than aheadLimit lines behind.
+// holdsBackLocked reports whether a member on multicast whose acked
+// position moved within ackStale is more than aheadLimit lines behind.
 func (s *Sequencer) holdsBackLocked() bool {
 	if s.next <= aheadLimit {
 		return false
