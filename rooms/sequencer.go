@@ -440,12 +440,12 @@ func (s *Sequencer) SayLines(texts []string) (first, last uint64, err error) {
 		}
 	}
 	first, n, err := s.sayLines(texts)
-	last = first + uint64(n) - 1
-	if err != nil && n > 0 {
-		err = fmt.Errorf("lines 1 to %d were sent, as #%d to #%d; line %d: %w", n, first, last, n+1, err)
-	}
 	if n == 0 {
-		last = 0
+		return 0, 0, err
+	}
+	last = first + uint64(n) - 1
+	if err != nil {
+		err = fmt.Errorf("lines 1 to %d were sent, as #%d to #%d; line %d: %w", n, first, last, n+1, err)
 	}
 	return first, last, err
 }
