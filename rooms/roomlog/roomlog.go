@@ -147,7 +147,7 @@ func (s *segment) fit() {
 	copy(b, s.buf)
 	s.buf = b
 }
-func (s *segment) next() uint64  { return s.ents[len(s.ents)-1].next() }
+func (s *segment) next() uint64 { return s.ents[len(s.ents)-1].next() }
 
 // Open opens the log in opts.Dir, creating the directory if need be, and
 // recovers what the segment files hold, repairing them as the package
