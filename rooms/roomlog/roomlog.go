@@ -136,6 +136,8 @@ type segment struct {
 
 func (s *segment) first() uint64 { return s.ents[0].first }
 
+func (s *segment) next() uint64 { return s.ents[len(s.ents)-1].next() }
+
 // fit moves the segment's entries to a buffer of their size, if grow left
 // spare room after them. Readers holding slices of the old buffer keep
 // them: its bytes are not changed, only let go of.
@@ -147,7 +149,6 @@ func (s *segment) fit() {
 	copy(b, s.buf)
 	s.buf = b
 }
-func (s *segment) next() uint64 { return s.ents[len(s.ents)-1].next() }
 
 // Open opens the log in opts.Dir, creating the directory if need be, and
 // recovers what the segment files hold, repairing them as the package
