@@ -135,8 +135,7 @@ type segment struct {
 }
 
 func (s *segment) first() uint64 { return s.ents[0].first }
-
-func (s *segment) next() uint64 { return s.ents[len(s.ents)-1].next() }
+func (s *segment) next() uint64  { return s.ents[len(s.ents)-1].next() }
 
 // fit moves the segment's entries to a buffer of their size, if grow left
 // spare room after them. Readers holding slices of the old buffer keep
