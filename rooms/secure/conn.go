@@ -1,6 +1,7 @@
 package secure
 
 import (
+	"crypto/cipher"
 	"crypto/ed25519"
 	"encoding/binary"
 	"errors"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/flynn/noise"
+	"golang.org/x/crypto/chacha20poly1305"
 )
 
 // Conn is an established session: a net.Conn whose bytes travel in
@@ -40,7 +42,7 @@ type Conn struct {
 	close    sync.Once
 
 	rmu   sync.Mutex
-	rx    *noise.CipherState
+	rx    direction
 	in    []byte // nil, a pooled small buffer, or a pooled buffer holding one large record
 	start int    // in[start:end]: received, not yet opened
 	end   int
@@ -48,8 +50,71 @@ type Conn struct {
 	rerr  error  // sticky: a record failed or the stream broke mid-record
 
 	wmu  sync.Mutex
-	tx   *noise.CipherState
+	tx   direction
 	werr error // sticky: a record may have been half written
+}
+
+// direction is one direction's transport keys: what Noise's CipherState
+// for ChaChaPoly does, with only the AEAD and the nonce kept. A
+// CipherState also holds the handshake's cipher suite, and with its
+// cipher wrapper and the suite about 300 bytes a session went to what a
+// host of 500 sessions holds for nothing; its nonces were an allocation
+// a record.
+type direction struct {
+	aead  cipher.AEAD
+	n     uint64                           // the next record's nonce
+	nonce [chacha20poly1305.NonceSize]byte // n as Noise's ChaChaPoly spells it, for the AEAD
+}
+
+// newDirection takes over the key and nonce of cs, a ChaChaPoly
+// CipherState the handshake has split; nil gives a direction that cannot
+// be used (a test's unused one).
+func newDirection(cs *noise.CipherState) direction {
+	if cs == nil {
+		return direction{}
+	}
+	k := cs.UnsafeKey()
+	defer clear(k[:])
+	aead, err := chacha20poly1305.New(k[:])
+	if err != nil {
+		panic(err) // a 32-byte key is always a key
+	}
+	return direction{aead: aead, n: cs.Nonce()}
+}
+
+// setNonce spells d.n as Noise's ChaChaPoly does: 32 bits of zeros, then
+// the nonce little-endian. Like a CipherState, a direction refuses the
+// last nonce, which Noise reserves for rekeying.
+func (d *direction) setNonce() error {
+	if d.n > noise.MaxNonce {
+		return noise.ErrMaxNonce
+	}
+	binary.LittleEndian.PutUint64(d.nonce[4:], d.n)
+	return nil
+}
+
+// seal appends the sealed plaintext to out, as CipherState.Encrypt does.
+func (d *direction) seal(out, ad, plaintext []byte) ([]byte, error) {
+	if err := d.setNonce(); err != nil {
+		return nil, err
+	}
+	out = d.aead.Seal(out, d.nonce[:], plaintext, ad)
+	d.n++
+	return out, nil
+}
+
+// open appends the opened ciphertext to out, as CipherState.Decrypt does:
+// the nonce moves on only past a record that authenticates.
+func (d *direction) open(out, ad, ciphertext []byte) ([]byte, error) {
+	if err := d.setNonce(); err != nil {
+		return nil, err
+	}
+	out, err := d.aead.Open(out, d.nonce[:], ciphertext, ad)
+	if err != nil {
+		return nil, err
+	}
+	d.n++
+	return out, nil
 }
 
 // smallBuf holds a session's ordinary traffic (acks, says, a batch of a
@@ -65,8 +130,8 @@ var large = sync.Pool{New: func() any { return new([hdrLen + maxSealed]byte) }}
 func newConn(raw net.Conn, tx, rx *noise.CipherState, peer ed25519.PublicKey, binding []byte, tampered func()) *Conn {
 	return &Conn{
 		raw:      raw,
-		tx:       tx,
-		rx:       rx,
+		tx:       newDirection(tx),
+		rx:       newDirection(rx),
 		peer:     peer,
 		binding:  slices.Clone(binding),
 		tampered: tampered,
@@ -144,7 +209,7 @@ func (c *Conn) readRecord() error {
 			need := hdrLen + n
 			if c.end-c.start >= need {
 				body := c.in[c.start+hdrLen : c.start+need]
-				pt, err := c.rx.Decrypt(body[:0], hdr, body)
+				pt, err := c.rx.open(body[:0], hdr, body)
 				if err != nil {
 					return c.fail(fmt.Errorf("%w: %w", ErrTampered, err))
 				}
@@ -232,7 +297,7 @@ func (c *Conn) seal(buf, p []byte) (int, error) {
 	for done < len(p) {
 		chunk := p[done:min(len(p), done+MaxRecord)]
 		b := binary.BigEndian.AppendUint16(buf[:0], uint16(len(chunk)+tagLen))
-		b, err := c.tx.Encrypt(b, b[:hdrLen], chunk)
+		b, err := c.tx.seal(b, b[:hdrLen], chunk)
 		if err != nil {
 			c.werr = fmt.Errorf("session: %w", err)
 			return done, c.werr

@@ -1,9 +1,12 @@
 package secure
 
 import (
+	"bytes"
 	"io"
 	"runtime"
 	"testing"
+
+	"github.com/flynn/noise"
 )
 
 // TestSmallWriteSmallBuffer: a small write is sealed in a small buffer,
@@ -43,5 +46,44 @@ func TestSmallWriteSmallBuffer(t *testing.T) {
 	}
 	if per := total / writes; per > 2*smallBuf {
 		t.Errorf("a %d-byte write allocated %d bytes, want at most %d (a small buffer)", len(msg), per, 2*smallBuf)
+	}
+}
+
+// TestDirectionMatchesNoise: a direction seals and opens records as
+// Noise's CipherState for ChaChaPoly does, nonce for nonce (past the
+// first byte of the nonce), so a session keeps speaking with peers whose
+// sessions use CipherState; and it refuses a forged record, as the
+// CipherState does, without moving on.
+func TestDirectionMatchesNoise(t *testing.T) {
+	key := [32]byte{9, 8, 7}
+	ours := newDirection(noise.UnsafeNewCipherState(testSuite, key, 0))
+	theirs := noise.UnsafeNewCipherState(testSuite, key, 0)
+	back := newDirection(noise.UnsafeNewCipherState(testSuite, key, 0))
+	backTheirs := noise.UnsafeNewCipherState(testSuite, key, 0)
+	for i := range 300 {
+		ad := []byte{byte(i >> 8), byte(i)}
+		msg := bytes.Repeat([]byte{byte(i)}, i%40)
+		sealed, err := ours.seal(nil, ad, msg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := backTheirs.Encrypt(nil, ad, msg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(sealed, want) {
+			t.Fatalf("record %d sealed as %x, CipherState seals %x", i, sealed, want)
+		}
+		if got, err := theirs.Decrypt(nil, ad, sealed); err != nil || !bytes.Equal(got, msg) {
+			t.Fatalf("record %d: CipherState opens %x, %v", i, got, err)
+		}
+		forged := bytes.Clone(want)
+		forged[0] ^= 1
+		if _, err := back.open(nil, ad, forged); err == nil {
+			t.Fatalf("record %d: a forged record opened", i)
+		}
+		if got, err := back.open(nil, ad, want); err != nil || !bytes.Equal(got, msg) {
+			t.Fatalf("record %d: CipherState's record opens as %x, %v", i, got, err)
+		}
 	}
 }
