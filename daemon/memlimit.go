@@ -24,8 +24,8 @@ const (
 	// (the heap, 3 MiB of the collector's own, what is left of stacks),
 	// and paced at smallGCPercent it holds under 15 MiB of RSS at no cost
 	// in CPU; limits of 13 MiB and below cost it CPU (docs/BENCHMARKS.md,
-	// "RSS: one poller for idle sessions"), and the rooms' event backlogs
-	// grow by a few MiB over a long run.
+	// "RSS: one poller for idle sessions"), and a host's room logs (and a
+	// member's event backlogs) grow by a few MiB over a long run.
 	autoFloor ByteSize = 16 << 20
 	// minMemoryLimit is refused below: an idle meshd holds about 6 MiB
 	// of runtime memory (heap, stacks, the collector's own), and a limit
