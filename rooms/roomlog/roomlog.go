@@ -79,14 +79,15 @@ type Options struct {
 	// more. Default 1000.
 	Keep int
 	// SegmentBytes is the size past which a new segment is started.
-	// Default 256 KiB.
+	// Default 64 KiB: the log holds up to a segment more than Keep
+	// records, in RAM.
 	SegmentBytes int
 	Logger       *slog.Logger
 }
 
 const (
 	defaultKeep         = 1000
-	defaultSegmentBytes = 256 << 10
+	defaultSegmentBytes = 64 << 10
 	minSegmentCap       = 4 << 10
 )
 
@@ -244,11 +245,16 @@ func (l *Log) needSegment(size int) bool {
 
 // startSegment starts a segment whose first entry is at first. The
 // segment is held in RAM even if its file cannot be created, so the
-// batch is served all the same. The segment before it stops growing, so
-// it lets go of the spare room grow left it.
+// batch is served all the same. The segment before it stops growing: it
+// lets go of the spare room grow left it, if that is worth a copy (an
+// eighth of it or more: batches of several KiB; grow stops at
+// SegmentBytes, so the room left is less than the entry that did not
+// fit).
 func (l *Log) startSegment(first uint64) error {
 	if n := len(l.segs); n > 0 {
-		l.segs[n-1].fit()
+		if s := l.segs[n-1]; cap(s.buf)-len(s.buf) >= cap(s.buf)/8 {
+			s.fit()
+		}
 	}
 	s := &segment{}
 	l.segs = append(l.segs, s)
