@@ -32,3 +32,21 @@ func TestQuietRoomReleasesStore(t *testing.T) {
 		t.Fatalf("store released %d times over 5 s past %v of quiet, want once", n, quietBlocks)
 	}
 }
+
+// TestNackWindowLazy: a session's NACK window holds no replayWindow until
+// its first NACK, then answers as one does.
+func TestNackWindowLazy(t *testing.T) {
+	var n nackWindow
+	var w replayWindow
+	if n.w != nil {
+		t.Fatal("a session that sent no NACK holds a replay window")
+	}
+	for _, c := range []uint64{5, 5, 3, 2000, 5, 1999, 1999} {
+		if got, want := n.accept(c), w.accept(c); got != want {
+			t.Fatalf("accept(%d) = %v, a replayWindow says %v", c, got, want)
+		}
+	}
+	if n.w == nil {
+		t.Fatal("no replay window after NACKs")
+	}
+}
