@@ -136,6 +136,8 @@ type shardSet [wire.MaxShards / 64]uint64
 
 func (s *shardSet) add(i uint8) { s[i/64] |= 1 << (i % 64) }
 
+func (s *shardSet) has(i int) bool { return i >= 0 && i < wire.MaxShards && s[i/64]&(1<<(i%64)) != 0 }
+
 // countBelow counts the indexes below n in s.
 func (s *shardSet) countBelow(n int) int {
 	c := 0
@@ -664,10 +666,7 @@ func (m *Member) repair() {
 		if p.done {
 			continue
 		}
-		if p.nackAt.IsZero() {
-			p.nackAt = p.last.Add(nackHold + rand.N(nackBackoff))
-		}
-		if now.Before(p.nackAt) {
+		if !m.nackDueLocked(b, p, now) {
 			continue
 		}
 		missing := uint8(wire.MissingAll)
@@ -774,6 +773,26 @@ func (m *Member) overhear(pkt []byte) {
 		p.nackAt = now.Add(nackRetry)
 		m.cfg.Stats.NacksSuppressed.Add(1)
 	}
+}
+
+// nackDueLocked reports whether block b, p, is to be asked for now: once
+// it stopped arriving (nackHold and a backoff after its latest shard), and
+// once the host has written the whole of its first transmission, whose
+// last shard came, or a later block's did (the host queues a block's
+// shards in order, after the block before it; only repairs go ahead of
+// them). Before that a NACK counts shards still on their way: a host
+// whose writes paused (a busy CPU) while a block went out drew NACKs for
+// most of it, and sent repairs for shards that then arrived, a third of
+// all repairs in a capacity run on a loaded machine. A block whose last
+// shards are lost is asked for once none of it came for nackRetry.
+func (m *Member) nackDueLocked(b uint64, p *partial, now time.Time) bool {
+	if p.nackAt.IsZero() {
+		p.nackAt = p.last.Add(nackHold + rand.N(nackBackoff))
+	}
+	if now.Before(p.nackAt) {
+		return false
+	}
+	return p.k == 0 || p.got.has(p.sent-1) || m.rx.lastBlock > b || !now.Before(p.last.Add(nackRetry))
 }
 
 func (m *Member) ackSoonLocked() {
