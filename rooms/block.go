@@ -18,9 +18,10 @@ func parityFor(k int) int { return min(max(k, 4), maxParity) }
 
 // maxParity bounds a block's parity: a big block's parity shards cost the
 // host CPU (each is a sum over every data shard) and memory while it keeps
-// the block for repairs, and half of a full block is more than any loss
-// that NACK repair can keep up with.
-const maxParity = wire.MaxBlockShards / 2
+// the block for repairs, and a quarter of a full block is more than the
+// unluckiest of 16 members loses at 20 %. Repairs past it make more
+// (extendBlock).
+const maxParity = 32
 
 // coders holds FEC coders per block size, made on first use: for k data
 // shards, one that makes the parityFor(k) parity shards a block is sent

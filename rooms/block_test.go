@@ -138,8 +138,20 @@ func TestBlockBounds(t *testing.T) {
 	if _, k := mustEncodeBlock(t, testBatch(wire.MaxBatch, 3)); k > wire.MaxBlockShards {
 		t.Errorf("encodeBlockTo(MaxBatch) = k %d, over %d", k, wire.MaxBlockShards)
 	}
-	if _, k := mustEncodeBlock(t, testBatch(wire.MaxBlock, 5)); k != wire.MaxBlockShards {
+	full := testBatch(wire.MaxBlock, 5)
+	shards, k := mustEncodeBlock(t, full)
+	if k != wire.MaxBlockShards {
 		t.Errorf("encodeBlockTo(MaxBlock) = k %d, want %d", k, wire.MaxBlockShards)
+	}
+	// With all the parity repairs may make, the last k of its
+	// wire.MaxShards shards rebuild the largest block.
+	shards, err := extendBlock(shards, k)
+	if err != nil || len(shards) != wire.MaxShards {
+		t.Fatalf("extendBlock(k %d) = %d shards, %v, want %d", k, len(shards), err, wire.MaxShards)
+	}
+	clear(shards[:wire.MaxShards-k])
+	if got, err := decodeBlock(shards, k, nil); err != nil || !bytes.Equal(got, full) {
+		t.Errorf("decodeBlock(the last %d of %d shards) = %d bytes, %v, want the block", k, wire.MaxShards, len(got), err)
 	}
 	for _, k := range []int{0, -1, wire.MaxBlockShards + 1, wire.MaxShards} {
 		if _, err := decodeBlock(make([][]byte, 2), k, nil); !errors.Is(err, wire.ErrInvalid) {
@@ -147,7 +159,7 @@ func TestBlockBounds(t *testing.T) {
 		}
 	}
 	// Shards of another block size do not decode.
-	shards, k := mustEncodeBlock(t, testBatch(3000, 4))
+	shards, k = mustEncodeBlock(t, testBatch(3000, 4))
 	if _, err := decodeBlock(shards, k+1, nil); err == nil {
 		t.Errorf("decodeBlock(k %d shards as k %d) = nil, want an error", k, k+1)
 	}

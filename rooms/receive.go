@@ -132,7 +132,7 @@ type partial struct {
 }
 
 // shardSet is a set of a block's shard indexes, below wire.MaxShards.
-type shardSet [wire.MaxShards / 64]uint64
+type shardSet [(wire.MaxShards + 63) / 64]uint64
 
 func (s *shardSet) add(i uint8) { s[i/64] |= 1 << (i % 64) }
 
@@ -161,7 +161,7 @@ const keepResolved = 16
 // link holds more, and those are freed), and a room's nicks.
 const (
 	maxFreePartials = blockWindow + keepResolved
-	maxFreeBufs     = 2 * wire.MaxShards
+	maxFreeBufs     = 2 * wire.MaxBlockShards
 	maxNicks        = wire.MaxMembers
 )
 
@@ -433,7 +433,7 @@ func (m *Member) shardLocked(si wire.ShardInfo, shard []byte, now time.Time) {
 	p.got.add(si.Index)
 	if p.have < p.k {
 		// A big block takes tens of milliseconds to drain through a slow
-		// link's queue (64 shards at 20 Mbit/s: 37 ms): a NACK while it
+		// link's queue (128 shards at 20 Mbit/s: 70 ms): a NACK while it
 		// still arrives asks for shards on their way, and the repairs it
 		// brings queue behind them. So each shard puts the NACK off.
 		p.last = now
