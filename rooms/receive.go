@@ -129,6 +129,7 @@ type partial struct {
 	// shard came: a NACK waits until the block stops arriving.
 	first, last, nackAt time.Time
 	done                bool
+	counted             bool // in the loss estimate
 }
 
 // shardSet is a set of a block's shard indexes, below wire.MaxShards.
@@ -364,29 +365,44 @@ func (m *Member) advanceLocked(unseen bool) {
 }
 
 // pruneLocked forgets blocks more than keepResolved below doneBelow,
-// adding what they tell of loss to the estimate.
+// adding what they tell of loss to the estimate: by then the late shards
+// of their first transmission count as received. Until the first
+// reading, a block counts as soon as it is resolved and a later block's
+// shard came, which the host sent after all of its first transmission.
 func (m *Member) pruneLocked() {
 	rx := &m.rx
 	for no, p := range rx.partials {
-		if no+keepResolved >= rx.doneBelow {
-			continue
+		switch {
+		case no+keepResolved < rx.doneBelow:
+			rx.countLoss(p)
+			rx.dropPartial(no, p)
+		case !rx.lossKnown && p.done && no < rx.lastBlock:
+			rx.countLoss(p)
 		}
-		if p.k > 0 {
-			rx.lossSent += p.sent
-			rx.lossGot += p.got.countBelow(p.sent)
-		}
-		rx.dropPartial(no, p)
 	}
 	if !rx.lossKnown && rx.lossSent >= minLossSample {
 		// The first reading goes to the host at once, not at the next
 		// once-a-second tick: until the host knows its members lose
 		// shards it sends no parity and holds no block for more batches,
 		// and a busy room that started lossy spent its first second or
-		// two on small blocks repaired by NACK alone.
+		// two on small blocks repaired by NACK alone (half a second of
+		// its blocks of 17 shards, before the reading came from blocks
+		// keepResolved behind).
 		rx.loss, rx.lossKnown = 1-float64(rx.lossGot)/float64(rx.lossSent), true
 		rx.lossSent, rx.lossGot = 0, 0
 		m.ackSoonLocked()
 	}
+}
+
+// countLoss adds what p's first transmission tells of loss to the
+// estimate, once.
+func (rx *receiver) countLoss(p *partial) {
+	if p.k == 0 || p.counted {
+		return
+	}
+	p.counted = true
+	rx.lossSent += p.sent
+	rx.lossGot += p.got.countBelow(p.sent)
 }
 
 func (m *Member) shardLocked(si wire.ShardInfo, shard []byte, now time.Time) {

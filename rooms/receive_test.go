@@ -164,3 +164,24 @@ func TestNackWaitsForTheBlocksEnd(t *testing.T) {
 		}
 	}
 }
+
+// TestFirstLossReadingComesEarly: a member's first loss reading counts
+// each block as soon as it is resolved and a later one came (its first
+// transmission is then all in), not once it is keepResolved blocks
+// behind: until the host has a reading, a busy lossy room sends no parity
+// and small blocks.
+func TestFirstLossReadingComesEarly(t *testing.T) {
+	const blocks = keepResolved - 4
+	f := newPathFeed(t, 40, blocks, 1, 0.1)
+	for f.one() {
+	}
+	m := f.m
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.rx.lossKnown {
+		t.Fatalf("no loss reading after %d blocks that each lost a shard (%d shards counted)", blocks, m.rx.lossSent)
+	}
+	if m.rx.loss <= 0 || m.rx.loss >= 0.5 {
+		t.Errorf("loss reading %.3f after a shard lost of each block, want a share of a shard a block", m.rx.loss)
+	}
+}
