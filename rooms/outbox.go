@@ -163,12 +163,12 @@ func (s *Sequencer) waitOutboxLocked() {
 // lines only once the whole block is rebuilt: up to 860 lines of 200
 // bytes) and an ack's delay; at 20 Mbit/s that is near 2,000 lines, and
 // with aheadLimit at half the window says waited for members that were
-// doing fine and the link ran 80 % full. The window keeps ackSlack
-// beyond aheadLimit: what a room of 10,000 lines a second says within
-// ackDelay, by which a member's position may have moved on from its last
-// ack.
+// doing fine and the link ran 80 % full. The window (maxPending) keeps
+// ackSlack beyond aheadLimit: what a room of 10,000 lines a second says
+// within ackDelay, by which a member's position may have moved on from
+// its last ack.
 const (
-	ackSlack   = 1024
+	ackSlack   = 2048
 	aheadLimit = maxPending - ackSlack
 	ackStale   = time.Second
 )
