@@ -247,7 +247,7 @@ func (d *Daemon) open() error {
 		Deliver:    d.deliver,
 		Stats:      &d.stats,
 		Logger:     d.log.With("component", "host"),
-		OpenStore:  d.openStore,
+		OpenStore:  d.openHostedStore,
 		MemberRate: float64(d.cfg.Host.MemberRate),
 		OnReceipt:  d.receipt,
 	})
@@ -431,18 +431,9 @@ func (d *Daemon) announce() {
 // deliver hands a record, in sequence order, to the control API's
 // subscribers. Called by rooms with its locks held: it must not block.
 func (d *Daemon) deliver(dl rooms.Delivery) {
-	ev := ctl.Event{Room: dl.Room, Seq: dl.Seq, Nick: dl.Nick, Fingerprint: d.fps.get(dl.KeyID), Text: dl.Text}
-	switch dl.Kind {
-	case wire.KindMessage:
-		ev.Kind = ctl.EventMessage
-	case wire.KindJoin:
-		ev.Kind = ctl.EventJoin
-	case wire.KindPart:
-		ev.Kind = ctl.EventPart
-	default:
-		return
+	if ev, ok := recordEvent(dl.Room, dl.Seq, &dl.Record, &d.fps); ok {
+		d.hub.publish(ev, true)
 	}
-	d.hub.publish(ev, true)
 }
 
 func (d *Daemon) directoryChanged(ev rooms.DirectoryEvent) {
@@ -507,10 +498,26 @@ func (d *Daemon) leaveAll() {
 	}
 }
 
+// openHostedStore opens a hosted room's store (openStore), from which
+// the hub serves the room's snapshots from now on.
+func (d *Daemon) openHostedStore(name string, id [wire.RoomIDLen]byte) (rooms.Store, error) {
+	s, err := d.openStore(name, id)
+	if err != nil {
+		return nil, err
+	}
+	ref := rooms.Ref(d.ident.Pub, name)
+	d.hub.host(ref, &logHistory{log: s, room: ref, fps: &d.fps})
+	return s, nil
+}
+
 // hostRoom starts hosting a room, and listens on its data group, where
 // members multicast their NACKs.
 func (d *Daemon) hostRoom(name string, access rooms.RoomAccess) (*rooms.Sequencer, error) {
 	s, err := d.host.Open(name, access)
+	if s == nil {
+		// openHostedStore may have given the hub a store Open then closed.
+		d.hub.forget(rooms.Ref(d.ident.Pub, name))
+	}
 	if err != nil {
 		return s, err
 	}

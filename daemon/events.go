@@ -10,20 +10,34 @@ import (
 	"meshd/rooms/wire"
 )
 
-// Bounds of the event hub. A room keeps its newest events so that a
-// front end that attaches late (meshctl tail) starts with the current
+// Bounds of the event hub. A joined room keeps its newest events so that
+// a front end that attaches late (meshctl tail) starts with the current
 // state; a subscriber that falls further behind than its queue is cut off
 // with an overflow event rather than silently skipped.
 const (
 	roomBacklog     = 1000
 	subscriberQueue = 4096
+	// quietTail is how many slots a hosted room's ring keeps once its
+	// log has caught up with it: a quiet room's one line at a time, not
+	// the burst it last held.
+	quietTail = 8
 )
 
 // hub fans events out to control API subscribers. Safe for concurrent use;
 // publish never blocks.
+//
+// A joined room's snapshot comes from its backlog, a ring of its newest
+// events. A hosted room's comes from its log (history), which holds those
+// records anyway: a ring of them too was a second copy, 340 KB a busy room
+// (ctl.Event and its text for each of 1000 lines), about a tenth of what a
+// host of 10 busy rooms on a router has. Its ring holds only the events
+// published but maybe not yet in the log: the host delivers a record to
+// its own user when it takes it, and logs it when the batch is flushed,
+// up to busyFlushDelay later.
 type hub struct {
 	mu      sync.Mutex
-	backlog map[string]*ring // by room ref: sequenced events
+	backlog map[string]*ring   // by room ref: sequenced events; a hosted room's not yet logged
+	hosted  map[string]history // by room ref: hosted rooms' logs
 	subs    map[*subscriber]struct{}
 	// held counts hold calls not yet released: while above 0, events the
 	// subscribers' streams take wait for release to be sent.
@@ -41,26 +55,53 @@ func (h *hub) offer(ev ctl.Event) *ctl.Event {
 	return &h.offered
 }
 
-// ring holds a room's newest roomBacklog events. It is a ring, not a
-// slice shifted down, because a busy room publishes thousands of events a
-// second and each shift copied the whole backlog.
+// ring holds a room's newest events, at most roomBacklog. It is a ring,
+// not a slice shifted down, because a busy room publishes thousands of
+// events a second and each shift copied the whole backlog.
 type ring struct {
-	evs   []ctl.Event // grows to roomBacklog, then wraps
-	start int         // index of the oldest event once full
+	evs   []ctl.Event // slots: grown to roomBacklog at most, then reused
+	start int         // the oldest event's slot
+	n     int         // events held
 }
 
 func (r *ring) add(ev ctl.Event) {
-	if len(r.evs) < roomBacklog {
-		r.evs = append(r.evs, ev)
-		return
+	if r.n == len(r.evs) {
+		if r.n == roomBacklog {
+			r.evs[r.start] = ev
+			r.start = (r.start + 1) % r.n
+			return
+		}
+		r.resize(min(max(2*r.n, quietTail), roomBacklog))
 	}
-	r.evs[r.start] = ev
-	r.start = (r.start + 1) % roomBacklog
+	r.evs[(r.start+r.n)%len(r.evs)] = ev
+	r.n++
+}
+
+// resize moves the events to size slots, oldest first.
+func (r *ring) resize(size int) {
+	evs := make([]ctl.Event, size)
+	for i := range r.n {
+		evs[i] = r.evs[(r.start+i)%len(r.evs)]
+	}
+	r.evs, r.start = evs, 0
+}
+
+// dropBefore lets go of the events before sequence number seq, and once
+// none is left, of the slots a burst grew.
+func (r *ring) dropBefore(seq uint64) {
+	for r.n > 0 && r.evs[r.start].Seq < seq {
+		r.evs[r.start] = ctl.Event{} // its text
+		r.start = (r.start + 1) % len(r.evs)
+		r.n--
+	}
+	if r.n == 0 && len(r.evs) > quietTail {
+		r.evs, r.start = nil, 0
+	}
 }
 
 // oldest returns the oldest event held; the zero Event if none.
 func (r *ring) oldest() ctl.Event {
-	if len(r.evs) == 0 {
+	if r == nil || r.n == 0 {
 		return ctl.Event{}
 	}
 	return r.evs[r.start]
@@ -68,9 +109,23 @@ func (r *ring) oldest() ctl.Event {
 
 // each calls f on the events, oldest first.
 func (r *ring) each(f func(ctl.Event)) {
-	for i := range r.evs {
+	if r == nil {
+		return
+	}
+	for i := range r.n {
 		f(r.evs[(r.start+i)%len(r.evs)])
 	}
+}
+
+// history is a hosted room's log, read as events.
+type history interface {
+	// Oldest is the lowest sequence number held, 0 if none.
+	Oldest() uint64
+	// Next is one past the highest sequence number logged.
+	Next() uint64
+	// events calls f with the events of the records from..to-1 held,
+	// oldest first.
+	events(from, to uint64, f func(ctl.Event))
 }
 
 type subscriber struct {
@@ -84,7 +139,16 @@ type subscriber struct {
 }
 
 func newHub() *hub {
-	return &hub{backlog: make(map[string]*ring), subs: make(map[*subscriber]struct{})}
+	return &hub{backlog: make(map[string]*ring), hosted: make(map[string]history), subs: make(map[*subscriber]struct{})}
+}
+
+// host makes room's snapshots come from its log, hs: the room is hosted
+// here, and every event kept for it is of a record hs will hold.
+func (h *hub) host(room string, hs history) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.hosted[room] = hs
+	delete(h.backlog, room)
 }
 
 // publish records a sequenced event in its room's backlog (when keep) and
@@ -99,6 +163,9 @@ func (h *hub) publish(ev ctl.Event, keep bool) {
 		if r == nil {
 			r = &ring{}
 			h.backlog[ev.Room] = r
+		}
+		if hs := h.hosted[ev.Room]; hs != nil {
+			r.dropBefore(hs.Next())
 		}
 		r.add(ev)
 	}
@@ -148,11 +215,13 @@ func (h *hub) release() {
 	}
 }
 
-// forget drops a room's backlog, when this daemon leaves it.
+// forget drops a room's backlog, when this daemon leaves it or fails to
+// host it.
 func (h *hub) forget(room string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	delete(h.backlog, room)
+	delete(h.hosted, room)
 }
 
 // subscribe returns the room's held events after since (when initial) and
@@ -165,13 +234,21 @@ func (h *hub) subscribe(ctx context.Context, room string, since uint64, initial 
 	s := &subscriber{room: room, ch: make(chan ctl.Event, subscriberQueue), direct: direct}
 	h.mu.Lock()
 	var snap []ctl.Event
-	if r := h.backlog[room]; initial && r != nil {
-		// A reader resuming from an event the ring no longer holds is told
-		// which it missed: skipping them silently would look like a room
-		// that lost nothing.
-		if oldest := r.oldest(); since > 0 && oldest.Seq > since+1 {
-			snap = append(snap, ctl.Event{Kind: ctl.EventMissed, Room: oldest.Room, Seq: since + 1, Through: oldest.Seq - 1})
+	r, hs := h.backlog[room], h.hosted[room]
+	// The oldest event held, and for a hosted room the end of what its
+	// log holds of those published: before the ring's oldest (those not in
+	// the ring were dropped once logged), or, with none in the ring, the
+	// log's end now. The log is read after the lock: events published
+	// meanwhile are live ones, and those it logs meanwhile are the ring's.
+	oldest := r.oldest().Seq
+	var logged uint64
+	if initial && hs != nil {
+		logged = hs.Next()
+		if oldest != 0 {
+			logged = oldest
 		}
+	}
+	if initial {
 		r.each(func(ev ctl.Event) {
 			if ev.Seq > since {
 				snap = append(snap, ev)
@@ -180,6 +257,12 @@ func (h *hub) subscribe(ctx context.Context, room string, since uint64, initial 
 	}
 	h.subs[s] = struct{}{}
 	h.mu.Unlock()
+	switch {
+	case initial && hs != nil:
+		snap = append(hostedSnapshot(hs, room, since, logged, oldest), snap...)
+	case initial && since > 0 && oldest > since+1:
+		snap = append([]ctl.Event{missed(room, since, oldest)}, snap...)
+	}
 	context.AfterFunc(ctx, func() {
 		h.mu.Lock()
 		defer h.mu.Unlock()
@@ -189,6 +272,97 @@ func (h *hub) subscribe(ctx context.Context, room string, since uint64, initial 
 		}
 	})
 	return snap, s.ch
+}
+
+// missed tells a reader resuming after since that the events before
+// oldest, the oldest held, are no longer held: skipping them silently
+// would look like a room that lost nothing.
+func missed(room string, since, oldest uint64) ctl.Event {
+	return ctl.Event{Kind: ctl.EventMissed, Room: room, Seq: since + 1, Through: oldest - 1}
+}
+
+// hostedSnapshot returns the events of hosted room's log after since and
+// before logged, after a missed event if the log no longer reaches back
+// to since (or, logging nothing, the ring's oldest event, tail).
+func hostedSnapshot(hs history, room string, since, logged, tail uint64) []ctl.Event {
+	var snap []ctl.Event
+	// The log lets its oldest segment go as it grows: a read it overtook
+	// would stop short, so it is read again if its oldest moved meanwhile.
+	for range 3 {
+		snap = snap[:0]
+		oldest := hs.Oldest()
+		if oldest == 0 || oldest >= logged {
+			oldest = tail
+		}
+		if since > 0 && oldest > since+1 {
+			snap = append(snap, missed(room, since, oldest))
+		}
+		hs.events(since+1, logged, func(ev ctl.Event) { snap = append(snap, ev) })
+		if hs.Oldest() == oldest || oldest == tail {
+			break
+		}
+	}
+	return snap
+}
+
+// logHistory reads a hosted room's store as the events its records made
+// when they were delivered (Daemon.deliver).
+type logHistory struct {
+	// The store's log (roomStore, roomlog.Log).
+	log interface {
+		Read(from uint64, yield func(first uint64, count int, batch []byte) bool)
+		Oldest() uint64
+		Next() uint64
+	}
+	room string // ref
+	fps  *fingerprints
+}
+
+func (l *logHistory) Oldest() uint64 { return l.log.Oldest() }
+func (l *logHistory) Next() uint64   { return l.log.Next() }
+
+func (l *logHistory) events(from, to uint64, f func(ctl.Event)) {
+	var recs []wire.Record
+	l.log.Read(from, func(first uint64, count int, batch []byte) bool {
+		if first >= to {
+			return false
+		}
+		// The log holds what this host signed: a batch it cannot parse
+		// is one Open did not check, and is skipped.
+		bt, err := wire.ParseBatch(batch, recs[:0])
+		if err != nil {
+			return true
+		}
+		recs = bt.Records
+		for i := range recs {
+			seq := first + uint64(i)
+			if seq >= to {
+				return false
+			}
+			if ev, ok := recordEvent(l.room, seq, &recs[i], l.fps); ok && seq >= from {
+				f(ev)
+			}
+		}
+		return true
+	})
+}
+
+// recordEvent is the event of a delivered record; false for a kind the
+// API does not show.
+func recordEvent(room string, seq uint64, rec *wire.Record, fps *fingerprints) (ctl.Event, bool) {
+	ev := ctl.Event{Room: room, Seq: seq, Nick: rec.Nick, Text: rec.Text}
+	switch rec.Kind {
+	case wire.KindMessage:
+		ev.Kind = ctl.EventMessage
+	case wire.KindJoin:
+		ev.Kind = ctl.EventJoin
+	case wire.KindPart:
+		ev.Kind = ctl.EventPart
+	default:
+		return ev, false
+	}
+	ev.Fingerprint = fps.get(rec.KeyID)
+	return ev, true
 }
 
 // maxFingerprints bounds the fingerprints cache: rooms with more senders

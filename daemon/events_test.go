@@ -7,6 +7,7 @@ import (
 
 	"meshd/ctl"
 	"meshd/rooms"
+	"meshd/rooms/roomlog"
 	"meshd/rooms/wire"
 )
 
@@ -162,5 +163,184 @@ func BenchmarkHubPublish(b *testing.B) {
 	for i := range b.N {
 		ev.Seq = uint64(i)
 		h.publish(ev, true)
+	}
+}
+
+// fakeHistory is a hosted room's log of message events: seqs
+// oldest..next-1, all of them messages. onRead, if set, runs before
+// each read.
+type fakeHistory struct {
+	oldest, next uint64
+	onRead       func()
+	reads        int
+}
+
+func (f *fakeHistory) Oldest() uint64 { return f.oldest }
+func (f *fakeHistory) Next() uint64   { return f.next }
+
+func (f *fakeHistory) events(from, to uint64, yield func(ctl.Event)) {
+	f.reads++
+	if f.onRead != nil {
+		f.onRead()
+	}
+	for seq := max(from, f.oldest); seq < min(to, f.next); seq++ {
+		yield(ctl.Event{Kind: ctl.EventMessage, Room: "r", Seq: seq, Text: "logged"})
+	}
+}
+
+func seqs(evs []ctl.Event) []uint64 {
+	var s []uint64
+	for _, ev := range evs {
+		s = append(s, ev.Seq)
+	}
+	return s
+}
+
+// TestHubHosted: a hosted room's ring holds only the events its log may
+// not hold yet, and lets go of a burst's slots once the log has caught
+// up; a snapshot is the log's events and then the ring's, each sequence
+// number once, with a missed event where the log no longer reaches.
+func TestHubHosted(t *testing.T) {
+	h := newHub()
+	fh := &fakeHistory{oldest: 1, next: 1}
+	h.host("r", fh)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pub := func(from, to uint64) {
+		for seq := from; seq <= to; seq++ {
+			h.publish(ctl.Event{Kind: ctl.EventMessage, Room: "r", Seq: seq, Text: "live"}, true)
+		}
+	}
+	ring := func() *ring {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		return h.backlog["r"]
+	}
+	pub(1, 40)
+	fh.next = 38 // 1..37 logged
+	pub(41, 41)
+	if r := ring(); r.n != 4 || r.oldest().Seq != 38 {
+		t.Fatalf("ring holds %d events from #%d, want 4 from #38: the logged ones are the log's", r.n, r.oldest().Seq)
+	}
+	snap, _ := h.subscribe(ctx, "r", 0, true, nil)
+	if len(snap) != 41 {
+		t.Fatalf("snapshot %v, want 1..41", seqs(snap))
+	}
+	for i, ev := range snap {
+		text := "logged"
+		if ev.Seq >= 38 {
+			text = "live"
+		}
+		if ev.Seq != uint64(i+1) || ev.Text != text {
+			t.Fatalf("snapshot event %d is #%d %q, want #%d %q", i, ev.Seq, ev.Text, i+1, text)
+		}
+	}
+	if snap, _ := h.subscribe(ctx, "r", 39, true, nil); !slices.Equal(seqs(snap), []uint64{40, 41}) {
+		t.Errorf("since 39: %v, want [40 41]", seqs(snap))
+	}
+
+	// The log catches up: the next event leaves the ring alone, in a
+	// quiet room's few slots.
+	fh.next = 42
+	pub(42, 42)
+	if r := ring(); r.n != 1 || len(r.evs) > quietTail {
+		t.Errorf("after the log caught up: %d events in %d slots, want 1 in at most %d", r.n, len(r.evs), quietTail)
+	}
+	// With the ring's events all logged, the snapshot reads the log up to
+	// its end, and the ring's from there.
+	fh.next = 43
+	if snap, _ := h.subscribe(ctx, "r", 40, true, nil); !slices.Equal(seqs(snap), []uint64{41, 42}) || snap[1].Text != "live" {
+		t.Errorf("since 40 with the ring logged: %v, want [41 42], #42 from the ring", seqs(snap))
+	}
+
+	// The log let its oldest go: a reader from before is told.
+	fh.oldest = 30
+	snap, _ = h.subscribe(ctx, "r", 10, true, nil)
+	if len(snap) != 14 || snap[0] != (ctl.Event{Kind: ctl.EventMissed, Room: "r", Seq: 11, Through: 29}) || snap[1].Seq != 30 {
+		t.Errorf("since 10, log from 30: %v (first %+v), want missed 11..29 then 30..42", seqs(snap), snap[0])
+	}
+	if snap, _ := h.subscribe(ctx, "r", 29, true, nil); len(snap) != 13 || snap[0].Seq != 30 {
+		t.Errorf("since 29, log from 30: %v, want 30..42 and no missed", seqs(snap))
+	}
+
+	// The log lets its oldest go while it is read: read again.
+	fh.reads = 0
+	fh.onRead = func() {
+		if fh.reads == 1 {
+			fh.oldest = 35
+		}
+	}
+	snap, _ = h.subscribe(ctx, "r", 31, true, nil)
+	if fh.reads != 2 || snap[0] != (ctl.Event{Kind: ctl.EventMissed, Room: "r", Seq: 32, Through: 34}) || snap[1].Seq != 35 || len(snap) != 9 {
+		t.Errorf("log trimmed during the read (%d reads): %v (first %+v), want missed 32..34, then 35..42 read again", fh.reads, seqs(snap), snap[0])
+	}
+	fh.onRead = nil
+
+	// Nothing logged (a log that did not survive), events in the ring: the
+	// ring's oldest is the oldest held.
+	h2 := newHub()
+	h2.host("r", &fakeHistory{})
+	h2.publish(ctl.Event{Kind: ctl.EventMessage, Room: "r", Seq: 1025}, true)
+	if snap, _ := h2.subscribe(ctx, "r", 1000, true, nil); len(snap) != 2 || snap[0] != (ctl.Event{Kind: ctl.EventMissed, Room: "r", Seq: 1001, Through: 1024}) || snap[1].Seq != 1025 {
+		t.Errorf("empty log, #1025 in the ring, since 1000: %+v", snap)
+	}
+
+	// A failed hosting forgets the log.
+	h.forget("r")
+	if snap, _ := h.subscribe(ctx, "r", 0, true, nil); len(snap) != 0 {
+		t.Errorf("after forget: %d events", len(snap))
+	}
+}
+
+// TestLogHistory: a hosted room's log read back gives the events its
+// records made when delivered, from..to-1 only, without kinds the API does
+// not show.
+func TestLogHistory(t *testing.T) {
+	l, err := roomlog.Open(roomlog.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	alice, bob := [wire.KeyIDLen]byte{1}, [wire.KeyIDLen]byte{2}
+	batches := [][]wire.Record{
+		{{Kind: wire.KindJoin, KeyID: bob, Nick: "bob"}, {Kind: wire.KindMessage, KeyID: alice, Nick: "alice", Text: "hi"}},
+		{{Kind: wire.MaxKind, KeyID: bob, Nick: "bob", Text: "a kind to come"}},
+		{{Kind: wire.KindMessage, KeyID: bob, Nick: "bob", Text: "hello"}, {Kind: wire.KindPart, KeyID: bob, Nick: "bob"}, {Kind: wire.KindMessage, KeyID: alice, Nick: "alice", Text: "bye"}},
+	}
+	var fps fingerprints
+	var want []ctl.Event
+	seq := uint64(10)
+	for _, recs := range batches {
+		b, err := wire.AppendBatchBody(nil, seq, recs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Append(seq, len(recs), append(b, make([]byte, wire.SigLen)...)); err != nil {
+			t.Fatal(err)
+		}
+		for i := range recs {
+			d := rooms.Delivery{Room: "r@x", Seq: seq, Record: recs[i]}
+			if ev, ok := recordEvent(d.Room, d.Seq, &d.Record, &fps); ok {
+				want = append(want, ev)
+			}
+			seq++
+		}
+	}
+	if len(want) != 5 || want[0].Kind != ctl.EventJoin || want[0].Fingerprint != rooms.KeyIDFingerprint(bob) || want[4].Text != "bye" {
+		t.Fatalf("delivered events %+v", want)
+	}
+	hs := &logHistory{log: l, room: "r@x", fps: &fps}
+	for _, c := range []struct{ from, to uint64 }{{1, 100}, {10, 16}, {11, 15}, {13, 14}, {16, 20}} {
+		var got []ctl.Event
+		hs.events(c.from, c.to, func(ev ctl.Event) { got = append(got, ev) })
+		var w []ctl.Event
+		for _, ev := range want {
+			if ev.Seq >= c.from && ev.Seq < c.to {
+				w = append(w, ev)
+			}
+		}
+		if !slices.Equal(got, w) {
+			t.Errorf("events %d..%d: %+v, want %+v", c.from, c.to-1, got, w)
+		}
 	}
 }

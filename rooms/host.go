@@ -73,6 +73,9 @@ type Store interface {
 	Oldest() uint64
 	// Next returns one past the newest sequence number held, 0 if none.
 	Next() uint64
+	// Release lets go of memory held for appends to come (a buffer's
+	// spare room): the room has been quiet for a while.
+	Release()
 	// Start returns the first sequence number to assign: after the log,
 	// or after the reservation if the log did not survive.
 	Start() uint64

@@ -47,6 +47,7 @@ func (s *nullStore) Start() uint64                               { return max(s.
 func (s *nullStore) Reserve(uint64) error                        { return nil }
 func (s *nullStore) LoadAccess() ([]byte, error)                 { return nil, nil }
 func (s *nullStore) SaveAccess([]byte) error                     { return nil }
+func (s *nullStore) Release()                                    {}
 func (s *nullStore) Close() error                                { return nil }
 
 // newPathHost returns a hosted room with no members whose packets go to

@@ -113,6 +113,7 @@ type memStore struct {
 	start    uint64 // where the room resumes, if not after the log
 	access   []byte // what SaveAccess saved
 	saves    int
+	releases int // Release calls
 }
 
 type storedBatch struct {
@@ -186,6 +187,12 @@ func (s *memStore) SaveAccess(b []byte) error {
 	s.access = append([]byte(nil), b...)
 	s.saves++
 	return nil
+}
+
+func (s *memStore) Release() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.releases++
 }
 
 func (s *memStore) Close() error { return nil }

@@ -844,6 +844,7 @@ func (s *Sequencer) tick(now time.Time) {
 	}
 	if now.Sub(s.lastFlush) > quietBlocks && s.blocks[s.block%sentBlocks] != nil {
 		clear(s.blocks[:])
+		s.store.Release()
 	}
 	if s.sayWaiting > 0 {
 		// A member whose acks stopped no longer holds says back.

@@ -137,6 +137,18 @@ type segment struct {
 func (s *segment) first() uint64 { return s.ents[0].first }
 func (s *segment) next() uint64  { return s.ents[len(s.ents)-1].next() }
 
+// fit moves the segment's entries to a buffer of their size, if grow left
+// spare room after them. Readers holding slices of the old buffer keep
+// them: its bytes are not changed, only let go of.
+func (s *segment) fit() {
+	if cap(s.buf) == len(s.buf) {
+		return
+	}
+	b := make([]byte, len(s.buf))
+	copy(b, s.buf)
+	s.buf = b
+}
+
 // Open opens the log in opts.Dir, creating the directory if need be, and
 // recovers what the segment files hold, repairing them as the package
 // documentation describes.
@@ -232,8 +244,12 @@ func (l *Log) needSegment(size int) bool {
 
 // startSegment starts a segment whose first entry is at first. The
 // segment is held in RAM even if its file cannot be created, so the
-// batch is served all the same.
+// batch is served all the same. The segment before it stops growing, so
+// it lets go of the spare room grow left it.
 func (l *Log) startSegment(first uint64) error {
+	if n := len(l.segs); n > 0 {
+		l.segs[n-1].fit()
+	}
 	s := &segment{}
 	l.segs = append(l.segs, s)
 	if l.dir == "" {
@@ -286,6 +302,19 @@ func (l *Log) trim() {
 		if err := os.Remove(s.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			l.logger.Warn("delete old segment", "err", err)
 		}
+	}
+}
+
+// Release lets go of the spare room at the end of the newest segment's
+// buffer, which grow doubles: up to half of it, held for appends that a
+// quiet room may not make for a long while. Its host calls it once the
+// room has been quiet for some seconds, not at every pause, since the
+// next Append copies the segment into a larger buffer again.
+func (l *Log) Release() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if n := len(l.segs); n > 0 {
+		l.segs[n-1].fit()
 	}
 }
 
