@@ -45,12 +45,12 @@ import (
 	"github.com/klauspost/reedsolomon"
 )
 
-// MaxShards bounds k+m. Decoding costs O(k) per byte of every lost data
-// shard and a block is only decodable once k shards of it arrived, so
-// larger blocks would add latency and CPU on small routers; 128 lets a
-// busy room's block be big enough that its parity, sized for the
-// unluckiest of many receivers, is a small share of it.
-const MaxShards = 128
+// MaxShards bounds k+m: the most a Reed-Solomon code over GF(2^8) has.
+// Decoding costs O(k) per byte of every lost data shard, plus an
+// inversion of O(k^3) per pattern of loss, and a block is only decodable
+// once k shards of it arrived: a bigger block costs latency and CPU,
+// which the callers weigh against parity (wire.MaxBlockShards).
+const MaxShards = 256
 
 // padStart is the byte that begins a block's padding.
 const padStart = 0x80

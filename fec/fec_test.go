@@ -396,11 +396,14 @@ var benchShapes = []struct{ k, m, size int }{
 	{8, 2, 1200},
 	{32, 8, 200},
 	{32, 8, 1200},
-	// A busy room's largest block (rooms: MaxBlockShards, maxParity),
-	// with a loss's worth and all of its parity. (1345 was its shard
-	// before protocol version 4; the benchmarks keep it, to compare.)
+	// A busy room's largest block until 2026-12-06, with a loss's worth
+	// and all of its parity. (1345 was its shard before protocol version
+	// 4; the benchmarks keep it, to compare.)
 	{64, 8, 1345},
 	{64, 32, 1345},
+	// The largest now (rooms: wire.MaxBlockShards, maxParity).
+	{128, 12, 1361},
+	{128, 32, 1361},
 }
 
 // benchData is a block of k shards of size bytes: size × k bytes, less

@@ -18,36 +18,49 @@ func parityFor(k int) int { return min(max(k, 4), maxParity) }
 
 // maxParity bounds a block's parity: a big block's parity shards cost the
 // host CPU (each is a sum over every data shard) and memory while it keeps
-// the block for repairs, and half of a full block is more than any loss
-// that NACK repair can keep up with.
-const maxParity = wire.MaxBlockShards / 2
+// the block for repairs, and a quarter of a full block is more than the
+// unluckiest of 16 members loses at 20 %. Repairs past it make more
+// (extendBlock).
+const maxParity = 32
 
 // coders holds FEC coders per block size, made on first use: for k data
-// shards, one that makes the parityFor(k) parity shards a block is sent
-// with, and one that makes all wire.MaxShards - k a block may have, which
-// decodes and, when repairs have spent a block's parity, makes more
-// (extendBlock). Parity shard k+j is the same for both.
+// shards, tier 0 makes the parityFor(k) parity shards a block is sent
+// with, and each tier after it twice the tier before, up to all
+// wire.MaxShards - k a block may have. Parity shard k+j is the same for
+// every tier. Repairs that have spent a block's parity extend it a tier
+// at a time (extendBlock), and a member decodes with the least tier that
+// holds the shards it has (decodeBlock): a coder's cost grows with its
+// parity (reedsolomon's scratch for a decode is k × m × 64 bytes, 1 MiB
+// for k = 128 with all 127, which kept members' RSS 6 MiB higher at full
+// rate; making all of a block's parity at once cost a router the CPU of
+// four blocks), and most blocks need no more than tier 0.
 var coders struct {
 	sync.Mutex
-	send, all [wire.MaxBlockShards + 1]*fec.Coder
+	tiers [wire.MaxBlockShards + 1][maxTiers]*fec.Coder
 }
 
-func coderFor(k int) (*fec.Coder, error) { return cachedCoder(k, false) }
+// maxTiers bounds the tiers of a block size: parityFor(k) is at least 4,
+// and 4 doubled 6 times passes wire.MaxShards.
+const maxTiers = 8
 
-func fullCoderFor(k int) (*fec.Coder, error) { return cachedCoder(k, true) }
+// tierParity is how many parity shards tier t of blocks of k data shards
+// makes.
+func tierParity(k, t int) int {
+	return min(parityFor(k)<<t, wire.MaxShards-k)
+}
 
-func cachedCoder(k int, all bool) (*fec.Coder, error) {
+// coderFor returns the coder that sends blocks of k data shards.
+func coderFor(k int) (*fec.Coder, error) { return tierCoder(k, 0) }
+
+func tierCoder(k, t int) (*fec.Coder, error) {
 	if k < 1 || k > wire.MaxBlockShards {
 		return nil, fmt.Errorf("block of %d data shards: %w", k, wire.ErrInvalid)
 	}
 	coders.Lock()
 	defer coders.Unlock()
-	slot, m := &coders.send[k], parityFor(k)
-	if all {
-		slot, m = &coders.all[k], wire.MaxShards-k
-	}
+	slot := &coders.tiers[k][t]
 	if *slot == nil {
-		c, err := fec.New(k, m)
+		c, err := fec.New(k, tierParity(k, t))
 		if err != nil {
 			return nil, err
 		}
@@ -56,14 +69,28 @@ func cachedCoder(k int, all bool) (*fec.Coder, error) {
 	return *slot, nil
 }
 
+// tierFor is the least tier of blocks of k data shards that has n shards
+// in all (n <= wire.MaxShards).
+func tierFor(k, n int) int {
+	t := 0
+	for k+tierParity(k, t) < n && t < maxTiers-1 {
+		t++
+	}
+	return t
+}
+
 // extendBlock adds parity to a block of k data shards whose parity
-// repairs have spent: all the parity a block may have. A repair that sent
-// a data shard again helped only the members that had lost that shard; a
-// fresh parity shard helps every member that lacks any. At 20 % loss,
-// members that lost whole runs of a block drew repairs of data shards
-// that others had already, four times the data in all.
+// repairs have spent: the next tier's. A repair that sent a data shard
+// again helped only the members that had lost that shard; a fresh parity
+// shard helps every member that lacks any. At 20 % loss, members that
+// lost whole runs of a block drew repairs of data shards that others had
+// already, four times the data in all. It returns shards unchanged once
+// they are all a block may have.
 func extendBlock(shards [][]byte, k int) ([][]byte, error) {
-	c, err := fullCoderFor(k)
+	if len(shards) >= wire.MaxShards {
+		return shards, nil
+	}
+	c, err := tierCoder(k, tierFor(k, len(shards)+1))
 	if err != nil {
 		return nil, err
 	}
@@ -92,14 +119,23 @@ func encodeBlockTo(dst [][]byte, payload []byte) (shards [][]byte, k int, err er
 // index order, up to wire.MaxShards of them (nil where missing; a lost
 // data shard given as an empty buffer is rebuilt there).
 func decodeBlock(shards [][]byte, k int, buf []byte) ([]byte, error) {
-	c, err := fullCoderFor(k)
+	if k < 1 || k > wire.MaxBlockShards {
+		return nil, fmt.Errorf("block of %d data shards: %w", k, wire.ErrInvalid)
+	}
+	n := min(len(shards), wire.MaxShards)
+	for n > k && len(shards[n-1]) == 0 {
+		n--
+	}
+	t := tierFor(k, n)
+	c, err := tierCoder(k, t)
 	if err != nil {
 		return nil, err
 	}
-	if len(shards) < wire.MaxShards {
-		// The receive path keeps room for them all; a block as its
-		// host made it has fewer.
-		shards = append(shards[:len(shards):len(shards)], make([][]byte, wire.MaxShards-len(shards))...)
+	if all := k + tierParity(k, t); len(shards) < all {
+		// A block as its host made it may have fewer.
+		shards = append(shards[:len(shards):len(shards)], make([][]byte, all-len(shards))...)
+	} else {
+		shards = shards[:all]
 	}
 	return c.DecodeTo(buf, shards)
 }

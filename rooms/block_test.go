@@ -138,8 +138,22 @@ func TestBlockBounds(t *testing.T) {
 	if _, k := mustEncodeBlock(t, testBatch(wire.MaxBatch, 3)); k > wire.MaxBlockShards {
 		t.Errorf("encodeBlockTo(MaxBatch) = k %d, over %d", k, wire.MaxBlockShards)
 	}
-	if _, k := mustEncodeBlock(t, testBatch(wire.MaxBlock, 5)); k != wire.MaxBlockShards {
+	full := testBatch(wire.MaxBlock, 5)
+	shards, k := mustEncodeBlock(t, full)
+	if k != wire.MaxBlockShards {
 		t.Errorf("encodeBlockTo(MaxBlock) = k %d, want %d", k, wire.MaxBlockShards)
+	}
+	// Repairs extend it a tier at a time, twice the parity each time,
+	// up to all it may have; the last k of those rebuild the block.
+	for _, want := range []int{k + 2*maxParity, wire.MaxShards, wire.MaxShards} {
+		var err error
+		if shards, err = extendBlock(shards, k); err != nil || len(shards) != want {
+			t.Fatalf("extendBlock(k %d) = %d shards, %v, want %d", k, len(shards), err, want)
+		}
+	}
+	clear(shards[:wire.MaxShards-k])
+	if got, err := decodeBlock(shards, k, nil); err != nil || !bytes.Equal(got, full) {
+		t.Errorf("decodeBlock(the last %d of %d shards) = %d bytes, %v, want the block", k, wire.MaxShards, len(got), err)
 	}
 	for _, k := range []int{0, -1, wire.MaxBlockShards + 1, wire.MaxShards} {
 		if _, err := decodeBlock(make([][]byte, 2), k, nil); !errors.Is(err, wire.ErrInvalid) {
@@ -147,7 +161,7 @@ func TestBlockBounds(t *testing.T) {
 		}
 	}
 	// Shards of another block size do not decode.
-	shards, k := mustEncodeBlock(t, testBatch(3000, 4))
+	shards, k = mustEncodeBlock(t, testBatch(3000, 4))
 	if _, err := decodeBlock(shards, k+1, nil); err == nil {
 		t.Errorf("decodeBlock(k %d shards as k %d) = nil, want an error", k, k+1)
 	}
@@ -441,5 +455,37 @@ func TestRepairsMakeFreshParity(t *testing.T) {
 	m.mu.Unlock()
 	if got != last {
 		t.Fatalf("from the second round's parity alone the member delivered up to %d, want %d", got, last)
+	}
+}
+
+// TestDecodeAnyTier: a block repairs extended tier after tier decodes
+// from any k of its shards, whichever tier the highest of them is from;
+// the shards of one tier are the same as another tier's at their index.
+func TestDecodeAnyTier(t *testing.T) {
+	for _, n := range []int{100, 5000, 60000, wire.MaxBlock} {
+		payload := testBatch(n, uint64(n))
+		shards, k := mustEncodeBlock(t, payload)
+		first := bytes.Clone(shards[len(shards)-1])
+		for len(shards) < wire.MaxShards {
+			var err error
+			if shards, err = extendBlock(shards, k); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if !bytes.Equal(shards[k+parityFor(k)-1], first) {
+			t.Errorf("k %d: the last parity shard of the first tier changed when repairs extended the block", k)
+		}
+		for tier := 0; tier < maxTiers && (tier == 0 || tierParity(k, tier) > tierParity(k, tier-1)); tier++ {
+			end := k + tierParity(k, tier)
+			in := make([][]byte, wire.MaxShards)
+			copy(in[end-k:end], shards[end-k:end])
+			for i := range min(end-k, k) {
+				in[i] = make([]byte, 0, len(shards[0])) // lost: rebuilt here
+			}
+			got, err := decodeBlock(in, k, nil)
+			if err != nil || !bytes.Equal(got, payload) {
+				t.Errorf("k %d, tier %d: decodeBlock(shards %d..%d) = %d bytes, %v, want the block", k, tier, end-k, end-1, len(got), err)
+			}
+		}
 	}
 }

@@ -21,7 +21,7 @@ import (
 const (
 	// outboxLimit is how many packets may wait in a room's outbox before
 	// says wait for the link: about 40 ms of a 20 Mbit/s link, on top of
-	// what the socket and the interface queue hold. A block of 64 data
+	// what the socket and the interface queue hold. A block of 128 data
 	// and 32 parity shards may go past it; the next say waits.
 	outboxLimit = 64
 	// drainChunk is how many packets the drainer takes at a time, so
@@ -157,8 +157,19 @@ func (s *Sequencer) waitOutboxLocked() {
 // position has not moved for ackStale (gone, stuck on a gap it fetches,
 // or on a link too poor to follow) does not hold the room back: it
 // catches up over its session.
+//
+// A member that keeps up is still behind by what is on its way (the
+// outbox, the link), the block it is decoding (a member acks a block's
+// lines only once the whole block is rebuilt: up to 860 lines of 200
+// bytes) and an ack's delay; at 20 Mbit/s that is near 2,000 lines, and
+// with aheadLimit at half the window says waited for members that were
+// doing fine and the link ran 80 % full. The window (maxPending) keeps
+// ackSlack beyond aheadLimit: what a room of 10,000 lines a second says
+// within ackDelay, by which a member's position may have moved on from
+// its last ack.
 const (
-	aheadLimit = maxPending / 2
+	ackSlack   = 2048
+	aheadLimit = maxPending - ackSlack
 	ackStale   = time.Second
 )
 

@@ -347,3 +347,38 @@ func TestSaysWaitForMembersBehind(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestBlockHeldWhileSaysWait: while says wait for the link, a batch's
+// block is held for the batches after it even before any member reports
+// loss; with the link free and no loss, it goes at once.
+func TestBlockHeldWhileSaysWait(t *testing.T) {
+	s := newPathHost(t, new(countSink))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := range 16 {
+		s.members[[wire.KeyIDLen]byte{0xfe, byte(i)}] = &hostSession{}
+	}
+	batch := func() {
+		t.Helper()
+		for range 10 {
+			if _, err := s.submitLocked(wire.Record{Kind: wire.KindMessage, KeyID: s.keyID, Nick: "ann", Text: pathLine}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		s.flushLocked()
+	}
+	s.busy = true
+	before := s.block
+	batch()
+	if s.block == before || s.openRecs != 0 {
+		t.Fatalf("no loss, nobody waiting: block %d, %d records open; want the lines sent", s.block, s.openRecs)
+	}
+	s.sayWaiting = 1
+	before = s.block
+	batch()
+	if s.block != before || s.openRecs != 10 || !s.blockArmed {
+		t.Errorf("a say waiting: block %d (was %d), %d records open, timer armed %v; want the block held, the timer armed", s.block, before, s.openRecs, s.blockArmed)
+	}
+	s.sayWaiting = 0
+	s.sendBlockLocked()
+}

@@ -2,6 +2,7 @@ package rooms
 
 import (
 	"testing"
+	"time"
 
 	"meshd/rooms/wire"
 )
@@ -120,5 +121,67 @@ func TestShardSetCountBelow(t *testing.T) {
 		if got := s.countBelow(tt.n); got != tt.want {
 			t.Errorf("countBelow(%d) = %d, want %d", tt.n, got, tt.want)
 		}
+	}
+}
+
+// TestNackWaitsForTheBlocksEnd: a member that stopped getting a block's
+// shards asks for the rest only once the block's first transmission is
+// known to have been written (its last shard, or a later block's, came),
+// or once none of it came for nackRetry: until then the shards it lacks
+// may be on their way from a host whose writes paused.
+func TestNackWaitsForTheBlocksEnd(t *testing.T) {
+	m := newPathMember(t, newPathHost(t, new(countSink)))
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	t0 := time.Unix(1_000_000, 0)
+	const b = 7
+	block := func(got ...uint8) *partial {
+		p := &partial{k: 4, sent: 6, have: len(got), last: t0}
+		for _, i := range got {
+			p.got.add(i)
+		}
+		return p
+	}
+	m.rx.lastBlock = b
+	quiet := t0.Add(nackHold + nackBackoff) // past any backoff
+	for _, tt := range []struct {
+		name string
+		p    *partial
+		last uint64 // newest block the member knows
+		at   time.Time
+		want bool
+	}{
+		{"still within the hold", block(0, 5), b, t0.Add(nackHold / 2), false},
+		{"the last shard came", block(0, 5), b, quiet, true},
+		{"the first shards only", block(0, 1), b, quiet, false},
+		{"the first shards, nackRetry later", block(0, 1), b, t0.Add(nackRetry), true},
+		{"the first shards, then a later block", block(0, 1), b + 1, quiet, true},
+		{"known only from a later block", &partial{last: t0}, b + 1, quiet, true},
+	} {
+		m.rx.lastBlock = tt.last
+		if got := m.nackDueLocked(b, tt.p, tt.at); got != tt.want {
+			t.Errorf("%s: NACK due %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
+// TestFirstLossReadingComesEarly: a member's first loss reading counts
+// each block as soon as it is resolved and a later one came (its first
+// transmission is then all in), not once it is keepResolved blocks
+// behind: until the host has a reading, a busy lossy room sends no parity
+// and small blocks.
+func TestFirstLossReadingComesEarly(t *testing.T) {
+	const blocks = keepResolved - 4
+	f := newPathFeed(t, 40, blocks, 1, 0.1)
+	for f.one() {
+	}
+	m := f.m
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.rx.lossKnown {
+		t.Fatalf("no loss reading after %d blocks that each lost a shard (%d shards counted)", blocks, m.rx.lossSent)
+	}
+	if m.rx.loss <= 0 || m.rx.loss >= 0.5 {
+		t.Errorf("loss reading %.3f after a shard lost of each block, want a share of a shard a block", m.rx.loss)
 	}
 }

@@ -110,6 +110,9 @@ func TestNackReplayDropped(t *testing.T) {
 			t.Fatal(err)
 		}
 		tr.seq.flush()
+		// Another goroutine may be writing the room's outbox, and
+		// write the line's shards after this one returns.
+		waitWritten(t, tr.seq)
 		n.SetLoss(alice, 0)
 		tm.rec.waitFor(t, text, func(d []Delivery) bool { return len(d) > 0 && d[len(d)-1].Seq >= seq })
 		waitUntil(t, "the host to act on alice's NACK", func() bool { return tr.stats.NacksReceived.Load() > before })

@@ -641,6 +641,7 @@ func TestRepairAfterAllParitySent(t *testing.T) {
 	tr.seq.repairs[sb.no] = sb.k
 	tr.seq.mu.Unlock()
 	tr.seq.repair()
+	waitWritten(t, tr.seq)
 	n.SetLoss(netip.MustParseAddr("10.0.0.2"), 0)
 	last := tr.seq.LastSeq()
 	tm.rec.waitFor(t, "the line", func(d []Delivery) bool { return len(d) > 0 && d[len(d)-1].Seq == last })

@@ -49,11 +49,11 @@ const (
 	flushBytes = 16 * wire.ShardData
 	// A busy room whose members lose shards gathers its batches into one
 	// block for up to blockHold, and sends it once no batch came for
-	// blockIdle: a block of up to 64 shards at full rate, not one batch
+	// blockIdle: a block of up to 128 shards at full rate, not one batch
 	// of a few. The parity a block needs is what the unluckiest member
 	// loses of it, a smaller share of a big block: with 16 members, at
-	// 5 % loss about 11 % of 64 shards against 25 % of 8, at 20 % loss
-	// about 40 % of 64 against 55 % of 28. A block lost in part is decoded
+	// 5 % loss about 9 % of 128 shards, 11 % of 64, 25 % of 8; at 20 %
+	// loss about 34 % of 128, 38 % of 64, 55 % of 28. A block lost in part is decoded
 	// only once it is complete, at most blockHold late in a room where
 	// lines come every few milliseconds anyway. blockIdle outlasts the
 	// pauses of a busy room's senders (a batch's senders wait for its
@@ -675,12 +675,16 @@ func (s *Sequencer) flushLocked() {
 	}
 	s.open = wire.AppendBlockBatch(s.open, body)
 	s.openRecs += len(recs)
-	// A block is held for others only where members lose shards: with
-	// no loss reported, a bigger block saves no parity, and holding it
-	// would only delay every line (at 1,000 lines a second, p50 went
-	// from 40 to 160 ms).
+	// A block is held for others where members lose shards, or while
+	// says wait for the link. With no loss reported and the link free, a
+	// bigger block saves no parity, and holding it would only delay every
+	// line (at 1,000 lines a second, p50 went from 40 to 160 ms). But
+	// says that wait are delayed by the link anyway, and a room filling
+	// its link before its members' first loss reports sent a block a
+	// batch (17 shards), each to be repaired for the unluckiest
+	// member at twice the share of a full block.
 	hold := min(blockIdle, blockHold-s.lastFlush.Sub(s.openSince))
-	if _, loss := s.multicastLossLocked(); !s.busy || hold <= 0 || loss == 0 {
+	if _, loss := s.multicastLossLocked(); hold <= 0 || s.sayWaiting == 0 && (!s.busy || loss == 0) {
 		s.sendBlockLocked()
 		return
 	}
