@@ -30,10 +30,10 @@ const (
 // events. A hosted room's comes from its log (history), which holds those
 // records anyway: a ring of them too was a second copy, 340 KB a busy room
 // (ctl.Event and its text for each of 1000 lines), 3.4 MB for 10 busy
-// rooms on a router whose budget is 16 MB in all. Its ring holds only the events
-// published but maybe not yet in the log: the host delivers a record to
-// its own user when it takes it, and logs it when the batch is flushed,
-// up to busyFlushDelay later.
+// rooms on a router whose budget is 16 MB in all. Its ring holds only the
+// events published but maybe not yet in the log: the host delivers a
+// record to its own user when it takes it, and logs it when the batch is
+// flushed, up to busyFlushDelay later.
 type hub struct {
 	mu      sync.Mutex
 	backlog map[string]*ring   // by room ref: sequenced events; a hosted room's not yet logged
