@@ -282,23 +282,26 @@ func missed(room string, since, oldest uint64) ctl.Event {
 }
 
 // hostedSnapshot returns the events of hosted room's log after since and
-// before logged, after a missed event if the log no longer reaches back
-// to since (or, logging nothing, the ring's oldest event, tail).
+// before logged, at most those of its newest roomBacklog records (as a
+// joined room's ring holds; a log may keep a million), after a missed
+// event if that no longer reaches back to since (or, logging nothing, the
+// ring's oldest event, tail, does not).
 func hostedSnapshot(hs history, room string, since, logged, tail uint64) []ctl.Event {
 	var snap []ctl.Event
 	// The log lets its oldest segment go as it grows: a read it overtook
 	// would stop short, so it is read again if its oldest moved meanwhile.
 	for range 3 {
 		snap = snap[:0]
-		oldest := hs.Oldest()
-		if oldest == 0 || oldest >= logged {
+		logOldest := hs.Oldest()
+		oldest := max(logOldest, logged-min(logged, roomBacklog))
+		if logOldest == 0 || logOldest >= logged {
 			oldest = tail
 		}
 		if since > 0 && oldest > since+1 {
 			snap = append(snap, missed(room, since, oldest))
 		}
-		hs.events(since+1, logged, func(ev ctl.Event) { snap = append(snap, ev) })
-		if hs.Oldest() == oldest || oldest == tail {
+		hs.events(max(since+1, oldest), logged, func(ev ctl.Event) { snap = append(snap, ev) })
+		if hs.Oldest() == logOldest {
 			break
 		}
 	}

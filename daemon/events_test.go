@@ -276,6 +276,20 @@ func TestHubHosted(t *testing.T) {
 	}
 	fh.onRead = nil
 
+	// A long log gives its newest roomBacklog records' events, as a ring
+	// would, and a reader from before them is told.
+	long := newHub()
+	long.host("r", &fakeHistory{oldest: 1, next: 5001})
+	if snap, _ := long.subscribe(ctx, "r", 0, true, nil); len(snap) != roomBacklog || snap[0].Seq != 4001 {
+		t.Errorf("log of 5000, since 0: %d events from #%d, want %d from #4001", len(snap), snap[0].Seq, roomBacklog)
+	}
+	if snap, _ := long.subscribe(ctx, "r", 10, true, nil); len(snap) != roomBacklog+1 || snap[0] != (ctl.Event{Kind: ctl.EventMissed, Room: "r", Seq: 11, Through: 4000}) || snap[1].Seq != 4001 {
+		t.Errorf("log of 5000, since 10: %d events, first %+v, want missed 11..4000 then %d from #4001", len(snap), snap[0], roomBacklog)
+	}
+	if snap, _ := long.subscribe(ctx, "r", 4500, true, nil); len(snap) != 500 || snap[0].Seq != 4501 {
+		t.Errorf("log of 5000, since 4500: %d events from #%d, want 500 from #4501", len(snap), snap[0].Seq)
+	}
+
 	// Nothing logged (a log that did not survive), events in the ring: the
 	// ring's oldest is the oldest held.
 	h2 := newHub()
@@ -342,5 +356,23 @@ func TestLogHistory(t *testing.T) {
 		if !slices.Equal(got, w) {
 			t.Errorf("events %d..%d: %+v, want %+v", c.from, c.to-1, got, w)
 		}
+	}
+}
+
+// TestHubHostedNoAllocs: in a hosted room whose log keeps up, publishing
+// an event allocates nothing: the ring reuses its few slots.
+func TestHubHostedNoAllocs(t *testing.T) {
+	h := newHub()
+	fh := &fakeHistory{oldest: 1, next: 1}
+	h.host("r", fh)
+	seq := uint64(1)
+	publish := func() {
+		h.publish(ctl.Event{Kind: ctl.EventMessage, Room: "r", Seq: seq, Text: "hi"}, true)
+		seq++
+		fh.next = seq // logged
+	}
+	publish()
+	if n := testing.AllocsPerRun(100, publish); n != 0 {
+		t.Errorf("%.1f allocations an event", n)
 	}
 }

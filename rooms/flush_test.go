@@ -237,6 +237,8 @@ func TestQuietRoomLetsBlocksGo(t *testing.T) {
 	if _, err := tr.seq.Say("two"); err != nil {
 		t.Fatal(err)
 	}
+	// Another goroutine (a tick's heartbeat) may be writing the outbox.
+	waitWritten(t, tr.seq)
 	if kept() != 1 || tr.stats.PacketsSent.Load() == before {
 		t.Fatalf("after the next line: %d blocks kept, %d packets sent; want 1 kept and the block sent", kept(), tr.stats.PacketsSent.Load()-before)
 	}

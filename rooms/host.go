@@ -310,27 +310,53 @@ func (h *Host) Serve(ctx context.Context, ln net.Listener) error {
 		}
 	})
 	srv.wg.Go(func() { h.expireIdle(ctx) })
+	stopped := func() error {
+		select {
+		case err := <-failed:
+			return fmt.Errorf("join server: %w", err)
+		default:
+			return nil
+		}
+	}
+	joining := make(chan struct{}, maxJoining)
 	for {
+		// A slot first: a connection beyond them waits in the listen
+		// backlog, not as a goroutine.
+		select {
+		case joining <- struct{}{}:
+		case <-ctx.Done():
+			return stopped()
+		}
 		c, err := ln.Accept()
 		if err != nil {
 			if ctx.Err() != nil {
-				select {
-				case err := <-failed:
-					return fmt.Errorf("join server: %w", err)
-				default:
-					return nil
-				}
+				return stopped()
 			}
 			return fmt.Errorf("accept joins: %w", err)
 		}
 		if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil && !h.joins.allow(ap.Addr().Unmap(), time.Now()) {
 			h.cfg.Stats.JoinsLimited.Add(1)
 			c.Close()
+			<-joining
 			continue
 		}
-		srv.wg.Go(func() { h.join(ctx, srv, c) })
+		srv.wg.Go(func() { h.join(ctx, srv, c, func() { <-joining }) })
 	}
 }
+
+// maxJoining bounds the joins in their handshake, hello and admission at
+// once. Each is a goroutine whose stack the handshake grows; a burst of
+// 500 at once (TestBenchRSS: members rejoining a restarted host) ran 500
+// such stacks, and left the runtime 500 goroutine descriptors it never
+// frees and a heap scattered over the burst's pages: 1 MiB of the host's
+// RSS after it. Joins beyond the bound wait their turn in the listen
+// backlog; a handshake takes a few milliseconds, so that costs a burst
+// little. A peer that stalls its handshake holds a slot for at most
+// handshakeTimeout, and one address opens at most joinBurst joins at
+// once and joinRate a second (sourceLimiter): stalling every slot takes
+// several addresses, and delays joins by seconds, where unbounded joins
+// let as many addresses exhaust a router's memory.
+const maxJoining = 32
 
 // joinServer is one Serve's: the poller its sessions park in, and the
 // count of its joins, sessions (each until it has left) and other
@@ -343,7 +369,13 @@ type joinServer struct {
 // join takes a member through the handshake and its hello into the room,
 // then reads what the member sent after its hello and parks the session
 // in srv's poller (serve).
-func (h *Host) join(ctx context.Context, srv *joinServer, raw net.Conn) {
+//
+// done frees the join's slot (maxJoining) once the member is admitted or
+// refused: not when the session's first reader, which this goroutine
+// becomes, ends, since a member that keeps sending keeps it.
+func (h *Host) join(ctx context.Context, srv *joinServer, raw net.Conn, done func()) {
+	done = sync.OnceFunc(done)
+	defer done()
 	stop := context.AfterFunc(ctx, func() { raw.Close() })
 	handed := false
 	defer func() {
@@ -422,6 +454,7 @@ func (h *Host) join(ctx context.Context, srv *joinServer, raw net.Conn) {
 	}
 	// The hello's goroutine, its stack grown by the handshake, reads what
 	// came with the hello and is gone once the session parks.
+	done()
 	sess.serve()
 }
 

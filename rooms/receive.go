@@ -384,15 +384,16 @@ func (m *Member) pruneLocked() {
 	}
 	if !rx.lossKnown && rx.lossSent >= minLossSample {
 		// The first reading goes to the host at once, not at the next
-		// once-a-second tick: until the host knows its members lose
-		// shards it sends no parity and holds no block for more batches,
-		// and a busy room that started lossy spent its first second or
-		// two on small blocks repaired by NACK alone (half a second of
-		// its blocks of 17 shards, before the reading came from blocks
-		// keepResolved behind).
+		// once-a-second tick nor ackDelay later: until the host knows its
+		// members lose shards it sends no parity and holds no block for
+		// more batches, and a busy room that started lossy spent its
+		// first second or two on small blocks repaired by NACK alone
+		// (half a second of its blocks of 17 shards, before the reading
+		// came from blocks keepResolved behind; then the quarter of a
+		// second the ack waited).
 		rx.loss, rx.lossKnown = 1-float64(rx.lossGot)/float64(rx.lossSent), true
 		rx.lossSent, rx.lossGot = 0, 0
-		m.ackSoonLocked()
+		m.ackAfterLocked(0)
 	}
 }
 
@@ -814,14 +815,22 @@ func (m *Member) nackDueLocked(b uint64, p *partial, now time.Time) bool {
 }
 
 func (m *Member) ackSoonLocked() {
-	if m.rx.ackArmed || m.closed {
+	if !m.rx.ackArmed {
+		m.ackAfterLocked(ackDelay)
+	}
+}
+
+// ackAfterLocked sends an ack d from now, whether or not one was due
+// later.
+func (m *Member) ackAfterLocked(d time.Duration) {
+	if m.closed {
 		return
 	}
 	m.rx.ackArmed = true
 	if m.rx.ackTimer == nil {
-		m.rx.ackTimer = time.AfterFunc(ackDelay, m.ack)
+		m.rx.ackTimer = time.AfterFunc(d, m.ack)
 	} else {
-		m.rx.ackTimer.Reset(ackDelay)
+		m.rx.ackTimer.Reset(d)
 	}
 }
 
