@@ -44,8 +44,11 @@ func TestSmallWriteSmallBuffer(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if per := total / writes; per > 2*smallBuf {
-		t.Errorf("a %d-byte write allocated %d bytes, want at most %d (a small buffer)", len(msg), per, 2*smallBuf)
+	// A small buffer, and what else a write may allocate (the race
+	// detector's pools drop some of what is put back), is far below a
+	// large one.
+	if per, most := total/writes, uint64(hdrLen+maxSealed)/4; per > most {
+		t.Errorf("a %d-byte write allocated %d bytes, want at most %d (not a %d-byte buffer)", len(msg), per, most, hdrLen+maxSealed)
 	}
 }
 
