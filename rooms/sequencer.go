@@ -53,14 +53,14 @@ const (
 	// of a few. The parity a block needs is what the unluckiest member
 	// loses of it, a smaller share of a big block: with 16 members, at
 	// 5 % loss about 9 % of 128 shards, 11 % of 64, 25 % of 8; at 20 %
-	// loss about 34 % of 128, 38 % of 64, 55 % of 28. A block lost in part is decoded
-	// only once it is complete, at most blockHold late in a room where
-	// lines come every few milliseconds anyway. blockIdle outlasts the
-	// pauses of a busy room's senders (a batch's senders wait for its
-	// answer, a round trip of a few milliseconds); the last block of a
-	// burst waits it out. A quiet room's batch is its block, and so is
-	// every batch while no member reports loss: a lone line is never held
-	// back, nor is a lossless room's.
+	// loss about 34 % of 128, 38 % of 64, 55 % of 28. A block lost in
+	// part is decoded only once it is complete, at most blockHold late in
+	// a room where lines come every few milliseconds anyway. blockIdle
+	// outlasts the pauses of a busy room's senders (a batch's senders wait
+	// for its answer, a round trip of a few milliseconds); the last block
+	// of a burst waits it out. A quiet room's batch is its block, and so
+	// is every batch while no member reports loss and no say waits for the
+	// link: a lone line is never held back, nor is a lossless room's.
 	blockHold = 100 * time.Millisecond
 	blockIdle = busyFlushDelay
 	// repairWindow gathers the NACKs of several members for one block
