@@ -328,7 +328,7 @@ var counterHelp = map[string]string{
 	"says_muted":           "lines refused because the host muted their member",
 	"says_limited":         "lines refused: their member said more than host.member_rate",
 	"says_waited":          "lines that waited for the host's link to drain before they were sequenced: the room said more than its link carries",
-	"joins_limited":        "join connections over their source address's rate, closed",
+	"joins_limited":        "join connections over their source address's rate or joins at once, closed",
 	"rekeys":               "room keys rotated as host: a member left or was kicked, or a key's budget ran out",
 	"packets_sent":         "packets sent",
 	"send_errors":          "packets that failed to send",

@@ -334,13 +334,22 @@ func (h *Host) Serve(ctx context.Context, ln net.Listener) error {
 			}
 			return fmt.Errorf("accept joins: %w", err)
 		}
-		if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil && !h.joins.allow(ap.Addr().Unmap(), time.Now()) {
+		var src netip.Addr
+		if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
+			src = ap.Addr().Unmap()
+		}
+		if src.IsValid() && (!h.joins.allow(src, time.Now()) || !srv.enter(src)) {
 			h.cfg.Stats.JoinsLimited.Add(1)
 			c.Close()
 			<-joining
 			continue
 		}
-		srv.wg.Go(func() { h.join(ctx, srv, c, func() { <-joining }) })
+		srv.wg.Go(func() {
+			h.join(ctx, srv, c, func() {
+				srv.leave(src)
+				<-joining
+			})
+		})
 	}
 }
 
@@ -352,11 +361,14 @@ func (h *Host) Serve(ctx context.Context, ln net.Listener) error {
 // RSS after it. Joins beyond the bound wait their turn in the listen
 // backlog; a handshake takes a few milliseconds, so that costs a burst
 // little. A peer that stalls its handshake holds a slot for at most
-// handshakeTimeout, and one address opens at most joinBurst joins at
-// once and joinRate a second (sourceLimiter): stalling every slot takes
-// several addresses, and delays joins by seconds, where unbounded joins
-// let as many addresses exhaust a router's memory.
-const maxJoining = 32
+// handshakeTimeout, and one address holds at most maxSourceJoining slots
+// (and opens joinRate joins a second, sourceLimiter): stalling every slot
+// takes four addresses, and delays others' joins while it lasts, where
+// unbounded joins let as many addresses exhaust a router's memory.
+const (
+	maxJoining       = 32
+	maxSourceJoining = joinBurst
+)
 
 // joinServer is one Serve's: the poller its sessions park in, and the
 // count of its joins, sessions (each until it has left) and other
@@ -364,6 +376,37 @@ const maxJoining = 32
 type joinServer struct {
 	p  *poller.Poller
 	wg sync.WaitGroup
+
+	mu      sync.Mutex
+	joining map[netip.Addr]int // joins in progress by source, none at 0
+}
+
+// enter counts a join from src in progress, unless maxSourceJoining from
+// it are already: a peer that stalls its handshakes cannot take every
+// slot from one address (the rate of its joins alone lets it hold 60).
+func (srv *joinServer) enter(src netip.Addr) bool {
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	if srv.joining[src] >= maxSourceJoining {
+		return false
+	}
+	if srv.joining == nil {
+		srv.joining = make(map[netip.Addr]int)
+	}
+	srv.joining[src]++
+	return true
+}
+
+// leave ends what enter counted; an invalid src was not counted.
+func (srv *joinServer) leave(src netip.Addr) {
+	if !src.IsValid() {
+		return
+	}
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	if srv.joining[src]--; srv.joining[src] <= 0 {
+		delete(srv.joining, src)
+	}
 }
 
 // join takes a member through the handshake and its hello into the room,

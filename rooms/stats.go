@@ -63,7 +63,7 @@ type Stats struct {
 	HeartbeatBytesSent atomic.Int64
 	NackBytesSent      atomic.Int64 // NACKs this daemon multicast as a member
 
-	JoinsLimited    atomic.Int64 // join connections over their source's rate
+	JoinsLimited    atomic.Int64 // join connections over their source's rate or joins at once
 	Rekeys          atomic.Int64 // epoch keys this daemon's hosted rooms rotated
 	SaysLimited     atomic.Int64 // lines refused: their member said more than host.member_rate
 	SaysMuted       atomic.Int64 // lines refused: the host muted their member
