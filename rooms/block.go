@@ -53,8 +53,8 @@ func tierParity(k, t int) int {
 func coderFor(k int) (*fec.Coder, error) { return tierCoder(k, 0) }
 
 func tierCoder(k, t int) (*fec.Coder, error) {
-	if k < 1 || k > wire.MaxBlockShards {
-		return nil, fmt.Errorf("block of %d data shards: %w", k, wire.ErrInvalid)
+	if err := checkK(k); err != nil {
+		return nil, err
 	}
 	coders.Lock()
 	defer coders.Unlock()
@@ -67,6 +67,14 @@ func tierCoder(k, t int) (*fec.Coder, error) {
 		*slot = c
 	}
 	return *slot, nil
+}
+
+// checkK refuses a block size out of bounds.
+func checkK(k int) error {
+	if k < 1 || k > wire.MaxBlockShards {
+		return fmt.Errorf("block of %d data shards: %w", k, wire.ErrInvalid)
+	}
+	return nil
 }
 
 // tierFor is the least tier of blocks of k data shards that has n shards
@@ -119,8 +127,8 @@ func encodeBlockTo(dst [][]byte, payload []byte) (shards [][]byte, k int, err er
 // index order, up to wire.MaxShards of them (nil where missing; a lost
 // data shard given as an empty buffer is rebuilt there).
 func decodeBlock(shards [][]byte, k int, buf []byte) ([]byte, error) {
-	if k < 1 || k > wire.MaxBlockShards {
-		return nil, fmt.Errorf("block of %d data shards: %w", k, wire.ErrInvalid)
+	if err := checkK(k); err != nil {
+		return nil, err
 	}
 	n := min(len(shards), wire.MaxShards)
 	for n > k && len(shards[n-1]) == 0 {

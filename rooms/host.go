@@ -386,15 +386,15 @@ type joinServer struct {
 // slot from one address (the rate of its joins alone lets it hold 60).
 func (srv *joinServer) enter(src netip.Addr) bool {
 	srv.mu.Lock()
-	defer srv.mu.Unlock()
-	if srv.joining[src] >= maxSourceJoining {
-		return false
+	ok := srv.joining[src] < maxSourceJoining
+	if ok {
+		if srv.joining == nil {
+			srv.joining = make(map[netip.Addr]int)
+		}
+		srv.joining[src]++
 	}
-	if srv.joining == nil {
-		srv.joining = make(map[netip.Addr]int)
-	}
-	srv.joining[src]++
-	return true
+	srv.mu.Unlock()
+	return ok
 }
 
 // leave ends what enter counted; an invalid src was not counted.
@@ -403,10 +403,10 @@ func (srv *joinServer) leave(src netip.Addr) {
 		return
 	}
 	srv.mu.Lock()
-	defer srv.mu.Unlock()
 	if srv.joining[src]--; srv.joining[src] <= 0 {
 		delete(srv.joining, src)
 	}
+	srv.mu.Unlock()
 }
 
 // join takes a member through the handshake and its hello into the room,
@@ -417,8 +417,12 @@ func (srv *joinServer) leave(src netip.Addr) {
 // refused: not when the session's first reader, which this goroutine
 // becomes, ends, since a member that keeps sending keeps it.
 func (h *Host) join(ctx context.Context, srv *joinServer, raw net.Conn, done func()) {
-	done = sync.OnceFunc(done)
-	defer done()
+	freed := false
+	defer func() {
+		if !freed {
+			done()
+		}
+	}()
 	stop := context.AfterFunc(ctx, func() { raw.Close() })
 	handed := false
 	defer func() {
@@ -497,6 +501,7 @@ func (h *Host) join(ctx context.Context, srv *joinServer, raw net.Conn, done fun
 	}
 	// The hello's goroutine, its stack grown by the handshake, reads what
 	// came with the hello and is gone once the session parks.
+	freed = true
 	done()
 	sess.serve()
 }

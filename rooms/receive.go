@@ -139,7 +139,7 @@ type shardSet [(wire.MaxShards + 63) / 64]uint64
 
 func (s *shardSet) add(i uint8) { s[i/64] |= 1 << (i % 64) }
 
-func (s *shardSet) has(i int) bool { return i >= 0 && i < wire.MaxShards && s[i/64]&(1<<(i%64)) != 0 }
+func (s *shardSet) has(i uint8) bool { return s[i/64]&(1<<(i%64)) != 0 }
 
 // countBelow counts the indexes below n in s.
 func (s *shardSet) countBelow(n int) int {
@@ -811,7 +811,8 @@ func (m *Member) nackDueLocked(b uint64, p *partial, now time.Time) bool {
 	if now.Before(p.nackAt) {
 		return false
 	}
-	return p.k == 0 || p.got.has(p.sent-1) || m.rx.lastBlock > b || !now.Before(p.last.Add(nackRetry))
+	// A known k is at least 1, and sent at least k and at most 255.
+	return p.k == 0 || p.got.has(uint8(p.sent-1)) || m.rx.lastBlock > b || !now.Before(p.last.Add(nackRetry))
 }
 
 func (m *Member) ackSoonLocked() {
