@@ -364,19 +364,56 @@ func TestFetchOnlyAStuckGap(t *testing.T) {
 	t0 := time.Now()
 	rx.next, rx.highest = 10, 20
 	m.sequenceStateLocked(t0)
-	// The gap at 10 closes 300 ms on, one opens at 12: its age counts
-	// from then.
+	// The gap at 10 closes 3/4 of fetchAfter on, one opens at 12: its age
+	// counts from then.
+	opened := t0.Add(fetchAfter * 3 / 4)
 	rx.next = 12
-	m.sequenceStateLocked(t0.Add(300 * time.Millisecond))
-	if f := m.fetchLocked(t0.Add(500 * time.Millisecond)); f != nil {
-		t.Errorf("fetch %+v for a gap 200 ms old, want none before %v", f, fetchAfter)
+	m.sequenceStateLocked(opened)
+	if f := m.fetchLocked(opened.Add(fetchAfter / 2)); f != nil {
+		t.Errorf("fetch %+v for a gap %v old, want none before %v", f, fetchAfter/2, fetchAfter)
 	}
-	m.sequenceStateLocked(t0.Add(600 * time.Millisecond))
-	f := m.fetchLocked(t0.Add(700 * time.Millisecond))
+	m.sequenceStateLocked(opened.Add(fetchAfter * 3 / 4))
+	f := m.fetchLocked(opened.Add(fetchAfter))
 	if f == nil || f.From != 12 || f.Count != 8 {
-		t.Fatalf("fetch = %+v for 12 missing 400 ms, 20 the newest; want From 12, Count 8", f)
+		t.Fatalf("fetch = %+v for 12 missing %v, 20 the newest; want From 12, Count 8", f, fetchAfter)
 	}
-	if f := m.fetchLocked(t0.Add(800 * time.Millisecond)); f != nil {
+	if f := m.fetchLocked(opened.Add(fetchAfter + 100*time.Millisecond)); f != nil {
 		t.Errorf("fetch %+v again 100 ms later, want none before %v", f, fetchRetry)
+	}
+}
+
+// TestFetchWaitsForSlowRepairs: where blocks that lose shards take long to
+// complete (a slow link), a gap waits three times that for repairs
+// before it is fetched over the session; with no such block seen, or
+// fast ones, fetchAfter.
+func TestFetchWaitsForSlowRepairs(t *testing.T) {
+	m := newPathMember(t, newPathHost(t, new(countSink)))
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	rx := &m.rx
+	if got := rx.fetchAfter(); got != fetchAfter {
+		t.Errorf("with no block repaired yet: fetch after %v, want %v", got, fetchAfter)
+	}
+	rx.sampleRepairTime(50 * time.Millisecond)
+	if got := rx.fetchAfter(); got != fetchAfter {
+		t.Errorf("blocks repaired in 50 ms: fetch after %v, want %v", got, fetchAfter)
+	}
+	for range 40 {
+		rx.sampleRepairTime(time.Second)
+	}
+	t0 := time.Now()
+	rx.next, rx.highest = 10, 20
+	m.sequenceStateLocked(t0)
+	if f := m.fetchLocked(t0.Add(time.Second)); f != nil {
+		t.Errorf("blocks repaired in 1 s: fetch %+v for a gap 1 s old, want none yet", f)
+	}
+	if f := m.fetchLocked(t0.Add(3 * time.Second)); f == nil {
+		t.Errorf("blocks repaired in 1 s: no fetch for a gap 3 s old")
+	}
+	for range 40 {
+		rx.sampleRepairTime(time.Minute)
+	}
+	if got := rx.fetchAfter(); got != maxFetchAfter {
+		t.Errorf("blocks repaired in a minute: fetch after %v, want at most %v", got, maxFetchAfter)
 	}
 }

@@ -23,10 +23,16 @@ const (
 	nackRetry = 60 * time.Millisecond
 	// fetchAfter is how long the next sequence number may be missing
 	// before the member asks for it over its session, where it cannot be
-	// lost.
-	fetchAfter = 400 * time.Millisecond
-	fetchRetry = time.Second
-	maxFetch   = 1024
+	// lost: at least; where blocks take longer to complete (a slow link),
+	// three times what they take, up to maxFetchAfter (receiver.fetchAfter).
+	// Not less: a fetch puts a copy of what it asks for on the host's link
+	// for each member, which on a slow link was what made it lose the
+	// multicast (400 ms made a room of 16 members at 2 Mbit/s collapse
+	// before any block had told a member how slow the link was).
+	fetchAfter    = 2 * time.Second
+	maxFetchAfter = 5 * time.Second
+	fetchRetry    = time.Second
+	maxFetch      = 1024
 	// repairTick paces the repair timer while anything is missing.
 	repairTick = 5 * time.Millisecond
 	// ackDelay coalesces the acks a busy room would otherwise send per
@@ -95,13 +101,16 @@ type receiver struct {
 	// Loss accounting over the shards the host sent at first.
 	lossSent, lossGot int
 	loss              float64 // smoothed share of shards lost on multicast
-	lossKnown         bool    // loss holds a reading
-	lossyRun          int     // readings in a row over lossyAbove
-	lastMcast         time.Time
-	mcastSince        time.Time // start of the current run of healthy multicast
-	streaming         bool      // the host granted the stream: the room comes over the session
-	asked             bool      // a request for the stream awaits the host's answer
-	refusedAt         time.Time // when the host last refused the stream
+	// repairTime is the smoothed time from a block's first shard to its
+	// decoding, of blocks that lost data shards.
+	repairTime time.Duration
+	lossKnown  bool // loss holds a reading
+	lossyRun   int  // readings in a row over lossyAbove
+	lastMcast  time.Time
+	mcastSince time.Time // start of the current run of healthy multicast
+	streaming  bool      // the host granted the stream: the room comes over the session
+	asked      bool      // a request for the stream awaits the host's answer
+	refusedAt  time.Time // when the host last refused the stream
 
 	ackArmed bool
 	ackTimer *time.Timer
@@ -482,6 +491,7 @@ func (m *Member) shardLocked(si wire.ShardInfo, shard []byte, now time.Time) {
 	st.BlocksDecoded.Add(1)
 	if repaired {
 		st.BlocksRepaired.Add(1)
+		rx.sampleRepairTime(now.Sub(p.first))
 	}
 	m.blockLocked(batch, now)
 	m.advanceLocked(false)
@@ -588,7 +598,7 @@ func (m *Member) sequenceStateLocked(now time.Time) {
 		// arrived, to a fetch.
 		rx.gapSince = time.Time{}
 		for no, p := range rx.partials {
-			if no <= rx.covered && (p.k == 0 || !p.done && now.Sub(p.first) > fetchAfter) {
+			if no <= rx.covered && (p.k == 0 || !p.done && now.Sub(p.first) > rx.fetchAfter()) {
 				rx.dropPartial(no, p)
 			}
 		}
@@ -730,13 +740,36 @@ func (m *Member) repair() {
 	}
 }
 
+// sampleRepairTime adds how long a block that lost data shards took to
+// complete to the smoothed estimate (the weight of TCP's SRTT, RFC 6298).
+func (rx *receiver) sampleRepairTime(d time.Duration) {
+	if rx.repairTime == 0 {
+		rx.repairTime = d
+		return
+	}
+	rx.repairTime += (d - rx.repairTime) / 8
+}
+
+// fetchAfter is how long a gap waits for multicast repairs before the
+// member fetches it over its session: fetchAfter, or three times what a
+// block that lost shards takes to complete. On a slow link a block of
+// 128 shards takes most of a second to drain and its repairs as much
+// again; members that fetched after 400 ms put a copy of the room each on
+// the host's link, whose queue then dropped the multicast behind it: at
+// 2 Mbit/s, 16 members at 10 % loss, 100 link bytes a payload byte and
+// every member on its session, against 1.5 and none (BENCHMARKS.md,
+// "Slow links").
+func (rx *receiver) fetchAfter() time.Duration {
+	return min(max(fetchAfter, 3*rx.repairTime), maxFetchAfter)
+}
+
 // fetchLocked returns the Fetch to send for a gap in the sequence that
 // outlived fetchAfter, nil if none is due: from next to the newest
 // number known, so that one round trip closes every gap behind it (a
 // member whose repairs fail, at heavy loss, catches up by the fetch).
 func (m *Member) fetchLocked(now time.Time) *wire.Fetch {
 	rx := &m.rx
-	if rx.next >= rx.highest || rx.gapSince.IsZero() || now.Sub(rx.gapSince) < fetchAfter || now.Before(rx.nextFetch) {
+	if rx.next >= rx.highest || rx.gapSince.IsZero() || now.Sub(rx.gapSince) < rx.fetchAfter() || now.Before(rx.nextFetch) {
 		return nil
 	}
 	rx.nextFetch = now.Add(fetchRetry)
