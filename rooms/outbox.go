@@ -92,14 +92,16 @@ func (s *Sequencer) unlock() {
 		return
 	}
 	s.draining = true
-	st := s.host.cfg.Stats
+	st, clock := s.host.cfg.Stats, s.now
 	for len(s.outbox) > 0 {
 		n := min(len(s.outbox), drainChunk)
 		chunk := append(s.chunk[:0], s.outbox[:n]...)
+		s.chunk = chunk // repairDelayLocked counts it ahead of a repair
 		s.outbox = s.outbox[:copy(s.outbox, s.outbox[n:])]
 		s.first -= min(s.first, n)
 		s.drained.Broadcast()
 		s.mu.Unlock()
+		start := clock()
 		for _, p := range chunk {
 			if err := s.host.cfg.Sender.WriteTo(p.pkt, s.group); err != nil {
 				st.SendErrors.Add(1)
@@ -108,8 +110,17 @@ func (s *Sequencer) unlock() {
 			}
 			st.PacketsSent.Add(1)
 		}
+		took := clock().Sub(start)
 		s.mu.Lock()
 		s.writtenLocked(chunk)
+		// Up quickly, for a hold too short costs a repair's worth of the
+		// link; down slowly, past a chunk that found the socket's buffer
+		// empty after a pause.
+		d := took/time.Duration(n) - s.pace
+		if d < 0 {
+			d /= 4
+		}
+		s.pace += d / 2
 		clear(chunk)
 		s.chunk = chunk[:0]
 	}
@@ -121,9 +132,11 @@ func (s *Sequencer) unlock() {
 // writtenLocked counts packets taken from the outbox as written, and
 // keeps their buffers for the next.
 func (s *Sequencer) writtenLocked(ps []outPacket) {
+	now := s.now()
 	for _, p := range ps {
 		if p.sb != nil && p.sb.no == p.no {
 			p.sb.unsent--
+			p.sb.writtenAt = now
 		}
 		if len(s.free) < freePackets {
 			s.free = append(s.free, p.pkt)

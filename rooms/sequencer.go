@@ -76,8 +76,14 @@ const (
 	// that lost the repair too is answered when it asks again: a longer
 	// hold (120 ms was tried) kept blocks unresolved until members, a
 	// 128-block window behind, gave up on them and fetched every record
-	// over their sessions, sixteen copies on the same link.
+	// over their sessions, sixteen copies on the same link. It is the
+	// least hold: a slow link's is as long as the link takes to carry
+	// the repair (repairDelayLocked).
 	repairHold = nackRetry / 2
+	// sendQueued is how many packets the host's link holds once its
+	// socket blocks: the data socket's send buffer takes about 7 shards
+	// (daemon.dataSendBuffer), and the interface's queue holds them.
+	sendQueued = 8
 	// sentBlocks is how many recent blocks the host can repair with fresh
 	// parity; older gaps are served as batches over members' sessions.
 	// At full rate that is over a second of a busy room (a block is up to
@@ -184,12 +190,16 @@ type Sequencer struct {
 	closed     bool
 	// The send path (outbox.go): packets sealed, oldest first, and not
 	// yet written; buffers to seal the next ones into; whether a
-	// goroutine is writing the outbox, and the chunk it writes.
+	// goroutine is writing the outbox, and the chunk it writes (empty
+	// when none is).
 	outbox   []outPacket
 	first    int // the repairs at the front of outbox
 	free     [][]byte
 	draining bool
 	chunk    []outPacket
+	// pace is the smoothed time a packet took to write, a chunk at a
+	// time: on a full link, the time the link takes to carry one.
+	pace time.Duration
 	// sayWaiting counts says waiting for the outbox to drain.
 	sayWaiting int
 	drained    sync.Cond // broadcast as the outbox empties
@@ -209,10 +219,14 @@ type sentBlock struct {
 	sent   int      // shards sent at first
 	next   int      // the next shard a repair sends
 	unsent int      // shards first sent that are in the outbox, not yet written
-	// The repair round in progress: repaired shards sent since
-	// repairedAt, which count against NACKs until repairHold after it.
-	repaired   int
-	repairedAt time.Time
+	// writtenAt is when the last of them was written: the link may hold
+	// it, and those before it, for sendQueued packets' time.
+	writtenAt time.Time
+	// The repair round in progress: repaired shards sent since the
+	// round began, which count against NACKs until heldUntil, when the
+	// last of them is expected to have reached members.
+	repaired  int
+	heldUntil time.Time
 }
 
 func newSequencer(h *Host, name string, id [wire.RoomIDLen]byte, store Store, access *accessState) *Sequencer {
@@ -927,7 +941,8 @@ func (s *Sequencer) HandleNack(pkt []byte) {
 }
 
 // repair sends what the NACKs of the last window asked for, less what
-// the block's repair round (repairHold) sent already: parity not yet
+// is on its way: the block's shards still queued or written lately, and
+// what its repair round sent (repairDelayLocked). It sends parity not yet
 // sent, then, once a block's parity is spent, its data shards again.
 func (s *Sequencer) repair() {
 	s.mu.Lock()
@@ -944,14 +959,22 @@ func (s *Sequencer) repair() {
 		if sb == nil || sb.no != no {
 			continue
 		}
-		if now.Sub(sb.repairedAt) >= repairHold {
-			sb.repaired, sb.repairedAt = 0, now
+		if !now.Before(sb.heldUntil) {
+			// A new round. The block's shards written lately are still
+			// on the link, as the round's own will be.
+			sb.repaired = 0
+			if now.Sub(sb.writtenAt) < sendQueued*s.pace {
+				sb.repaired = min(sendQueued, sb.sent-sb.unsent)
+			}
 		}
 		// Shards of the block still in the outbox are on their way: a
 		// NACK sent while a block is queued behind others (or behind
 		// the says of a full link) asks for them too early.
 		want = repairShards(max(want-sb.unsent, 0), wire.MaxShards, loss) - sb.repaired
-		sb.repaired += max(want, 0)
+		if want <= 0 {
+			continue
+		}
+		sb.repaired += want
 		for range want {
 			if sb.next == len(sb.shards) {
 				s.moreShardsLocked(sb)
@@ -961,7 +984,22 @@ func (s *Sequencer) repair() {
 			s.host.cfg.Stats.RepairsSent.Add(1)
 			s.host.cfg.Stats.RepairBytesSent.Add(int64(n))
 		}
+		sb.heldUntil = now.Add(s.repairDelayLocked())
 	}
+}
+
+// repairDelayLocked is how long the repairs at the front of the outbox
+// take to reach members: what the link must carry before the last of
+// them (the repairs, the chunk being written, the packets the socket and
+// the interface hold) at the pace packets have been written lately, or
+// repairHold on a link that keeps up. At 1 Mbit/s a packet takes 11 ms,
+// a repair waited 200 to 400 ms behind the others, and members, asking
+// again every nackRetry, drew a fresh repair of the same shards three or
+// four times over (BENCHMARKS.md, "Slow links: session 8"). NORM's sender
+// likewise holds off repairing content again for a round trip, one that
+// counts its queues.
+func (s *Sequencer) repairDelayLocked() time.Duration {
+	return max(repairHold, time.Duration(s.first+len(s.chunk)+sendQueued)*s.pace)
 }
 
 // moreShardsLocked gives a repair more shards to send once it has sent
