@@ -306,3 +306,97 @@ func TestRepairHold(t *testing.T) {
 		}
 	}
 }
+
+// slowSink is a link that takes per to carry a packet: each write moves
+// clock on by that much, as a write to a full socket on a slow link
+// blocks until the link has made room.
+type slowSink struct {
+	pktSink
+	clock *testClock
+	per   time.Duration
+}
+
+func (s *slowSink) WriteTo(b []byte, to netip.AddrPort) error {
+	s.clock.add(s.per)
+	return s.pktSink.WriteTo(b, to)
+}
+
+// testClock is a clock that moves only when told to.
+type testClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *testClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *testClock) add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// TestRepairHoldCoversTheLink: on a link that takes 10 ms a packet (1
+// Mbit/s), the host learns that pace from its own writes, and a repair
+// round holds until its shards can have crossed the link, not only
+// repairHold: a member's NACK sent again after nackRetry, its repair
+// still on the link, gets nothing more; one asking beyond the round gets
+// what it asks beyond; once the shards can have arrived, a NACK (the
+// repair was lost too) gets fresh ones. Shards of a block written lately
+// are on the link too, and a NACK asking for no more than those gets
+// nothing until they can have arrived.
+func TestRepairHoldCoversTheLink(t *testing.T) {
+	const per = 10 * time.Millisecond
+	clock := &testClock{t: time.Unix(1_000_000, 0)}
+	sink := &slowSink{clock: clock, per: per}
+	s := newPathHost(t, sink)
+	s.mu.Lock()
+	s.now = clock.now
+	// The link is full: a few chunks' worth of packets wait to go.
+	for range 4 * drainChunk {
+		s.queueLocked(append(s.packetBufLocked(), 1), nil)
+	}
+	s.unlock()
+	s.mu.Lock()
+	pace := s.pace
+	s.mu.Unlock()
+	if pace < per*3/4 || pace > per {
+		t.Fatalf("pace %v after writes that took %v each", pace, per)
+	}
+
+	makeBlocks(t, s, &sink.pktSink, 1, 80, 0)
+	s.mu.Lock()
+	no := s.block
+	sent := s.blocks[no%sentBlocks].sent
+	s.mu.Unlock()
+	if sent < sendQueued {
+		t.Fatalf("a block of %d shards; the test wants one of at least %d", sent, sendQueued)
+	}
+	repair := func(want int) int {
+		n := len(sink.pkts)
+		s.mu.Lock()
+		s.repairs[no] = want
+		s.mu.Unlock()
+		s.repair()
+		return len(sink.pkts) - n
+	}
+	for _, step := range []struct {
+		what      string
+		after     time.Duration // since the step before, on top of its writes
+		want, got int
+	}{
+		{"a NACK for shards the link still holds", 0, sendQueued, 0},
+		{"the same NACK once they can have arrived", sendQueued * per, 3, 3},
+		{"a member asking again after nackRetry, its repair on the link", nackRetry, 3, 0},
+		{"another member, that needs more", 0, 5, 2},
+		{"a member that lost the repair too", (2 + sendQueued) * per, 3, 3},
+	} {
+		clock.add(step.after)
+		if got := repair(step.want); got != step.got {
+			t.Fatalf("%s: a NACK for %d shards sent %d, want %d", step.what, step.want, got, step.got)
+		}
+	}
+}
