@@ -345,9 +345,7 @@ func (c *testClock) add(d time.Duration) {
 // repairHold: a member's NACK sent again after nackRetry, its repair
 // still on the link, gets nothing more; one asking beyond the round gets
 // what it asks beyond; once the shards can have arrived, a NACK (the
-// repair was lost too) gets fresh ones. Shards of a block written lately
-// are on the link too, and a NACK asking for no more than those gets
-// nothing until they can have arrived.
+// repair was lost too) gets fresh ones.
 func TestRepairHoldCoversTheLink(t *testing.T) {
 	const per = 10 * time.Millisecond
 	clock := &testClock{t: time.Unix(1_000_000, 0)}
@@ -367,14 +365,10 @@ func TestRepairHoldCoversTheLink(t *testing.T) {
 		t.Fatalf("pace %v after writes that took %v each", pace, per)
 	}
 
-	makeBlocks(t, s, &sink.pktSink, 1, 80, 0)
+	makeBlocks(t, s, &sink.pktSink, 1, 40, 0)
 	s.mu.Lock()
 	no := s.block
-	sent := s.blocks[no%sentBlocks].sent
 	s.mu.Unlock()
-	if sent < sendQueued {
-		t.Fatalf("a block of %d shards; the test wants one of at least %d", sent, sendQueued)
-	}
 	repair := func(want int) int {
 		n := len(sink.pkts)
 		s.mu.Lock()
@@ -388,8 +382,7 @@ func TestRepairHoldCoversTheLink(t *testing.T) {
 		after     time.Duration // since the step before, on top of its writes
 		want, got int
 	}{
-		{"a NACK for shards the link still holds", 0, sendQueued, 0},
-		{"the same NACK once they can have arrived", sendQueued * per, 3, 3},
+		{"a NACK", 0, 3, 3},
 		{"a member asking again after nackRetry, its repair on the link", nackRetry, 3, 0},
 		{"another member, that needs more", 0, 5, 2},
 		{"a member that lost the repair too", (2 + sendQueued) * per, 3, 3},

@@ -132,11 +132,9 @@ func (s *Sequencer) unlock() {
 // writtenLocked counts packets taken from the outbox as written, and
 // keeps their buffers for the next.
 func (s *Sequencer) writtenLocked(ps []outPacket) {
-	now := s.now()
 	for _, p := range ps {
 		if p.sb != nil && p.sb.no == p.no {
 			p.sb.unsent--
-			p.sb.writtenAt = now
 		}
 		if len(s.free) < freePackets {
 			s.free = append(s.free, p.pkt)

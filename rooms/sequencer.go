@@ -219,9 +219,6 @@ type sentBlock struct {
 	sent   int      // shards sent at first
 	next   int      // the next shard a repair sends
 	unsent int      // shards first sent that are in the outbox, not yet written
-	// writtenAt is when the last of them was written: the link may hold
-	// it, and those before it, for sendQueued packets' time.
-	writtenAt time.Time
 	// The repair round in progress: repaired shards sent since the
 	// round began, which count against NACKs until heldUntil, when the
 	// last of them is expected to have reached members.
@@ -941,9 +938,9 @@ func (s *Sequencer) HandleNack(pkt []byte) {
 }
 
 // repair sends what the NACKs of the last window asked for, less what
-// is on its way: the block's shards still queued or written lately, and
-// what its repair round sent (repairDelayLocked). It sends parity not yet
-// sent, then, once a block's parity is spent, its data shards again.
+// is on its way: the block's shards still queued, and what its repair
+// round sent (repairDelayLocked). It sends parity not yet sent, then,
+// once a block's parity is spent, its data shards again.
 func (s *Sequencer) repair() {
 	s.mu.Lock()
 	defer s.unlock()
@@ -960,12 +957,7 @@ func (s *Sequencer) repair() {
 			continue
 		}
 		if !now.Before(sb.heldUntil) {
-			// A new round. The block's shards written lately are still
-			// on the link, as the round's own will be.
 			sb.repaired = 0
-			if now.Sub(sb.writtenAt) < sendQueued*s.pace {
-				sb.repaired = min(sendQueued, sb.sent-sb.unsent)
-			}
 		}
 		// Shards of the block still in the outbox are on their way: a
 		// NACK sent while a block is queued behind others (or behind
