@@ -322,7 +322,7 @@ func TestBusyRoomBlockSpansBatches(t *testing.T) {
 		if err != nil {
 			t.Fatalf("block 3, batch %d: %v", batches, err)
 		}
-		bt, err := wire.ParseBatchBody(b, nil, nil)
+		bt, err := wire.ParseBlockBatch(b, nil, nil)
 		if err != nil {
 			t.Fatalf("block 3, batch %d: %v", batches, err)
 		}
