@@ -600,7 +600,10 @@ func (s *Sequencer) armFlushLocked(d time.Duration) {
 
 // countLineLocked counts a line in the current busyWindow; at the end of
 // a window, whether it held busyLines lines (at the same rate, if the
-// window ran longer) makes the room busy or not for the next.
+// window ran longer) makes the room busy or not for the next. A window
+// that reaches busyLines makes it busy at once: a room that burst into
+// full rate sent the blocks of its first window as its batches came (80
+// and 90 shards, in a capacity run), not held to fill.
 func (s *Sequencer) countLineLocked() {
 	now := s.now()
 	if elapsed := now.Sub(s.winStart); elapsed >= busyWindow {
@@ -610,6 +613,7 @@ func (s *Sequencer) countLineLocked() {
 		s.winStart, s.winLines = now, 0
 	}
 	s.winLines++
+	s.busy = s.busy || s.winLines >= busyLines
 }
 
 // newSenderLocked reports whether rec's sender (key id and nick) is not
