@@ -285,7 +285,7 @@ func TestRepairHold(t *testing.T) {
 	no := s.block
 	repair := func(want int) int {
 		sink.pkts = nil
-		s.repairs[no] = want
+		s.askLocked(no, want)
 		s.mu.Unlock()
 		s.repair()
 		s.mu.Lock()
@@ -339,40 +339,65 @@ func (c *testClock) add(d time.Duration) {
 	c.mu.Unlock()
 }
 
+// blockingSink is a link whose every write blocks for per, as a write to
+// a full socket does while the link carries the packet before it.
+type blockingSink struct{ per time.Duration }
+
+func (s blockingSink) WriteTo([]byte, netip.AddrPort) error {
+	time.Sleep(s.per)
+	return nil
+}
+
+// TestPaceOfTheLink: the host times its link from its own writes, a full
+// chunk at a time: writes that block for 1 ms each make a pace of about
+// 1 ms a packet; a short chunk, what was left of a burst, leaves it be.
+func TestPaceOfTheLink(t *testing.T) {
+	const per = time.Millisecond
+	s := newPathHost(t, blockingSink{per})
+	write := func(n int) time.Duration {
+		s.mu.Lock()
+		for range n {
+			s.queueLocked(append(s.packetBufLocked(), 1), nil)
+		}
+		s.unlock()
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.pace
+	}
+	// The smoothed pace closes a quarter of the gap a chunk: after 16,
+	// all but 1 %.
+	if pace := write(16 * drainChunk); pace < per*9/10 {
+		t.Fatalf("pace %v after writes that blocked for %v each", pace, per)
+	}
+	s.mu.Lock()
+	s.pace = 10 * time.Millisecond
+	s.mu.Unlock()
+	if pace := write(drainChunk - 1); pace != 10*time.Millisecond {
+		t.Fatalf("pace %v after a short chunk; want the 10ms it was", pace)
+	}
+}
+
 // TestRepairHoldCoversTheLink: on a link that takes 10 ms a packet (1
-// Mbit/s), the host learns that pace from its own writes, and a repair
-// round holds until its shards can have crossed the link, not only
-// repairHold: a member's NACK sent again after nackRetry, its repair
-// still on the link, gets nothing more; one asking beyond the round gets
-// what it asks beyond; once the shards can have arrived, a NACK (the
-// repair was lost too) gets fresh ones.
+// Mbit/s, a pace the host learns from its writes: TestPaceOfTheLink), a
+// repair round holds until its shards can have crossed the link, not
+// only repairHold: a member's NACK sent again after nackRetry, its
+// repair still on the link, gets nothing more; one asking beyond the
+// round gets what it asks beyond; once the shards can have arrived, a
+// NACK (the repair was lost too) gets fresh ones.
 func TestRepairHoldCoversTheLink(t *testing.T) {
 	const per = 10 * time.Millisecond
 	clock := &testClock{t: time.Unix(1_000_000, 0)}
 	sink := &slowSink{clock: clock, per: per}
 	s := newPathHost(t, sink)
-	s.mu.Lock()
-	s.now = clock.now
-	// The link is full: a few chunks' worth of packets wait to go.
-	for range 4 * drainChunk {
-		s.queueLocked(append(s.packetBufLocked(), 1), nil)
-	}
-	s.unlock()
-	s.mu.Lock()
-	pace := s.pace
-	s.mu.Unlock()
-	if pace < per*3/4 || pace > per {
-		t.Fatalf("pace %v after writes that took %v each", pace, per)
-	}
-
 	makeBlocks(t, s, &sink.pktSink, 1, 40, 0)
 	s.mu.Lock()
+	s.now, s.pace = clock.now, per
 	no := s.block
 	s.mu.Unlock()
 	repair := func(want int) int {
 		n := len(sink.pkts)
 		s.mu.Lock()
-		s.repairs[no] = want
+		s.askLocked(no, want)
 		s.mu.Unlock()
 		s.repair()
 		return len(sink.pkts) - n

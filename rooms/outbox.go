@@ -92,35 +92,33 @@ func (s *Sequencer) unlock() {
 		return
 	}
 	s.draining = true
-	st, clock := s.host.cfg.Stats, s.now
+	st := s.host.cfg.Stats
 	for len(s.outbox) > 0 {
 		n := min(len(s.outbox), drainChunk)
 		chunk := append(s.chunk[:0], s.outbox[:n]...)
-		s.chunk = chunk // repairDelayLocked counts it ahead of a repair
 		s.outbox = s.outbox[:copy(s.outbox, s.outbox[n:])]
 		s.first -= min(s.first, n)
 		s.drained.Broadcast()
 		s.mu.Unlock()
-		start := clock()
+		start := time.Now()
 		for _, p := range chunk {
 			if err := s.host.cfg.Sender.WriteTo(p.pkt, s.group); err != nil {
 				st.SendErrors.Add(1)
-				s.host.log.Debug("multicast send failed", "room", s.ref, "err", err)
+				// The data socket's, shared by every room.
+				s.host.log.Debug("multicast send failed", "err", err)
 				continue
 			}
 			st.PacketsSent.Add(1)
 		}
-		took := clock().Sub(start)
+		took := time.Since(start)
 		s.mu.Lock()
 		s.writtenLocked(chunk)
-		// Up quickly, for a hold too short costs a repair's worth of the
-		// link; down slowly, past a chunk that found the socket's buffer
-		// empty after a pause.
-		d := took/time.Duration(n) - s.pace
-		if d < 0 {
-			d /= 4
+		// A full chunk's writes block on a full link, and time it: the
+		// pace repairDelayLocked reckons with. A short one is what was
+		// left of a burst, written into a socket with room for it.
+		if n == drainChunk {
+			s.pace += (took/drainChunk - s.pace) / 4
 		}
-		s.pace += d / 2
 		clear(chunk)
 		s.chunk = chunk[:0]
 	}

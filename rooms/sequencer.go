@@ -166,7 +166,6 @@ type Sequencer struct {
 	blockArmed bool
 	block      uint64 // the newest block of this epoch
 	blocks     [sentBlocks]*sentBlock
-	repairs    map[uint64]int // block → shards asked for, within repairWindow
 	repairTmr  *time.Timer
 	loss       float64 // the worst recent loss a multicast member reported
 	lastSend   time.Time
@@ -192,15 +191,14 @@ type Sequencer struct {
 	closed     bool
 	// The send path (outbox.go): packets sealed, oldest first, and not
 	// yet written; buffers to seal the next ones into; whether a
-	// goroutine is writing the outbox, and the chunk it writes (empty
-	// when none is).
+	// goroutine is writing the outbox, and the chunk it writes.
 	outbox   []outPacket
 	first    int // the repairs at the front of outbox
 	free     [][]byte
 	draining bool
 	chunk    []outPacket
-	// pace is the smoothed time a packet took to write, a chunk at a
-	// time: on a full link, the time the link takes to carry one.
+	// pace is the smoothed time a packet of a full chunk took to write:
+	// on a full link, the time the link takes to carry one.
 	pace time.Duration
 	// sayWaiting counts says waiting for the outbox to drain.
 	sayWaiting int
@@ -221,11 +219,13 @@ type sentBlock struct {
 	sent   int      // shards sent at first
 	next   int      // the next shard a repair sends
 	unsent int      // shards first sent that are in the outbox, not yet written
-	// The repair round in progress: repaired shards sent since the
-	// round began, which count against NACKs until heldUntil, when the
-	// last of them is expected to have reached members.
-	repaired  int
-	heldUntil time.Time
+	asked  int      // the most shards a NACK asked for within repairWindow
+	// The repair round in progress: repaired shards sent since
+	// repairedAt, which count against NACKs until hold after it, when
+	// the last of them can have reached members.
+	repaired   int
+	repairedAt time.Time
+	hold       time.Duration
 }
 
 func newSequencer(h *Host, name string, id [wire.RoomIDLen]byte, store Store, access *accessState) *Sequencer {
@@ -249,7 +249,6 @@ func newSequencer(h *Host, name string, id [wire.RoomIDLen]byte, store Store, ac
 		serial:   Epoch(h.cfg.Boot, 0),
 		next:     start,
 		reserved: start,
-		repairs:  make(map[uint64]int),
 		now:      time.Now,
 		banned:   make(map[[wire.KeyIDLen]byte]time.Time),
 		access:   access,
@@ -293,7 +292,6 @@ func (s *Sequencer) rekeyLocked() error {
 	s.rekeys++
 	s.key, s.counter = k, 0
 	s.block, s.blocks = 0, [sentBlocks]*sentBlock{}
-	clear(s.repairs)
 	s.rotatedAt = time.Now()
 	return nil
 }
@@ -933,6 +931,7 @@ func (s *Sequencer) HandleNack(pkt []byte) {
 		return
 	}
 	st.NacksReceived.Add(1)
+	asked := false
 	for _, e := range n.Entries {
 		sb := s.blocks[e.Block%sentBlocks]
 		if sb == nil || sb.no != e.Block {
@@ -942,9 +941,10 @@ func (s *Sequencer) HandleNack(pkt []byte) {
 		if e.Missing == wire.MissingAll {
 			want = sb.k
 		}
-		s.repairs[e.Block] = max(s.repairs[e.Block], min(want, sb.k))
+		sb.asked = max(sb.asked, min(want, sb.k))
+		asked = true
 	}
-	if len(s.repairs) > 0 && s.repairTmr == nil {
+	if asked && s.repairTmr == nil {
 		s.repairTmr = time.AfterFunc(repairWindow, s.repair)
 	}
 }
@@ -962,14 +962,15 @@ func (s *Sequencer) repair() {
 	}
 	now := s.now()
 	_, loss := s.multicastLossLocked()
-	for no, want := range s.repairs {
-		delete(s.repairs, no)
-		sb := s.blocks[no%sentBlocks]
-		if sb == nil || sb.no != no {
+	for _, sb := range s.blocks {
+		if sb == nil || sb.asked == 0 {
 			continue
 		}
-		if !now.Before(sb.heldUntil) {
-			sb.repaired = 0
+		want := sb.asked
+		sb.asked = 0
+		age := now.Sub(sb.repairedAt)
+		if age >= sb.hold {
+			sb.repaired, sb.repairedAt, age = 0, now, 0
 		}
 		// Shards of the block still in the outbox are on their way: a
 		// NACK sent while a block is queued behind others (or behind
@@ -988,13 +989,13 @@ func (s *Sequencer) repair() {
 			s.host.cfg.Stats.RepairsSent.Add(1)
 			s.host.cfg.Stats.RepairBytesSent.Add(int64(n))
 		}
-		sb.heldUntil = now.Add(s.repairDelayLocked())
+		sb.hold = age + s.repairDelayLocked()
 	}
 }
 
 // repairDelayLocked is how long the repairs at the front of the outbox
 // take to reach members: what the link must carry before the last of
-// them (the repairs, the chunk being written, the packets the socket and
+// them (the repairs, a chunk being written, the packets the socket and
 // the interface hold) at the pace packets have been written lately, or
 // repairHold on a link that keeps up. At 1 Mbit/s a packet takes 11 ms,
 // a repair waited 200 to 400 ms behind the others, and members, asking
@@ -1003,7 +1004,11 @@ func (s *Sequencer) repair() {
 // likewise holds off repairing content again for a round trip, one that
 // counts its queues.
 func (s *Sequencer) repairDelayLocked() time.Duration {
-	return max(repairHold, time.Duration(s.first+len(s.chunk)+sendQueued)*s.pace)
+	ahead := s.first + sendQueued
+	if s.draining {
+		ahead += drainChunk
+	}
+	return max(repairHold, time.Duration(ahead)*s.pace)
 }
 
 // moreShardsLocked gives a repair more shards to send once it has sent
