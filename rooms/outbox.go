@@ -104,8 +104,7 @@ func (s *Sequencer) unlock() {
 		for _, p := range chunk {
 			if err := s.host.cfg.Sender.WriteTo(p.pkt, s.group); err != nil {
 				st.SendErrors.Add(1)
-				// The data socket's, shared by every room.
-				s.host.log.Debug("multicast send failed", "err", err)
+				s.host.log.Debug("multicast send failed", "room", s.ref, "err", err)
 				continue
 			}
 			st.PacketsSent.Add(1)
