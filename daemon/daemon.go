@@ -82,6 +82,7 @@ type Daemon struct {
 
 	mu      sync.Mutex
 	members map[[wire.RoomIDLen]byte]*rooms.Member
+	tagged  []*rooms.Member    // handleData's scratch: the members a packet's room tag names
 	groups  map[netip.Addr]int // data groups joined, by how many rooms
 	saved   []membership       // as last written to the state directory
 
@@ -329,7 +330,7 @@ func (d *Daemon) handleData(b []byte, src netip.AddrPort) {
 		d.stats.DataMalformed.Add(1)
 		return
 	}
-	var room [wire.RoomIDLen]byte
+	var tag wire.RoomTag
 	switch typ {
 	case wire.TypeShard, wire.TypeHeartbeat:
 		h, err := wire.ParseSealedHeader(b)
@@ -337,39 +338,52 @@ func (d *Daemon) handleData(b []byte, src netip.AddrPort) {
 			d.stats.DataMalformed.Add(1)
 			return
 		}
-		room = h.Room
+		tag = h.Room
 	case wire.TypeNack:
 		h, err := wire.ParseNackHeader(b)
 		if err != nil {
 			d.stats.NackMalformed.Add(1)
 			return
 		}
-		if s := d.hostedByID(h.Room); s != nil {
+		if s := d.hosted(func(id [wire.RoomIDLen]byte) bool { return id == h.Room }); s != nil {
 			s.HandleNack(b)
 			return
 		}
-		room = h.Room
+		tag = wire.TagOf(h.Room)
 	default:
 		d.stats.DataMalformed.Add(1)
 		return
 	}
+	// Sealed packets name their room by its tag, which two rooms may
+	// share (wire.RoomTagLen): each such room tries the packet, and the
+	// one whose key does not open it counts it.
 	d.mu.Lock()
-	m := d.members[room]
+	ms := d.tagged[:0]
+	for id, m := range d.members {
+		if wire.TagOf(id) == tag {
+			ms = append(ms, m)
+		}
+	}
+	d.tagged = ms
 	d.mu.Unlock()
-	if m != nil {
+	for _, m := range ms {
 		m.HandlePacket(b)
+	}
+	if len(ms) > 0 {
+		clear(ms)
 		return
 	}
-	if d.hostedByID(room) != nil {
+	if d.hosted(func(id [wire.RoomIDLen]byte) bool { return wire.TagOf(id) == tag }) != nil {
 		// Our own multicast, looped back.
 		return
 	}
 	d.stats.DataNotJoined.Add(1)
 }
 
-func (d *Daemon) hostedByID(id [wire.RoomIDLen]byte) *rooms.Sequencer {
+// hosted returns a room this daemon hosts whose id is, by is, or nil.
+func (d *Daemon) hosted(is func(id [wire.RoomIDLen]byte) bool) *rooms.Sequencer {
 	for _, s := range d.host.Rooms() {
-		if s.ID() == id {
+		if is(s.ID()) {
 			return s
 		}
 	}

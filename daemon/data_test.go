@@ -14,7 +14,7 @@ func TestHandleDataVersionMismatch(t *testing.T) {
 	d := &Daemon{}
 	d.vers = rooms.NewVersionWarner(&d.stats, nil)
 	src := netip.MustParseAddrPort("10.0.0.2:7703")
-	shard := wire.AppendShardHeader(nil, wire.SealedHeader{Room: [wire.RoomIDLen]byte{1}, Epoch: 1},
+	shard := wire.AppendShardHeader(nil, wire.SealedHeader{Room: wire.RoomTag{1}, Epoch: 1},
 		wire.ShardInfo{Block: 1, K: 1, Sent: 1})
 	shard = append(shard, make([]byte, 32)...)
 	shard[2] = 1 // the protocol before batch format v2

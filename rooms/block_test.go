@@ -352,6 +352,7 @@ func TestBlockParityFromMembersLoss(t *testing.T) {
 			}
 		}
 		s.flushLocked()
+		s.sendBlockLocked() // a busy room would hold it for more lines
 		sb := s.blocks[s.block%sentBlocks]
 		want := proactiveParity(sb.k, 17, mean)
 		if lines == 1 {

@@ -129,6 +129,25 @@ func TestLoneLineIsNotHeldBack(t *testing.T) {
 	}
 }
 
+// A room is busy from the line that makes its window busyLines long, not
+// from the window's end: a room that burst into full rate sent its first
+// window's blocks as its batches came.
+func TestBusyFromTheWindowsBusyLine(t *testing.T) {
+	s := newPathHost(t, &blockSink{sent: make(chan struct{}, 1)})
+	clock := time.Unix(1_000_000, 0)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.now = func() time.Time { return clock }
+	for i := 1; i <= busyLines; i++ {
+		if _, err := s.submitLocked(wire.Record{Kind: wire.KindMessage, KeyID: s.keyID, Nick: "host", Text: "line"}); err != nil {
+			t.Fatal(err)
+		}
+		if want := i == busyLines; s.busy != want {
+			t.Fatalf("after %d lines within %v: busy %v, want %v", i, busyWindow, s.busy, want)
+		}
+	}
+}
+
 // TestBusyRoomWaitsLonger: in a room that took busyLines lines in the last
 // busyWindow, a line waits for the burst to end (burstGap, up to
 // busyFlushDelay while lines keep coming), even after a pause of
@@ -322,7 +341,7 @@ func TestBusyRoomBlockSpansBatches(t *testing.T) {
 		if err != nil {
 			t.Fatalf("block 3, batch %d: %v", batches, err)
 		}
-		bt, err := wire.ParseBatchBody(b, nil, nil)
+		bt, err := wire.ParseBlockBatch(b, nil, nil)
 		if err != nil {
 			t.Fatalf("block 3, batch %d: %v", batches, err)
 		}

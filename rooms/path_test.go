@@ -152,6 +152,7 @@ func makeBlocks(tb testing.TB, s *Sequencer, sink *pktSink, n, lines int, loss f
 			}
 		}
 		s.flushLocked()
+		s.sendBlockLocked() // a busy room would hold it for more lines
 		s.sendQueuedLocked()
 		blocks[i], sink.pkts = sink.pkts, nil
 	}

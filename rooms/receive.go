@@ -311,10 +311,10 @@ func (m *Member) HandlePacket(pkt []byte) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	switch {
-	case h.Room != m.id:
+	case h.Room != wire.TagOf(m.id):
 		st.DataNotJoined.Add(1)
 		return
-	case m.key == nil || h.Epoch != m.key.wireEpoch():
+	case m.key == nil || h.Epoch != m.key.sealedEpoch():
 		st.DataBadEpoch.Add(1)
 		return
 	}
@@ -522,7 +522,7 @@ func (m *Member) blockLocked(payload []byte, now time.Time) {
 			st.DataMalformed.Add(1)
 			return
 		}
-		bt, err := wire.ParseBatchBody(body, rx.recs, rx.nick)
+		bt, err := wire.ParseBlockBatch(body, rx.recs, rx.nick)
 		m.takeBatchLocked(bt, err, now)
 		batches = rest
 	}

@@ -100,7 +100,7 @@ func sealBlock(t *testing.T, key *epochKey, room [wire.RoomIDLen]byte, no uint64
 	var nb nonceBuf
 	pkts := make([][]byte, k)
 	for i := range k {
-		if pkts[i], err = sealShard(nil, &nb, key, room, wire.ShardInfo{Block: no, Index: uint8(i), K: uint8(k), Sent: uint8(k)}, shards[i]); err != nil {
+		if pkts[i], err = sealShard(nil, &nb, key, wire.TagOf(room), wire.ShardInfo{Block: no, Index: uint8(i), K: uint8(k), Sent: uint8(k)}, shards[i]); err != nil {
 			t.Fatal(err)
 		}
 	}

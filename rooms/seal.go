@@ -50,8 +50,12 @@ func newEpochKey(epoch uint64, key [chacha20poly1305.KeySize]byte) (*epochKey, e
 	return &epochKey{epoch: epoch, key: key, aead: aead, nack: nack}, nil
 }
 
-// wireEpoch is the half of the epoch that packets carry (wire.SealedHeader).
+// wireEpoch is the half of the epoch that NACKs carry (wire.NackHeader).
 func (k *epochKey) wireEpoch() uint32 { return uint32(k.epoch) }
+
+// sealedEpoch is the byte of the epoch that shards and heartbeats carry
+// (wire.SealedHeader).
+func (k *epochKey) sealedEpoch() uint8 { return uint8(k.epoch) }
 
 // nonceBuf holds the nonce of one Seal or Open. The AEAD takes it through
 // an interface, so a nonce on the stack would escape to the heap on every
@@ -91,21 +95,21 @@ var errCounterExhausted = errors.New("block number or heartbeat counter exhauste
 // sealShard appends to buf[:0] a shard packet: the headers in clear, as
 // associated data, and the shard sealed under the nonce of its block and
 // index.
-func sealShard(buf []byte, nb *nonceBuf, k *epochKey, room [wire.RoomIDLen]byte, si wire.ShardInfo, shard []byte) ([]byte, error) {
+func sealShard(buf []byte, nb *nonceBuf, k *epochKey, room wire.RoomTag, si wire.ShardInfo, shard []byte) ([]byte, error) {
 	if si.Block == 0 || si.Block > wire.MaxBlockNo {
 		return nil, errCounterExhausted
 	}
-	b := wire.AppendShardHeader(buf[:0], wire.SealedHeader{Room: room, Epoch: k.wireEpoch()}, si)
+	b := wire.AppendShardHeader(buf[:0], wire.SealedHeader{Room: room, Epoch: k.sealedEpoch()}, si)
 	return k.aead.Seal(b, nonce(nb, wire.TypeShard, shardNonceNo(si)), shard, b), nil
 }
 
 // sealHeartbeat appends to buf[:0] a sealed heartbeat packet. counter must
 // be higher than that of the epoch's heartbeats before it.
-func sealHeartbeat(buf []byte, nb *nonceBuf, k *epochKey, room [wire.RoomIDLen]byte, counter uint64, hb wire.Heartbeat) ([]byte, error) {
+func sealHeartbeat(buf []byte, nb *nonceBuf, k *epochKey, room wire.RoomTag, counter uint64, hb wire.Heartbeat) ([]byte, error) {
 	if counter == 0 || counter > 1<<32-1 {
 		return nil, errCounterExhausted
 	}
-	b := wire.AppendHeartbeatHeader(buf[:0], wire.SealedHeader{Room: room, Epoch: k.wireEpoch()}, uint32(counter))
+	b := wire.AppendHeartbeatHeader(buf[:0], wire.SealedHeader{Room: room, Epoch: k.sealedEpoch()}, uint32(counter))
 	var pt [wire.HeartbeatLen]byte
 	return k.aead.Seal(b, nonce(nb, wire.TypeHeartbeat, counter), wire.AppendHeartbeat(pt[:0], hb), b), nil
 }

@@ -32,6 +32,7 @@ func newTestEpochKey(t testing.TB, epoch uint64) *epochKey {
 
 var (
 	sealRoom  = [wire.RoomIDLen]byte{'r', 'o', 'o', 'm', 0, 0, 0, 1}
+	sealTag   = wire.TagOf(sealRoom)
 	otherRoom = [wire.RoomIDLen]byte{'r', 'o', 'o', 'm', 0, 0, 0, 2}
 )
 
@@ -45,7 +46,7 @@ func testShard(n int) []byte {
 
 func mustSealShard(t testing.TB, k *epochKey, si wire.ShardInfo, shard []byte) []byte {
 	t.Helper()
-	pkt, err := sealShard(nil, new(nonceBuf), k, sealRoom, si, shard)
+	pkt, err := sealShard(nil, new(nonceBuf), k, sealTag, si, shard)
 	if err != nil {
 		t.Fatalf("sealShard(%+v) = %v, want nil", si, err)
 	}
@@ -54,7 +55,7 @@ func mustSealShard(t testing.TB, k *epochKey, si wire.ShardInfo, shard []byte) [
 
 func mustSealHeartbeat(t testing.TB, k *epochKey, counter uint64, hb wire.Heartbeat) []byte {
 	t.Helper()
-	pkt, err := sealHeartbeat(nil, new(nonceBuf), k, sealRoom, counter, hb)
+	pkt, err := sealHeartbeat(nil, new(nonceBuf), k, sealTag, counter, hb)
 	if err != nil {
 		t.Fatalf("sealHeartbeat(counter %d) = %v, want nil", counter, err)
 	}
@@ -87,7 +88,7 @@ func TestSealShardOpen(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			buf := make([]byte, 0, wire.MaxPacket)
-			pkt, err := sealShard(buf, new(nonceBuf), k, sealRoom, tt.si, tt.shard)
+			pkt, err := sealShard(buf, new(nonceBuf), k, sealTag, tt.si, tt.shard)
 			if err != nil {
 				t.Fatalf("sealShard = %v, want nil", err)
 			}
@@ -101,7 +102,7 @@ func TestSealShardOpen(t *testing.T) {
 			if err != nil {
 				t.Fatalf("open(sealShard(…)) = %v, want nil", err)
 			}
-			if want := (wire.SealedHeader{Type: wire.TypeShard, Room: sealRoom, Epoch: uint32(k.epoch)}); h.SealedHeader != want {
+			if want := (wire.SealedHeader{Type: wire.TypeShard, Room: sealTag, Epoch: k.sealedEpoch()}); h.SealedHeader != want {
 				t.Errorf("header = %+v, want %+v", h.SealedHeader, want)
 			}
 			if h.shard != tt.si {
@@ -125,7 +126,7 @@ func TestSealHeartbeatOpen(t *testing.T) {
 		if err != nil {
 			t.Fatalf("open(sealHeartbeat(%+v)) = %v, want nil", hb, err)
 		}
-		if want := (wire.SealedHeader{Type: wire.TypeHeartbeat, Room: sealRoom, Epoch: uint32(k.epoch)}); h.SealedHeader != want || h.n != 3 {
+		if want := (wire.SealedHeader{Type: wire.TypeHeartbeat, Room: sealTag, Epoch: k.sealedEpoch()}); h.SealedHeader != want || h.n != 3 {
 			t.Errorf("header = %+v, counter %d, want %+v, 3", h.SealedHeader, h.n, want)
 		}
 		got, err := wire.ParseHeartbeat(pt)
@@ -183,7 +184,7 @@ func TestSealedRejectsOutsiders(t *testing.T) {
 	shard := mustSealShard(t, k, si, testShard(100))
 	hb := mustSealHeartbeat(t, k, 2, wire.Heartbeat{Next: 1})
 
-	random := wire.AppendShardHeader(nil, wire.SealedHeader{Room: sealRoom, Epoch: uint32(k.epoch)}, si)
+	random := wire.AppendShardHeader(nil, wire.SealedHeader{Room: sealTag, Epoch: k.sealedEpoch()}, si)
 	random = append(random, make([]byte, 100)...)
 	if _, err := rand.Read(random[wire.ShardHeaderLen:]); err != nil {
 		t.Fatal(err)
@@ -263,12 +264,12 @@ func TestSealCounterExhausted(t *testing.T) {
 	buf := make([]byte, 0, wire.MaxPacket)
 	for _, b := range []uint64{0, wire.MaxBlockNo + 1, ^uint64(0)} {
 		si := wire.ShardInfo{Block: b, Index: 0, K: 1, Sent: 1}
-		if pkt, err := sealShard(buf, new(nonceBuf), k, sealRoom, si, testShard(10)); !errors.Is(err, errCounterExhausted) || pkt != nil {
+		if pkt, err := sealShard(buf, new(nonceBuf), k, sealTag, si, testShard(10)); !errors.Is(err, errCounterExhausted) || pkt != nil {
 			t.Errorf("sealShard(block %d) = %x, %v, want nil, %v", b, pkt, err, errCounterExhausted)
 		}
 	}
 	for _, c := range []uint64{0, 1 << 32, ^uint64(0)} {
-		if pkt, err := sealHeartbeat(buf, new(nonceBuf), k, sealRoom, c, wire.Heartbeat{Next: 1}); !errors.Is(err, errCounterExhausted) || pkt != nil {
+		if pkt, err := sealHeartbeat(buf, new(nonceBuf), k, sealTag, c, wire.Heartbeat{Next: 1}); !errors.Is(err, errCounterExhausted) || pkt != nil {
 			t.Errorf("sealHeartbeat(counter %d) = %x, %v, want nil, %v", c, pkt, err, errCounterExhausted)
 		}
 	}
@@ -286,7 +287,7 @@ func TestSealCounterExhausted(t *testing.T) {
 func TestSealShardReusesBuffer(t *testing.T) {
 	k := newTestEpochKey(t, 1)
 	buf := make([]byte, 0, wire.MaxPacket)
-	pkt, err := sealShard(buf, new(nonceBuf), k, sealRoom, wire.ShardInfo{Block: 1, K: 1, Sent: 1}, testShard(300))
+	pkt, err := sealShard(buf, new(nonceBuf), k, sealTag, wire.ShardInfo{Block: 1, K: 1, Sent: 1}, testShard(300))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -577,7 +578,7 @@ func BenchmarkSealShard(b *testing.B) {
 	b.SetBytes(int64(len(shard)))
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := sealShard(buf, &nb, k, sealRoom, benchShardInfo(), shard); err != nil {
+		if _, err := sealShard(buf, &nb, k, sealTag, benchShardInfo(), shard); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -665,10 +666,10 @@ func TestNackVector(t *testing.T) {
 	}
 	b := wire.AppendNackHeader(nil, h)
 	pkt := k.nack.Seal(b, h.Nonce[:], body, b[:wire.NackHeaderLen])
-	const want = "4d440405f815eecef14f5ec000000002" +
+	const want = "4d440505f815eecef14f5ec000000002" +
 		"000102030405060708090a0b0c0d0e0f1011121314151617" +
 		"2a545fd86f759b26557667c73d2268d0ecf551337144ba416bcf4437b5e04f3f95e2" + // sealed
-		"83268a0bdf67a6987538f46d24456c50" // tag
+		"cc51b53b360204413474357acefacc9e" // tag
 	if got := hex.EncodeToString(pkt); got != want {
 		t.Errorf("NACK vector (%d bytes) =\n%s\nbody %x\nwant\n%s", len(pkt), got, body, want)
 	}
@@ -719,9 +720,14 @@ func TestBatchVector(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// In the block the record has no sender index: one sender.
+	const wantBlock = "001b 0000000000000001 01 01 56475aa75463474c 05616c696365 11 6869"
+	if got := hex.EncodeToString(block[:len(block)-wire.BlockSigLen]); got != strings.ReplaceAll(wantBlock, " ", "") {
+		t.Errorf("block batches = %s, want %s", got, wantBlock)
+	}
 	const wantBlockSig = "" +
-		"550c457d4fe20c3e4194dd6455cb6023845904da34b933eeb2a783bc82fba900" +
-		"864bdaaf7d19de2f356d3ac756ef0aabb2ca669c5685bcb08f84281f968e4f0f"
+		"d10d15759626e40d2a4c048dd4ae94cf3c234d315915c32168cb32b443744567" +
+		"bcfc75da809bb90eaf23f6395d0ae32c4ae0d0e6eefa2214707de04aaba0330b"
 	if got := hex.EncodeToString(block[len(block)-wire.BlockSigLen : len(block)-1]); got != wantBlockSig || block[len(block)-1] != wire.AuthSig {
 		t.Errorf("block signature = %s, kind %d, want %s, kind %d", got, block[len(block)-1], wantBlockSig, wire.AuthSig)
 	}
@@ -739,10 +745,10 @@ func TestBatchVector(t *testing.T) {
 	}
 	var nb nonceBuf
 	for i, want := range []string{
-		"4d440403f815eecef14f5ec00000000200000001000101bb257908872041752f7fed2c702259a5d062938b3c6366032873cf663cd953ad41d1cd410862554d5ca6741cef169ffa63cb06db6ded7ad4ae38399337e544a8b64422e1dd012c6ca79b865073b85e55d3c70f59526cbc7acfa1126c44ccd6bee7cb45fffd4c4ea2e18ca02e9b113b00",
-		"4d440403f815eecef14f5ec00000000200000001010101bd84b7adcba00e56ae6c80ff186acc238aee16d177db65cdf38d73f3e9bbfeeccec6358c85c98f41165695d5d57f675529a0f0c817a06bc88a5eae5b17afed4c33abafb8caa37535d762b4383be009f7c636881b87e365b7b58789b0e289fbdb90f25c3a01a698c00b89d15006875afd",
+		"4d440503f815eece02000001000101bb227908872041752f7fed2c702259a5d062938b3c6366032873cf0e3d610bb4713aa447097658dd0c168f43400938ee564827a17f6b034199c7cf2df9593e96b66bc4410d813af7a401da5c55590c4f53b5a3fefaac4e1ead1524d100c257771ea74d89909ee2cfb730939f7e0b43",
+		"4d440503f815eece02000001010101bd83b7adcba00e56ae6c80ff186acc238aee16d177db65cdf38d739be803a6f5fe2d5c8a84dd82d146e66e8a7a60c0411c23d1b20526125dbda158e5d9139772338449181a2363aed4f8e8341d015bed464424bc2f2397d3d733bf0da6877a62b0d9ff8a0f25e9d021de7255038bfd",
 	} {
-		pkt, err := sealShard(nil, &nb, ek, room, wire.ShardInfo{Block: 1, Index: uint8(i), K: 1, Sent: 1}, shards[i])
+		pkt, err := sealShard(nil, &nb, ek, wire.TagOf(room), wire.ShardInfo{Block: 1, Index: uint8(i), K: 1, Sent: 1}, shards[i])
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -750,10 +756,10 @@ func TestBatchVector(t *testing.T) {
 			t.Errorf("shard %d (%d bytes) = %s, want %s", i, len(pkt), got, want)
 		}
 	}
-	const wantHeartbeat = "4d440404f815eecef14f5ec0" + "00000002" + "00000003" +
+	const wantHeartbeat = "4d440504f815eece" + "02" + "00000003" +
 		"7e7ad4e9434713fa47a764fb013dda40" + // sealed
-		"d1c90a37109a0c9e7bf84f36a2710cb3" // tag
-	pkt, err := sealHeartbeat(nil, &nb, ek, room, 3, wire.Heartbeat{Next: 2, LastBlock: 1})
+		"ee3b78a9a49db4b5538a36baaa73dd4b" // tag
+	pkt, err := sealHeartbeat(nil, &nb, ek, wire.TagOf(room), 3, wire.Heartbeat{Next: 2, LastBlock: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -777,11 +783,11 @@ func TestAnnounceVector(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const want = "4d4404010000000100000001" +
+	const want = "4d4405010000000100000001" +
 		"03a107bff3ce10be1d70dd18e74bc09967e4d6309ba50d5f1ddc8664125531b8" +
 		"001e04efff4ece1e170767656e6572616c01040a0000011e1600" +
-		"4795f5514325de7a4b07eca3bfefcfc3d9e153ac34ecf0ab7a5bd0133b5197dc" +
-		"08286e1e6649ed0d72fbd717a6e879fb0d5fdb23521655832ab759813e555c05"
+		"26e992cc34a3d7fb99872f410ad95d7ada7ea8bf12627768e03c4e3dc6d8baa6" +
+		"ba8283a4bb11e36ed14009688d9eaf7b05eb4ed64fe33d8a55febde8667d110c"
 	if got := hex.EncodeToString(b); got != want {
 		t.Errorf("announcement (%d bytes) = %s, want %s", len(b), got, want)
 	}

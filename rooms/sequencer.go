@@ -97,9 +97,11 @@ const (
 	receiptWatches = 64
 	// An epoch key is replaced after rekeyPackets packets or rekeyAge,
 	// whichever comes first, so that a key that leaked stops being
-	// useful, and long before its 32-bit block numbers and heartbeat
-	// counters, which make the nonces (seal.go), could run out.
-	rekeyPackets = 1 << 24
+	// useful, and long before its 24-bit block numbers and 32-bit
+	// heartbeat counters, which make the nonces (seal.go), could run
+	// out: tick checks the count four times a second, and a link would
+	// have to carry 2^23 packets between two checks.
+	rekeyPackets = 1 << 23
 	rekeyAge     = time.Hour
 	// memberIdle ends the session of a member that sent nothing, not even
 	// its once-a-second ack, for this long.
@@ -525,8 +527,13 @@ func (s *Sequencer) submitLocked(rec wire.Record) (uint64, error) {
 		s.reserved = seq + reserveStep
 	}
 	newSender := s.newSenderLocked(&rec)
-	switch n := s.pendingLen + wire.RecordLen(&rec, newSender); {
-	case len(s.pending) > 0 && len(s.open) > 0 && n > s.openRoomLocked():
+	n := s.pendingLen + wire.RecordLen(&rec, newSender)
+	senders := len(s.senders)
+	if newSender {
+		senders++
+	}
+	switch {
+	case len(s.pending) > 0 && len(s.open) > 0 && wire.BlockBatchLen(n, len(s.pending)+1, senders) > s.openRoomLocked():
 		// The open block can take the pending batch, but not with this
 		// line: the batch fills it, and it goes. A batch cut at
 		// flushBytes alone left a quarter of each block empty.
@@ -577,7 +584,7 @@ func (s *Sequencer) submitLocked(rec wire.Record) (uint64, error) {
 }
 
 // openRoomLocked is how many bytes of records, sender table included, a
-// batch may hold and still fit in the open block.
+// batch may take in the open block (wire.BlockBatchLen).
 func (s *Sequencer) openRoomLocked() int {
 	return wire.MaxBlock - len(s.open) - 2 - wire.BatchHeaderLen - wire.BlockSigLen
 }
@@ -593,7 +600,10 @@ func (s *Sequencer) armFlushLocked(d time.Duration) {
 
 // countLineLocked counts a line in the current busyWindow; at the end of
 // a window, whether it held busyLines lines (at the same rate, if the
-// window ran longer) makes the room busy or not for the next.
+// window ran longer) makes the room busy or not for the next. A window
+// that reaches busyLines makes it busy at once: a room that burst into
+// full rate sent the blocks of its first window as its batches came (80
+// and 90 shards, in a capacity run), not held to fill.
 func (s *Sequencer) countLineLocked() {
 	now := s.now()
 	if elapsed := now.Sub(s.winStart); elapsed >= busyWindow {
@@ -603,6 +613,7 @@ func (s *Sequencer) countLineLocked() {
 		s.winStart, s.winLines = now, 0
 	}
 	s.winLines++
+	s.busy = s.busy || s.winLines >= busyLines
 }
 
 // newSenderLocked reports whether rec's sender (key id and nick) is not
@@ -643,6 +654,7 @@ func (s *Sequencer) flushLocked() {
 	// The batch's exact size: its header (first, count), the records as
 	// submitLocked counted them, the signature.
 	size := wire.BatchHeaderLen + s.pendingLen + wire.SigLen
+	senders := len(s.senders)
 	s.pending, s.pendingLen, s.senders = s.pending[:0], 0, s.senders[:0]
 	// Whatever happens below, the lines are answered: the senders learn
 	// their place once the batch is in the log, not before.
@@ -665,7 +677,7 @@ func (s *Sequencer) flushLocked() {
 	// On multicast the batch goes without its signature, under the
 	// block's.
 	body := batch[:len(batch)-wire.SigLen]
-	if len(s.open)+2+len(body)+wire.BlockSigLen > wire.MaxBlock {
+	if len(s.open)+2+wire.BlockBatchLen(len(body), len(recs), senders)+wire.BlockSigLen > wire.MaxBlock {
 		// A batch flushed for its own reasons (flushBytes, a timer) that
 		// the open block cannot take.
 		s.sendBlockLocked()
@@ -814,7 +826,7 @@ func (s *Sequencer) answerLocked() {
 // the blocks waiting; it returns the bytes queued, 0 if it queued nothing.
 func (s *Sequencer) sendShardLocked(sb *sentBlock, i int, repair bool) int {
 	s.counter++
-	pkt, err := sealShard(s.packetBufLocked(), &s.nonce, s.key, s.id, wire.ShardInfo{
+	pkt, err := sealShard(s.packetBufLocked(), &s.nonce, s.key, wire.TagOf(s.id), wire.ShardInfo{
 		Block: sb.no, Index: uint8(i), K: uint8(sb.k), Sent: uint8(sb.sent),
 	}, sb.shards[i])
 	if err != nil {
@@ -859,7 +871,7 @@ func (s *Sequencer) tick(now time.Time) {
 	clear(s.free)
 	s.free = s.free[:0]
 	s.counter++
-	pkt, err := sealHeartbeat(s.packetBufLocked(), &s.nonce, s.key, s.id, s.counter, wire.Heartbeat{Next: s.next - uint64(len(s.pending)+s.openRecs), LastBlock: s.block})
+	pkt, err := sealHeartbeat(s.packetBufLocked(), &s.nonce, s.key, wire.TagOf(s.id), s.counter, wire.Heartbeat{Next: s.next - uint64(len(s.pending)+s.openRecs), LastBlock: s.block})
 	if err != nil {
 		s.host.log.Warn("heartbeat", "room", s.ref, "err", err)
 		return

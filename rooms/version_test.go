@@ -49,8 +49,8 @@ func TestVersionWarnerRateLimitsPerSource(t *testing.T) {
 	w.Heard(1, a, now)
 	got := buf.lines()
 	if len(got) != 1 || !strings.Contains(got[0], "level=WARN") ||
-		!strings.Contains(got[0], "heard meshd protocol v1 from 10.0.0.1; this meshd speaks v4: run the same meshd version on both") {
-		t.Fatalf("first packet logged %q, want one warning naming v1, 10.0.0.1 and v4", got)
+		!strings.Contains(got[0], "heard meshd protocol v1 from 10.0.0.1; this meshd speaks v5: run the same meshd version on both") {
+		t.Fatalf("first packet logged %q, want one warning naming v1, 10.0.0.1 and v5", got)
 	}
 	for range 10 {
 		w.Heard(1, a, now.Add(59*time.Second))

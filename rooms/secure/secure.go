@@ -28,10 +28,11 @@ import (
 const (
 	// prologue is mixed into the handshake hash, so a peer speaking
 	// another protocol or version fails the handshake rather than
-	// misreading it. Its version follows wire.Version (v4 since sealed
-	// packets carry no nonce counter, with batch format v3): sessions of
-	// different versions must not mix.
-	prologue = "meshd session v4"
+	// misreading it. Its version follows wire.Version (v5 since sealed
+	// packets carry a room tag and blocks' batches of one sender no
+	// sender indexes): a member must learn of another version at its
+	// handshake, not from a room whose packets it cannot read.
+	prologue = "meshd session v5"
 	// staticContext is the Ed25519ctx context of the signature over a
 	// static key: it cannot pass for an announcement or a batch.
 	staticContext = "meshd session static v1"

@@ -13,7 +13,7 @@ import (
 // of 1, 8 and 32 200-byte lines.
 
 func BenchmarkShardHeader(b *testing.B) {
-	h := wire.SealedHeader{Room: [wire.RoomIDLen]byte{1, 2, 3}, Epoch: 1 << 31}
+	h := wire.SealedHeader{Room: wire.RoomTag{1, 2, 3}, Epoch: 1 << 7}
 	si := wire.ShardInfo{Block: 77, Index: 2, K: 3, Sent: 5}
 	buf := make([]byte, 0, wire.MaxPacket)
 	b.Run("encode", func(b *testing.B) {

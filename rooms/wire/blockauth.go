@@ -40,7 +40,7 @@ const (
 
 	// MACContext begins what a block's MACs are computed over: the
 	// SHA-256 of MACContext ‖ room id ‖ the block's batches.
-	MACContext = "meshd block macs v4 "
+	MACContext = "meshd block macs v5 "
 )
 
 // BlockSigLen is what the host's signature adds to a block's batches.

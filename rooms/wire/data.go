@@ -13,9 +13,23 @@ const RoomIDLen = 8
 // member's Ed25519 key, naming who sent a record.
 const KeyIDLen = 8
 
+// RoomTagLen is the length of a room's tag, the first bytes of its id,
+// by which a sealed packet names its room: 4 bytes a packet rather than 8
+// (a busy room's link carries ten thousand a second), and the receiver's
+// key, not the tag, says whether a packet is the room's. Two rooms a
+// daemon is in share a tag with probability 2^-32 a pair; each then
+// tries the other's packets, which fail to open.
+const RoomTagLen = 4
+
+// RoomTag is a room's tag: the first RoomTagLen bytes of its id.
+type RoomTag [RoomTagLen]byte
+
+// TagOf returns the tag of the room whose id is id.
+func TagOf(id [RoomIDLen]byte) RoomTag { return RoomTag(id[:RoomTagLen]) }
+
 // SealedHeaderLen is the length of the cleartext header every packet the
 // host seals under the room's epoch key begins with.
-const SealedHeaderLen = HeaderLen + RoomIDLen + 4
+const SealedHeaderLen = HeaderLen + RoomTagLen + 1
 
 // TagLen is the length of the ChaCha20-Poly1305 tag after a ciphertext.
 const TagLen = 16
@@ -23,9 +37,9 @@ const TagLen = 16
 // SealedHeader begins every packet a host seals under a room's epoch key
 // (shards and heartbeats).
 //
-//	 0  header (TypeShard or TypeHeartbeat)  4 bytes
-//	 4  room id                             8 bytes
-//	12  key epoch                           uint32: the low half of the epoch (see below)
+//	0  header (TypeShard or TypeHeartbeat)  4 bytes
+//	4  room tag                             4 bytes: the first 4 of the room id
+//	8  key epoch                            uint8: the epoch's lowest byte (see below)
 //
 // The nonce is not on the wire: a shard's is its place in its block
 // (ShardInfo), a heartbeat's its counter (HeartbeatHeaderLen), each in a
@@ -33,21 +47,21 @@ const TagLen = 16
 //
 // A key's epoch is 64 bits (the host's boot, its rekeys since), and the
 // session's Welcome and Rekey frames carry all of it; the packets carry
-// its low half, which tells a member's key from the one before and after
-// it. Two boots' epochs can share a low half, but a host's restart ends
+// its lowest byte, which tells a member's key from the one before and
+// after it. Other epochs can share that byte, but a host's restart ends
 // every session, and a packet under a key the member does not hold fails
 // to open.
 type SealedHeader struct {
 	Type  byte
-	Room  [RoomIDLen]byte
-	Epoch uint32
+	Room  RoomTag
+	Epoch uint8
 }
 
 // AppendSealedHeader appends h to b.
 func AppendSealedHeader(b []byte, h SealedHeader) []byte {
 	b = appendHeader(b, h.Type)
 	b = append(b, h.Room[:]...)
-	return appendU32(b, h.Epoch)
+	return append(b, h.Epoch)
 }
 
 // ParseSealedHeader decodes the header of a shard or heartbeat packet.
@@ -65,8 +79,8 @@ func ParseSealedHeader(b []byte) (SealedHeader, error) {
 		return h, ErrShort
 	}
 	h.Type = typ
-	copy(h.Room[:], b[HeaderLen:])
-	h.Epoch = binary.BigEndian.Uint32(b[HeaderLen+RoomIDLen:])
+	h.Room = RoomTag(b[HeaderLen:])
+	h.Epoch = b[HeaderLen+RoomTagLen]
 	return h, nil
 }
 
@@ -93,23 +107,23 @@ const MaxBlock = MaxBlockShards*ShardData - 1
 // signature of the host's over them all: a member checks one signature a
 // block, not one a batch (a busy room's block holds several), and the air
 // carries one.
-const BlockContext = "meshd block v4 "
+const BlockContext = "meshd block v5 "
 
 // ShardHeaderLen is the length of a shard packet's cleartext header, all
 // of which is the AEAD's associated data.
-const ShardHeaderLen = SealedHeaderLen + 4 + 3
+const ShardHeaderLen = SealedHeaderLen + 3 + 3
 
 // MaxBlockNo is the highest block number a shard can carry. A host moves
 // to a new epoch key, whose blocks count from 1 again, long before (§4.3).
-const MaxBlockNo = 1<<32 - 1
+const MaxBlockNo = 1<<24 - 1
 
 // ShardInfo places a shard in its block. It follows the sealed header.
 //
-//	16  block number   uint32, counting from 1 within the epoch
-//	20  index          uint8: 0..K-1 data shards, K.. parity shards
-//	21  K              uint8: data shards of the block, 1..MaxBlockShards
-//	22  sent           uint8: shards sent at first, before any repair (K + proactive parity)
-//	23  ciphertext of the shard, then the tag
+//	 9  block number   uint24, counting from 1 within the epoch
+//	12  index          uint8: 0..K-1 data shards, K.. parity shards
+//	13  K              uint8: data shards of the block, 1..MaxBlockShards
+//	14  sent           uint8: shards sent at first, before any repair (K + proactive parity)
+//	15  ciphertext of the shard, then the tag
 //
 // A block is one or more batches, each behind its length and without its
 // signature (see AppendBlockBatch), then the host's signature over them
@@ -129,8 +143,7 @@ type ShardInfo struct {
 func AppendShardHeader(b []byte, h SealedHeader, si ShardInfo) []byte {
 	h.Type = TypeShard
 	b = AppendSealedHeader(b, h)
-	b = appendU32(b, uint32(si.Block))
-	return append(b, si.Index, si.K, si.Sent)
+	return append(b, byte(si.Block>>16), byte(si.Block>>8), byte(si.Block), si.Index, si.K, si.Sent)
 }
 
 // ParseShardInfo decodes the shard header of a packet whose sealed header
@@ -140,8 +153,9 @@ func ParseShardInfo(b []byte) (ShardInfo, error) {
 	if len(b) < ShardHeaderLen+TagLen {
 		return si, ErrShort
 	}
-	si.Block = uint64(binary.BigEndian.Uint32(b[SealedHeaderLen:]))
-	si.Index, si.K, si.Sent = b[SealedHeaderLen+4], b[SealedHeaderLen+5], b[SealedHeaderLen+6]
+	h := b[SealedHeaderLen:ShardHeaderLen]
+	si.Block = uint64(h[0])<<16 | uint64(h[1])<<8 | uint64(h[2])
+	si.Index, si.K, si.Sent = h[3], h[4], h[5]
 	switch {
 	case si.Block == 0 || si.K == 0 || si.K > MaxBlockShards || si.Index >= MaxShards:
 		return si, fmt.Errorf("shard: %w: block %d index %d of k %d", ErrInvalid, si.Block, si.Index, si.K)
@@ -152,16 +166,43 @@ func ParseShardInfo(b []byte) (ShardInfo, error) {
 }
 
 // AppendBlockBatch appends a batch's body (the batch without its
-// signature) to a block's payload: its length (uint16), then its bytes. A
-// busy room's block carries the batches of up to 100 ms, so that its
-// parity is sized for hundreds of lines at once: the unluckiest of many
-// members loses a smaller share of a big block than of a small one.
+// signature, as AppendBatchBody made it) to a block's payload: its length
+// in the block (uint16), then its bytes, except that the records of a
+// batch of one sender carry no sender index, which could only be 0 (a
+// busy room's batch is often one sender's lines, and the byte was half a
+// percent of a 200-byte line). A busy room's block carries the batches of
+// up to 100 ms, so that its parity is sized for hundreds of lines at once:
+// the unluckiest of many members loses a smaller share of a big block
+// than of a small one.
 func AppendBlockBatch(b, body []byte) []byte {
-	return append(appendU16(b, uint16(len(body))), body...)
+	b = appendU16(b, uint16(BlockBatchLen(len(body), int(body[8]), int(body[9]))))
+	if body[9] != 1 {
+		return append(b, body...)
+	}
+	p := BatchHeaderLen + KeyIDLen + 1 + int(body[BatchHeaderLen+KeyIDLen])
+	b = append(b, body[:p]...)
+	for p < len(body) {
+		head, n := binary.Uvarint(body[p:])
+		b = append(b, body[p:p+n]...)
+		p += n + 1
+		b = append(b, body[p:p+int(head>>3)]...)
+		p += int(head >> 3)
+	}
+	return b
+}
+
+// BlockBatchLen is how many bytes a batch body of n bytes, with records
+// records of senders senders, takes in a block after its length
+// (AppendBlockBatch).
+func BlockBatchLen(n, records, senders int) int {
+	if senders == 1 {
+		return n - records
+	}
+	return n
 }
 
 // NextBlockBatch splits the first batch body off a block's batches; rest
-// is what follows it. The body is not parsed: ParseBatchBody does that.
+// is what follows it. The body is not parsed: ParseBlockBatch does that.
 func NextBlockBatch(b []byte) (body, rest []byte, err error) {
 	if len(b) < 2 {
 		return nil, nil, fmt.Errorf("block: %w", ErrShort)
@@ -183,8 +224,8 @@ const HeartbeatLen = 16
 // header, the sealed header and then the heartbeat's counter, all of it
 // the AEAD's associated data:
 //
-//	16  counter   uint32 ≥ 1, higher than the epoch's heartbeats before it: the nonce
-//	20  ciphertext of the plaintext, then the tag
+//	 9  counter   uint32 ≥ 1, higher than the epoch's heartbeats before it: the nonce
+//	13  ciphertext of the plaintext, then the tag
 const HeartbeatHeaderLen = SealedHeaderLen + 4
 
 // AppendHeartbeatHeader appends a heartbeat packet's header to b.
@@ -399,9 +440,24 @@ func ParseBatchNicks(b []byte, recs []Record, nick func([]byte) string) (Batch, 
 }
 
 // ParseBatchBody decodes the signed part of a batch whose signature is
-// elsewhere (a block's, on multicast), as ParseBatchNicks does; Sig is
-// left zero.
+// elsewhere, as ParseBatchNicks does; Sig is left zero.
 func ParseBatchBody(body []byte, recs []Record, nick func([]byte) string) (Batch, error) {
+	bt, err := parseBatchBody(body, recs, nick, false)
+	if err == nil {
+		bt.Signed = body
+	}
+	return bt, err
+}
+
+// ParseBlockBatch decodes a batch of a block (NextBlockBatch), which is
+// signed as part of its block: Signed and Sig are left empty.
+func ParseBlockBatch(body []byte, recs []Record, nick func([]byte) string) (Batch, error) {
+	return parseBatchBody(body, recs, nick, true)
+}
+
+// parseBatchBody decodes a batch body; inBlock says it is in a block's
+// form, whose records carry no sender index if it has one sender.
+func parseBatchBody(body []byte, recs []Record, nick func([]byte) string, inBlock bool) (Batch, error) {
 	var bt Batch
 	if len(body) > MaxBatch-SigLen {
 		return bt, fmt.Errorf("batch: %w", ErrTooLong)
@@ -435,7 +491,10 @@ func ParseBatchBody(body []byte, recs []Record, nick func([]byte) string) (Batch
 		var rec Record
 		head := r.uvarint(maxRecordHead)
 		rec.Kind = byte(head & MaxKind)
-		si := int(r.u8())
+		si := 0
+		if !inBlock || ns > 1 {
+			si = int(r.u8())
+		}
 		if head>>3 > MaxText {
 			r.fail(ErrTooLong)
 			break
@@ -466,6 +525,5 @@ func ParseBatchBody(body []byte, recs []Record, nick func([]byte) string) (Batch
 		return Batch{}, fmt.Errorf("batch: %w: %d records at sequence %d", ErrInvalid, n, bt.First)
 	}
 	bt.Records = recs
-	bt.Signed = body
 	return bt, nil
 }

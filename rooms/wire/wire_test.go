@@ -289,20 +289,21 @@ func TestPacketTypeErrors(t *testing.T) {
 		wantErr error
 	}{
 		{"", 0, wire.ErrShort},
-		{"MD\x04", 0, wire.ErrShort},
+		{"MD\x05", 0, wire.ErrShort},
 		{"XD\x01\x01", 0, wire.ErrMagic},
 		{"MX\x01\x01", 0, wire.ErrMagic},
 		{"MD\x00\x01", 0, wire.ErrVersion},
 		{"MD\x01\x01", 0, wire.ErrVersion}, // the version before batch format v2
 		{"MD\x02\x01", 0, wire.ErrVersion}, // the version before blocks of several batches
 		{"MD\x03\x01", 0, wire.ErrVersion}, // the version with a nonce counter in every sealed packet
-		{"MD\x05\x01", 0, wire.ErrVersion},
-		{"MD\x04\x01", wire.TypeAnnounce, nil},
-		{"MD\x04\x02", 2, nil}, // retired, but PacketType only reads the header
-		{"MD\x04\x03", wire.TypeShard, nil},
-		{"MD\x04\x04", wire.TypeHeartbeat, nil},
-		{"MD\x04\x05", wire.TypeNack, nil},
-		{"MD\x04\x63 and more", 0x63, nil},
+		{"MD\x04\x01", 0, wire.ErrVersion}, // the version with 8-byte room ids in sealed packets
+		{"MD\x06\x01", 0, wire.ErrVersion},
+		{"MD\x05\x01", wire.TypeAnnounce, nil},
+		{"MD\x05\x02", 2, nil}, // retired, but PacketType only reads the header
+		{"MD\x05\x03", wire.TypeShard, nil},
+		{"MD\x05\x04", wire.TypeHeartbeat, nil},
+		{"MD\x05\x05", wire.TypeNack, nil},
+		{"MD\x05\x63 and more", 0x63, nil},
 	}
 	for _, tt := range tests {
 		got, err := wire.PacketType([]byte(tt.in))
@@ -341,19 +342,19 @@ func TestParseHeaderErrors(t *testing.T) {
 	}{
 		{"announce magic", "announce", withHeader(ann, "md\x04\x01"), wire.ErrMagic},
 		{"announce version", "announce", withHeader(ann, "MD\x01\x01"), wire.ErrVersion},
-		{"announce as shard", "announce", withHeader(ann, "MD\x04\x03"), wire.ErrType},
-		{"announce unknown type", "announce", withHeader(ann, "MD\x04\x09"), wire.ErrType},
+		{"announce as shard", "announce", withHeader(ann, "MD\x05\x03"), wire.ErrType},
+		{"announce unknown type", "announce", withHeader(ann, "MD\x05\x09"), wire.ErrType},
 		{"shard magic", "sealed", withHeader(shard, "DM\x04\x03"), wire.ErrMagic},
 		{"shard version", "sealed", withHeader(shard, "MD\xff\x03"), wire.ErrVersion},
-		{"shard as announce", "sealed", withHeader(shard, "MD\x04\x01"), wire.ErrType},
-		{"shard as retired data", "sealed", withHeader(shard, "MD\x04\x02"), wire.ErrType},
-		{"shard as nack", "sealed", withHeader(shard, "MD\x04\x05"), wire.ErrType},
-		{"shard unknown type", "sealed", withHeader(shard, "MD\x04\x00"), wire.ErrType},
+		{"shard as announce", "sealed", withHeader(shard, "MD\x05\x01"), wire.ErrType},
+		{"shard as retired data", "sealed", withHeader(shard, "MD\x05\x02"), wire.ErrType},
+		{"shard as nack", "sealed", withHeader(shard, "MD\x05\x05"), wire.ErrType},
+		{"shard unknown type", "sealed", withHeader(shard, "MD\x05\x00"), wire.ErrType},
 		{"nack magic", "nack", withHeader(nack, "MM\x04\x05"), wire.ErrMagic},
 		{"nack version", "nack", withHeader(nack, "MD\x00\x05"), wire.ErrVersion},
-		{"nack as shard", "nack", withHeader(nack, "MD\x04\x03"), wire.ErrType},
-		{"nack as heartbeat", "nack", withHeader(nack, "MD\x04\x04"), wire.ErrType},
-		{"nack as retired data", "nack", withHeader(nack, "MD\x04\x02"), wire.ErrType},
+		{"nack as shard", "nack", withHeader(nack, "MD\x05\x03"), wire.ErrType},
+		{"nack as heartbeat", "nack", withHeader(nack, "MD\x05\x04"), wire.ErrType},
+		{"nack as retired data", "nack", withHeader(nack, "MD\x05\x02"), wire.ErrType},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -404,19 +405,22 @@ func TestAnnounceMalformed(t *testing.T) {
 	})
 }
 
-var sampleRoom = [wire.RoomIDLen]byte{1, 2, 3, 4, 5, 6, 7, 8}
+var (
+	sampleRoom = [wire.RoomIDLen]byte{1, 2, 3, 4, 5, 6, 7, 8}
+	sampleTag  = wire.TagOf(sampleRoom)
+)
 
 func sampleShardInfo() wire.ShardInfo { return wire.ShardInfo{Block: 7, Index: 2, K: 3, Sent: 5} }
 
 // sampleShardPacket is a shard packet with a stand-in ciphertext.
 func sampleShardPacket() []byte {
-	h := wire.SealedHeader{Room: sampleRoom, Epoch: 2}
+	h := wire.SealedHeader{Room: sampleTag, Epoch: 2}
 	return append(wire.AppendShardHeader(nil, h, sampleShardInfo()), bytes.Repeat([]byte{0xee}, 40)...)
 }
 
 // sampleHeartbeatPacket is a heartbeat packet with a stand-in ciphertext.
 func sampleHeartbeatPacket() []byte {
-	h := wire.SealedHeader{Room: sampleRoom, Epoch: 2}
+	h := wire.SealedHeader{Room: sampleTag, Epoch: 2}
 	return append(wire.AppendHeartbeatHeader(nil, h, 99), bytes.Repeat([]byte{0xee}, wire.HeartbeatLen+wire.TagLen)...)
 }
 
@@ -450,9 +454,9 @@ func TestSealedHeaderRoundTrip(t *testing.T) {
 		rest int
 	}{
 		{wire.SealedHeader{Type: wire.TypeHeartbeat}, wire.TagLen},
-		{wire.SealedHeader{Type: wire.TypeHeartbeat, Room: sampleRoom, Epoch: 2}, 4 + wire.HeartbeatLen + wire.TagLen},
-		{wire.SealedHeader{Type: wire.TypeShard, Room: sampleRoom, Epoch: 3}, 100},
-		{wire.SealedHeader{Type: wire.TypeShard, Room: [wire.RoomIDLen]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, Epoch: ^uint32(0)}, wire.MaxPacket - wire.SealedHeaderLen},
+		{wire.SealedHeader{Type: wire.TypeHeartbeat, Room: sampleTag, Epoch: 2}, 4 + wire.HeartbeatLen + wire.TagLen},
+		{wire.SealedHeader{Type: wire.TypeShard, Room: sampleTag, Epoch: 3}, 100},
+		{wire.SealedHeader{Type: wire.TypeShard, Room: wire.RoomTag{0xff, 0xff, 0xff, 0xff}, Epoch: 0xff}, wire.MaxPacket - wire.SealedHeaderLen},
 	}
 	for _, tt := range tests {
 		rest := bytes.Repeat([]byte{0x5a}, tt.rest)
@@ -472,9 +476,8 @@ func TestSealedHeaderRoundTrip(t *testing.T) {
 }
 
 func TestSealedHeaderLayout(t *testing.T) {
-	h := wire.SealedHeader{Type: wire.TypeHeartbeat, Room: sampleRoom, Epoch: 0x11121314}
-	want := []byte{'M', 'D', 4, wire.TypeHeartbeat, 1, 2, 3, 4, 5, 6, 7, 8,
-		0x11, 0x12, 0x13, 0x14}
+	h := wire.SealedHeader{Type: wire.TypeHeartbeat, Room: sampleTag, Epoch: 0x11}
+	want := []byte{'M', 'D', 5, wire.TypeHeartbeat, 1, 2, 3, 4, 0x11}
 	if got := wire.AppendSealedHeader(nil, h); !bytes.Equal(got, want) {
 		t.Errorf("AppendSealedHeader(%+v) = %x, want %x", h, got, want)
 	}
@@ -499,7 +502,7 @@ func TestSealedHeaderShort(t *testing.T) {
 }
 
 func TestHeartbeatHeader(t *testing.T) {
-	h := wire.SealedHeader{Type: wire.TypeHeartbeat, Room: sampleRoom, Epoch: 7}
+	h := wire.SealedHeader{Type: wire.TypeHeartbeat, Room: sampleTag, Epoch: 7}
 	for _, c := range []uint32{1, 2, 1 << 24, ^uint32(0)} {
 		pkt := append(wire.AppendHeartbeatHeader(nil, h, c), make([]byte, wire.TagLen)...)
 		if len(pkt) != wire.HeartbeatHeaderLen+wire.TagLen {
@@ -531,11 +534,11 @@ func TestShardHeaderRoundTrip(t *testing.T) {
 		h  wire.SealedHeader
 		si wire.ShardInfo
 	}{
-		{wire.SealedHeader{Room: sampleRoom, Epoch: 1}, wire.ShardInfo{Block: 1, Index: 0, K: 1, Sent: 1}},
+		{wire.SealedHeader{Room: sampleTag, Epoch: 1}, wire.ShardInfo{Block: 1, Index: 0, K: 1, Sent: 1}},
 		// The type is always TypeShard, whatever h says.
-		{wire.SealedHeader{Type: wire.TypeHeartbeat, Room: sampleRoom, Epoch: 2}, sampleShardInfo()},
-		{wire.SealedHeader{Epoch: ^uint32(0)}, wire.ShardInfo{Block: wire.MaxBlockNo, Index: wire.MaxShards - 1, K: wire.MaxBlockShards, Sent: wire.MaxShards}},
-		{wire.SealedHeader{Room: sampleRoom}, wire.ShardInfo{Block: 5, Index: 40, K: 2, Sent: 2}}, // a repair shard, after those sent
+		{wire.SealedHeader{Type: wire.TypeHeartbeat, Room: sampleTag, Epoch: 2}, sampleShardInfo()},
+		{wire.SealedHeader{Epoch: 0xff}, wire.ShardInfo{Block: wire.MaxBlockNo, Index: wire.MaxShards - 1, K: wire.MaxBlockShards, Sent: wire.MaxShards}},
+		{wire.SealedHeader{Room: sampleTag}, wire.ShardInfo{Block: 5, Index: 40, K: 2, Sent: 2}}, // a repair shard, after those sent
 	}
 	for _, tt := range tests {
 		hdr := wire.AppendShardHeader(nil, tt.h, tt.si)
@@ -560,25 +563,25 @@ func TestShardHeaderRoundTrip(t *testing.T) {
 }
 
 func TestShardHeaderLayout(t *testing.T) {
-	h := wire.SealedHeader{Room: sampleRoom, Epoch: 0x11121314}
-	si := wire.ShardInfo{Block: 0x31323334, Index: 4, K: 3, Sent: 5}
-	want := []byte{'M', 'D', 4, wire.TypeShard, 1, 2, 3, 4, 5, 6, 7, 8,
-		0x11, 0x12, 0x13, 0x14,
-		0x31, 0x32, 0x33, 0x34,
+	h := wire.SealedHeader{Room: sampleTag, Epoch: 0x11}
+	si := wire.ShardInfo{Block: 0x313233, Index: 4, K: 3, Sent: 5}
+	want := []byte{'M', 'D', 5, wire.TypeShard, 1, 2, 3, 4,
+		0x11,
+		0x31, 0x32, 0x33,
 		4, 3, 5}
 	if got := wire.AppendShardHeader([]byte{}, h, si); !bytes.Equal(got, want) {
 		t.Errorf("AppendShardHeader = %x, want %x", got, want)
 	}
-	if len(want) != 23 || wire.ShardHeaderLen != 23 {
-		t.Errorf("shard header of %d bytes (ShardHeaderLen %d), want 23", len(want), wire.ShardHeaderLen)
+	if len(want) != 15 || wire.ShardHeaderLen != 15 {
+		t.Errorf("shard header of %d bytes (ShardHeaderLen %d), want 15", len(want), wire.ShardHeaderLen)
 	}
 }
 
 // rawShard is a shard packet with the given shard header fields and the
 // shortest ciphertext, built without the encoder.
 func rawShard(block uint32, index, k, sent byte) []byte {
-	b := wire.AppendSealedHeader(nil, wire.SealedHeader{Type: wire.TypeShard, Room: sampleRoom, Epoch: 1})
-	b = binary.BigEndian.AppendUint32(b, block)
+	b := wire.AppendSealedHeader(nil, wire.SealedHeader{Type: wire.TypeShard, Room: sampleTag, Epoch: 1})
+	b = append(b, byte(block>>16), byte(block>>8), byte(block))
 	b = append(b, index, k, sent)
 	return append(b, make([]byte, wire.TagLen)...)
 }
@@ -590,7 +593,7 @@ func TestParseShardInfoBounds(t *testing.T) {
 		wantErr error // nil: accepted
 	}{
 		{"minima", rawShard(1, 0, 1, 1), nil},
-		{"maxima", rawShard(^uint32(0), wire.MaxShards-1, wire.MaxBlockShards, wire.MaxShards), nil},
+		{"maxima", rawShard(wire.MaxBlockNo, wire.MaxShards-1, wire.MaxBlockShards, wire.MaxShards), nil},
 		{"block zero", rawShard(0, 0, 1, 1), wire.ErrInvalid},
 		{"k zero", rawShard(1, 0, 0, 1), wire.ErrInvalid},
 		{"k zero sent zero", rawShard(1, 0, 0, 0), wire.ErrInvalid},
@@ -680,6 +683,62 @@ func encodeBatch(t testing.TB, first uint64, recs []wire.Record) (body, pkt []by
 		t.Fatalf("AppendBatchBody(%d, %d records) = %v, want nil", first, len(recs), err)
 	}
 	return body, append(slices.Clip(body), fakeSig...)
+}
+
+// In a block, a batch of one sender's records leaves out their sender
+// indexes, one byte each; a batch of several senders is as signed. Both
+// decode to the records they were made of.
+func TestBlockBatchForm(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		recs  []wire.Record
+		saved int
+	}{
+		{"one sender, one line", soloRecords(1), 1},
+		{"one sender", soloRecords(40), 40},
+		{"one sender, longest lines", []wire.Record{{Kind: wire.KindMessage, Nick: "n", Text: strings.Repeat("x", wire.MaxText)}}, 1},
+		{"two senders", sampleRecords(), 0},
+		{"four senders", benchRecs(8), 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			body, _ := encodeBatch(t, 9, tt.recs)
+			blk := wire.AppendBlockBatch([]byte{0xee}, body)
+			if got, want := len(blk)-1, 2+len(body)-tt.saved; got != want {
+				t.Fatalf("AppendBlockBatch of a %d-byte body took %d bytes, want %d", len(body), got, want)
+			}
+			senders := 2
+			if tt.saved > 0 {
+				senders = 1
+			}
+			if n := wire.BlockBatchLen(len(body), len(tt.recs), senders); n != len(blk)-3 {
+				t.Errorf("BlockBatchLen = %d, want %d", n, len(blk)-3)
+			}
+			got, rest, err := wire.NextBlockBatch(blk[1:])
+			if err != nil || len(rest) != 0 {
+				t.Fatalf("NextBlockBatch = %d bytes left, %v", len(rest), err)
+			}
+			bt, err := wire.ParseBlockBatch(got, nil, nil)
+			if err != nil || bt.First != 9 || !slices.Equal(bt.Records, tt.recs) {
+				t.Fatalf("ParseBlockBatch = %+v, %v, want the records at 9", bt, err)
+			}
+			if tt.saved > 0 {
+				// The signed form is not the block's: read as one, it fails.
+				if _, err := wire.ParseBlockBatch(body, nil, nil); err == nil {
+					t.Errorf("ParseBlockBatch(signed form) = nil, want an error")
+				}
+			}
+		})
+	}
+}
+
+// soloRecords is n lines of one sender's: a batch whose records carry
+// no sender index in a block.
+func soloRecords(n int) []wire.Record {
+	recs := make([]wire.Record, n)
+	for i := range recs {
+		recs[i] = wire.Record{Kind: wire.KindMessage, KeyID: [wire.KeyIDLen]byte{7}, Nick: "solo", Text: strings.Repeat("s", i)}
+	}
+	return recs
 }
 
 func manyRecords(n int) []wire.Record {
@@ -1210,7 +1269,7 @@ func TestNackHeaderLayout(t *testing.T) {
 		nonce[i] = byte(0x40 + i)
 	}
 	h := wire.NackHeader{Room: sampleRoom, Epoch: 0x11121314, Nonce: nonce}
-	want := []byte{'M', 'D', 4, wire.TypeNack, 1, 2, 3, 4, 5, 6, 7, 8,
+	want := []byte{'M', 'D', 5, wire.TypeNack, 1, 2, 3, 4, 5, 6, 7, 8,
 		0x11, 0x12, 0x13, 0x14}
 	want = append(want, nonce[:]...)
 	if got := wire.AppendNackHeader(nil, h); !bytes.Equal(got, want) {
