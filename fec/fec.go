@@ -41,6 +41,7 @@ package fec
 import (
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/klauspost/reedsolomon"
 )
@@ -68,6 +69,11 @@ var (
 	// in size.
 	ErrShardSize = errors.New("fec: shard sizes differ")
 
+	// errShardCounts is returned by New and NewExtender for shard counts
+	// out of bounds, and by Extend for a block of other than k+from
+	// shards: a caller's mistake, never a peer's.
+	errShardCounts = errors.New("fec: invalid shard counts")
+
 	// ErrCorrupt is returned by Decode when the rebuilt data shards
 	// cannot have come from Encode: their padding is not Encode's.
 	ErrCorrupt = errors.New("fec: corrupt block")
@@ -85,20 +91,20 @@ type Coder struct {
 // New returns a Coder for k data and m parity shards per block, where
 // 1 <= k, 0 <= m and k+m <= MaxShards.
 func New(k, m int) (*Coder, error) {
-	if k < 1 || m < 0 || k+m > MaxShards {
-		return nil, fmt.Errorf("fec: invalid shard counts k=%d m=%d: want k >= 1, m >= 0, k+m <= %d", k, m, MaxShards)
-	}
-	rs, err := newRS(k, m, cacheInversions(k, m), reedsolomon.WithCauchyMatrix())
+	rs, err := newRS(k, 0, m, cacheInversions(k, m), reedsolomon.WithCauchyMatrix())
 	if err != nil {
 		return nil, err
 	}
 	return &Coder{k: k, m: m, rs: rs}, nil
 }
 
-// newRS returns reedsolomon's coder for k data and m parity shards with
-// that coding matrix.
-func newRS(k, m int, cacheInversions bool, matrix reedsolomon.Option) (reedsolomon.Encoder, error) {
-	rs, err := reedsolomon.New(k, m,
+// newRS returns reedsolomon's coder for k data shards and parity shards
+// k+from to k+to-1, with that coding matrix.
+func newRS(k, from, to int, cacheInversions bool, matrix reedsolomon.Option) (reedsolomon.Encoder, error) {
+	if k < 1 || from < 0 || to < from || k+to > MaxShards {
+		return nil, errShardCounts
+	}
+	rs, err := reedsolomon.New(k, to-from,
 		reedsolomon.WithInversionCache(cacheInversions),
 		// Blocks are a few KB: splitting one across goroutines costs more
 		// than it saves, and the daemon codes many blocks in parallel anyway.
@@ -173,22 +179,20 @@ type Extender struct {
 }
 
 // NewExtender returns an Extender for parity shards k+from to k+to-1 of
-// blocks of k data shards, where 1 <= k, 0 <= from < to and k+to <=
+// blocks of k data shards, where 1 <= k, 0 <= from <= to and k+to <=
 // MaxShards.
 func NewExtender(k, from, to int) (*Extender, error) {
-	if k < 1 || from < 0 || to <= from || k+to > MaxShards {
-		return nil, fmt.Errorf("fec: invalid extension of k=%d from %d to %d parity shards", k, from, to)
-	}
 	// The Cauchy rows of those parity shards alone, as WithCauchyMatrix
-	// makes them (see the package comment).
-	rows := make([][]byte, to-from)
+	// makes them (see the package comment), last first: Extend reverses
+	// the parity shards to code them. (max: newRS refuses bad counts.)
+	rows := make([][]byte, max(to-from, 0))
 	for i := range rows {
-		rows[i] = make([]byte, k)
+		rows[i] = make([]byte, max(k, 0))
 		for c := range rows[i] {
-			rows[i][c] = reedsolomon.Inv(byte((k + from + i) ^ c))
+			rows[i][c] = reedsolomon.Inv(byte((k + to - 1 - i) ^ c))
 		}
 	}
-	rs, err := newRS(k, to-from, false, reedsolomon.WithCustomMatrix(rows)) // no decodes, no inversions
+	rs, err := newRS(k, from, to, false, reedsolomon.WithCustomMatrix(rows)) // no decodes, no inversions
 	if err != nil {
 		return nil, err
 	}
@@ -202,7 +206,7 @@ func NewExtender(k, from, to int) (*Extender, error) {
 func (e *Extender) Extend(shards [][]byte) ([][]byte, error) {
 	have, m := e.k+e.from, e.to-e.from
 	if len(shards) != have {
-		return nil, fmt.Errorf("fec: got %d shards to extend, want %d", len(shards), have)
+		return nil, errShardCounts
 	}
 	if cap(shards) < have+m {
 		shards = append(make([][]byte, 0, have+m), shards...)
@@ -213,17 +217,12 @@ func (e *Extender) Extend(shards [][]byte) ([][]byte, error) {
 	resize(shards[have:have], m, len(shards[0]))
 	shards = shards[:have+m]
 	// reedsolomon codes one slice of the data shards and the parity its
-	// matrix makes: swap the new parity shards to just after the data,
-	// code, and swap them back in the reverse order (a swap undoes
-	// itself), rather than allocate a slice for each call.
-	p := shards[e.k:]
-	for i := range m {
-		p[i], p[e.from+i] = p[e.from+i], p[i]
-	}
+	// matrix makes: reverse the parity shards, which puts the new ones,
+	// last first as the matrix's rows are, just after the data, code, and
+	// reverse them back, rather than allocate a slice for each call.
+	slices.Reverse(shards[e.k:])
 	err := e.rs.Encode(shards[:e.k+m])
-	for i := m - 1; i >= 0; i-- {
-		p[i], p[e.from+i] = p[e.from+i], p[i]
-	}
+	slices.Reverse(shards[e.k:])
 	if err != nil {
 		return nil, fmt.Errorf("fec: extend: %w", err)
 	}

@@ -588,7 +588,7 @@ func TestExtender(t *testing.T) {
 }
 
 func TestExtenderErrors(t *testing.T) {
-	for _, a := range [][3]int{{0, 0, 1}, {1, -1, 1}, {1, 2, 2}, {1, 3, 2}, {1, 0, MaxShards}, {MaxShards, 0, 1}} {
+	for _, a := range [][3]int{{0, 0, 1}, {-1, 0, 1}, {1, -1, 1}, {1, 3, 2}, {1, 0, MaxShards}, {MaxShards, 0, 1}} {
 		if _, err := NewExtender(a[0], a[1], a[2]); err == nil {
 			t.Errorf("NewExtender(%d, %d, %d) succeeded", a[0], a[1], a[2])
 		}

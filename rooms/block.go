@@ -71,17 +71,19 @@ func tierCoders(k, t int, ext bool) (*fec.Coder, *fec.Extender, error) {
 		return nil, nil, err
 	}
 	coders.Lock()
-	defer coders.Unlock()
 	tier := &coders.tiers[k][t]
 	var err error
 	switch {
 	case ext && tier.ext == nil:
-		// Tier 0 is made with the block: NewExtender refuses it.
+		// Tier 0 comes with the block: a block short of it (t = 0)
+		// gets an Extender of no parity, which refuses it.
 		tier.ext, err = fec.NewExtender(k, tierParity(k, max(t-1, 0)), tierParity(k, t))
 	case !ext && tier.c == nil:
 		tier.c, err = fec.New(k, tierParity(k, t))
 	}
-	return tier.c, tier.ext, err
+	c, e := tier.c, tier.ext
+	coders.Unlock()
+	return c, e, err
 }
 
 // checkK refuses a block size out of bounds.
