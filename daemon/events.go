@@ -15,7 +15,12 @@ import (
 // state; a subscriber that falls further behind than its queue is cut off
 // with an overflow event rather than silently skipped.
 const (
-	roomBacklog     = 1000
+	roomBacklog = 1000
+	// roomBacklogText bounds the bytes of text of those events, beyond
+	// the newest's: 1000 lines of 200 bytes fit, but 1000 of 16 KB
+	// (wire.MaxText), which any member may say, would keep 16 MB a
+	// joined room on a router whose budget is 16 MB in all.
+	roomBacklogText = 256 << 10
 	subscriberQueue = 4096
 	// quietTail is how many slots a hosted room's ring keeps once its
 	// log has caught up with it: a quiet room's one line at a time, not
@@ -55,26 +60,34 @@ func (h *hub) offer(ev ctl.Event) *ctl.Event {
 	return &h.offered
 }
 
-// ring holds a room's newest events, at most roomBacklog. It is a ring,
-// not a slice shifted down, because a busy room publishes thousands of
-// events a second and each shift copied the whole backlog.
+// ring holds a room's newest events, at most roomBacklog of them and
+// roomBacklogText bytes of their text. It is a ring, not a slice shifted
+// down, because a busy room publishes thousands of events a second and
+// each shift copied the whole backlog.
 type ring struct {
 	evs   []ctl.Event // slots: grown to roomBacklog at most, then reused
 	start int         // the oldest event's slot
 	n     int         // events held
+	text  int         // bytes of their texts
 }
 
 func (r *ring) add(ev ctl.Event) {
+	for r.n > 0 && (r.n == roomBacklog || r.text+len(ev.Text) > roomBacklogText) {
+		r.dropOldest()
+	}
 	if r.n == len(r.evs) {
-		if r.n == roomBacklog {
-			r.evs[r.start] = ev
-			r.start = (r.start + 1) % r.n
-			return
-		}
 		r.resize(min(max(2*r.n, quietTail), roomBacklog))
 	}
 	r.evs[(r.start+r.n)%len(r.evs)] = ev
 	r.n++
+	r.text += len(ev.Text)
+}
+
+func (r *ring) dropOldest() {
+	r.text -= len(r.evs[r.start].Text)
+	r.evs[r.start] = ctl.Event{} // its text
+	r.start = (r.start + 1) % len(r.evs)
+	r.n--
 }
 
 // resize moves the events to size slots, oldest first.
@@ -90,9 +103,7 @@ func (r *ring) resize(size int) {
 // none is left, of the slots a burst grew.
 func (r *ring) dropBefore(seq uint64) {
 	for r.n > 0 && r.evs[r.start].Seq < seq {
-		r.evs[r.start] = ctl.Event{} // its text
-		r.start = (r.start + 1) % len(r.evs)
-		r.n--
+		r.dropOldest()
 	}
 	if r.n == 0 && len(r.evs) > quietTail {
 		r.evs, r.start = nil, 0
@@ -287,25 +298,41 @@ func missed(room string, since, oldest uint64) ctl.Event {
 // event if that no longer reaches back to since (or, logging nothing, the
 // ring's oldest event, tail, does not).
 func hostedSnapshot(hs history, room string, since, logged, tail uint64) []ctl.Event {
-	var snap []ctl.Event
+	var evs []ctl.Event
+	var oldest uint64
 	// The log lets its oldest segment go as it grows: a read it overtook
 	// would stop short, so it is read again if its oldest moved meanwhile.
 	for range 3 {
-		snap = snap[:0]
 		logOldest := hs.Oldest()
-		oldest := max(logOldest, logged-min(logged, roomBacklog))
+		oldest = max(logOldest, logged-min(logged, roomBacklog))
 		if logOldest == 0 || logOldest >= logged {
 			oldest = tail
 		}
-		if since > 0 && oldest > since+1 {
-			snap = append(snap, missed(room, since, oldest))
+		// The newest roomBacklogText bytes of text, as a ring keeps: the
+		// events before them are let go as the read goes on.
+		evs = evs[:0]
+		first, text := 0, 0
+		hs.events(max(since+1, oldest), logged, func(ev ctl.Event) {
+			evs = append(evs, ev)
+			text += len(ev.Text)
+			for text > roomBacklogText && first < len(evs)-1 {
+				text -= len(evs[first].Text)
+				evs[first] = ctl.Event{}
+				first++
+			}
+		})
+		if first > 0 {
+			oldest = evs[first].Seq
 		}
-		hs.events(max(since+1, oldest), logged, func(ev ctl.Event) { snap = append(snap, ev) })
+		evs = evs[first:]
 		if hs.Oldest() == logOldest {
 			break
 		}
 	}
-	return snap
+	if since > 0 && oldest > since+1 {
+		return append([]ctl.Event{missed(room, since, oldest)}, evs...)
+	}
+	return evs
 }
 
 // logHistory reads a hosted room's store as the events its records made

@@ -1,8 +1,10 @@
 package daemon
 
 import (
+	"cmp"
 	"context"
 	"slices"
+	"strings"
 	"testing"
 
 	"meshd/ctl"
@@ -171,6 +173,7 @@ func BenchmarkHubPublish(b *testing.B) {
 // each read.
 type fakeHistory struct {
 	oldest, next uint64
+	text         string // of each record's event; "" for "logged"
 	onRead       func()
 	reads        int
 }
@@ -183,8 +186,9 @@ func (f *fakeHistory) events(from, to uint64, yield func(ctl.Event)) {
 	if f.onRead != nil {
 		f.onRead()
 	}
+	text := cmp.Or(f.text, "logged")
 	for seq := max(from, f.oldest); seq < min(to, f.next); seq++ {
-		yield(ctl.Event{Kind: ctl.EventMessage, Room: "r", Seq: seq, Text: "logged"})
+		yield(ctl.Event{Kind: ctl.EventMessage, Room: "r", Seq: seq, Text: text})
 	}
 }
 
@@ -194,6 +198,50 @@ func seqs(evs []ctl.Event) []uint64 {
 		s = append(s, ev.Seq)
 	}
 	return s
+}
+
+// TestHubBacklogText: a room's backlog holds its newest events up to
+// roomBacklogText bytes of their text, as a ring for a joined room and as
+// a snapshot of its log for a hosted one, and a reader from before them
+// is told what it missed: 1000 lines of 16 KB, which any member may say,
+// would have kept 16 MB a room.
+func TestHubBacklogText(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	long := strings.Repeat("x", wire.MaxText)
+	const fit = roomBacklogText / wire.MaxText
+	check := func(what string, h *hub, last uint64) {
+		t.Helper()
+		snap, _ := h.subscribe(ctx, "r", 0, true, nil)
+		if len(snap) != fit || snap[0].Seq != last-fit+1 || snap[fit-1].Seq != last {
+			t.Errorf("%s, since 0: %v, want the newest %d, to #%d", what, seqs(snap), fit, last)
+		}
+		snap, _ = h.subscribe(ctx, "r", 1, true, nil)
+		if want := (ctl.Event{Kind: ctl.EventMissed, Room: "r", Seq: 2, Through: last - fit}); len(snap) != fit+1 || snap[0] != want {
+			t.Errorf("%s, since 1: first of %d events %+v, want %+v", what, len(snap), snap[0], want)
+		}
+	}
+
+	joined := newHub()
+	for seq := uint64(1); seq <= 100; seq++ {
+		joined.publish(ctl.Event{Kind: ctl.EventMessage, Room: "r", Seq: seq, Text: long}, true)
+	}
+	check("a joined room's 100 lines of 16 KB", joined, 100)
+	if r := joined.backlog["r"]; r.text > roomBacklogText {
+		t.Errorf("ring holds %d bytes of text, want at most %d", r.text, roomBacklogText)
+	}
+	// Short lines after long ones take their places one for one and
+	// more: the ring is bound by its count again.
+	for seq := uint64(101); seq <= 100+2*roomBacklog; seq++ {
+		joined.publish(ctl.Event{Kind: ctl.EventMessage, Room: "r", Seq: seq, Text: "hi"}, true)
+	}
+	if snap, _ := joined.subscribe(ctx, "r", 0, true, nil); len(snap) != roomBacklog {
+		t.Errorf("after short lines: %d events, want %d", len(snap), roomBacklog)
+	}
+
+	hosted := newHub()
+	hosted.host("r", &fakeHistory{oldest: 1, next: 101, text: long})
+	check("a hosted room's log of 100 lines of 16 KB", hosted, 100)
 }
 
 // TestHubHosted: a hosted room's ring holds only the events its log may

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"math"
 	"net/netip"
 	"slices"
 	"sort"
@@ -1376,17 +1377,20 @@ const outlierMargin = 0.25
 // a copy of its own. With no other member to compare with, the stream is
 // granted: one copy costs no more than the multicast it replaces.
 func (s *Sequencer) sharedLossLocked(m *hostSession) (room float64, peers int, shared bool) {
-	var losses []float64
+	// Sorted as their bits: losses are not negative, and such floats
+	// order as their IEEE 754 bits do. A sort of uint64s is in the
+	// binary already (roomlog); one of float64s was 9 KB of a router's.
+	var losses []uint64
 	for _, o := range s.members {
 		if o != m && o.reported {
-			losses = append(losses, o.loss)
+			losses = append(losses, math.Float64bits(o.loss))
 		}
 	}
 	if len(losses) == 0 {
 		return 0, 0, false
 	}
 	slices.Sort(losses)
-	room = losses[len(losses)/2]
+	room = math.Float64frombits(losses[len(losses)/2])
 	return room, len(losses), m.loss-room < outlierMargin
 }
 
