@@ -537,39 +537,142 @@ func FuzzDecode(f *testing.F) {
 	})
 }
 
-// TestExtendTo: a block coded with few parity shards, extended by a Coder
-// for more, keeps its shards and gains parity that rebuilds it alone with
-// some data shards, as the bigger Coder's own encoding would.
-func TestExtendTo(t *testing.T) {
+// TestExtender: a block coded with some parity, extended tier after tier
+// (twice the parity, up to MaxShards shards), has after each extension
+// exactly the shards that a Coder for all that parity makes, and the
+// shards it had before are the same buffers with the same bytes: their
+// packets must be sent again byte for byte (a nonce is a shard's index).
+func TestExtender(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 9))
+	for _, k := range []int{1, 2, 3, 17, 64, 128, MaxShards - 4, MaxShards - 1} {
+		data := randData(rng, 40*k)
+		from := min(k, 32, (MaxShards-k)/2) // none for k = MaxShards-1
+		shards, err := mustNew(t, k, from).Encode(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for from < MaxShards-k {
+			to := min(max(2*from, 4), MaxShards-k)
+			before := slices.Clone(shards)
+			orig := make([][]byte, len(shards))
+			for i, s := range shards {
+				orig[i] = bytes.Clone(s)
+			}
+			e, err := NewExtender(k, from, to)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := e.Extend(shards)
+			if err != nil {
+				t.Fatalf("k=%d: Extend from %d to %d parity shards: %v", k, from, to, err)
+			}
+			want, err := mustNew(t, k, to).Encode(data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.EqualFunc(got, want, bytes.Equal) {
+				t.Fatalf("k=%d: extended from %d to %d parity shards = %x, want a Coder's %x", k, from, to, got, want)
+			}
+			for i := range before {
+				if &got[i][0] != &before[i][0] || !bytes.Equal(before[i], orig[i]) {
+					t.Fatalf("k=%d: extending from %d to %d parity shards replaced or changed shard %d", k, from, to, i)
+				}
+			}
+			// Again into the same buffers, as a block's memory is reused.
+			if again, err := e.Extend(got[:k+from]); err != nil || !slices.EqualFunc(again, want, bytes.Equal) {
+				t.Fatalf("k=%d: extending from %d to %d parity shards again = %x, %v", k, from, to, again, err)
+			}
+			shards, from = got, to
+		}
+	}
+}
+
+func TestExtenderErrors(t *testing.T) {
+	for _, a := range [][3]int{{0, 0, 1}, {-1, 0, 1}, {1, -1, 1}, {1, 3, 2}, {1, 0, MaxShards}, {MaxShards, 0, 1}} {
+		if _, err := NewExtender(a[0], a[1], a[2]); err == nil {
+			t.Errorf("NewExtender(%d, %d, %d) succeeded", a[0], a[1], a[2])
+		}
+	}
 	const k = 5
-	small, big := mustNew(t, k, 2), mustNew(t, k, 9)
-	data := []byte("one, two, three, and five!")
-	shards, err := small.Encode(data)
+	shards, err := mustNew(t, k, 2).Encode([]byte("one, two, three, and five!"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	orig := make([][]byte, len(shards))
-	for i, s := range shards {
-		orig[i] = slices.Clone(s)
-	}
-	ext, err := big.ExtendTo(shards)
+	e, err := NewExtender(k, 2, 9)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want, err := big.Encode(data)
+	for _, in := range [][][]byte{shards[:k+1], append(slices.Clone(shards), shards[0])} {
+		if _, err := e.Extend(in); err == nil {
+			t.Errorf("extending %d shards with parity from %d succeeded", len(in), k+2)
+		}
+	}
+	short := slices.Clone(shards)
+	short[1] = short[1][1:]
+	if _, err := e.Extend(short); err == nil {
+		t.Error("extending a block with a short data shard succeeded")
+	}
+}
+
+// TestExtendAllocs: extending into buffers a block already has adds no
+// allocation to reedsolomon's own Encode.
+func TestExtendAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates on its own account")
+	}
+	const k, from, to = 17, 17, 34
+	shards, err := mustNew(t, k, to).Encode(benchData(k, 100))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.EqualFunc(ext, want, bytes.Equal) {
-		t.Fatalf("extended shards = %x, want the bigger Coder's %x", ext, want)
+	e, err := NewExtender(k, from, to)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if !slices.EqualFunc(ext[:len(orig)], orig, bytes.Equal) {
-		t.Fatalf("extending changed the shards there: %x, were %x", ext[:len(orig)], orig)
+	sub := append(slices.Clone(shards[:k]), shards[k+from:]...)
+	lib := testing.AllocsPerRun(100, func() {
+		if err := e.rs.Encode(sub); err != nil {
+			t.Fatal(err)
+		}
+	})
+	allocs := testing.AllocsPerRun(100, func() {
+		if shards, err = e.Extend(shards[:k+from]); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != lib {
+		t.Errorf("Extend allocated %v times per call, reedsolomon.Encode %v; want no more", allocs, lib)
 	}
-	// Data shards 0 and 1 and the last three parity shards, none of them
-	// made before the extension.
-	checkDecode(t, big, ext, []int{0, 1, k + 6, k + 7, k + 8}, data)
-	if _, err := big.ExtendTo(shards[:k-1]); err == nil {
-		t.Error("extending fewer than k shards succeeded")
+}
+
+// BenchmarkExtend makes the parity that repairs add to a block once they
+// have spent what it has: the next tier's (rooms' extendBlock), from and
+// to parity shards.
+func BenchmarkExtend(b *testing.B) {
+	for _, bs := range []struct{ k, from, to, size int }{
+		{1, 4, 8, 200},
+		{8, 8, 16, 1361},
+		{17, 17, 34, 1361},
+		{64, 32, 64, 1361},
+		{128, 32, 64, 1361},
+		{128, 64, 127, 1361},
+	} {
+		b.Run(fmt.Sprintf("k=%d,%d-%d,%dB", bs.k, bs.from, bs.to, bs.size), func(b *testing.B) {
+			shards, err := mustNew(b, bs.k, bs.to).Encode(benchData(bs.k, bs.size))
+			if err != nil {
+				b.Fatal(err)
+			}
+			e, err := NewExtender(bs.k, bs.from, bs.to)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.SetBytes(int64((bs.to - bs.from) * bs.size)) // the parity made
+			b.ReportAllocs()
+			for b.Loop() {
+				if shards, err = e.Extend(shards[:bs.k+bs.from]); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

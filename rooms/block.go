@@ -28,15 +28,22 @@ const maxParity = 32
 // with, and each tier after it twice the tier before, up to all
 // wire.MaxShards - k a block may have. Parity shard k+j is the same for
 // every tier. Repairs that have spent a block's parity extend it a tier
-// at a time (extendBlock), and a member decodes with the least tier that
-// holds the shards it has (decodeBlock): a coder's cost grows with its
-// parity (reedsolomon's scratch for a decode is k × m × 64 bytes, 1 MiB
-// for k = 128 with all 127, which kept members' RSS 6 MiB higher at full
-// rate; making all of a block's parity at once cost a router the CPU of
-// four blocks), and most blocks need no more than tier 0.
+// at a time (extendBlock, with the tier's Extender, which makes only the
+// parity that the tier before lacks), and a member decodes with the least
+// tier that holds the shards it has (decodeBlock): a coder's cost grows
+// with its parity (reedsolomon's scratch for a decode is k × m × 64
+// bytes, 1 MiB for k = 128 with all 127, which kept members' RSS 6 MiB
+// higher at full rate; making all of a block's parity at once cost a
+// router the CPU of four blocks), and most blocks need no more than tier
+// 0. A host makes a tier's Extender, a member its Coder; each holds its
+// coding matrix, some k × (k + parity) bytes (41 KB for tier 2 of
+// k = 128).
 var coders struct {
 	sync.Mutex
-	tiers [wire.MaxBlockShards + 1][maxTiers]*fec.Coder
+	tiers [wire.MaxBlockShards + 1][maxTiers]struct {
+		c   *fec.Coder
+		ext *fec.Extender
+	}
 }
 
 // maxTiers bounds the tiers of a block size: parityFor(k) is at least 4,
@@ -53,20 +60,30 @@ func tierParity(k, t int) int {
 func coderFor(k int) (*fec.Coder, error) { return tierCoder(k, 0) }
 
 func tierCoder(k, t int) (*fec.Coder, error) {
+	c, _, err := tierCoders(k, t, false)
+	return c, err
+}
+
+// tierCoders returns the Coder of tier t of blocks of k data shards, or
+// with ext its Extender, making the one asked for if it is not there.
+func tierCoders(k, t int, ext bool) (*fec.Coder, *fec.Extender, error) {
 	if err := checkK(k); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	coders.Lock()
-	defer coders.Unlock()
-	slot := &coders.tiers[k][t]
-	if *slot == nil {
-		c, err := fec.New(k, tierParity(k, t))
-		if err != nil {
-			return nil, err
-		}
-		*slot = c
+	tier := &coders.tiers[k][t]
+	var err error
+	switch {
+	case ext && tier.ext == nil:
+		// Tier 0 comes with the block: a block short of it (t = 0)
+		// gets an Extender of no parity, which refuses it.
+		tier.ext, err = fec.NewExtender(k, tierParity(k, max(t-1, 0)), tierParity(k, t))
+	case !ext && tier.c == nil:
+		tier.c, err = fec.New(k, tierParity(k, t))
 	}
-	return *slot, nil
+	c, e := tier.c, tier.ext
+	coders.Unlock()
+	return c, e, err
 }
 
 // checkK refuses a block size out of bounds.
@@ -98,11 +115,11 @@ func extendBlock(shards [][]byte, k int) ([][]byte, error) {
 	if len(shards) >= wire.MaxShards {
 		return shards, nil
 	}
-	c, err := tierCoder(k, tierFor(k, len(shards)+1))
+	_, e, err := tierCoders(k, tierFor(k, len(shards)+1), true)
 	if err != nil {
 		return nil, err
 	}
-	return c.ExtendTo(shards)
+	return e.Extend(shards)
 }
 
 // encodeBlockTo codes a block's payload, its batches and signature, into

@@ -3,6 +3,7 @@ package rooms
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -487,6 +488,82 @@ func TestDecodeAnyTier(t *testing.T) {
 			if err != nil || !bytes.Equal(got, payload) {
 				t.Errorf("k %d, tier %d: decodeBlock(shards %d..%d) = %d bytes, %v, want the block", k, tier, end-k, end-1, len(got), err)
 			}
+		}
+	}
+}
+
+// TestExtendBlockMatchesTier: extending a block from each tier to the next
+// gives exactly the shards that the bigger tier's coder makes of the
+// block, up to wire.MaxShards, and leaves the shards it had as they were,
+// the same buffers with the same bytes: a repair's packet must be the
+// first one again byte for byte (§4.3).
+func TestExtendBlockMatchesTier(t *testing.T) {
+	for _, k := range []int{1, 2, 17, 64, wire.MaxBlockShards} {
+		payload := testBatch(k*wire.ShardData-1-int(k%3), uint64(k))
+		shards, got := mustEncodeBlock(t, payload)
+		if got != k {
+			t.Fatalf("encodeBlockTo(%d bytes) = k %d, want %d", len(payload), got, k)
+		}
+		for tier := 1; len(shards) < wire.MaxShards; tier++ {
+			before := slices.Clone(shards)
+			orig := make([][]byte, len(shards))
+			for i, s := range shards {
+				orig[i] = bytes.Clone(s)
+			}
+			var err error
+			if shards, err = extendBlock(shards, k); err != nil {
+				t.Fatalf("k %d: extendBlock(%d shards) = %v", k, len(before), err)
+			}
+			c, err := tierCoder(k, tier)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := c.Encode(payload)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.EqualFunc(shards, want, bytes.Equal) {
+				t.Fatalf("k %d: extendBlock(%d shards) = %d shards, not the %d of tier %d", k, len(before), len(shards), len(want), tier)
+			}
+			for i := range before {
+				if &shards[i][0] != &before[i][0] || !bytes.Equal(before[i], orig[i]) {
+					t.Fatalf("k %d: extendBlock(%d shards) replaced or changed shard %d", k, len(before), i)
+				}
+			}
+		}
+		if len(shards) != wire.MaxShards {
+			t.Fatalf("k %d: extended to %d shards, want %d", k, len(shards), wire.MaxShards)
+		}
+		if more, err := extendBlock(shards, k); err != nil || len(more) != wire.MaxShards {
+			t.Errorf("k %d: extendBlock(all %d shards) = %d shards, %v, want them unchanged", k, wire.MaxShards, len(more), err)
+		}
+	}
+}
+
+// BenchmarkExtendBlock is a repair's extension of a block of k full
+// shards from one tier to the next, the first two tiers after the one it
+// is sent with, into the buffers the block already has.
+func BenchmarkExtendBlock(b *testing.B) {
+	for _, k := range []int{1, 8, 17, 64, wire.MaxBlockShards} {
+		for tier := 1; tier <= 2; tier++ {
+			from, to := tierParity(k, tier-1), tierParity(k, tier)
+			b.Run(fmt.Sprintf("k=%d,%d-%d", k, from, to), func(b *testing.B) {
+				shards, _ := mustEncodeBlock(b, testBatch(k*wire.ShardData-1, 1))
+				for len(shards) < k+to {
+					var err error
+					if shards, err = extendBlock(shards, k); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.SetBytes(int64((to - from) * wire.ShardData)) // the parity made
+				b.ReportAllocs()
+				for b.Loop() {
+					var err error
+					if shards, err = extendBlock(shards[:k+from], k); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
 		}
 	}
 }
