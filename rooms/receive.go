@@ -140,7 +140,8 @@ type partial struct {
 	// shard came: a NACK waits until the block stops arriving.
 	first, last, nackAt time.Time
 	done                bool
-	counted             bool // in the loss estimate
+	counted             bool  // in the loss estimate
+	asked               uint8 // NACKs for it since its latest shard
 }
 
 // shardSet is a set of a block's shard indexes, below wire.MaxShards.
@@ -464,7 +465,7 @@ func (m *Member) shardLocked(si wire.ShardInfo, shard []byte, now time.Time) {
 		// link's queue (128 shards at 20 Mbit/s: 70 ms): a NACK while it
 		// still arrives asks for shards on their way, and the repairs it
 		// brings queue behind them. So each shard puts the NACK off.
-		p.last = now
+		p.last, p.asked = now, 0
 		if !p.nackAt.IsZero() && p.nackAt.Before(now.Add(nackHold)) {
 			p.nackAt = now.Add(nackHold)
 		}
@@ -685,26 +686,7 @@ func (m *Member) repair() {
 		m.mu.Unlock()
 		return
 	}
-	var entries []wire.NackEntry
-	for b := rx.doneBelow; b <= rx.lastBlock && len(entries) < wire.MaxNackEntries; b++ {
-		p := rx.partials[b]
-		if p == nil {
-			p = rx.newPartial(now)
-			rx.partials[b] = p
-		}
-		if p.done {
-			continue
-		}
-		if !m.nackDueLocked(b, p, now) {
-			continue
-		}
-		missing := uint8(wire.MissingAll)
-		if p.k > 0 {
-			missing = uint8(p.k - p.have)
-		}
-		entries = append(entries, wire.NackEntry{Block: b, Missing: missing})
-		p.nackAt = now.Add(nackRetry)
-	}
+	entries := m.nackEntriesLocked(now)
 	var nack []byte
 	if len(entries) > 0 && !rx.streaming && m.path != PathTCP {
 		m.nackCounter++
@@ -738,6 +720,40 @@ func (m *Member) repair() {
 			m.log.Debug("fetch", "err", err)
 		}
 	}
+}
+
+// nackEntriesLocked returns the blocks due a NACK at now (nackDueLocked),
+// oldest first, at most wire.MaxNackEntries, and puts off each one's
+// next NACK.
+func (m *Member) nackEntriesLocked(now time.Time) []wire.NackEntry {
+	rx := &m.rx
+	var entries []wire.NackEntry
+	for b := rx.doneBelow; b <= rx.lastBlock && len(entries) < wire.MaxNackEntries; b++ {
+		p := rx.partials[b]
+		if p == nil {
+			p = rx.newPartial(now)
+			rx.partials[b] = p
+		}
+		if p.done {
+			continue
+		}
+		if !m.nackDueLocked(b, p, now) {
+			continue
+		}
+		missing := uint8(wire.MissingAll)
+		if p.k > 0 {
+			missing = uint8(p.k - p.have)
+		}
+		entries = append(entries, wire.NackEntry{Block: b, Missing: missing})
+		// Each NACK with no shard of the block since doubles the wait
+		// for the next, up to 8 nackRetry, as TCP backs off its
+		// retransmissions: on a slow link a repair takes longer than
+		// nackRetry to come (250 to 450 ms at 1 Mbit/s), and a NACK sent
+		// meanwhile only spends its member's rate and airtime.
+		p.nackAt = now.Add(nackRetry << min(p.asked, 3))
+		p.asked++
+	}
+	return entries
 }
 
 // sampleRepairTime adds how long a block that lost data shards took to

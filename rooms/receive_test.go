@@ -169,6 +169,46 @@ func TestNackWaitsForTheBlocksEnd(t *testing.T) {
 	}
 }
 
+// TestNackBacksOff: a member asking again for a block none of whose
+// shards came since doubles its wait each time, from nackRetry up to 8
+// nackRetry, as TCP backs off its retransmissions (on a slow link a
+// repair takes longer than nackRetry to come); a shard of the block
+// starts it over.
+func TestNackBacksOff(t *testing.T) {
+	m := newPathMember(t, newPathHost(t, new(countSink)))
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	const b = 7
+	t0 := time.Unix(1_000_000, 0)
+	p := &partial{k: 4, sent: 6, have: 2, first: t0, last: t0, shards: make([][]byte, wire.MaxShards)}
+	p.got.add(0)
+	p.got.add(5) // the first transmission is all in: only nackAt times the NACKs
+	rx := &m.rx
+	rx.partials[b], rx.doneBelow, rx.lastBlock, rx.lastMcast = p, b, b, t0
+	now := t0.Add(nackHold + nackBackoff)
+	for _, wait := range []time.Duration{1, 2, 4, 8, 8} {
+		wait *= nackRetry
+		if es := m.nackEntriesLocked(now); len(es) != 1 || es[0].Block != b || es[0].Missing != 2 {
+			t.Fatalf("at %v: NACK entries %+v, want block %d missing 2", now.Sub(t0), es, b)
+		}
+		if got := p.nackAt.Sub(now); got != wait {
+			t.Fatalf("at %v: next NACK %v on, want %v", now.Sub(t0), got, wait)
+		}
+		if es := m.nackEntriesLocked(now.Add(wait - time.Millisecond)); len(es) != 0 {
+			t.Fatalf("at %v: NACK entries %+v before the wait is out", now.Sub(t0), es)
+		}
+		now = now.Add(wait)
+	}
+	m.shardLocked(wire.ShardInfo{Block: b, Index: 1, K: 4, Sent: 6}, make([]byte, wire.ShardData), now)
+	now = now.Add(nackHold)
+	if es := m.nackEntriesLocked(now); len(es) != 1 || es[0].Missing != 1 {
+		t.Fatalf("%v after a shard: NACK entries %+v, want block %d missing 1", nackHold, es, b)
+	}
+	if got := p.nackAt.Sub(now); got != nackRetry {
+		t.Fatalf("after a shard: next NACK %v on, want %v", got, nackRetry)
+	}
+}
+
 // TestFirstLossReadingComesEarly: a member's first loss reading counts
 // each block as soon as it is resolved and a later one came (its first
 // transmission is then all in), not once it is keepResolved blocks
