@@ -415,7 +415,7 @@ func TestRepairsMakeFreshParity(t *testing.T) {
 	round := func() []wire.ShardInfo {
 		sink.pkts = nil
 		s.mu.Lock()
-		s.repairs[no] = k
+		s.askLocked(no, k)
 		clock = clock.Add(repairHold)
 		s.mu.Unlock()
 		s.repair()

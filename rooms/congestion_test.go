@@ -285,7 +285,7 @@ func TestRepairHold(t *testing.T) {
 	no := s.block
 	repair := func(want int) int {
 		sink.pkts = nil
-		s.repairs[no] = want
+		s.askLocked(no, want)
 		s.mu.Unlock()
 		s.repair()
 		s.mu.Lock()
@@ -303,6 +303,118 @@ func TestRepairHold(t *testing.T) {
 		clock = clock.Add(step.after)
 		if got := repair(step.want); got != step.got {
 			t.Fatalf("%v on: a NACK for %d shards sent %d, want %d", step.after, step.want, got, step.got)
+		}
+	}
+}
+
+// slowSink is a link that takes per to carry a packet: each write moves
+// clock on by that much, as a write to a full socket on a slow link
+// blocks until the link has made room.
+type slowSink struct {
+	pktSink
+	clock *testClock
+	per   time.Duration
+}
+
+func (s *slowSink) WriteTo(b []byte, to netip.AddrPort) error {
+	s.clock.add(s.per)
+	return s.pktSink.WriteTo(b, to)
+}
+
+// testClock is a clock that moves only when told to.
+type testClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *testClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *testClock) add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// blockingSink is a link whose every write blocks for per, as a write to
+// a full socket does while the link carries the packet before it.
+type blockingSink struct{ per time.Duration }
+
+func (s blockingSink) WriteTo([]byte, netip.AddrPort) error {
+	time.Sleep(s.per)
+	return nil
+}
+
+// TestPaceOfTheLink: the host times its link from its own writes, a full
+// chunk at a time: writes that block for 1 ms each make a pace of about
+// 1 ms a packet; a short chunk, what was left of a burst, leaves it be.
+func TestPaceOfTheLink(t *testing.T) {
+	const per = time.Millisecond
+	s := newPathHost(t, blockingSink{per})
+	write := func(n int) time.Duration {
+		s.mu.Lock()
+		for range n {
+			s.queueLocked(append(s.packetBufLocked(), 1), nil)
+		}
+		s.unlock()
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.pace
+	}
+	// The smoothed pace closes a quarter of the gap a chunk: after 16,
+	// all but 1 %.
+	if pace := write(16 * drainChunk); pace < per*9/10 {
+		t.Fatalf("pace %v after writes that blocked for %v each", pace, per)
+	}
+	s.mu.Lock()
+	s.pace = 10 * time.Millisecond
+	s.mu.Unlock()
+	if pace := write(drainChunk - 1); pace != 10*time.Millisecond {
+		t.Fatalf("pace %v after a short chunk; want the 10ms it was", pace)
+	}
+}
+
+// TestRepairHoldCoversTheLink: on a link that takes 10 ms a packet (1
+// Mbit/s, a pace the host learns from its writes: TestPaceOfTheLink), a
+// repair round holds until its shards can have crossed the link, not
+// only repairHold: a member's NACK sent again after nackRetry, its
+// repair still on the link, gets nothing more; one asking beyond the
+// round gets what it asks beyond; once the shards can have arrived, a
+// NACK (the repair was lost too) gets fresh ones.
+func TestRepairHoldCoversTheLink(t *testing.T) {
+	const per = 10 * time.Millisecond
+	clock := &testClock{t: time.Unix(1_000_000, 0)}
+	sink := &slowSink{clock: clock, per: per}
+	s := newPathHost(t, sink)
+	makeBlocks(t, s, &sink.pktSink, 1, 40, 0)
+	s.mu.Lock()
+	s.now, s.pace = clock.now, per
+	no := s.block
+	s.mu.Unlock()
+	repair := func(want int) int {
+		n := len(sink.pkts)
+		s.mu.Lock()
+		s.askLocked(no, want)
+		s.mu.Unlock()
+		s.repair()
+		return len(sink.pkts) - n
+	}
+	for _, step := range []struct {
+		what      string
+		after     time.Duration // since the step before, on top of its writes
+		want, got int
+	}{
+		{"a NACK", 0, 3, 3},
+		{"a member asking again after nackRetry, its repair on the link", nackRetry, 3, 0},
+		{"another member, that needs more", 0, 5, 2},
+		{"a member that lost the repair too", (2 + sendQueued) * per, 3, 3},
+	} {
+		clock.add(step.after)
+		if got := repair(step.want); got != step.got {
+			t.Fatalf("%s: a NACK for %d shards sent %d, want %d", step.what, step.want, got, step.got)
 		}
 	}
 }

@@ -100,6 +100,7 @@ func (s *Sequencer) unlock() {
 		s.first -= min(s.first, n)
 		s.drained.Broadcast()
 		s.mu.Unlock()
+		start := time.Now()
 		for _, p := range chunk {
 			if err := s.host.cfg.Sender.WriteTo(p.pkt, s.group); err != nil {
 				st.SendErrors.Add(1)
@@ -108,8 +109,15 @@ func (s *Sequencer) unlock() {
 			}
 			st.PacketsSent.Add(1)
 		}
+		took := time.Since(start)
 		s.mu.Lock()
 		s.writtenLocked(chunk)
+		// A full chunk's writes block on a full link, and time it: the
+		// pace repairDelayLocked reckons with. A short one is what was
+		// left of a burst, written into a socket with room for it.
+		if n == drainChunk {
+			s.pace += (took/drainChunk - s.pace) / 4
+		}
 		clear(chunk)
 		s.chunk = chunk[:0]
 	}

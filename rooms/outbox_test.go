@@ -26,6 +26,13 @@ func (s *Sequencer) sendQueuedLocked() {
 	s.outbox, s.first = s.outbox[:0], 0
 }
 
+// askLocked notes a NACK for want shards of block no, as HandleNack does
+// for one that opens and names a block still kept.
+func (s *Sequencer) askLocked(no uint64, want int) {
+	sb := s.blocks[no%sentBlocks]
+	sb.asked = max(sb.asked, want)
+}
+
 // TestRepairGoesFirst: a repair is written before the blocks that were
 // waiting in the outbox when it was made, and repairs keep their order.
 func TestRepairGoesFirst(t *testing.T) {
@@ -41,8 +48,8 @@ func TestRepairGoesFirst(t *testing.T) {
 	}
 	s.flushLocked()
 	queued := len(s.outbox)
-	s.repairs[repaired] = 2
-	s.repairs[repaired+1] = 1
+	s.askLocked(repaired, 2)
+	s.askLocked(repaired+1, 1)
 	s.mu.Unlock() // not unlock: the new block stays queued, unwritten
 	if queued == 0 {
 		t.Fatal("the new block was not queued")
@@ -209,7 +216,7 @@ func TestNackForQueuedShards(t *testing.T) {
 	if sb.unsent != sent {
 		t.Errorf("block %d: %d shards unsent, want all %d queued", no, sb.unsent, sent)
 	}
-	s.repairs[no] = 3
+	s.askLocked(no, 3)
 	s.mu.Unlock() // not unlock: the block stays queued
 	s.repair()
 	if got := len(sink.pkts); got != sent {
@@ -217,7 +224,7 @@ func TestNackForQueuedShards(t *testing.T) {
 	}
 	s.mu.Lock()
 	unsent := sb.unsent
-	s.repairs[no] = 3
+	s.askLocked(no, 3)
 	s.mu.Unlock()
 	if unsent != 0 {
 		t.Fatalf("block %d written, %d shards still counted unsent", no, unsent)

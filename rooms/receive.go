@@ -836,7 +836,10 @@ func (m *Member) overhear(pkt []byte) {
 // whose writes paused (a busy CPU) while a block went out drew NACKs for
 // most of it, and sent repairs for shards that then arrived, a third of
 // all repairs in a capacity run on a loaded machine. A block whose last
-// shards are lost is asked for once none of it came for nackRetry.
+// shards are lost is asked for once nothing of the room came for
+// nackRetry: repairs go ahead of a block's tail, and on a slow link
+// (11 ms a shard at 1 Mbit/s) a round of them held it up for longer,
+// whose members then asked for the rest of a block on its way.
 func (m *Member) nackDueLocked(b uint64, p *partial, now time.Time) bool {
 	if p.nackAt.IsZero() {
 		p.nackAt = p.last.Add(nackHold + rand.N(nackBackoff))
@@ -845,7 +848,7 @@ func (m *Member) nackDueLocked(b uint64, p *partial, now time.Time) bool {
 		return false
 	}
 	// A known k is at least 1, and sent at least k and at most 255.
-	return p.k == 0 || p.got.has(uint8(p.sent-1)) || m.rx.lastBlock > b || !now.Before(p.last.Add(nackRetry))
+	return p.k == 0 || p.got.has(uint8(p.sent-1)) || m.rx.lastBlock > b || !now.Before(m.rx.lastMcast.Add(nackRetry))
 }
 
 func (m *Member) ackSoonLocked() {

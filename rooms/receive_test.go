@@ -127,8 +127,9 @@ func TestShardSetCountBelow(t *testing.T) {
 // TestNackWaitsForTheBlocksEnd: a member that stopped getting a block's
 // shards asks for the rest only once the block's first transmission is
 // known to have been written (its last shard, or a later block's, came),
-// or once none of it came for nackRetry: until then the shards it lacks
-// may be on their way from a host whose writes paused.
+// or once nothing of the room came for nackRetry: until then the shards
+// it lacks may be on their way from a host whose writes paused, or
+// behind the repairs of other blocks on a slow link.
 func TestNackWaitsForTheBlocksEnd(t *testing.T) {
 	m := newPathMember(t, newPathHost(t, new(countSink)))
 	m.mu.Lock()
@@ -145,20 +146,23 @@ func TestNackWaitsForTheBlocksEnd(t *testing.T) {
 	m.rx.lastBlock = b
 	quiet := t0.Add(nackHold + nackBackoff) // past any backoff
 	for _, tt := range []struct {
-		name string
-		p    *partial
-		last uint64 // newest block the member knows
-		at   time.Time
-		want bool
+		name  string
+		p     *partial
+		last  uint64    // newest block the member knows
+		heard time.Time // when the room's latest packet came
+		at    time.Time
+		want  bool
 	}{
-		{"still within the hold", block(0, 5), b, t0.Add(nackHold / 2), false},
-		{"the last shard came", block(0, 5), b, quiet, true},
-		{"the first shards only", block(0, 1), b, quiet, false},
-		{"the first shards, nackRetry later", block(0, 1), b, t0.Add(nackRetry), true},
-		{"the first shards, then a later block", block(0, 1), b + 1, quiet, true},
-		{"known only from a later block", &partial{last: t0}, b + 1, quiet, true},
+		{"still within the hold", block(0, 5), b, t0, t0.Add(nackHold / 2), false},
+		{"the last shard came", block(0, 5), b, t0, quiet, true},
+		{"the first shards only", block(0, 1), b, t0, quiet, false},
+		{"the first shards, nackRetry later", block(0, 1), b, t0, t0.Add(nackRetry), true},
+		{"the first shards, other blocks' repairs since", block(0, 1), b, t0.Add(nackRetry), t0.Add(nackRetry), false},
+		{"the first shards, nackRetry after the repairs", block(0, 1), b, t0.Add(nackRetry), t0.Add(2 * nackRetry), true},
+		{"the first shards, then a later block", block(0, 1), b + 1, t0, quiet, true},
+		{"known only from a later block", &partial{last: t0}, b + 1, t0, quiet, true},
 	} {
-		m.rx.lastBlock = tt.last
+		m.rx.lastBlock, m.rx.lastMcast = tt.last, tt.heard
 		if got := m.nackDueLocked(b, tt.p, tt.at); got != tt.want {
 			t.Errorf("%s: NACK due %v, want %v", tt.name, got, tt.want)
 		}

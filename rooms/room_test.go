@@ -638,7 +638,7 @@ func TestRepairAfterAllParitySent(t *testing.T) {
 	if sb.sent != len(sb.shards) {
 		t.Fatalf("sent %d of %d shards at first, want all of them", sb.sent, len(sb.shards))
 	}
-	tr.seq.repairs[sb.no] = sb.k
+	tr.seq.askLocked(sb.no, sb.k)
 	tr.seq.mu.Unlock()
 	tr.seq.repair()
 	waitWritten(t, tr.seq)

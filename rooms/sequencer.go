@@ -77,8 +77,14 @@ const (
 	// that lost the repair too is answered when it asks again: a longer
 	// hold (120 ms was tried) kept blocks unresolved until members, a
 	// 128-block window behind, gave up on them and fetched every record
-	// over their sessions, sixteen copies on the same link.
+	// over their sessions, sixteen copies on the same link. It is the
+	// least hold: a slow link's is as long as the link takes to carry
+	// the repair (repairDelayLocked).
 	repairHold = nackRetry / 2
+	// sendQueued is how many packets the host's link holds once its
+	// socket blocks: the data socket's send buffer takes about 7 shards
+	// (daemon.dataSendBuffer), and the interface's queue holds them.
+	sendQueued = 8
 	// sentBlocks is how many recent blocks the host can repair with fresh
 	// parity; older gaps are served as batches over members' sessions.
 	// At full rate that is over a second of a busy room (a block is up to
@@ -161,7 +167,6 @@ type Sequencer struct {
 	blockArmed bool
 	block      uint64 // the newest block of this epoch
 	blocks     [sentBlocks]*sentBlock
-	repairs    map[uint64]int // block → shards asked for, within repairWindow
 	repairTmr  *time.Timer
 	loss       float64 // the worst recent loss a multicast member reported
 	lastSend   time.Time
@@ -193,6 +198,9 @@ type Sequencer struct {
 	free     [][]byte
 	draining bool
 	chunk    []outPacket
+	// pace is the smoothed time a packet of a full chunk took to write:
+	// on a full link, the time the link takes to carry one.
+	pace time.Duration
 	// sayWaiting counts says waiting for the outbox to drain.
 	sayWaiting int
 	drained    sync.Cond // broadcast as the outbox empties
@@ -212,10 +220,13 @@ type sentBlock struct {
 	sent   int      // shards sent at first
 	next   int      // the next shard a repair sends
 	unsent int      // shards first sent that are in the outbox, not yet written
+	asked  int      // the most shards a NACK asked for within repairWindow
 	// The repair round in progress: repaired shards sent since
-	// repairedAt, which count against NACKs until repairHold after it.
+	// repairedAt, which count against NACKs until hold after it, when
+	// the last of them can have reached members.
 	repaired   int
 	repairedAt time.Time
+	hold       time.Duration
 }
 
 func newSequencer(h *Host, name string, id [wire.RoomIDLen]byte, store Store, access *accessState) *Sequencer {
@@ -239,7 +250,6 @@ func newSequencer(h *Host, name string, id [wire.RoomIDLen]byte, store Store, ac
 		serial:   Epoch(h.cfg.Boot, 0),
 		next:     start,
 		reserved: start,
-		repairs:  make(map[uint64]int),
 		now:      time.Now,
 		banned:   make(map[[wire.KeyIDLen]byte]time.Time),
 		access:   access,
@@ -283,7 +293,6 @@ func (s *Sequencer) rekeyLocked() error {
 	s.rekeys++
 	s.key, s.counter = k, 0
 	s.block, s.blocks = 0, [sentBlocks]*sentBlock{}
-	clear(s.repairs)
 	s.rotatedAt = time.Now()
 	return nil
 }
@@ -923,6 +932,7 @@ func (s *Sequencer) HandleNack(pkt []byte) {
 		return
 	}
 	st.NacksReceived.Add(1)
+	asked := false
 	for _, e := range n.Entries {
 		sb := s.blocks[e.Block%sentBlocks]
 		if sb == nil || sb.no != e.Block {
@@ -932,16 +942,18 @@ func (s *Sequencer) HandleNack(pkt []byte) {
 		if e.Missing == wire.MissingAll {
 			want = sb.k
 		}
-		s.repairs[e.Block] = max(s.repairs[e.Block], min(want, sb.k))
+		sb.asked = max(sb.asked, min(want, sb.k))
+		asked = true
 	}
-	if len(s.repairs) > 0 && s.repairTmr == nil {
+	if asked && s.repairTmr == nil {
 		s.repairTmr = time.AfterFunc(repairWindow, s.repair)
 	}
 }
 
 // repair sends what the NACKs of the last window asked for, less what
-// the block's repair round (repairHold) sent already: parity not yet
-// sent, then, once a block's parity is spent, its data shards again.
+// is on its way: the block's shards still queued, and what its repair
+// round sent (repairDelayLocked). It sends parity not yet sent, then,
+// once a block's parity is spent, its data shards again.
 func (s *Sequencer) repair() {
 	s.mu.Lock()
 	defer s.unlock()
@@ -951,20 +963,24 @@ func (s *Sequencer) repair() {
 	}
 	now := s.now()
 	_, loss := s.multicastLossLocked()
-	for no, want := range s.repairs {
-		delete(s.repairs, no)
-		sb := s.blocks[no%sentBlocks]
-		if sb == nil || sb.no != no {
+	for _, sb := range s.blocks {
+		if sb == nil || sb.asked == 0 {
 			continue
 		}
-		if now.Sub(sb.repairedAt) >= repairHold {
-			sb.repaired, sb.repairedAt = 0, now
+		want := sb.asked
+		sb.asked = 0
+		age := now.Sub(sb.repairedAt)
+		if age >= sb.hold {
+			sb.repaired, sb.repairedAt, age = 0, now, 0
 		}
 		// Shards of the block still in the outbox are on their way: a
 		// NACK sent while a block is queued behind others (or behind
 		// the says of a full link) asks for them too early.
 		want = repairShards(max(want-sb.unsent, 0), wire.MaxShards, loss) - sb.repaired
-		sb.repaired += max(want, 0)
+		if want <= 0 {
+			continue
+		}
+		sb.repaired += want
 		for range want {
 			if sb.next == len(sb.shards) {
 				s.moreShardsLocked(sb)
@@ -974,7 +990,26 @@ func (s *Sequencer) repair() {
 			s.host.cfg.Stats.RepairsSent.Add(1)
 			s.host.cfg.Stats.RepairBytesSent.Add(int64(n))
 		}
+		sb.hold = age + s.repairDelayLocked()
 	}
+}
+
+// repairDelayLocked is how long the repairs at the front of the outbox
+// take to reach members: what the link must carry before the last of
+// them (the repairs, a chunk being written, the packets the socket and
+// the interface hold) at the pace packets have been written lately, or
+// repairHold on a link that keeps up. At 1 Mbit/s a packet takes 11 ms,
+// a repair waited 200 to 400 ms behind the others, and members, asking
+// again every nackRetry, drew a fresh repair of the same shards three or
+// four times over (BENCHMARKS.md, "Slow links: session 8"). NORM's sender
+// likewise holds off repairing content again for a round trip, one that
+// counts its queues.
+func (s *Sequencer) repairDelayLocked() time.Duration {
+	ahead := s.first + sendQueued
+	if s.draining {
+		ahead += drainChunk
+	}
+	return max(repairHold, time.Duration(ahead)*s.pace)
 }
 
 // moreShardsLocked gives a repair more shards to send once it has sent
