@@ -67,6 +67,13 @@ func build(dir string) error {
 	} else {
 		steps = append(steps, []string{"build", "-o", dir, "meshd/cmd/meshd"})
 	}
+	// MESHD_BUILD_TAGS builds meshd as a router would run it, e.g.
+	// "noasm": reedsolomon without SIMD, as on mips and 32-bit arm.
+	if tags := os.Getenv("MESHD_BUILD_TAGS"); tags != "" {
+		for i := range steps {
+			steps[i] = slices.Insert(steps[i], 1, "-tags", tags)
+		}
+	}
 	for _, args := range steps {
 		cmd := exec.Command("go", args...)
 		// Without cgo, as shipped: static binaries, as on a router. With

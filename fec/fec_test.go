@@ -5,8 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"os/exec"
+	"runtime"
 	"slices"
 	"testing"
+
+	"github.com/klauspost/reedsolomon"
 )
 
 func mustNew(t testing.TB, k, m int) *Coder {
@@ -330,14 +335,14 @@ func TestDecodeReusesEmptyShards(t *testing.T) {
 }
 
 func TestEncodeToReuses(t *testing.T) {
-	c := mustNew(t, 8, 2)
+	c := mustNew(t, 12, 8) // minRSShards: not padded
 	rng := rand.New(rand.NewPCG(7, 8))
 	var shards [][]byte
 	blocks := make([][]byte, 20)
 	for i := range blocks {
-		blocks[i] = randData(rng, 8*1200)
+		blocks[i] = randData(rng, 12*1200)
 	}
-	blocks[0] = make([]byte, 8*1200) // the first block grows the buffers to the maximum
+	blocks[0] = make([]byte, 12*1200) // the first block grows the buffers to the maximum
 	for _, data := range blocks {
 		var err error
 		shards, err = c.EncodeTo(shards, data)
@@ -345,7 +350,7 @@ func TestEncodeToReuses(t *testing.T) {
 			t.Fatal(err)
 		}
 		// Padding must be cleared even when a buffer held a longer block.
-		checkDecode(t, c, shards, []int{2, 3, 4, 5, 6, 7, 8, 9}, data)
+		checkDecode(t, c, shards, []int{2, 3, 4, 5, 6, 7, 8, 9, 14, 15, 16, 17}, data)
 	}
 	if raceEnabled {
 		return // the race detector allocates
@@ -674,5 +679,95 @@ func BenchmarkExtend(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestNoTwoByteTable: coding, extending and decoding blocks of fewer than
+// minRSShards shards never makes reedsolomon build its 32 MiB table of
+// the products of every byte pair, which it does on first use for a
+// coder of fewer than 20 shards where it has no SIMD: mips and 32-bit
+// arm, the routers, and here `go test -tags noasm` (.ci/run runs it).
+// In a process of its own: the table, once made, stays.
+func TestNoTwoByteTable(t *testing.T) {
+	if os.Getenv("FEC_TABLE_CHILD") == "" {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestNoTwoByteTable$")
+		cmd.Env = append(os.Environ(), "FEC_TABLE_CHILD=1")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		return
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	rng := rand.New(rand.NewPCG(3, 4))
+	for k := 1; k < minRSShards; k++ {
+		for m := 0; k+m < minRSShards; m++ {
+			c := mustNew(t, k, m)
+			data := randData(rng, 100*k)
+			shards, err := c.Encode(data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e, err := NewExtender(k, m, m+4)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if shards, err = e.Extend(shards); err != nil {
+				t.Fatal(err)
+			}
+			// The first min(k, m+4) data shards lost, rebuilt from parity.
+			c4 := mustNew(t, k, m+4)
+			lost := min(k, m+4)
+			present := make([]int, 0, k)
+			for i := lost; i < k+lost; i++ {
+				present = append(present, i)
+			}
+			checkDecode(t, c4, shards, present, data)
+		}
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if grew := int64(after.HeapAlloc) - int64(before.HeapAlloc); grew > 8<<20 {
+		t.Errorf("small blocks left %d bytes more on the heap: reedsolomon's table of byte-pair products", grew)
+	}
+}
+
+// TestSmallBlocksAsReedSolomon: the parity of blocks of fewer than
+// minRSShards shards, which codeSmall makes rather than reedsolomon, is
+// byte for byte reedsolomon's, and decodes with its padded coder.
+func TestSmallBlocksAsReedSolomon(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	for k := 1; k < minRSShards; k++ {
+		for m := 1; k+m < minRSShards; m++ {
+			data := randData(rng, 37*k)
+			shards, err := mustNew(t, k, m).Encode(data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rs, err := reedsolomon.New(k, m, reedsolomon.WithCauchyMatrix())
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := make([][]byte, k+m)
+			for i := range want {
+				want[i] = slices.Clone(shards[i])
+				if i >= k {
+					clear(want[i])
+				}
+			}
+			if err := rs.Encode(want); err != nil {
+				t.Fatal(err)
+			}
+			if !slices.EqualFunc(shards, want, bytes.Equal) {
+				t.Fatalf("k=%d m=%d: shards %x, reedsolomon's %x", k, m, shards, want)
+			}
+			// The last k shards: as many data shards lost as there is parity.
+			present := make([]int, 0, k)
+			for i := m; i < k+m; i++ {
+				present = append(present, i)
+			}
+			checkDecode(t, mustNew(t, k, m), shards, present, data)
+		}
 	}
 }
