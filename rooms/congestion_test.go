@@ -350,7 +350,8 @@ func (s blockingSink) WriteTo([]byte, netip.AddrPort) error {
 
 // TestPaceOfTheLink: the host times its link from its own writes, a full
 // chunk at a time: writes that block for 1 ms each make a pace of about
-// 1 ms a packet; a short chunk, what was left of a burst, leaves it be.
+// 1 ms a packet; a short chunk, what was left of a burst, leaves it be;
+// a quiet second halves it.
 func TestPaceOfTheLink(t *testing.T) {
 	const per = time.Millisecond
 	s := newPathHost(t, blockingSink{per})
@@ -374,6 +375,14 @@ func TestPaceOfTheLink(t *testing.T) {
 	s.mu.Unlock()
 	if pace := write(drainChunk - 1); pace != 10*time.Millisecond {
 		t.Fatalf("pace %v after a short chunk; want the 10ms it was", pace)
+	}
+	// A second without a packet: the link's queues have drained.
+	s.tick(time.Now().Add(Heartbeat))
+	waitWritten(t, s)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.pace != 5*time.Millisecond {
+		t.Fatalf("pace %v after a quiet second; want half the 10ms it was", s.pace)
 	}
 }
 

@@ -880,6 +880,10 @@ func (s *Sequencer) tick(now time.Time) {
 	// 16 MB with them), keeping the one its heartbeat goes back in.
 	clear(s.free)
 	s.free = s.free[:0]
+	// Its link's queues have drained; a pace timed by a chunk that a
+	// stalled CPU wrote slowly fades, a second at a time, as no full
+	// chunk comes to correct it.
+	s.pace /= 2
 	s.counter++
 	pkt, err := sealHeartbeat(s.packetBufLocked(), &s.nonce, s.key, wire.TagOf(s.id), s.counter, wire.Heartbeat{Next: s.next - uint64(len(s.pending)+s.openRecs), LastBlock: s.block})
 	if err != nil {
