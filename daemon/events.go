@@ -192,6 +192,11 @@ func (h *hub) publish(ev ctl.Event, keep bool) {
 			}
 			continue
 		}
+		if s.direct != nil && s.direct.Full() {
+			delete(h.subs, s)
+			close(s.ch)
+			continue
+		}
 		select {
 		case s.ch <- ev:
 		default:

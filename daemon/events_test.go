@@ -89,6 +89,7 @@ func TestHubOverflow(t *testing.T) {
 // records what it took and when it was told to send.
 type fakeDirect struct {
 	took, sent []uint64
+	full       bool // what Full reports
 }
 
 func (f *fakeDirect) Take(ev *ctl.Event) bool {
@@ -100,6 +101,29 @@ func (f *fakeDirect) Take(ev *ctl.Event) bool {
 }
 
 func (f *fakeDirect) Send() { f.sent = append(f.sent, f.took[len(f.took)-1]) }
+
+func (f *fakeDirect) Full() bool { return f.full }
+
+// TestHubDirectFull: once the events a stream declined hold all the text
+// it may keep waiting (Full), the next one it declines ends its
+// subscription as fallen behind, rather than joins the queue.
+func TestHubDirectFull(t *testing.T) {
+	h := newHub()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	d := &fakeDirect{}
+	_, live := h.subscribe(ctx, "r", 0, false, d)
+	h.publish(ctl.Event{Kind: ctl.EventMessage, Room: "r", Seq: 3}, true)
+	d.full = true
+	h.publish(ctl.Event{Kind: ctl.EventMessage, Room: "r", Seq: 4}, true) // taken: still live
+	h.publish(ctl.Event{Kind: ctl.EventMessage, Room: "r", Seq: 6}, true)
+	if ev, ok := <-live; !ok || ev.Seq != 3 {
+		t.Fatalf("first queued event %+v (%v), want #3", ev, ok)
+	}
+	if ev, ok := <-live; ok {
+		t.Errorf("after the stream was full, %+v queued, want the subscription ended", ev)
+	}
+}
 
 // TestHubDirect: an event the subscriber's stream takes does not go on
 // its channel; one it declines does, and later events keep their order.

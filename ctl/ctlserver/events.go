@@ -41,6 +41,9 @@ type eventStream struct {
 	// Raised by Take (under the backend's lock, not mu), lowered by the
 	// handler under mu.
 	queued atomic.Int64
+	// queuedText is the bytes of text of those events: at most
+	// maxQueuedText (Full).
+	queuedText atomic.Int64
 	// kick asks the handler to flush what the socket did not take from
 	// Send.
 	kick chan struct{}
@@ -56,8 +59,16 @@ func (es *eventStream) Take(ev *ctl.Event) bool {
 		}
 	}
 	es.queued.Add(1)
+	es.queuedText.Add(int64(len(ev.Text)))
 	return false
 }
+
+// maxQueuedText bounds the bytes of text of the events that wait for a
+// stream's handler (Full): thousands of 200-byte lines, 64 of 16 KB.
+const maxQueuedText = 1 << 20
+
+// Full implements Direct.
+func (es *eventStream) Full() bool { return es.queuedText.Load() > maxQueuedText }
 
 func (es *eventStream) takeLocked(ev *ctl.Event) bool {
 	if es.nw == nil || !es.live || es.done || es.queued.Load() != 0 {
@@ -229,6 +240,7 @@ func (es *eventStream) burst(ctx context.Context, live <-chan ctl.Event, ev ctl.
 			return false
 		}
 		es.queued.Add(-1)
+		es.queuedText.Add(-int64(len(ev.Text)))
 		select {
 		case ev, ok = <-live:
 			continue

@@ -44,9 +44,34 @@ func TestEventStreamWrittenByPublisher(t *testing.T) {
 // A reader that stops reading never holds up the publisher: once its
 // socket is full, events queue for the handler, which waits for the
 // reader, and the queue overflowing ends the stream. Every event before
-// the overflow reaches the reader, in order, whichever way it went.
+// the overflow reaches the reader, in order, whichever way it went. With
+// long lines the queue overflows by its text, not its count: a stuck
+// reader of 16 KB lines kept 4096 of them, 64 MB.
 func TestEventStreamSlowReader(t *testing.T) {
-	b := ctltest.NewBackend()
+	t.Run("3000", func(t *testing.T) {
+		b, _, delivered := slowReader(t, 3000, 0)
+		if d := b.Direct(); d < 2 || d >= int(delivered) {
+			t.Errorf("%d events before the overflow, %d of them written by the publisher; want some either way, after the first", delivered, d)
+		}
+	})
+	t.Run("16384", func(t *testing.T) {
+		// A line longer than a stream's buffer always waits for the
+		// handler; 64 of them fill the queue (maxQueuedText), plus what
+		// the socket holds, in a queue of the daemon's 4096 events.
+		if _, published, _ := slowReader(t, 16<<10, 4096); published > 1000 {
+			t.Errorf("%d events of 16 KB published before the overflow, want at most 1000", published)
+		}
+	})
+}
+
+// slowReader runs TestEventStreamSlowReader with lines of n bytes and a
+// backend that queues queue events a subscriber (ctltest.Backend.Queue):
+// it returns the backend, how many events were published before the
+// stream overflowed and how many the reader got before the overflow
+// event.
+func slowReader(t *testing.T, n, queue int) (b *ctltest.Backend, published, delivered uint64) {
+	b = ctltest.NewBackend()
+	b.Queue = queue
 	srv := ctltest.Start(t, b)
 	c, err := net.Dial("unix", srv.Socket)
 	if err != nil {
@@ -66,10 +91,10 @@ func TestEventStreamSlowReader(t *testing.T) {
 	// Publish and read lines one by one until the stream is idle, so that
 	// the publisher writes the next; then publish until the subscription
 	// is dropped for falling behind, with nothing read meanwhile.
-	text := strings.Repeat("x", 3000)
+	text := strings.Repeat("x", n)
 	dec := json.NewDecoder(resp.Body)
 	var first uint64
-	for b.Direct() == 0 {
+	for b.Direct() == 0 && first < 100 {
 		first++
 		b.Publish(ctl.Event{Kind: ctl.EventMessage, Room: "r", Seq: first, Text: text})
 		var ev ctl.Event
@@ -77,18 +102,18 @@ func TestEventStreamSlowReader(t *testing.T) {
 			t.Fatalf("event %d: %+v, %v", first, ev, err)
 		}
 	}
-	published := make(chan uint64, 1)
+	lastc := make(chan uint64, 1)
 	go func() {
 		seq := first
 		for b.Subscribers() > 0 {
 			seq++
 			b.Publish(ctl.Event{Kind: ctl.EventMessage, Room: "r", Seq: seq, Text: text})
 		}
-		published <- seq
+		lastc <- seq
 	}()
-	var n uint64
+	var last uint64
 	select {
-	case n = <-published:
+	case last = <-lastc:
 	case <-time.After(20 * time.Second):
 		t.Fatal("publishing to a stream nobody reads blocked")
 	}
@@ -97,7 +122,7 @@ func TestEventStreamSlowReader(t *testing.T) {
 	for {
 		var ev ctl.Event
 		if err := dec.Decode(&ev); err != nil {
-			t.Fatalf("after event %d of %d: %v; want an overflow event", seq, n, err)
+			t.Fatalf("after event %d of %d: %v; want an overflow event", seq, last, err)
 		}
 		if ev.Kind == ctl.EventOverflow {
 			break
@@ -110,8 +135,6 @@ func TestEventStreamSlowReader(t *testing.T) {
 	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
 		t.Errorf("after the overflow event: %v; want the body to end", err)
 	}
-	if d := b.Direct(); d < 2 || d >= int(seq) {
-		t.Errorf("%d events before the overflow, %d of them written by the publisher; want some either way, after the first", seq, d)
-	}
-	t.Logf("%d events published, %d delivered, %d of them by the publisher", n, seq, b.Direct())
+	t.Logf("%d events published, %d delivered, %d of them by the publisher", last, seq, b.Direct())
+	return b, last, seq
 }

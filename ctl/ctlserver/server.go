@@ -78,6 +78,12 @@ type Direct interface {
 	// one packet), so that a burst goes out in one write. It never
 	// blocks.
 	Send()
+	// Full reports that the events Take declined, which wait on live
+	// for the stream's handler, hold more text than a stream may keep
+	// waiting: the backend then ends the subscription as fallen behind
+	// rather than queue more. A stuck reader of a room whose members say
+	// 16 KB lines kept thousands of them, tens of MB on a router.
+	Full() bool
 }
 
 const (

@@ -40,6 +40,10 @@ const (
 // sequenced, kept as history and published to subscribers. It is safe for
 // concurrent use.
 type Backend struct {
+	// Queue is how many live events a subscriber may lag behind, as the
+	// daemon's 4096; 0 for SubBuffer. Set it before the first subscriber.
+	Queue int
+
 	mu      sync.Mutex
 	status  ctl.Status
 	rooms   []*ctl.Room // in creation order
@@ -166,6 +170,10 @@ func (b *Backend) publishLocked(ev ctl.Event) {
 		if s.direct != nil && s.direct.Take(&ev) {
 			b.direct++
 			s.direct.Send()
+			continue
+		}
+		if s.direct != nil && s.direct.Full() {
+			b.dropLocked(s)
 			continue
 		}
 		select {
@@ -532,7 +540,7 @@ func (b *Backend) Subscribe(ctx context.Context, room string, since uint64, init
 			}
 		}
 	}
-	s := &subscriber{room: room, ch: make(chan ctl.Event, SubBuffer), direct: direct}
+	s := &subscriber{room: room, ch: make(chan ctl.Event, cmp.Or(b.Queue, SubBuffer)), direct: direct}
 	b.subs[s] = struct{}{}
 	context.AfterFunc(ctx, func() {
 		b.mu.Lock()
