@@ -121,3 +121,44 @@ func TestParseBatchNicks(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkBlockBatch: a one-sender batch into a block's form, as the
+// host adds it to a block (the sender indexes left out), and out of it,
+// as a member takes it.
+func BenchmarkBlockBatch(b *testing.B) {
+	for _, lines := range []int{1, 32} {
+		recs := benchRecs(lines)
+		for i := range recs {
+			recs[i].KeyID, recs[i].Nick = [wire.KeyIDLen]byte{7}, "solo"
+		}
+		body, err := wire.AppendBatchBody(nil, 1, recs)
+		if err != nil {
+			b.Fatal(err)
+		}
+		blk := make([]byte, 0, len(body)+2)
+		b.Run(fmt.Sprintf("encode/lines=%d", lines), func(b *testing.B) {
+			b.SetBytes(int64(200 * lines))
+			b.ReportAllocs()
+			for b.Loop() {
+				blk = wire.AppendBlockBatch(blk[:0], body)
+			}
+			b.ReportMetric(float64(len(blk)-2)/float64(lines), "B/line")
+		})
+		in, _, err := wire.NextBlockBatch(blk)
+		if err != nil {
+			b.Fatal(err)
+		}
+		out := make([]wire.Record, 0, lines)
+		b.Run(fmt.Sprintf("decode/lines=%d", lines), func(b *testing.B) {
+			b.SetBytes(int64(200 * lines))
+			b.ReportAllocs()
+			for b.Loop() {
+				bt, err := wire.ParseBlockBatch(in, out, func(n []byte) string { return "solo" })
+				if err != nil {
+					b.Fatal(err)
+				}
+				out = bt.Records[:0]
+			}
+		})
+	}
+}

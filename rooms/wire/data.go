@@ -175,10 +175,13 @@ func ParseShardInfo(b []byte) (ShardInfo, error) {
 // the unluckiest of many members loses a smaller share of a big block
 // than of a small one.
 func AppendBlockBatch(b, body []byte) []byte {
-	b = appendU16(b, uint16(BlockBatchLen(len(body), int(body[8]), int(body[9]))))
-	if body[9] != 1 {
+	records, senders := int(body[8]), int(body[9]) // after the first sequence number
+	b = appendU16(b, uint16(BlockBatchLen(len(body), records, senders)))
+	if senders != 1 {
 		return append(b, body...)
 	}
+	// The header and the one sender (key id, nick), then each record
+	// without the sender index after its head.
 	p := BatchHeaderLen + KeyIDLen + 1 + int(body[BatchHeaderLen+KeyIDLen])
 	b = append(b, body[:p]...)
 	for p < len(body) {
