@@ -389,3 +389,34 @@ func TestBlockHeldWhileSaysWait(t *testing.T) {
 	s.sayWaiting = 0
 	s.sendBlockLocked()
 }
+
+// TestBlockHeldWhileTheLinkIsBusy: past blockHold, a block is held while
+// the outbox holds a chunk or more for the link (it could go no sooner
+// than that drains), and not once it holds less.
+func TestBlockHeldWhileTheLinkIsBusy(t *testing.T) {
+	s := newPathHost(t, new(countSink))
+	clock := time.Unix(1_000_000, 0)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.now = func() time.Time { return clock }
+	s.open = append(s.open, 1)
+	s.openSince = clock
+	if got := s.holdLocked(clock); got != blockIdle {
+		t.Errorf("a block just opened: hold %v, want blockIdle %v", got, blockIdle)
+	}
+	late := clock.Add(blockHold + time.Millisecond)
+	if got := s.holdLocked(late); got > 0 {
+		t.Errorf("past blockHold, the outbox empty: hold %v, want none", got)
+	}
+	for range drainChunk {
+		s.outbox = append(s.outbox, outPacket{})
+	}
+	if got := s.holdLocked(late); got != blockIdle {
+		t.Errorf("past blockHold, a chunk in the outbox: hold %v, want blockIdle %v", got, blockIdle)
+	}
+	s.outbox = s.outbox[:drainChunk-1]
+	if got := s.holdLocked(late); got > 0 {
+		t.Errorf("past blockHold, less than a chunk in the outbox: hold %v, want none", got)
+	}
+	s.outbox, s.open = s.outbox[:0], s.open[:0]
+}

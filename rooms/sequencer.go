@@ -705,7 +705,7 @@ func (s *Sequencer) flushLocked() {
 	// its link before its members' first loss reports sent a block a
 	// batch (17 shards), each to be repaired for the unluckiest
 	// member at twice the share of a full block.
-	hold := min(blockIdle, blockHold-s.lastFlush.Sub(s.openSince))
+	hold := s.holdLocked(s.lastFlush)
 	if _, loss := s.multicastLossLocked(); hold <= 0 || s.sayWaiting == 0 && (!s.busy || loss == 0) {
 		s.sendBlockLocked()
 		return
@@ -726,12 +726,26 @@ func (s *Sequencer) sendBlock() {
 	// are there, held back by the host's own link. Sending the block then
 	// sent a batch or two a block, at several times the parity a line,
 	// for as long as the link was full.
-	if left := blockHold - s.now().Sub(s.openSince); s.sayWaiting > 0 && left > 0 && len(s.open) > 0 {
+	if hold := s.holdLocked(s.now()); s.sayWaiting > 0 && hold > 0 && len(s.open) > 0 {
 		s.blockArmed = true
-		s.blockTimer.Reset(min(blockIdle, left))
+		s.blockTimer.Reset(hold)
 		return
 	}
 	s.sendBlockLocked()
+}
+
+// holdLocked is how long from now the open block may wait for more
+// batches: blockIdle, up to blockHold after it opened; past that, while
+// the outbox holds a chunk or more for the link, blockIdle again. The block could go no sooner than the queue ahead of it drains:
+// on a slow link blockHold cut blocks of about 20 shards, repaired for
+// the unluckiest member at several times the parity a shard of a full
+// block (at 1 Mbit/s a chunk is 165 ms of the link).
+func (s *Sequencer) holdLocked(now time.Time) time.Duration {
+	left := blockHold - now.Sub(s.openSince)
+	if left <= 0 && len(s.outbox) >= drainChunk {
+		return blockIdle
+	}
+	return min(blockIdle, left)
 }
 
 // sendBlockLocked multicasts the open block, its batches coded as one FEC
