@@ -688,7 +688,7 @@ func (m *Member) repair() {
 	}
 	entries := m.nackEntriesLocked(now)
 	var nack []byte
-	if len(entries) > 0 {
+	if len(entries) > 0 && !rx.streaming && m.path != PathTCP {
 		m.nackCounter++
 		rx.nack.KeyID, rx.nack.Session, rx.nack.Counter, rx.nack.Entries = m.keyID, m.nackSession, m.nackCounter, entries
 		body, err := wire.AppendNackBody(nil, &rx.nack)
@@ -724,14 +724,9 @@ func (m *Member) repair() {
 
 // nackEntriesLocked returns the blocks due a NACK at now (nackDueLocked),
 // oldest first, at most wire.MaxNackEntries, and puts off each one's
-// next NACK. A member off multicast sends no NACK, and so counts none
-// against its blocks' backoff: back on multicast, its first NACK waited
-// up to 8 nackRetry.
+// next NACK.
 func (m *Member) nackEntriesLocked(now time.Time) []wire.NackEntry {
 	rx := &m.rx
-	if rx.streaming || m.path == PathTCP {
-		return nil
-	}
 	var entries []wire.NackEntry
 	for b := rx.doneBelow; b <= rx.lastBlock && len(entries) < wire.MaxNackEntries; b++ {
 		p := rx.partials[b]

@@ -209,34 +209,6 @@ func TestNackBacksOff(t *testing.T) {
 	}
 }
 
-// TestNoBackoffOffMulticast: a member on the stream sends no NACK, and
-// its blocks count none against their backoff: back on multicast it asks
-// at once.
-func TestNoBackoffOffMulticast(t *testing.T) {
-	m := newPathMember(t, newPathHost(t, new(countSink)))
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	const b = 7
-	t0 := time.Unix(1_000_000, 0)
-	p := &partial{k: 4, sent: 6, have: 2, first: t0, last: t0, shards: make([][]byte, wire.MaxShards)}
-	p.got.add(0)
-	p.got.add(5)
-	rx := &m.rx
-	rx.partials[b], rx.doneBelow, rx.lastBlock, rx.lastMcast = p, b, b, t0
-	rx.streaming = true
-	now := t0.Add(nackHold + nackBackoff)
-	for range 3 {
-		if es := m.nackEntriesLocked(now); len(es) != 0 || p.asked != 0 {
-			t.Fatalf("on the stream: NACK entries %+v, %d counted against the block; want none", es, p.asked)
-		}
-		now = now.Add(8 * nackRetry)
-	}
-	rx.streaming = false
-	if es := m.nackEntriesLocked(now); len(es) != 1 || p.nackAt.Sub(now) != nackRetry {
-		t.Errorf("back on multicast: NACK entries %+v, next in %v; want block %d now, the next in %v", es, p.nackAt.Sub(now), b, nackRetry)
-	}
-}
-
 // TestFirstLossReadingComesEarly: a member's first loss reading counts
 // each block as soon as it is resolved and a later one came (its first
 // transmission is then all in), not once it is keepResolved blocks
