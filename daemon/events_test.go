@@ -104,15 +104,22 @@ func (f *fakeDirect) Send() { f.sent = append(f.sent, f.took[len(f.took)-1]) }
 
 func (f *fakeDirect) Full() bool { return f.full }
 
+// directSubscriber returns a hub and the fakeDirect and channel of a live
+// subscription to room "r", ended with the test.
+func directSubscriber(t *testing.T) (*hub, *fakeDirect, <-chan ctl.Event) {
+	h := newHub()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	d := &fakeDirect{}
+	_, live := h.subscribe(ctx, "r", 0, false, d)
+	return h, d, live
+}
+
 // TestHubDirectFull: once the events a stream declined hold all the text
 // it may keep waiting (Full), the next one it declines ends its
 // subscription as fallen behind, rather than joins the queue.
 func TestHubDirectFull(t *testing.T) {
-	h := newHub()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	d := &fakeDirect{}
-	_, live := h.subscribe(ctx, "r", 0, false, d)
+	h, d, live := directSubscriber(t)
 	h.publish(ctl.Event{Kind: ctl.EventMessage, Room: "r", Seq: 3}, true)
 	d.full = true
 	h.publish(ctl.Event{Kind: ctl.EventMessage, Room: "r", Seq: 4}, true) // taken: still live
@@ -130,11 +137,7 @@ func TestHubDirectFull(t *testing.T) {
 // Outside a hold each taken event is sent at once; in one, all of them at
 // the end.
 func TestHubDirect(t *testing.T) {
-	h := newHub()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	d := &fakeDirect{}
-	_, live := h.subscribe(ctx, "r", 0, false, d)
+	h, d, live := directSubscriber(t)
 	for seq := uint64(1); seq <= 4; seq++ {
 		h.publish(ctl.Event{Kind: ctl.EventMessage, Room: "r", Seq: seq}, true)
 	}
